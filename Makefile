@@ -1,0 +1,50 @@
+# Two commands set everything up on a fresh Debian machine (run as root):
+#   make run   installs what is missing, then runs the lab
+#   make test  installs what is missing, then runs every test lane
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+VENV ?= .venv
+PY := $(VENV)/bin/python
+# Debian packages: the reference CNI plugins the netns lane chains with ours, iproute2 for
+# `ip netns`, the venv module, and bcc (python3-bpfcc; the PyPI "bcc" is another project).
+APT_PACKAGES := containernetworking-plugins iproute2 python3-venv python3-bpfcc
+VENV_STAMP := $(VENV)/.spidernet-installed
+
+.PHONY: help run test setup deps venv lint typecheck contracts unit netns package clean
+
+help:
+	@echo "make run    install what is missing, then run the lab"
+	@echo "make test   install what is missing, then run every test lane"
+
+setup: deps venv
+
+# Installs only the Debian packages that are missing; a second run does nothing.
+deps:
+	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
+	if [ -n "$$missing" ]; then \
+		echo "installing Debian packages: $$missing"; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+	fi
+
+# The venv sees Debian's bcc through --system-site-packages (DESIGN.md, "Environment facts").
+venv: $(VENV_STAMP)
+$(VENV_STAMP): pyproject.toml | deps
+	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages $(VENV)
+	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
+	@touch $@
+
+run: setup
+	@echo "spidernet is installed in $(VENV); 'spidernet install-cni --bin-dir DIR' puts the plugins in place."
+	@echo "The lab (pods in network namespaces wired through macvlan + spidernet-ipam +"
+	@echo "spidernet-coordinator) arrives with the IPAM and coordinator issues; until then"
+	@echo "'make run' only installs."
+
+test: setup
+	@$(PY) tests/lanes.py
+
+lint typecheck contracts unit netns package: setup
+	@$(PY) tests/lanes.py $@
+
+clean:
+	rm -rf $(VENV) .build build dist *.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,0 +1,63 @@
+"""The text of the CNI executables that `spidernet install-cni` writes.
+
+A runtime starts a plugin process for every call, and CPython pays for each import on each
+call (DESIGN.md, "Thin plugins, hot node service"). The executable therefore runs with
+`-I -S` (no site packages, nothing imported but builtins) and answers VERSION itself; every
+other verb is handed, with the same stdin and environment, to the plugin module under the
+interpreter that installed it.
+"""
+
+from __future__ import annotations
+
+from . import version as cni_version
+
+PLUGINS: dict[str, str] = {
+    "spidernet-ipam": "spidernet.node.ipam",
+    "spidernet-coordinator": "spidernet.node.coordinator",
+    "spidernet-ifacer": "spidernet.node.ifacer",
+}
+
+# The kernel reads at most this many bytes of a "#!" line (BINPRM_BUF_SIZE - 1 on Linux).
+MAX_SHEBANG = 255
+
+_TEMPLATE = """\
+#!{python} -IS
+# {name}: written by `spidernet install-cni`; do not edit. It answers VERSION without
+# loading site packages and runs every other verb as `{python} -I -m {module}`.
+import os
+import sys
+
+if os.environ.get("CNI_COMMAND") == "VERSION":
+    sys.stdout.write({version_json!r})
+    sys.exit(0)
+try:
+    os.execv({python!r}, [{python!r}, "-I", "-m", {module!r}])
+except OSError as e:
+    import json
+
+    msg = "{name}: failed to start " + {python!r} + ": " + str(e.strerror)
+    sys.stdout.write(json.dumps({{"cniVersion": "{current}", "code": 5, "msg": msg}}) + "\\n")
+    sys.stderr.write(msg + "\\n")
+    sys.exit(1)
+"""
+
+
+class LauncherError(ValueError):
+    """Raised when an executable cannot be written for the given interpreter path."""
+
+
+def render(name: str, python: str) -> str:
+    """The executable for plugin `name`, run by the interpreter at `python`."""
+    if name not in PLUGINS:
+        raise LauncherError(f"unknown plugin '{name}'")
+    if not python.startswith("/") or any(c.isspace() for c in python):
+        raise LauncherError(f"interpreter path '{python}' must be absolute without spaces")
+    if len(f"#!{python} -IS") > MAX_SHEBANG:
+        raise LauncherError(f"interpreter path '{python}' is too long for a '#!' line")
+    return _TEMPLATE.format(
+        name=name,
+        python=python,
+        module=PLUGINS[name],
+        version_json=cni_version.version_info_json(),
+        current=cni_version.CURRENT,
+    )

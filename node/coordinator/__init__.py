@@ -1,0 +1,1 @@
+"""spidernet-coordinator: veth host connectivity and policy routing across NICs."""

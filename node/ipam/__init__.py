@@ -1,0 +1,1 @@
+"""spidernet-ipam: the IPAM plugin, a thin client of the control service."""

@@ -1,0 +1,412 @@
+"""The pyroute2-backed netlink client, opened in one network namespace.
+
+Sockets are opened *in* the namespace (`IPRoute(netns=path, flags=0)`): pyroute2 forks a
+child that enters it and hands the socket back, so no thread of ours changes namespace, and
+`flags=0` makes a missing namespace an error instead of creating a new one (pyroute2's
+default O_CREAT would).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from typing import Any, TypeVar
+
+from pyroute2 import IPRoute
+from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
+from spidernet.node.netns import NetnsGone, check
+
+from .errors import NotFound, classify
+from .records import (
+    AF_INET,
+    AF_INET6,
+    IFF_UP,
+    RT_TABLE_MAIN,
+    Address,
+    IPAddress,
+    IPInterface,
+    Link,
+    Neighbour,
+    Route,
+    Rule,
+    State,
+)
+
+T = TypeVar("T")
+# A dump the kernel marks NLM_F_DUMP_INTR (state changed while dumping) is retried this
+# often, as the reference plugins' netlinksafe does.
+DUMP_ATTEMPTS = 5
+
+
+def _addr(text: str | None) -> IPAddress | None:
+    return ipaddress.ip_address(text) if text else None
+
+
+def _net(
+    text: str | None, length: int, family: int
+) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
+    if not text:
+        text = "0.0.0.0" if family == AF_INET else "::"
+    return ipaddress.ip_network(f"{text}/{length}", strict=False)
+
+
+class Netlink:
+    """rtnetlink requests in one namespace; use as a context manager to close the socket."""
+
+    def __init__(self, ipr: IPRoute, where: str) -> None:
+        self._ipr = ipr
+        self.where = where
+
+    def __enter__(self) -> Netlink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the netlink socket."""
+        self._ipr.close()
+
+    def _call(self, action: str, obj: str, fn: Callable[[], T]) -> T:
+        try:
+            return fn()
+        except NetlinkError as e:
+            raise classify(action, f"{obj} in {self.where}", e.code) from e
+
+    def _dump(self, what: str, fn: Callable[[], Any]) -> list[Any]:
+        for attempt in range(DUMP_ATTEMPTS):
+            try:
+                return list(fn())
+            except NetlinkDumpInterrupted:
+                if attempt == DUMP_ATTEMPTS - 1:
+                    raise
+            except NetlinkError as e:
+                raise classify("dump", f"{what} in {self.where}", e.code) from e
+        return []  # pragma: no cover - the loop returns or raises
+
+    # -- reading ------------------------------------------------------------------------
+
+    def links(self) -> list[Link]:
+        """Every link in the namespace."""
+        out = []
+        for m in self._dump("links", lambda: self._ipr.link("dump")):
+            out.append(
+                Link(
+                    index=m["index"],
+                    name=m.get("ifname"),
+                    kind=m.get(("linkinfo", "kind")) or "",
+                    mac=m.get("address") or "",
+                    mtu=m.get("mtu") or 0,
+                    up=bool(m["flags"] & IFF_UP),
+                    master=m.get("master"),
+                    link=m.get("link"),
+                    link_netnsid=m.get("link_netnsid"),
+                )
+            )
+        return out
+
+    def link(self, name: str) -> Link:
+        """The link called `name`; raises NotFound."""
+        for link in self.links():
+            if link.name == name:
+                return link
+        raise NotFound("find", f"link '{name}' in {self.where}", 19)
+
+    def index(self, name: str) -> int:
+        """The interface index of `name`; raises NotFound."""
+        found = self._call("look up", f"link '{name}'", lambda: self._ipr.link_lookup(ifname=name))
+        if not found:
+            raise NotFound("find", f"link '{name}' in {self.where}", 19)
+        return int(found[0])
+
+    def addresses(self) -> list[Address]:
+        """Every address in the namespace, both families."""
+        out = []
+        for family in (AF_INET, AF_INET6):
+            for m in self._dump("addresses", partial(self._ipr.addr, "dump", family=family)):
+                out.append(
+                    Address(
+                        index=m["index"],
+                        address=ipaddress.ip_interface(f"{m.get('address')}/{m['prefixlen']}"),
+                        scope=m["scope"],
+                        flags=m.get("flags") or m["flags"],
+                    )
+                )
+        return out
+
+    def routes(self) -> list[Route]:
+        """Every route of every table, both families (multipath next hops are not split)."""
+        out = []
+        for family in (AF_INET, AF_INET6):
+            for m in self._dump("routes", partial(self._ipr.route, "dump", family=family)):
+                out.append(
+                    Route(
+                        dst=_net(m.get("dst"), m["dst_len"], family),
+                        table=m.get("table") or m["table"],
+                        gateway=_addr(m.get("gateway")),
+                        oif=m.get("oif"),
+                        prefsrc=_addr(m.get("prefsrc")),
+                        proto=m["proto"],
+                        scope=m["scope"],
+                        type=m["type"],
+                        priority=m.get("priority") or 0,
+                    )
+                )
+        return out
+
+    def rules(self) -> list[Rule]:
+        """Every IPv4 and IPv6 policy routing rule."""
+        out = []
+        for family in (AF_INET, AF_INET6):
+            for m in self._dump("rules", partial(self._ipr.rule, "dump", family=family)):
+                src, dst = m.get("src"), m.get("dst")
+                out.append(
+                    Rule(
+                        family=family,
+                        priority=m.get("priority") or 0,
+                        table=m.get("table") or m["table"],
+                        src=_net(src, m["src_len"], family) if src else None,
+                        dst=_net(dst, m["dst_len"], family) if dst else None,
+                        iifname=m.get("iifname") or "",
+                        oifname=m.get("oifname") or "",
+                        fwmark=m.get("fwmark") or 0,
+                        fwmask=m.get("fwmask") or 0,
+                        action=m["action"],
+                    )
+                )
+        return out
+
+    def neighbours(self) -> list[Neighbour]:
+        """Every neighbour entry, both families."""
+        out = []
+        for family in (AF_INET, AF_INET6):
+            for m in self._dump("neighbours", partial(self._ipr.neigh, "dump", family=family)):
+                if not m.get("dst"):
+                    continue
+                out.append(
+                    Neighbour(
+                        ifindex=m["ifindex"],
+                        dst=ipaddress.ip_address(m.get("dst")),
+                        lladdr=m.get("lladdr") or "",
+                        state=m["state"],
+                    )
+                )
+        return out
+
+    def state(self) -> State:
+        """A snapshot of links, addresses, routes, rules and neighbours."""
+        return State(
+            links=tuple(self.links()),
+            addresses=tuple(self.addresses()),
+            routes=tuple(self.routes()),
+            rules=tuple(self.rules()),
+            neighbours=tuple(self.neighbours()),
+        )
+
+    # -- links --------------------------------------------------------------------------
+
+    def add_veth(
+        self, name: str, peer: str, *, peer_netns: str | None = None, mtu: int = 0
+    ) -> None:
+        """Create a veth pair here; `peer_netns` (a path) moves the peer end there."""
+        extra = {"mtu": mtu} if mtu else {}
+        self._call(
+            "add",
+            f"veth '{name}'",
+            lambda: self._ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer}, **extra),
+        )
+        if peer_netns is not None:
+            try:
+                self.move(peer, peer_netns)
+            except BaseException:
+                self.delete_link(name, missing_ok=True)
+                raise
+
+    def add_link(self, name: str, kind: str, **attrs: object) -> None:
+        """Create a link of `kind` (bridge, macvlan, ...) with pyroute2 attributes."""
+        self._call(
+            "add",
+            f"{kind} '{name}'",
+            lambda: self._ipr.link("add", ifname=name, kind=kind, **attrs),
+        )
+
+    def move(self, name: str, netns_path: str) -> None:
+        """Move link `name` into the namespace at `netns_path`."""
+        check(netns_path)
+        index = self.index(name)
+        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            self._call(
+                "move",
+                f"link '{name}' to {netns_path}",
+                lambda: self._ipr.link("set", index=index, net_ns_fd=fd),
+            )
+        finally:
+            os.close(fd)
+
+    def set_link(self, name: str, **attrs: object) -> None:
+        """Change attributes of link `name` (state="up", master=index, mtu=..., address=...)."""
+        index = self.index(name)
+        self._call("set", f"link '{name}'", lambda: self._ipr.link("set", index=index, **attrs))
+
+    def delete_link(self, name: str, *, missing_ok: bool = False) -> None:
+        """Delete link `name` (and its veth peer with it)."""
+        try:
+            index = self.index(name)
+            self._call("delete", f"link '{name}'", lambda: self._ipr.link("del", index=index))
+        except NotFound:
+            if not missing_ok:
+                raise
+
+    # -- addresses, routes, rules, neighbours -------------------------------------------
+
+    def add_address(self, name: str, address: IPInterface) -> None:
+        """Add `address` to link `name` (IPv6 without DAD delay: IFA_F_NODAD)."""
+        index = self.index(name)
+        extra = {"flags": 0x02} if address.version == 6 else {}
+        self._call(
+            "add",
+            f"address {address} on '{name}'",
+            lambda: self._ipr.addr(
+                "add",
+                index=index,
+                address=str(address.ip),
+                prefixlen=address.network.prefixlen,
+                **extra,
+            ),
+        )
+
+    def delete_address(self, name: str, address: IPInterface) -> None:
+        """Remove `address` from link `name`."""
+        index = self.index(name)
+        self._call(
+            "delete",
+            f"address {address} on '{name}'",
+            lambda: self._ipr.addr(
+                "del", index=index, address=str(address.ip), prefixlen=address.network.prefixlen
+            ),
+        )
+
+    def _route_spec(self, route: Route) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "dst": str(route.dst),
+            "table": route.table,
+            "proto": route.proto,
+            "scope": route.scope,
+            "type": route.type,
+            "family": route.family,
+        }
+        if route.gateway is not None:
+            spec["gateway"] = str(route.gateway)
+        if route.oif is not None:
+            spec["oif"] = route.oif
+        if route.prefsrc is not None:
+            spec["prefsrc"] = str(route.prefsrc)
+        if route.priority:
+            spec["priority"] = route.priority
+        return spec
+
+    def add_route(self, route: Route) -> None:
+        """Install `route`."""
+        spec = self._route_spec(route)
+        self._call(
+            "add", f"route {route.dst} table {route.table}", lambda: self._ipr.route("add", **spec)
+        )
+
+    def delete_route(self, route: Route) -> None:
+        """Remove `route`."""
+        spec = self._route_spec(route)
+        self._call(
+            "delete",
+            f"route {route.dst} table {route.table}",
+            lambda: self._ipr.route("del", **spec),
+        )
+
+    def _rule_spec(self, rule: Rule) -> dict[str, Any]:
+        spec: dict[str, Any] = {
+            "family": rule.family,
+            "priority": rule.priority,
+            "table": rule.table,
+            "action": rule.action,
+        }
+        if rule.src is not None:
+            spec.update(src=str(rule.src.network_address), src_len=rule.src.prefixlen)
+        if rule.dst is not None:
+            spec.update(dst=str(rule.dst.network_address), dst_len=rule.dst.prefixlen)
+        if rule.iifname:
+            spec["iifname"] = rule.iifname
+        if rule.oifname:
+            spec["oifname"] = rule.oifname
+        if rule.fwmark:
+            spec["fwmark"] = rule.fwmark
+            spec["fwmask"] = rule.fwmask or 0xFFFFFFFF
+        return spec
+
+    def add_rule(self, rule: Rule) -> None:
+        """Install policy routing `rule`."""
+        spec = self._rule_spec(rule)
+        self._call(
+            "add", f"rule {rule.priority} table {rule.table}", lambda: self._ipr.rule("add", **spec)
+        )
+
+    def delete_rule(self, rule: Rule) -> None:
+        """Remove policy routing `rule`."""
+        spec = self._rule_spec(rule)
+        self._call(
+            "delete",
+            f"rule {rule.priority} table {rule.table}",
+            lambda: self._ipr.rule("del", **spec),
+        )
+
+    def add_neighbour(self, neighbour: Neighbour) -> None:
+        """Install a neighbour entry (permanent unless `state` says otherwise)."""
+        self._call(
+            "add",
+            f"neighbour {neighbour.dst}",
+            lambda: self._ipr.neigh(
+                "add",
+                dst=str(neighbour.dst),
+                lladdr=neighbour.lladdr,
+                ifindex=neighbour.ifindex,
+                state=neighbour.state,
+            ),
+        )
+
+    def delete_neighbour(self, neighbour: Neighbour) -> None:
+        """Remove a neighbour entry."""
+        self._call(
+            "delete",
+            f"neighbour {neighbour.dst}",
+            lambda: self._ipr.neigh("del", dst=str(neighbour.dst), ifindex=neighbour.ifindex),
+        )
+
+
+def open_netlink(netns: str | None = None) -> Netlink:
+    """A client in the namespace at path `netns` (None: this process's namespace).
+
+    Raises NetnsGone when the namespace does not exist; it is never created.
+    """
+    if netns is None:
+        return Netlink(IPRoute(), "this namespace")
+    check(netns)
+    try:
+        ipr = IPRoute(netns=netns, flags=0)
+    except FileNotFoundError as e:
+        raise NetnsGone(f"network namespace '{netns}' does not exist") from e
+    return Netlink(ipr, f"netns '{netns}'")
+
+
+@contextmanager
+def netlink(netns: str | None = None) -> Iterator[Netlink]:
+    """`with netlink(path) as nl:` opens and closes a client."""
+    client = open_netlink(netns)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+__all__ = ["AF_INET6", "RT_TABLE_MAIN", "Netlink", "netlink", "open_netlink"]

@@ -1,0 +1,115 @@
+"""Network namespaces: naming, checking and creating them, never entering them.
+
+A namespace belongs to a thread, not a process (CNI pkg/ns README), so nothing here calls
+setns. Sockets are opened *in* a namespace by the netlink adapter (pyroute2 forks a child
+for that); commands run in one through `ip netns exec`, a new process. A missing namespace
+is reported as NetnsGone and is never created by accident.
+"""
+
+from __future__ import annotations
+
+import errno
+import fcntl
+import os
+import subprocess
+from pathlib import Path
+
+RUN_DIR = Path("/run/netns")
+# ioctl(NS_GET_NSTYPE) = _IO(0xb7, 0x3), Linux >= 4.11 (ioctl_ns(2)); CLONE_NEWNET from sched.h.
+_NS_GET_NSTYPE = 0xB703
+_CLONE_NEWNET = 0x40000000
+
+
+class NetnsGone(Exception):
+    """Raised when a namespace path does not exist (any more): a torn-down sandbox."""
+
+
+class NotANetns(Exception):
+    """Raised when a path exists but is not a network namespace."""
+
+
+class NetnsCommandError(Exception):
+    """Raised when `ip netns` fails to create or remove a namespace."""
+
+
+def path_of(ref: str) -> str:
+    """`ref` as a path: a bare name means /run/netns/NAME, as for `ip netns`."""
+    return ref if "/" in ref else str(RUN_DIR / ref)
+
+
+def check(path: str) -> None:
+    """Raise NetnsGone or NotANetns unless `path` is a network namespace."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as e:
+        raise NetnsGone(f"network namespace '{path}' does not exist") from e
+    try:
+        kind = fcntl.ioctl(fd, _NS_GET_NSTYPE)
+    except OSError as e:
+        if e.errno in (errno.ENOTTY, errno.EINVAL):
+            raise NotANetns(f"'{path}' is not a network namespace") from e
+        raise
+    finally:
+        os.close(fd)
+    if kind != _CLONE_NEWNET:
+        raise NotANetns(f"'{path}' is not a network namespace")
+
+
+def same(a: str, b: str) -> bool:
+    """True when two namespace paths name the same namespace."""
+    sa, sb = os.stat(a), os.stat(b)
+    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
+
+
+def of_process(pid: int) -> str:
+    """The network namespace path of process `pid` (the caller's, for host-side work)."""
+    return f"/proc/{pid}/ns/net"
+
+
+def names() -> set[str]:
+    """Names of the namespaces under /run/netns."""
+    try:
+        return {p.name for p in RUN_DIR.iterdir()}
+    except FileNotFoundError:
+        return set()
+
+
+def _ip(*args: str) -> None:
+    proc = subprocess.run(["ip", *args], capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise NetnsCommandError(f"failed to run 'ip {' '.join(args)}': {proc.stderr.strip()}")
+
+
+def create(name: str) -> str:
+    """Create the named namespace with `lo` up; returns its path."""
+    _ip("netns", "add", name)
+    try:
+        _ip("-n", name, "link", "set", "lo", "up")
+    except NetnsCommandError:
+        remove(name)
+        raise
+    return path_of(name)
+
+
+def remove(name: str) -> None:
+    """Remove the named namespace; a missing one is already removed."""
+    if name in names():
+        _ip("netns", "delete", name)
+
+
+def exec_argv(name_or_path: str, argv: list[str]) -> list[str]:
+    """The argv that runs `argv` inside a namespace (a new process, as a runtime does)."""
+    if "/" in name_or_path:
+        return ["nsenter", f"--net={name_or_path}", "--", *argv]
+    return ["ip", "netns", "exec", name_or_path, *argv]
+
+
+def set_sysctl(name_or_path: str, key: str, value: str) -> None:
+    """Set sysctl `key` inside a namespace (/proc/sys/net shows the reading task's netns,
+    so this runs in a new process there rather than switching ours)."""
+    argv = exec_argv(name_or_path, ["sysctl", "-qw", f"{key}={value}"])
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise NetnsCommandError(
+            f"failed to set sysctl '{key}' in '{name_or_path}': {proc.stderr.strip()}"
+        )

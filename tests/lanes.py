@@ -1,0 +1,131 @@
+"""Run the test lanes of `make test` and print one summary line per lane.
+
+Usage: tests/lanes.py [LANE ...]   (default: every lane, in order)
+
+Check lanes (lint, typecheck, contracts) pass or fail; test lanes run pytest with a JUnit
+report, and a test lane that ran zero tests fails. The last line is the total, in the
+"N passed, N failed, N skipped" form CI reads.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+BIN = Path(sys.executable).parent
+BUILD = ROOT / ".build"
+
+
+@dataclass
+class Outcome:
+    """What one lane did."""
+
+    lane: str
+    ok: bool
+    passed: int = 0
+    failed: int = 0
+    skipped: int = 0
+    seconds: float = 0.0
+    note: str = ""
+
+
+def _run(cmd: list[str], cwd: Path = ROOT) -> bool:
+    print(f"$ {' '.join(cmd)}", flush=True)
+    return subprocess.run(cmd, cwd=cwd, check=False).returncode == 0
+
+
+def lint() -> Outcome:
+    ok = _run([str(BIN / "ruff"), "check", "."]) and _run(
+        [str(BIN / "ruff"), "format", "--check", "."]
+    )
+    return Outcome("lint", ok, note="ruff check + ruff format --check")
+
+
+def typecheck() -> Outcome:
+    # mypy names modules after their directories; the repository root is the `spidernet`
+    # package, so check it through a directory named `spidernet` that links to the root.
+    base = BUILD / "typecheck"
+    base.mkdir(parents=True, exist_ok=True)
+    link = base / "spidernet"
+    if not link.is_symlink():
+        link.symlink_to(Path("..", ".."))
+    targets = ["__init__.py", "__main__.py", "cli.py", "node", "control", "tests"]
+    cmd = [str(BIN / "mypy"), "--config-file", str(ROOT / "pyproject.toml")]
+    cmd += [f"spidernet/{t}" for t in targets]
+    return Outcome("typecheck", _run(cmd, cwd=base), note="mypy --strict")
+
+
+def contracts() -> Outcome:
+    return Outcome("contracts", _run([str(BIN / "lint-imports")]), note="import-linter")
+
+
+def _pytest(lane: str, path: str, *, root: bool = False) -> Outcome:
+    if root and os.geteuid() != 0:
+        return Outcome(lane, False, note="needs root (network namespaces)")
+    report = BUILD / f"junit-{lane}.xml"
+    report.parent.mkdir(parents=True, exist_ok=True)
+    report.unlink(missing_ok=True)
+    start = time.monotonic()
+    code = subprocess.run(
+        [sys.executable, "-m", "pytest", path, f"--junitxml={report}", "-q"], cwd=ROOT, check=False
+    ).returncode
+    out = Outcome(lane, code == 0, seconds=time.monotonic() - start)
+    if report.exists():
+        for suite in ET.parse(report).getroot().iter("testsuite"):
+            total = int(suite.get("tests", 0))
+            failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
+            skipped = int(suite.get("skipped", 0))
+            out.failed += failed
+            out.skipped += skipped
+            out.passed += total - failed - skipped
+    if out.passed + out.failed == 0:
+        out.ok = False
+        out.note = "ran zero tests"
+    return out
+
+
+LANES: dict[str, Callable[[], Outcome]] = {
+    "lint": lint,
+    "typecheck": typecheck,
+    "contracts": contracts,
+    "unit": partial(_pytest, "unit", "tests/unit"),
+    "netns": partial(_pytest, "netns", "tests/netns", root=True),
+    "package": partial(_pytest, "package", "tests/package"),
+}
+
+
+def main(argv: list[str]) -> int:
+    """Run the named lanes (all by default); exit 1 when any failed."""
+    names = argv or list(LANES)
+    unknown = [n for n in names if n not in LANES]
+    if unknown:
+        print(f"unknown lane(s): {', '.join(unknown)}; lanes: {', '.join(LANES)}", file=sys.stderr)
+        return 2
+    outcomes = []
+    for name in names:
+        print(f"\n=== lane {name} ===", flush=True)
+        outcomes.append(LANES[name]())
+    print("\n=== summary ===")
+    for o in outcomes:
+        status = "ok" if o.ok else "FAILED"
+        counts = f"{o.passed} passed, {o.failed} failed, {o.skipped} skipped"
+        tested = o.passed + o.failed + o.skipped > 0
+        detail = f"{counts} in {o.seconds:.1f}s" if tested else ""
+        print(f"lane {o.lane:<10} {status:<7} {detail}{'; ' if detail and o.note else ''}{o.note}")
+    passed = sum(o.passed for o in outcomes)
+    failed = sum(o.failed for o in outcomes) + sum(1 for o in outcomes if not o.ok and not o.failed)
+    skipped = sum(o.skipped for o in outcomes)
+    print(f"total: {passed} passed, {failed} failed, {skipped} skipped")
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
