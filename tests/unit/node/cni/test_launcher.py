@@ -1,0 +1,85 @@
+"""The plugin executables: what install-cni writes, and what a VERSION call costs."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from spidernet.node.cni import version
+from spidernet.node.cni.launcher import PLUGINS, LauncherError, render
+from spidernet.node.install import install_cni
+
+HEAVY = ("pyroute2", "scapy", "bcc", "kubernetes", "trio")
+
+
+def run(
+    argv: list[str], env: dict[str, str], stdin: bytes = b""
+) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run(argv, input=stdin, env=env, capture_output=True, timeout=60, check=False)
+
+
+def test_install_writes_every_plugin_executable(tmp_path: Path) -> None:
+    paths = install_cni(tmp_path / "bin", sys.executable)
+    assert sorted(p.name for p in paths) == sorted(PLUGINS)
+    for p in paths:
+        assert os.access(p, os.X_OK)
+        assert p.read_text().startswith(f"#!{sys.executable} -IS\n")
+    assert [p.name for p in (tmp_path / "bin").iterdir() if p.name.startswith(".")] == []
+
+
+@pytest.mark.parametrize("name", sorted(PLUGINS))
+def test_version_is_answered_without_starting_python_again(tmp_path: Path, name: str) -> None:
+    # The executable points at an interpreter that does not exist for the module path; VERSION
+    # still answers, so it ran in the -I -S launcher itself.
+    script = tmp_path / name
+    script.write_text(
+        render(name, sys.executable).replace(
+            f"os.execv({sys.executable!r}", "os.execv('/nonexistent/python'"
+        )
+    )
+    script.chmod(0o755)
+    res = run([str(script)], {"CNI_COMMAND": "VERSION"})
+    assert res.returncode == 0
+    assert res.stdout.decode() == version.version_info_json()
+    other = run([str(script)], {"CNI_COMMAND": "ADD"})
+    assert other.returncode == 1
+    assert json.loads(other.stdout)["code"] == 5
+    assert b"failed to start" in other.stderr
+
+
+@pytest.mark.parametrize("module", sorted(PLUGINS.values()))
+@pytest.mark.parametrize("command", ["VERSION", "ADD", "DEL"])
+def test_plugin_module_imports_nothing_heavy(module: str, command: str) -> None:
+    env = {
+        "CNI_COMMAND": command,
+        "CNI_CONTAINERID": "abc",
+        "CNI_NETNS": "/run/netns/none",
+        "CNI_IFNAME": "eth0",
+    }
+    conf = json.dumps({"cniVersion": "1.1.0", "name": "n", "type": "x"}).encode()
+    res = run([sys.executable, "-X", "importtime", "-I", "-m", module], env, conf)
+    imported = {
+        line.split("|")[-1].strip() for line in res.stderr.decode().splitlines() if "|" in line
+    }
+    assert imported, "no import timing was printed"
+    assert not {m for m in imported if m.split(".")[0] in HEAVY}
+    if command == "ADD":
+        assert json.loads(res.stdout)["code"] == 100
+    else:
+        assert res.returncode == 0
+
+
+@pytest.mark.parametrize("python", ["python3", "/with space/python", "/" + "x" * 300])
+def test_bad_interpreter_paths_are_refused(python: str) -> None:
+    with pytest.raises(LauncherError):
+        render("spidernet-ipam", python)
+
+
+def test_unknown_plugin_is_refused() -> None:
+    with pytest.raises(LauncherError, match="unknown plugin"):
+        render("spidernet-nope", sys.executable)
