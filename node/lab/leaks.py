@@ -2,8 +2,8 @@
 
 `footprint` keeps what programs create and drops what the kernel derives on its own (routes
 of proto kernel and the local table, IPv6 link-local addresses, neighbour entries learned
-from traffic), so two footprints differ only when something was added or removed.
-`diff` names the differences.
+from traffic or mapped for multicast), so two footprints differ only when something was
+added or removed. `diff` names the differences.
 """
 
 from __future__ import annotations
@@ -63,7 +63,8 @@ def footprint(state: State) -> Footprint:
     neighbours = {
         f"neighbour {n.dst} lladdr {n.lladdr} dev '{ifname(n.ifindex)}'"
         for n in state.neighbours
-        if n.static
+        # Multicast entries are NOARP entries the kernel maps on its own (RFC 1112 6.4).
+        if n.static and not n.dst.is_multicast
     }
     return Footprint(
         links=frozenset(links),

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import ipaddress
 import secrets
+import subprocess
 from dataclasses import dataclass, field
 
 from spidernet.node import netns
@@ -93,3 +94,15 @@ class Topology:
 def iface(text: str) -> IPInterface:
     """Shorthand for an address with prefix length, e.g. iface("192.0.2.1/24")."""
     return ipaddress.ip_interface(text)
+
+
+def ping(ns: str, address: str, *, deadline_s: int = 3) -> bool:
+    """True when `address` answers one ICMP echo from inside namespace `ns`.
+
+    ping keeps sending (every 0.2 s) until a reply or the deadline, so a first packet lost
+    to neighbour resolution or IPv6 DAD does not fail it: a bounded wait, not a sleep.
+    """
+    argv = netns.exec_argv(
+        ns, ["ping", "-n", "-q", "-c", "1", "-i", "0.2", "-w", str(deadline_s), address]
+    )
+    return subprocess.run(argv, capture_output=True, check=False).returncode == 0

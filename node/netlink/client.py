@@ -213,10 +213,12 @@ class Netlink:
     ) -> None:
         """Create a veth pair here; `peer_netns` (a path) moves the peer end there."""
         extra = {"mtu": mtu} if mtu else {}
+        # Both ends get the MTU: the kernel sets the peer's only from its own attributes.
+        peer_spec = {"ifname": peer, **extra}
         self._call(
             "add",
             f"veth '{name}'",
-            lambda: self._ipr.link("add", ifname=name, kind="veth", peer={"ifname": peer}, **extra),
+            lambda: self._ipr.link("add", ifname=name, kind="veth", peer=peer_spec, **extra),
         )
         if peer_netns is not None:
             try:

@@ -6,7 +6,6 @@ import tomllib
 from pathlib import Path
 
 import pytest
-
 from spidernet.cli import main
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -1,0 +1,97 @@
+"""The netlink adapter against the real kernel, inside throw-away namespaces."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+
+import pytest
+from spidernet.node import netns
+from spidernet.node.lab.topology import Topology, iface
+from spidernet.node.netlink import AlreadyExists, NotFound
+from spidernet.node.netlink.client import netlink, open_netlink
+from spidernet.node.netlink.records import AF_INET, AF_INET6, Neighbour, Route, Rule
+
+
+def test_veth_addresses_routes_rules_and_neighbours_round_trip(topo: Topology) -> None:
+    a, b = topo.namespace("a"), topo.namespace("b")
+    with netlink(netns.path_of(a)) as nl:
+        nl.add_veth("veth-a", "veth-b", peer_netns=netns.path_of(b), mtu=1400)
+        nl.set_link("veth-a", state="up")
+        nl.add_address("veth-a", iface("192.0.2.10/24"))
+        nl.add_address("veth-a", iface("2001:db8:1::10/64"))
+        index = nl.index("veth-a")
+        route = Route(
+            ipaddress.ip_network("198.51.100.0/24"),
+            table=101,
+            gateway=ipaddress.ip_address("192.0.2.1"),
+            oif=index,
+        )
+        route6 = Route(ipaddress.ip_network("2001:db8:2::/64"), table=101, oif=index)
+        nl.add_route(route)
+        nl.add_route(route6)
+        rule = Rule(AF_INET, 1000, 101, src=ipaddress.ip_network("192.0.2.10/32"))
+        rule6 = Rule(AF_INET6, 1000, 101, iifname="veth-a")
+        nl.add_rule(rule)
+        nl.add_rule(rule6)
+        neigh = Neighbour(index, ipaddress.ip_address("192.0.2.7"), "02:00:00:00:00:07")
+        nl.add_neighbour(neigh)
+
+        link = nl.link("veth-a")
+        assert (link.kind, link.mtu, link.up) == ("veth", 1400, True)
+        assert link.link_netnsid is not None  # the peer lives in another namespace
+        addrs = {str(x.address) for x in nl.addresses() if x.index == index}
+        assert {"192.0.2.10/24", "2001:db8:1::10/64"} <= addrs
+        tables = [r for r in nl.routes() if r.table == 101]
+        assert {(str(r.dst), r.gateway, r.oif) for r in tables} == {
+            ("198.51.100.0/24", ipaddress.ip_address("192.0.2.1"), index),
+            ("2001:db8:2::/64", None, index),
+        }
+        rules = [r for r in nl.rules() if r.priority == 1000]
+        assert {(r.family, r.table, r.src, r.iifname) for r in rules} == {
+            (AF_INET, 101, ipaddress.ip_network("192.0.2.10/32"), ""),
+            (AF_INET6, 101, None, "veth-a"),
+        }
+        assert next(n for n in nl.neighbours() if n.dst == neigh.dst).lladdr == neigh.lladdr
+
+        with pytest.raises(AlreadyExists, match="failed to add rule 1000 table 101"):
+            nl.add_rule(rule)
+        nl.delete_rule(rule)
+        nl.delete_rule(rule6)
+        nl.delete_route(route)
+        nl.delete_route(route6)
+        nl.delete_neighbour(neigh)
+        assert [r for r in nl.rules() if r.priority == 1000] == []
+        assert [r for r in nl.routes() if r.table == 101] == []
+        with pytest.raises(NotFound):
+            nl.delete_rule(rule)
+    with netlink(netns.path_of(b)) as nl:
+        assert nl.link("veth-b").mtu == 1400
+    with netlink(netns.path_of(a)) as nl:
+        nl.delete_link("veth-a")
+        with pytest.raises(NotFound, match="link 'veth-a'"):
+            nl.delete_link("veth-a")
+        nl.delete_link("veth-a", missing_ok=True)
+    with netlink(netns.path_of(b)) as nl:
+        assert [x.name for x in nl.links()] == ["lo"]  # the peer went with it
+
+
+def test_duplicate_link_is_already_exists(topo: Topology) -> None:
+    a = topo.namespace("a")
+    with netlink(netns.path_of(a)) as nl:
+        nl.add_link("br-x", "bridge")
+        with pytest.raises(AlreadyExists, match="bridge 'br-x'"):
+            nl.add_link("br-x", "bridge")
+        nl.delete_link("br-x")
+
+
+def test_missing_namespace_is_gone_and_never_created(topo: Topology) -> None:
+    path = f"/run/netns/{topo.prefix}-missing"
+    with pytest.raises(netns.NetnsGone):
+        open_netlink(path)
+    assert not os.path.exists(path)
+
+
+def test_a_file_is_not_a_namespace(tmp_path: object) -> None:
+    with pytest.raises(netns.NotANetns):
+        netns.check("/proc/self/stat")
