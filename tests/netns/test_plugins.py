@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from spidernet.node import netns
@@ -43,15 +44,15 @@ def test_every_verb_from_the_host_namespace(
     assert ver.ok
     assert json.loads(ver.stdout)["supportedVersions"] == list(version.SUPPORTED)
 
-    add = invoke(exe, "ADD", conf(plugin), netns_path=pod, **common)  # type: ignore[arg-type]
+    add = invoke(exe, "ADD", conf(plugin), netns_path=pod, **common)
     assert not add.ok
     assert add.error is not None
     assert add.error.code == Code.NOT_IMPLEMENTED
     assert "Traceback" not in add.stdout + add.stderr
 
     for _ in range(2):  # DEL twice, and DEL of a container never added, succeed
-        assert invoke(exe, "DEL", conf(plugin), netns_path=pod, **common).ok  # type: ignore[arg-type]
-    gone = invoke(exe, "DEL", conf(plugin), netns_path="/run/netns/none", **common)  # type: ignore[arg-type]
+        assert invoke(exe, "DEL", conf(plugin), netns_path=pod, **common).ok
+    gone = invoke(exe, "DEL", conf(plugin), netns_path="/run/netns/none", **common)
     assert gone.ok
 
     status = invoke(exe, "STATUS", conf(plugin, "1.1.0"), host_netns=world.host, cni_path=cni_path)
@@ -61,7 +62,7 @@ def test_every_verb_from_the_host_namespace(
     gc = dict(conf(plugin, "1.1.0"), **{"cni.dev/valid-attachments": []})
     assert invoke(exe, "GC", gc, host_netns=world.host, cni_path=cni_path).ok
 
-    bad = invoke(exe, "ADD", b"{not json", netns_path=pod, **common)  # type: ignore[arg-type]
+    bad = invoke(exe, "ADD", b"{not json", netns_path=pod, **common)
     assert bad.error is not None
     assert bad.error.code == Code.DECODING_FAILURE
 

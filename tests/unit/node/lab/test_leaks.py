@@ -25,7 +25,7 @@ BASE = State(links=(LO, ETH), addresses=(), routes=(), rules=(), neighbours=())
 def with_(**kw: object) -> State:
     fields = {k: getattr(BASE, k) for k in ("links", "addresses", "routes", "rules", "neighbours")}
     fields.update(kw)
-    return State(**fields)  # type: ignore[arg-type]
+    return State(**fields)
 
 
 def test_identical_states_have_no_diff() -> None:
