@@ -17,6 +17,7 @@ from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
+
 from spidernet.node.netns import NetnsGone, check
 
 from .errors import NotFound, classify

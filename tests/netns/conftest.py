@@ -17,6 +17,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from spidernet.node.install import install_cni
 from spidernet.node.lab.harness import (
     GATEWAY4,

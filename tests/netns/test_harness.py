@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+
 from spidernet.node import netns
 from spidernet.node.cni.config import parse_conflist
 from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, SUBNET4, ProcessSnapshot, World

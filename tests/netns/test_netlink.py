@@ -6,6 +6,7 @@ import ipaddress
 import os
 
 import pytest
+
 from spidernet.node import netns
 from spidernet.node.lab.topology import Topology, iface
 from spidernet.node.netlink import AlreadyExists, NotFound

@@ -8,10 +8,11 @@ runtime has run DEL.
 from __future__ import annotations
 
 import json
+from functools import partial
 from pathlib import Path
-from typing import Any
 
 import pytest
+
 from spidernet.node import netns
 from spidernet.node.cni import version
 from spidernet.node.cni.config import parse_conflist
@@ -33,26 +34,24 @@ def test_every_verb_from_the_host_namespace(
 ) -> None:
     exe = str(Path(cni_path[0], plugin))
     pod = netns.path_of(world.pods[0])
-    common = {
-        "container_id": "ctr-9",
-        "ifname": "net1",
-        "cni_path": cni_path,
-        "host_netns": world.host,
-    }
+    # As a runtime calls it: from the host namespace, for container ctr-9's net1.
+    call = partial(
+        invoke, exe, container_id="ctr-9", ifname="net1", cni_path=cni_path, host_netns=world.host
+    )
 
     ver = invoke(exe, "VERSION", {"cniVersion": "1.1.0"}, host_netns=world.host)
     assert ver.ok
     assert json.loads(ver.stdout)["supportedVersions"] == list(version.SUPPORTED)
 
-    add = invoke(exe, "ADD", conf(plugin), netns_path=pod, **common)
+    add = call("ADD", conf(plugin), netns_path=pod)
     assert not add.ok
     assert add.error is not None
     assert add.error.code == Code.NOT_IMPLEMENTED
     assert "Traceback" not in add.stdout + add.stderr
 
     for _ in range(2):  # DEL twice, and DEL of a container never added, succeed
-        assert invoke(exe, "DEL", conf(plugin), netns_path=pod, **common).ok
-    gone = invoke(exe, "DEL", conf(plugin), netns_path="/run/netns/none", **common)
+        assert call("DEL", conf(plugin), netns_path=pod).ok
+    gone = call("DEL", conf(plugin), netns_path="/run/netns/none")
     assert gone.ok
 
     status = invoke(exe, "STATUS", conf(plugin, "1.1.0"), host_netns=world.host, cni_path=cni_path)
@@ -62,7 +61,7 @@ def test_every_verb_from_the_host_namespace(
     gc = dict(conf(plugin, "1.1.0"), **{"cni.dev/valid-attachments": []})
     assert invoke(exe, "GC", gc, host_netns=world.host, cni_path=cni_path).ok
 
-    bad = invoke(exe, "ADD", b"{not json", netns_path=pod, **common)
+    bad = call("ADD", b"{not json", netns_path=pod)
     assert bad.error is not None
     assert bad.error.code == Code.DECODING_FAILURE
 

@@ -6,6 +6,7 @@ import json
 from typing import Any
 
 import pytest
+
 from spidernet.node.cni.config import Attachment, parse_conflist, parse_plugin_conf, plugin_config
 from spidernet.node.cni.env import parse_cni_args, parse_env
 from spidernet.node.cni.errors import CNIError, Code

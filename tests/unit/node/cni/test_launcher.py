@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 
 import pytest
+
 from spidernet.node.cni import version
 from spidernet.node.cni.launcher import PLUGINS, LauncherError, render
 from spidernet.node.install import install_cni

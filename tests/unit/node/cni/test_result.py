@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+
 from spidernet.node.cni import version
 from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.cni.result import (

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+
 from spidernet.node.cni import version
 from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.cni.result import parse_result
