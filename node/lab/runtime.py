@@ -116,6 +116,17 @@ def invoke(
     return Outcome(name, command, proc.returncode, stdout, stderr, result=result)
 
 
+@dataclass(frozen=True)
+class Target:
+    """The container interface a chain call is about."""
+
+    container_id: str = ""
+    netns_path: str = ""
+    ifname: str = ""
+    cni_args: str = ""
+    runtime_config: Mapping[str, Any] | None = None
+
+
 @dataclass
 class Chain:
     """A network config list run against one container, with libcni's result cache."""
@@ -130,30 +141,26 @@ class Chain:
         self,
         index: int,
         command: str,
+        target: Target,
         *,
-        container_id: str = "",
-        netns_path: str = "",
-        ifname: str = "",
-        cni_args: str = "",
         prev: Result | None = None,
-        runtime_config: Mapping[str, Any] | None = None,
         attachments: tuple[Attachment, ...] | None = None,
     ) -> Outcome:
         conf = plugin_config(
             self.conflist,
             index,
             prev_result=prev,
-            runtime_config=runtime_config,
+            runtime_config=target.runtime_config,
             valid_attachments=attachments,
         )
         outcome = invoke(
             find_plugin(conf["type"], self.cni_path),
             command,
             conf,
-            container_id=container_id,
-            netns_path=netns_path,
-            ifname=ifname,
-            cni_args=cni_args,
+            container_id=target.container_id,
+            netns_path=target.netns_path,
+            ifname=target.ifname,
+            cni_args=target.cni_args,
             cni_path=self.cni_path,
             host_netns=self.host_netns,
             extra_env=self.extra_env,
@@ -162,79 +169,40 @@ class Chain:
             raise PluginFailed(outcome)
         return outcome
 
-    def add(
-        self,
-        container_id: str,
-        netns_path: str,
-        ifname: str,
-        *,
-        cni_args: str = "",
-        runtime_config: Mapping[str, Any] | None = None,
-    ) -> Result:
+    @property
+    def _indices(self) -> range:
+        return range(len(self.conflist.plugins))
+
+    def add(self, target: Target) -> Result:
         """ADD through every plugin; raises PluginFailed (the caller then runs DEL)."""
         prev: Result | None = None
-        for index in range(len(self.conflist.plugins)):
-            outcome = self._run(
-                index,
-                "ADD",
-                container_id=container_id,
-                netns_path=netns_path,
-                ifname=ifname,
-                cni_args=cni_args,
-                prev=prev,
-                runtime_config=runtime_config,
-            )
-            prev = outcome.result
+        for index in self._indices:
+            prev = self._run(index, "ADD", target, prev=prev).result
         assert prev is not None
-        self.cache[(container_id, ifname)] = prev
+        self.cache[(target.container_id, target.ifname)] = prev
         return prev
 
-    def delete(
-        self,
-        container_id: str,
-        netns_path: str,
-        ifname: str,
-        *,
-        cni_args: str = "",
-        runtime_config: Mapping[str, Any] | None = None,
-    ) -> None:
+    def delete(self, target: Target) -> None:
         """DEL through every plugin in reverse order with the cached result."""
-        prev = self.cache.get((container_id, ifname))
-        for index in reversed(range(len(self.conflist.plugins))):
-            self._run(
-                index,
-                "DEL",
-                container_id=container_id,
-                netns_path=netns_path,
-                ifname=ifname,
-                cni_args=cni_args,
-                prev=prev,
-                runtime_config=runtime_config,
-            )
-        self.cache.pop((container_id, ifname), None)
+        prev = self.cache.get((target.container_id, target.ifname))
+        for index in reversed(self._indices):
+            self._run(index, "DEL", target, prev=prev)
+        self.cache.pop((target.container_id, target.ifname), None)
 
-    def check(self, container_id: str, netns_path: str, ifname: str, *, cni_args: str = "") -> None:
+    def check(self, target: Target) -> None:
         """CHECK through every plugin with the cached result."""
-        prev = self.cache.get((container_id, ifname))
+        prev = self.cache.get((target.container_id, target.ifname))
         if prev is None:
-            raise CNIError(Code.UNKNOWN_CONTAINER, f"no cached result for '{container_id}'")
-        for index in range(len(self.conflist.plugins)):
-            self._run(
-                index,
-                "CHECK",
-                container_id=container_id,
-                netns_path=netns_path,
-                ifname=ifname,
-                cni_args=cni_args,
-                prev=prev,
-            )
+            raise CNIError(Code.UNKNOWN_CONTAINER, f"no cached result for '{target.container_id}'")
+        for index in self._indices:
+            self._run(index, "CHECK", target, prev=prev)
 
     def status(self) -> None:
         """STATUS of every plugin."""
-        for index in range(len(self.conflist.plugins)):
-            self._run(index, "STATUS")
+        for index in self._indices:
+            self._run(index, "STATUS", Target())
 
     def gc(self, keep: tuple[Attachment, ...]) -> None:
         """GC on every plugin, keeping the attachments in `keep`."""
-        for index in range(len(self.conflist.plugins)):
-            self._run(index, "GC", attachments=keep)
+        for index in self._indices:
+            self._run(index, "GC", Target(), attachments=keep)

@@ -14,7 +14,7 @@ import pytest
 from spidernet.node import netns
 from spidernet.node.cni.config import parse_conflist
 from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, SUBNET4, ProcessSnapshot, World
-from spidernet.node.lab.runtime import Chain, PluginFailed
+from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.topology import iface, ping
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import AF_INET, Rule
@@ -65,7 +65,7 @@ def test_reference_chain_add_check_del(
         host_netns=world.host,
     )
     pod = netns.path_of(world.pods[0])
-    result = chain.add("ctr-1", pod, "net1")
+    result = chain.add(Target("ctr-1", pod, "net1"))
     assert result.cni_version == version
     address = result.ips[0].address
     assert address in ipaddress.ip_network(SUBNET4)
@@ -76,9 +76,9 @@ def test_reference_chain_add_check_del(
         assert address in {a.address for a in nl.addresses() if a.index == link.index}
     assert ping(world.pods[0], GATEWAY4)
     if version != "0.3.1":
-        chain.check("ctr-1", pod, "net1")
-    chain.delete("ctr-1", pod, "net1")
-    chain.delete("ctr-1", pod, "net1")  # DEL is idempotent in the reference plugins too
+        chain.check(Target("ctr-1", pod, "net1"))
+    chain.delete(Target("ctr-1", pod, "net1"))
+    chain.delete(Target("ctr-1", pod, "net1"))  # DEL is idempotent in the reference plugins too
     with netlink(pod) as nl:
         assert [x.name for x in nl.links()] == ["lo"]
 
@@ -126,7 +126,7 @@ def test_reference_plugin_refuses_a_version_it_lacks(
     conflist = parse_conflist(json.dumps(macvlan_host_local(tmp_path, "1.1.0")).encode())
     chain = Chain(conflist, cni_path, host_netns=world.host)
     with pytest.raises(PluginFailed) as info:
-        chain.add("ctr-1", netns.path_of(world.pods[0]), "net1")
+        chain.add(Target("ctr-1", netns.path_of(world.pods[0]), "net1"))
     assert info.value.outcome.plugin == "macvlan"
     assert info.value.outcome.error is not None
     assert info.value.outcome.error.code == 1  # incompatible CNI version

@@ -15,10 +15,10 @@ import pytest
 
 from spidernet.node import netns
 from spidernet.node.cni import version
-from spidernet.node.cni.config import parse_conflist
+from spidernet.node.cni.config import Attachment, parse_conflist
 from spidernet.node.cni.errors import Code
 from spidernet.node.lab.harness import GATEWAY4, SUBNET4, World
-from spidernet.node.lab.runtime import Chain, PluginFailed, invoke
+from spidernet.node.lab.runtime import Chain, PluginFailed, Target, invoke
 from spidernet.node.netlink.client import netlink
 
 PLUGINS = ["spidernet-ipam", "spidernet-coordinator", "spidernet-ifacer"]
@@ -88,11 +88,26 @@ def test_a_chain_failing_at_our_plugin_is_undone_by_del(
     chain = Chain(parse_conflist(json.dumps(conflist).encode()), cni_path, host_netns=world.host)
     pod = netns.path_of(world.pods[1])
     with pytest.raises(PluginFailed) as info:
-        chain.add("ctr-2", pod, "net1")
+        chain.add(Target("ctr-2", pod, "net1"))
     assert info.value.outcome.plugin == "spidernet-coordinator"
     with netlink(pod) as nl:
         assert nl.link("net1").kind == "macvlan"  # macvlan did its part before the failure
-    chain.delete("ctr-2", pod, "net1")  # what a runtime does after a failed ADD
+    chain.delete(Target("ctr-2", pod, "net1"))  # what a runtime does after a failed ADD
     with netlink(pod) as nl:
         assert [x.name for x in nl.links()] == ["lo"]
     assert [p.name for p in tmp_path.rglob("*") if p.is_file() and p.name[0].isdigit()] == []
+
+
+def test_chain_status_and_gc_reach_every_plugin(cni_path: tuple[str, ...]) -> None:
+    conflist = {
+        "cniVersion": "1.1.0",
+        "name": "ours",
+        "plugins": [{"type": "spidernet-ifacer"}, {"type": "spidernet-ipam"}],
+    }
+    chain = Chain(parse_conflist(json.dumps(conflist).encode()), cni_path)
+    chain.gc(keep=(Attachment("ctr-1", "net1"),))
+    with pytest.raises(PluginFailed) as info:
+        chain.status()
+    assert info.value.outcome.plugin == "spidernet-ifacer"
+    assert info.value.outcome.error is not None
+    assert info.value.outcome.error.code == Code.PLUGIN_NOT_AVAILABLE
