@@ -105,7 +105,11 @@ def parse_plugin_conf(data: bytes) -> PluginConf:
     Raises CNIError: 6 for undecodable JSON or prevResult, 7 for a missing or invalid
     network name or a malformed well-known key.
     """
-    obj = decode_json(data)
+    return plugin_conf_from(decode_json(data))
+
+
+def plugin_conf_from(obj: dict[str, Any]) -> PluginConf:
+    """`parse_plugin_conf` for a config already decoded from JSON."""
     version = config_version(obj)
     name = obj.get("name", "")
     if not isinstance(name, str) or not name:

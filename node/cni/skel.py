@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from typing import BinaryIO, TextIO
 
 from . import version as cni_version
-from .config import PluginConf, config_version, decode_json, parse_plugin_conf
+from .config import PluginConf, config_version, decode_json, plugin_conf_from
 from .env import CniEnv, parse_env, validate_name
 from .errors import CNIError, Code
 from .result import Result, to_dict
@@ -63,7 +63,7 @@ def _dispatch(plugin: Plugin, env: CniEnv, data: bytes, stdout: TextIO) -> None:
             f"config is '{version}', {env.command} needs {minimum} or later",
         )
     cni_version.check_supported(version)
-    args = CallArgs(env=env, conf=parse_plugin_conf(data), stdin=data)
+    args = CallArgs(env=env, conf=plugin_conf_from(obj), stdin=data)
     if env.command == "ADD":
         result = plugin.add(args)
         stdout.write(json.dumps(to_dict(result, version), indent=4) + "\n")
