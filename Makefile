@@ -6,8 +6,9 @@ SHELL := /bin/bash
 
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# Debian packages: the reference CNI plugins the netns lane chains with ours, iproute2 for
-# `ip netns`, ping, sysctl and nsenter for the lab and tests, the venv module, and bcc (python3-bpfcc; the PyPI "bcc" is another project).
+# Debian packages: the reference CNI plugins the netns lane chains with ours; iproute2
+# (`ip netns`), ping, sysctl and nsenter for the lab and tests; the venv module; and bcc
+# (python3-bpfcc; the PyPI "bcc" is another project).
 APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc
 VENV_STAMP := $(VENV)/.spidernet-installed
 

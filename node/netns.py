@@ -55,17 +55,6 @@ def check(path: str) -> None:
         raise NotANetns(f"'{path}' is not a network namespace")
 
 
-def same(a: str, b: str) -> bool:
-    """True when two namespace paths name the same namespace."""
-    sa, sb = os.stat(a), os.stat(b)
-    return (sa.st_dev, sa.st_ino) == (sb.st_dev, sb.st_ino)
-
-
-def of_process(pid: int) -> str:
-    """The network namespace path of process `pid` (the caller's, for host-side work)."""
-    return f"/proc/{pid}/ns/net"
-
-
 def names() -> set[str]:
     """Names of the namespaces under /run/netns."""
     try:

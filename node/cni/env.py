@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from .errors import CNIError, Code
 
@@ -41,8 +41,6 @@ class CniEnv:
     ifname: str = ""
     args: tuple[tuple[str, str], ...] = ()
     path: tuple[str, ...] = ()
-    raw_args: str = ""
-    extra: Mapping[str, str] = field(default_factory=dict)
 
     def arg(self, key: str, default: str = "") -> str:
         """The value of `key` in CNI_ARGS (K8S_POD_NAME and friends)."""
@@ -111,16 +109,12 @@ def parse_env(environ: Mapping[str, str]) -> CniEnv:
     if command in ("ADD", "CHECK", "DEL"):
         validate_name("containerID", container_id, Code.INVALID_ENVIRONMENT)
         validate_ifname(ifname)
-    raw_args = environ.get("CNI_ARGS", "")
     path = tuple(p for p in environ.get("CNI_PATH", "").split(":") if p)
-    extra = {k: v for k, v in environ.items() if k == "CNI_NETNS_OVERRIDE"}
     return CniEnv(
         command=command,
         container_id=container_id,
         netns=environ.get("CNI_NETNS", ""),
         ifname=ifname,
-        args=parse_cni_args(raw_args),
+        args=parse_cni_args(environ.get("CNI_ARGS", "")),
         path=path,
-        raw_args=raw_args,
-        extra=extra,
     )

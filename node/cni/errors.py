@@ -55,8 +55,3 @@ class CNIError(Exception):
 
     def __repr__(self) -> str:
         return f"CNIError(code={self.code}, msg={self.msg!r}, details={self.details!r})"
-
-
-def config_error(key: str, reason: str) -> CNIError:
-    """An invalid-config error naming the key, in the shape every plugin uses."""
-    return CNIError(Code.INVALID_NETWORK_CONFIG, f"invalid config key '{key}': {reason}")

@@ -15,14 +15,16 @@ from .skel import CallArgs, Plugin
 def pending_plugin(name: str, what: str) -> Plugin:
     """A Plugin for `name` whose ADD explains that `what` is not available yet."""
 
+    msg = f"{what} is not implemented yet in {name}"
+
     def refuse(_: CallArgs) -> Result:
-        raise CNIError(Code.NOT_IMPLEMENTED, f"{what} is not implemented yet in {name}")
+        raise CNIError(Code.NOT_IMPLEMENTED, msg)
 
     def refuse_check(_: CallArgs) -> None:
-        raise CNIError(Code.NOT_IMPLEMENTED, f"{what} is not implemented yet in {name}")
+        raise CNIError(Code.NOT_IMPLEMENTED, msg)
 
     def unavailable(_: CallArgs) -> None:
-        raise CNIError(Code.PLUGIN_NOT_AVAILABLE, f"{what} is not implemented yet in {name}")
+        raise CNIError(Code.PLUGIN_NOT_AVAILABLE, msg)
 
     def nothing_to_do(_: CallArgs) -> None:
         return None

@@ -265,15 +265,3 @@ def to_dict(result: Result, version: str) -> dict[str, Any]:
     if not result.dns.is_empty():
         out["dns"] = dns_to_dict(result.dns)
     return out
-
-
-def convert(result: Result, version: str) -> Result:
-    """The same result labelled as `version` (fields a version lacks are dropped on print)."""
-    cni_version.check_supported(version)
-    return Result(
-        cni_version=version,
-        interfaces=result.interfaces,
-        ips=result.ips,
-        routes=result.routes,
-        dns=result.dns,
-    )

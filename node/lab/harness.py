@@ -20,7 +20,6 @@ from spidernet.node.netlink.client import netlink
 # configured inside namespaces a run made itself.
 SUBNET4 = "192.0.2.0/24"
 GATEWAY4 = "192.0.2.1"
-SUBNET6 = "2001:db8:1::/64"
 GATEWAY6 = "2001:db8:1::1"
 
 
@@ -60,11 +59,6 @@ def _fds() -> dict[int, str]:
     return out
 
 
-def _root_footprint() -> Footprint:
-    with netlink(None) as nl:
-        return footprint(nl.state())
-
-
 @dataclass(frozen=True)
 class ProcessSnapshot:
     """What a run must leave as it found it, outside its own namespaces."""
@@ -77,7 +71,7 @@ class ProcessSnapshot:
     @classmethod
     def take(cls) -> ProcessSnapshot:
         """Read the current state."""
-        root = _root_footprint()
+        root = namespace_footprint(None)
         return cls(root, frozenset(netns.names()), frozenset(_children()), _fds())
 
     def leaks(self, after: ProcessSnapshot) -> list[str]:
@@ -93,9 +87,9 @@ class ProcessSnapshot:
         return out
 
 
-def namespace_footprint(name: str) -> Footprint:
-    """The footprint of the named namespace."""
-    with netlink(netns.path_of(name)) as nl:
+def namespace_footprint(name: str | None) -> Footprint:
+    """The footprint of the named namespace (None: this process's own, read only)."""
+    with netlink(None if name is None else netns.path_of(name)) as nl:
         return footprint(nl.state())
 
 

@@ -25,7 +25,6 @@ from .records import (
     AF_INET,
     AF_INET6,
     IFF_UP,
-    RT_TABLE_MAIN,
     Address,
     IPAddress,
     IPInterface,
@@ -133,7 +132,7 @@ class Netlink:
                         index=m["index"],
                         address=ipaddress.ip_interface(f"{m.get('address')}/{m['prefixlen']}"),
                         scope=m["scope"],
-                        flags=m.get("flags") or m["flags"],
+                        flags=m.get("IFA_FLAGS") or m["flags"],
                     )
                 )
         return out
@@ -146,7 +145,7 @@ class Netlink:
                 out.append(
                     Route(
                         dst=_net(m.get("dst"), m["dst_len"], family),
-                        table=m.get("table") or m["table"],
+                        table=m.get("table"),
                         gateway=_addr(m.get("gateway")),
                         oif=m.get("oif"),
                         prefsrc=_addr(m.get("prefsrc")),
@@ -168,7 +167,7 @@ class Netlink:
                     Rule(
                         family=family,
                         priority=m.get("priority") or 0,
-                        table=m.get("table") or m["table"],
+                        table=m.get("table"),
                         src=_net(src, m["src_len"], family) if src else None,
                         dst=_net(dst, m["dst_len"], family) if dst else None,
                         iifname=m.get("iifname") or "",
@@ -412,4 +411,4 @@ def netlink(netns: str | None = None) -> Iterator[Netlink]:
         client.close()
 
 
-__all__ = ["AF_INET6", "RT_TABLE_MAIN", "Netlink", "netlink", "open_netlink"]
+__all__ = ["Netlink", "netlink", "open_netlink"]

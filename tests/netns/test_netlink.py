@@ -93,6 +93,6 @@ def test_missing_namespace_is_gone_and_never_created(topo: Topology) -> None:
     assert not os.path.exists(path)
 
 
-def test_a_file_is_not_a_namespace(tmp_path: object) -> None:
+def test_a_file_is_not_a_namespace() -> None:
     with pytest.raises(netns.NotANetns):
         netns.check("/proc/self/stat")

@@ -17,7 +17,6 @@ from spidernet.node.cni.result import (
     IPConfig,
     Result,
     Route,
-    convert,
     parse_result,
     to_dict,
 )
@@ -64,7 +63,7 @@ def test_110_to_031_adds_ip_version_and_drops_new_interface_fields() -> None:
             ),
         ),
     )
-    out = to_dict(convert(res, "0.3.1"), "0.3.1")
+    out = to_dict(res, "0.3.1")
     assert out["interfaces"] == [{"name": "eth0", "mac": "02:00:00:00:00:03"}]
     assert out["ips"] == [{"version": "6", "interface": 0, "address": "2001:db8::3/64"}]
     # Route fields are kept for every version, as the reference library keeps them.
