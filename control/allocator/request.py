@@ -1,0 +1,67 @@
+"""What an allocation is asked for: the pod, its NIC, and the facts its pools are matched on.
+
+These records are built at the edge (the service reads the CNI call, the registered pod,
+namespace and node records, or the Kubernetes API) and handed to the pure allocator.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+# Pod annotations (Spiderpool's keys, reference/spiderpool.md §2.9).
+ANNO_IPPOOL = "ipam.spidernet.io/ippool"
+ANNO_IPPOOLS = "ipam.spidernet.io/ippools"
+ANNO_SUBNET = "ipam.spidernet.io/subnet"
+ANNO_SUBNETS = "ipam.spidernet.io/subnets"
+ANNO_ROUTES = "ipam.spidernet.io/routes"
+# Namespace annotations.
+ANNO_NS_DEFAULT_V4 = "ipam.spidernet.io/default-ipv4-ippool"
+ANNO_NS_DEFAULT_V6 = "ipam.spidernet.io/default-ipv6-ippool"
+
+# Owner kinds whose pods keep their addresses across restarts (§2.7).
+STATEFUL_OWNERS = frozenset({"StatefulSet"})
+
+
+@dataclass(frozen=True)
+class PodFacts:
+    """Who the pod is and where it runs: everything pool affinity looks at."""
+
+    namespace: str
+    name: str
+    uid: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    owner_kind: str = ""
+    owner_name: str = ""
+    node: str = ""
+    node_labels: Mapping[str, str] = field(default_factory=dict)
+    namespace_labels: Mapping[str, str] = field(default_factory=dict)
+    namespace_annotations: Mapping[str, str] = field(default_factory=dict)
+
+    @property
+    def ref(self) -> str:
+        """`namespace/name`, the form Spiderpool records in pool status."""
+        return f"{self.namespace}/{self.name}"
+
+    @property
+    def stateful(self) -> bool:
+        """True for pods whose addresses are kept by identity (StatefulSet pods)."""
+        return self.owner_kind in STATEFUL_OWNERS
+
+
+@dataclass(frozen=True)
+class IpamRequest:
+    """One CNI ADD for one interface of one pod.
+
+    `network` is the CNI network name; pools whose `multusName` is set match it. `defaults_v4`
+    and `defaults_v6` are the IPAM config's `default_ipv4_ippool` / `default_ipv6_ippool`.
+    """
+
+    container_id: str
+    ifname: str
+    network: str
+    pod: PodFacts
+    defaults_v4: tuple[str, ...] = ()
+    defaults_v6: tuple[str, ...] = ()
+    clean_gateway: bool = False
