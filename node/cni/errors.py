@@ -26,6 +26,10 @@ class Code(enum.IntEnum):
     LIMITED_CONNECTIVITY = 51
     # spidernet's own: the verb is valid but this plugin does not implement it yet.
     NOT_IMPLEMENTED = 100
+    # spidernet-ipam: no pool may serve this pod (none named, or all filtered out by affinity).
+    NO_POOL = 110
+    # spidernet-ipam: the candidate pools have no free address.
+    ADDRESSES_EXHAUSTED = 111
     # The Go library's catch-all for unexpected failures.
     INTERNAL = 999
 

@@ -1,13 +1,16 @@
 """The text of the CNI executables that `spidernet install-cni` writes.
 
 A runtime starts a plugin process for every call, and CPython pays for each import on each
-call (DESIGN.md, "Thin plugins, hot node service"). The executable therefore runs with
-`-I -S` (no site packages, nothing imported but builtins) and answers VERSION itself; every
-other verb is handed, with the same stdin and environment, to the plugin module under the
-interpreter that installed it.
+call (DESIGN.md, "Thin plugins, hot node service"). Every executable therefore runs with
+`-I -S` (no site packages, nothing imported but builtins) and answers VERSION itself.
+Plugins served by the node service (`FORWARDED`) carry the source of `forward.py` and send
+every other call to the service's socket; the others hand it, with the same stdin and
+environment, to the plugin module under the interpreter that installed them.
 """
 
 from __future__ import annotations
+
+from pathlib import Path
 
 from . import version as cni_version
 
@@ -16,6 +19,9 @@ PLUGINS: dict[str, str] = {
     "spidernet-coordinator": "spidernet.node.coordinator",
     "spidernet-ifacer": "spidernet.node.ifacer",
 }
+
+# Plugins whose work happens in the node service; the executable only forwards the call.
+FORWARDED = frozenset({"spidernet-ipam"})
 
 # The kernel reads at most this many bytes of a "#!" line (BINPRM_BUF_SIZE - 1 on Linux).
 MAX_SHEBANG = 255
@@ -42,6 +48,12 @@ except OSError as e:
 """
 
 
+_FORWARDER_TAIL = """
+if __name__ == "__main__":
+    main({name!r}, {version_json!r})
+"""
+
+
 class LauncherError(ValueError):
     """Raised when an executable cannot be written for the given interpreter path."""
 
@@ -54,6 +66,11 @@ def render(name: str, python: str) -> str:
         raise LauncherError(f"interpreter path '{python}' must be absolute without spaces")
     if len(f"#!{python} -IS") > MAX_SHEBANG:
         raise LauncherError(f"interpreter path '{python}' is too long for a '#!' line")
+    if name in FORWARDED:
+        source = Path(__file__).with_name("forward.py").read_text(encoding="utf-8")
+        head = f"#!{python} -IS\n# {name}: written by `spidernet install-cni`; do not edit.\n"
+        tail = _FORWARDER_TAIL.format(name=name, version_json=cni_version.version_info_json())
+        return head + source + tail
     return _TEMPLATE.format(
         name=name,
         python=python,

@@ -1,6 +1,7 @@
-"""spidernet-ipam as a process: `python -m spidernet.node.ipam`."""
+"""spidernet-ipam as a process: `python -m spidernet.node.ipam` forwards the call to the
+node service, exactly as the installed executable does."""
 
-from spidernet.node.cni.pending import pending_plugin
-from spidernet.node.cni.skel import run
+from spidernet.node.cni.forward import main
+from spidernet.node.cni.version import version_info_json
 
-run(pending_plugin("spidernet-ipam", "IP address management"))
+main("spidernet-ipam", version_info_json())

@@ -1,0 +1,148 @@
+"""The thin side of a plugin: hand the raw CNI call to the node service, print its answer.
+
+This module is also the body of the installed `spidernet-ipam` executable, which runs under
+`python -I -S`: it may import only `os`, `sys` and the `_socket` builtin at module level
+(DESIGN.md, "Thin plugins, hot node service": every import is paid on every call). `json` is
+imported only on paths that need it (an error, or a socket path named in the config).
+
+The wire is HTTP/1.1 over the service's unix socket: `POST /v1/cni/<plugin>`, the stdin
+config as the body and each CNI_* variable as a `Cni-Env: NAME=value` header. The service
+runs the plugin's verb and answers 200 with the plugin's stdout as the body and its exit
+status in a `Cni-Exit` header, then closes the connection.
+"""
+
+from __future__ import annotations
+
+import _socket
+import os
+import sys
+
+DEFAULT_SOCKET = "/run/spidernet/spidernet.sock"
+SOCKET_ENV = "SPIDERNET_SOCKET"
+# Spiderpool's IPAM config key for the agent socket (reference/spiderpool.md §2.10).
+SOCKET_KEY = b"ipam_unix_socket_path"
+# Spiderpool's CNI client gives IPAM calls 100 s (§8).
+TIMEOUT_S = 100.0
+TRY_AGAIN_LATER = 11
+INVALID_ENVIRONMENT = 4
+
+
+def socket_path(stdin: bytes, environ: dict[str, str]) -> str:
+    """The service socket: the config's `ipam.ipam_unix_socket_path`, else $SPIDERNET_SOCKET,
+    else the default."""
+    if SOCKET_KEY in stdin:
+        import json
+
+        try:
+            ipam = json.loads(stdin).get("ipam", {})
+            path = ipam.get("ipam_unix_socket_path") if isinstance(ipam, dict) else None
+        except (ValueError, AttributeError):
+            path = None
+        if isinstance(path, str) and path:
+            return path
+    return environ.get(SOCKET_ENV) or DEFAULT_SOCKET
+
+
+def request_bytes(plugin: str, environ: dict[str, str], stdin: bytes) -> bytes:
+    """The HTTP request for one call; raises ValueError for a variable no header can carry."""
+    lines = [
+        f"POST /v1/cni/{plugin} HTTP/1.1",
+        "Host: spidernet",
+        "Connection: close",
+        "Content-Type: application/json",
+        f"Content-Length: {len(stdin)}",
+    ]
+    for name in sorted(environ):
+        if name.startswith("CNI_"):
+            value = environ[name]
+            if "\r" in value or "\n" in value or "\0" in value:
+                raise ValueError(f"{name} holds a line break or NUL")
+            lines.append(f"Cni-Env: {name}={value}")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + stdin
+
+
+def parse_response(data: bytes) -> tuple[int, bytes]:
+    """The exit status and stdout carried by the service's answer; ValueError if malformed."""
+    head, sep, body = data.partition(b"\r\n\r\n")
+    if not sep:
+        raise ValueError("incomplete answer")
+    lines = head.decode("latin-1").split("\r\n")
+    exit_status = None
+    length = None
+    for line in lines[1:]:
+        name, _, value = line.partition(":")
+        key = name.strip().lower()
+        if key == "cni-exit":
+            exit_status = int(value.strip())
+        elif key == "content-length":
+            length = int(value.strip())
+    if exit_status is None:
+        raise ValueError(f"no Cni-Exit header in answer '{lines[0]}'")
+    if length is not None and len(body) != length:
+        raise ValueError(f"answer body is {len(body)} bytes, header says {length}")
+    return exit_status, body
+
+
+def exchange(path: str, request: bytes, timeout: float = TIMEOUT_S) -> bytes:
+    """Send `request` to the unix socket at `path` and read the answer until EOF."""
+    sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
+    try:
+        sock.settimeout(timeout)
+        sock.connect(path)
+        sock.sendall(request)
+        chunks = []
+        while True:
+            chunk = sock.recv(65536)
+            if not chunk:
+                break
+            chunks.append(chunk)
+    finally:
+        sock.close()
+    return b"".join(chunks)
+
+
+def error_json(code: int, msg: str, details: str = "") -> bytes:
+    """A CNI error object (built only on error paths, so `json` may be imported here)."""
+    import json
+
+    obj = {"cniVersion": "1.0.0", "code": code, "msg": msg}
+    if details:
+        obj["details"] = details
+    return (json.dumps(obj) + "\n").encode()
+
+
+def forward(plugin: str, environ: dict[str, str], stdin: bytes) -> tuple[int, bytes, str]:
+    """Run one call through the service: (exit status, stdout bytes, stderr text)."""
+    path = socket_path(stdin, environ)
+    try:
+        request = request_bytes(plugin, environ, stdin)
+    except ValueError as e:
+        msg = f"{plugin}: invalid CNI environment: {e}"
+        return 1, error_json(INVALID_ENVIRONMENT, msg), msg + "\n"
+    try:
+        answer = exchange(path, request)
+        status, body = parse_response(answer)
+    except OSError as e:
+        why = e.strerror or type(e).__name__
+        msg = f"{plugin}: the spidernet service is not reachable at {path}: {why}"
+        hint = "start it with `spidernet serve`, or point $SPIDERNET_SOCKET at its socket"
+        return 1, error_json(TRY_AGAIN_LATER, msg, hint), msg + "\n"
+    except ValueError as e:
+        msg = f"{plugin}: malformed answer from the spidernet service at {path}: {e}"
+        return 1, error_json(TRY_AGAIN_LATER, msg), msg + "\n"
+    return status, body, ""
+
+
+def main(plugin: str, version_json: str) -> None:
+    """Process entry: answer VERSION here, forward every other call, print the answer and
+    exit with its status."""
+    if os.environ.get("CNI_COMMAND") == "VERSION":
+        sys.stdout.write(version_json)
+        sys.exit(0)
+    stdin = sys.stdin.buffer.read()
+    status, out, err = forward(plugin, dict(os.environ), stdin)
+    sys.stdout.buffer.write(out)
+    sys.stdout.flush()
+    if err:
+        sys.stderr.write(err)
+    sys.exit(status)

@@ -1,0 +1,120 @@
+"""The `ipam` section of a spidernet-ipam network config (Spiderpool's keys, §2.10) and the
+pod facts a CNI call carries.
+
+Unknown keys are refused by name: a misspelt `default_ipv4_ippool` silently ignored is the
+kind of mistake that costs an afternoon.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from spidernet.node.cni.errors import CNIError, Code
+from spidernet.node.cni.skel import CallArgs
+
+DEFAULT_SOCKET = "/run/spidernet/spidernet.sock"
+# The `args` key (CNI CONVENTIONS.md: `args` keys other than `cni` belong to an organisation)
+# under which a runtime or a test passes pod metadata in embedded mode.
+ARGS_KEY = "spidernet.io"
+
+# Keys Spiderpool's IPAM plugin reads; the log_* keys are accepted and checked for type, and
+# the plugin logs through its service instead.
+_STR_KEYS = ("type", "log_level", "log_file_path", "ipam_unix_socket_path")
+_INT_KEYS = ("log_file_max_size", "log_file_max_age", "log_file_max_count")
+_BOOL_KEYS = ("clean_gateway", "match_master_subnet")
+_LIST_KEYS = ("default_ipv4_ippool", "default_ipv6_ippool")
+
+
+@dataclass(frozen=True)
+class IpamConf:
+    """The checked `ipam` section."""
+
+    default_ipv4_ippool: tuple[str, ...] = ()
+    default_ipv6_ippool: tuple[str, ...] = ()
+    clean_gateway: bool = False
+    match_master_subnet: bool = False
+    socket: str = ""
+
+
+@dataclass(frozen=True)
+class PodMeta:
+    """What the call says about its pod: CNI_ARGS K8S_POD_* plus `args["spidernet.io"]`."""
+
+    namespace: str = ""
+    name: str = ""
+    uid: str = ""
+    labels: Mapping[str, str] = field(default_factory=dict)
+    annotations: Mapping[str, str] = field(default_factory=dict)
+    owner_kind: str = ""
+    owner_name: str = ""
+
+
+def _bad(key: str, why: str) -> CNIError:
+    return CNIError(Code.INVALID_NETWORK_CONFIG, f"invalid ipam config key '{key}': {why}")
+
+
+def parse_ipam(ipam: Mapping[str, Any]) -> IpamConf:
+    """Check the `ipam` section; raises CNIError 7 naming the key."""
+    known = {*_STR_KEYS, *_INT_KEYS, *_BOOL_KEYS, *_LIST_KEYS}
+    for key in ipam:
+        if key not in known:
+            raise _bad(key, f"unknown key (known: {', '.join(sorted(known))})")
+    for key in _STR_KEYS:
+        if key in ipam and not isinstance(ipam[key], str):
+            raise _bad(key, "expected a string")
+    for key in _INT_KEYS:
+        value = ipam.get(key)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+            raise _bad(key, "expected an integer")
+    for key in _BOOL_KEYS:
+        if key in ipam and not isinstance(ipam[key], bool):
+            raise _bad(key, "expected true or false")
+    lists: dict[str, tuple[str, ...]] = {}
+    for key in _LIST_KEYS:
+        value = ipam.get(key, [])
+        if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+            raise _bad(key, "expected a list of pool names")
+        lists[key] = tuple(value)
+    return IpamConf(
+        default_ipv4_ippool=lists["default_ipv4_ippool"],
+        default_ipv6_ippool=lists["default_ipv6_ippool"],
+        clean_gateway=bool(ipam.get("clean_gateway", False)),
+        match_master_subnet=bool(ipam.get("match_master_subnet", False)),
+        socket=str(ipam.get("ipam_unix_socket_path", "")),
+    )
+
+
+def _str_map(value: object, what: str) -> dict[str, str]:
+    if value is None:
+        return {}
+    if not isinstance(value, dict) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in value.items()
+    ):
+        raise CNIError(Code.INVALID_NETWORK_CONFIG, f"invalid {what}: expected string to string")
+    return dict(value)
+
+
+def pod_meta(call: CallArgs) -> PodMeta:
+    """The pod facts of a call; every field is optional (plain CNI runtimes send none)."""
+    env = call.env
+    extra = call.conf.args.get(ARGS_KEY, {})
+    if not isinstance(extra, dict):
+        raise CNIError(Code.INVALID_NETWORK_CONFIG, f"invalid args key '{ARGS_KEY}': not an object")
+    unknown = set(extra) - {"labels", "annotations", "owner"}
+    if unknown:
+        raise CNIError(
+            Code.INVALID_NETWORK_CONFIG,
+            f"invalid args.{ARGS_KEY}: unknown key {sorted(unknown)[0]!r}",
+        )
+    owner = _str_map(extra.get("owner"), f"args.{ARGS_KEY}.owner")
+    return PodMeta(
+        namespace=env.arg("K8S_POD_NAMESPACE"),
+        name=env.arg("K8S_POD_NAME"),
+        uid=env.arg("K8S_POD_UID"),
+        labels=_str_map(extra.get("labels"), f"args.{ARGS_KEY}.labels"),
+        annotations=_str_map(extra.get("annotations"), f"args.{ARGS_KEY}.annotations"),
+        owner_kind=owner.get("kind", ""),
+        owner_name=owner.get("name", ""),
+    )

@@ -1,0 +1,149 @@
+"""spidernet-ipam's verbs, over a `Backend` that owns the addresses.
+
+The backend is the control service's allocator: the service runs these verbs itself when a
+thin plugin process forwards a call to it (DESIGN.md, "Thin plugins, hot node service"). This
+module only turns CNI calls into backend calls and backend answers into CNI results:
+load config -> gather pod facts -> ask the backend -> print the result (STYLE.md §1).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from spidernet.node.cni.config import Attachment
+from spidernet.node.cni.errors import CNIError, Code
+from spidernet.node.cni.result import IPConfig, Result, Route
+from spidernet.node.cni.skel import CallArgs, Plugin
+
+from .conf import IpamConf, PodMeta, parse_ipam, pod_meta
+
+NAME = "spidernet-ipam"
+
+
+@dataclass(frozen=True)
+class IpamCall:
+    """One ADD, DEL or CHECK as the backend sees it."""
+
+    container_id: str
+    ifname: str
+    netns: str
+    network: str
+    conf: IpamConf
+    pod: PodMeta
+
+
+@dataclass(frozen=True)
+class Address:
+    """One address the backend holds for one interface, with its gateway and routes."""
+
+    interface: str
+    address: str
+    gateway: str | None
+    routes: tuple[tuple[str, str], ...] = ()
+
+
+class Backend(Protocol):
+    """Where addresses come from. Each method raises CNIError with the right code."""
+
+    def allocate(self, call: IpamCall) -> Sequence[Address]:
+        """The addresses of the call's pod (every NIC; the same ones on a repeated ADD)."""
+        ...
+
+    def release(self, call: IpamCall) -> None:
+        """Free the addresses of this container and interface; nothing held is success."""
+        ...
+
+    def lookup(self, call: IpamCall) -> Sequence[Address]:
+        """The addresses recorded for this container and interface (empty if none)."""
+        ...
+
+    def gc(self, network: str, keep: Sequence[Attachment]) -> None:
+        """Free every address of `network` on this node not held by an attachment in `keep`."""
+        ...
+
+    def status(self) -> None:
+        """Raise CNIError 50 when no ADD could succeed now."""
+        ...
+
+
+def call_of(args: CallArgs) -> IpamCall:
+    """The backend call for a CNI call (config checked, pod facts gathered)."""
+    return IpamCall(
+        container_id=args.env.container_id,
+        ifname=args.env.ifname,
+        netns=args.env.netns,
+        network=args.conf.name,
+        conf=parse_ipam(args.conf.ipam),
+        pod=pod_meta(args),
+    )
+
+
+def result_for(ifname: str, addresses: Sequence[Address], version: str) -> Result:
+    """The CNI IPAM result for `ifname`: its addresses with gateways, and its routes."""
+    mine = [a for a in addresses if a.interface == ifname]
+    if not mine:
+        raise CNIError(Code.INTERNAL, f"no address for interface {ifname!r} in the allocation")
+    ips = tuple(
+        IPConfig(
+            address=ipaddress.ip_interface(a.address),
+            gateway=ipaddress.ip_address(a.gateway) if a.gateway else None,
+        )
+        for a in mine
+    )
+    routes = tuple(
+        Route(dst=ipaddress.ip_network(dst), gw=ipaddress.ip_address(gw))
+        for a in mine
+        for dst, gw in a.routes
+    )
+    return Result(cni_version=version, ips=ips, routes=routes)
+
+
+def make_plugin(backend: Backend) -> Plugin:
+    """spidernet-ipam over `backend`."""
+
+    def add(args: CallArgs) -> Result:
+        call = call_of(args)
+        return result_for(call.ifname, backend.allocate(call), args.conf.cni_version)
+
+    def delete(args: CallArgs) -> None:
+        backend.release(call_of(args))
+
+    def check(args: CallArgs) -> None:
+        call = call_of(args)
+        held = [a for a in backend.lookup(call) if a.interface == call.ifname]
+        if not held:
+            raise CNIError(
+                Code.UNKNOWN_CONTAINER,
+                f"no addresses recorded for container {call.container_id} {call.ifname}",
+            )
+        prev = args.conf.prev_result
+        if prev is None:
+            return
+        given = {str(ip.address) for ip in prev.ips}
+        missing = [a.address for a in held if a.address not in given]
+        if missing:
+            raise CNIError(
+                Code.INVALID_NETWORK_CONFIG,
+                f"prevResult lacks the recorded address {missing[0]} of {call.ifname}",
+            )
+
+    def gc(args: CallArgs) -> None:
+        parse_ipam(args.conf.ipam)
+        backend.gc(args.conf.name, args.conf.valid_attachments or ())
+
+    def status(args: CallArgs) -> None:
+        parse_ipam(args.conf.ipam)
+        backend.status()
+
+    return Plugin(
+        name=NAME,
+        add=add,
+        delete=delete,
+        check=check,
+        status=status,
+        gc=gc,
+        about=f"{NAME}: IP addresses from SpiderIPPools, served by `spidernet serve`",
+    )

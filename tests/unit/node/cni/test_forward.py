@@ -1,0 +1,173 @@
+"""The thin forwarder: its wire format, its errors, and what the installed executable imports.
+
+The service end here is a socket thread that records the request and plays back a canned
+answer: these tests are about the forwarder; the real service is exercised in tests/netns.
+"""
+
+from __future__ import annotations
+
+import json
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from spidernet.node.cni import forward
+from spidernet.node.cni.launcher import render
+
+ANSWER = b'{"cniVersion": "1.0.0", "ips": []}\n'
+
+
+class CannedService:
+    """Accepts connections on a unix socket, records each request, answers `reply`."""
+
+    def __init__(self, path: Path, reply: bytes) -> None:
+        self.path = path
+        self.reply = reply
+        self.requests: list[bytes] = []
+        self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.sock.bind(str(path))
+        self.sock.listen(8)
+        self.thread = threading.Thread(target=self._serve, daemon=True)
+        self.thread.start()
+
+    def _serve(self) -> None:
+        while True:
+            try:
+                conn, _ = self.sock.accept()
+            except OSError:
+                return
+            with conn:
+                data = b""
+                while b"\r\n\r\n" not in data:
+                    data += conn.recv(65536)
+                head, _, body = data.partition(b"\r\n\r\n")
+                length = next(
+                    int(line.split(b":")[1])
+                    for line in head.split(b"\r\n")
+                    if line.lower().startswith(b"content-length")
+                )
+                while len(body) < length:
+                    body += conn.recv(65536)
+                self.requests.append(head + b"\r\n\r\n" + body)
+                conn.sendall(self.reply)
+
+    def close(self) -> None:
+        self.sock.close()
+        self.thread.join(timeout=5)
+
+
+def reply(status: int, body: bytes) -> bytes:
+    return (
+        f"HTTP/1.1 200 OK\r\nContent-Length: {len(body)}\r\nCni-Exit: {status}\r\n"
+        "Connection: close\r\n\r\n"
+    ).encode() + body
+
+
+@pytest.fixture
+def service(tmp_path: Path) -> Iterator[CannedService]:
+    svc = CannedService(tmp_path / "s.sock", reply(0, ANSWER))
+    yield svc
+    svc.close()
+
+
+ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0", "PATH": "/bin"}
+
+
+def test_a_call_is_forwarded_with_its_environment_and_stdin(service: CannedService) -> None:
+    env = {**ENV, "SPIDERNET_SOCKET": str(service.path)}
+    status, out, err = forward.forward("spidernet-ipam", env, b'{"a": 1}')
+    assert (status, out, err) == (0, ANSWER, "")
+    [request] = service.requests
+    assert request.startswith(b"POST /v1/cni/spidernet-ipam HTTP/1.1\r\n")
+    assert b"Cni-Env: CNI_COMMAND=ADD\r\n" in request
+    assert b"Cni-Env: CNI_CONTAINERID=c1\r\n" in request
+    assert b"PATH" not in request  # only CNI_* variables travel
+    assert request.endswith(b'\r\n\r\n{"a": 1}')
+
+
+def test_the_plugin_exit_status_comes_back(tmp_path: Path) -> None:
+    svc = CannedService(tmp_path / "s.sock", reply(1, b'{"code": 7, "msg": "bad"}'))
+    try:
+        env = {**ENV, "SPIDERNET_SOCKET": str(svc.path)}
+        status, out, _ = forward.forward("spidernet-ipam", env, b"{}")
+    finally:
+        svc.close()
+    assert status == 1
+    assert json.loads(out)["code"] == 7
+
+
+def test_an_unreachable_service_is_try_again_later(tmp_path: Path) -> None:
+    env = {**ENV, "SPIDERNET_SOCKET": str(tmp_path / "none.sock")}
+    status, out, err = forward.forward("spidernet-ipam", env, b"{}")
+    assert status == 1
+    obj = json.loads(out)
+    assert obj["code"] == 11
+    assert str(tmp_path / "none.sock") in obj["msg"]
+    assert "spidernet serve" in obj["details"]
+    assert "not reachable" in err
+
+
+def test_a_malformed_answer_is_named(tmp_path: Path) -> None:
+    svc = CannedService(tmp_path / "s.sock", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    try:
+        status, out, _ = forward.forward(
+            "spidernet-ipam", {**ENV, "SPIDERNET_SOCKET": str(svc.path)}, b"{}"
+        )
+    finally:
+        svc.close()
+    assert status == 1
+    assert "no Cni-Exit header" in json.loads(out)["msg"]
+
+
+def test_a_line_break_in_a_variable_is_refused_before_sending(service: CannedService) -> None:
+    env = {**ENV, "CNI_ARGS": "A=1\r\nX-Evil: 1", "SPIDERNET_SOCKET": str(service.path)}
+    status, out, _ = forward.forward("spidernet-ipam", env, b"{}")
+    assert status == 1
+    assert json.loads(out)["code"] == 4
+    assert service.requests == []
+
+
+def test_socket_path_precedence() -> None:
+    conf = json.dumps({"ipam": {"ipam_unix_socket_path": "/from/conf.sock"}}).encode()
+    assert forward.socket_path(conf, {"SPIDERNET_SOCKET": "/from/env"}) == "/from/conf.sock"
+    assert forward.socket_path(b"{}", {"SPIDERNET_SOCKET": "/from/env"}) == "/from/env"
+    assert forward.socket_path(b"{}", {}) == forward.DEFAULT_SOCKET
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [b"HTTP/1.1 200 OK\r\nCni-Exit: 0\r\nContent-Length: 5\r\n\r\nab", b"no header end"],
+)
+def test_parse_response_rejects_truncated_answers(answer: bytes) -> None:
+    with pytest.raises(ValueError, match=r"answer|incomplete"):
+        forward.parse_response(answer)
+
+
+def test_the_installed_executable_imports_only_builtins(
+    tmp_path: Path, service: CannedService
+) -> None:
+    script = tmp_path / "spidernet-ipam"
+    script.write_text(render("spidernet-ipam", sys.executable))
+    script.chmod(0o755)
+    env = {**ENV, "SPIDERNET_SOCKET": str(service.path)}
+    res = subprocess.run(
+        [sys.executable, "-X", "importtime", "-I", "-S", str(script)],
+        input=b'{"cniVersion": "1.0.0"}',
+        env=env,
+        capture_output=True,
+        timeout=30,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout == ANSWER
+    imported = {
+        line.split("|")[-1].strip() for line in res.stderr.decode().splitlines() if "|" in line
+    }
+    assert "_socket" in imported
+    # No stdlib `socket`, `json` or anything of ours: only what -I -S starts with and _socket.
+    assert not imported & {"socket", "json", "spidernet", "encodings.idna", "selectors"}
