@@ -6,8 +6,12 @@ import argparse
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from spidernet import __version__
+
+if TYPE_CHECKING:
+    from spidernet.control.client import Client
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -30,6 +34,182 @@ def _install_cni(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _serve(args: argparse.Namespace) -> int:
+    import trio
+
+    from spidernet.control.service.serve import ServeConfig, ServiceError, config_from_env, serve
+
+    base = config_from_env()
+    metrics: tuple[str, int] | None = None
+    if args.metrics_address != "off":
+        host, _, port = args.metrics_address.rpartition(":")
+        if not host or not port.isdigit():
+            print("spidernet: --metrics-address must be HOST:PORT or 'off'", file=sys.stderr)
+            return EXIT_USAGE
+        metrics = (host, int(port))
+    config = ServeConfig(
+        socket=Path(args.socket) if args.socket else base.socket,
+        state_dir=Path(args.state_dir) if args.state_dir else base.state_dir,
+        metrics=metrics,
+        node=args.node,
+    )
+
+    async def main() -> None:
+        import signal
+
+        stop = trio.Event()
+        async with trio.open_nursery() as nursery:
+            ready = await nursery.start(serve, config, stop)
+            where = f", metrics on port {ready.metrics_port}" if ready.metrics_port else ""
+            print(f"spidernet: serving on {ready.socket}{where}", file=sys.stderr, flush=True)
+            with trio.open_signal_receiver(signal.SIGTERM, signal.SIGINT) as signals:
+                async for _ in signals:
+                    stop.set()
+                    break
+
+    failures: list[BaseException] = []
+    try:
+        trio.run(main)
+    except* ServiceError as group:
+        failures.extend(group.exceptions)
+    for e in failures:
+        print(f"spidernet: {e}", file=sys.stderr)
+    return EXIT_FAILURE if failures else EXIT_OK
+
+
+def _client(args: argparse.Namespace) -> Client:
+    from spidernet.control.client import Client, socket_path
+
+    return Client(socket_path(args.socket))
+
+
+def _apply(args: argparse.Namespace) -> int:
+    from spidernet.control import commands
+
+    return commands.apply(_client(args), args.filename)
+
+
+def _get(args: argparse.Namespace) -> int:
+    from spidernet.control import commands
+
+    return commands.get(_client(args), args.kind, args.name, args.namespace, output=args.output)
+
+
+def _delete(args: argparse.Namespace) -> int:
+    from spidernet.control import commands
+
+    return commands.delete(_client(args), args.kind, args.name, args.namespace)
+
+
+def _lab_table(rows: list[Any]) -> None:
+    from rich.box import SIMPLE_HEAD
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for head in ("POD", "NETNS", "IPV4", "IPV6", "GATEWAY", "REACHES GATEWAY"):
+        table.add_column(head, no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r.pod, r.netns, r.ipv4, r.ipv6, r.gateway, "yes" if r.reaches_gateway else "NO"
+        )
+    Console(width=250, highlight=False, soft_wrap=True).print(table)
+
+
+def _lab(args: argparse.Namespace) -> int:
+    from spidernet.node.lab import lab
+
+    lab_dir = Path(args.lab_dir) if args.lab_dir else lab.DEFAULT_DIR
+    if args.action == "up":
+        if args.pods < 1:
+            print("spidernet: --pods must be at least 1", file=sys.stderr)
+            return EXIT_USAGE
+        try:
+            state = lab.up(
+                args.pods, lab_dir, progress=lambda m: print(f"lab: {m}", file=sys.stderr)
+            )
+        except lab.LabError as e:
+            print(f"spidernet: {e}", file=sys.stderr)
+            return EXIT_FAILURE
+    else:
+        loaded = lab.load(lab_dir)
+        if args.action == "down":
+            errors = lab.down(lab_dir)
+            for error in errors:
+                print(f"spidernet: {error}", file=sys.stderr)
+            print("lab: down" if loaded else "lab: no lab was up", file=sys.stderr)
+            return EXIT_FAILURE if errors else EXIT_OK
+        if loaded is None:
+            print(f"spidernet: no lab is up (state dir {lab_dir})", file=sys.stderr)
+            return EXIT_FAILURE
+        state = loaded
+    rows = lab.rows(state)
+    _lab_table(rows)
+    return EXIT_OK if all(r.reaches_gateway for r in rows) else EXIT_FAILURE
+
+
+def _add_socket(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--socket",
+        help="service socket (default: $SPIDERNET_SOCKET or /run/spidernet/spidernet.sock)",
+    )
+
+
+def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    serve = sub.add_parser(
+        "serve",
+        help="run the control service (IPAM) on its unix socket",
+        description="Serve IPAM and resources on a unix socket; state in a SQLite file.",
+    )
+    _add_socket(serve)
+    serve.add_argument(
+        "--state-dir", help="state directory (default: $SPIDERNET_STATE_DIR or /var/lib/spidernet)"
+    )
+    serve.add_argument(
+        "--metrics-address",
+        default="127.0.0.1:5711",
+        help="Prometheus metrics HOST:PORT on loopback, or 'off' (default: 127.0.0.1:5711)",
+    )
+    serve.add_argument("--node", help="this node's name (default: the host name)")
+    serve.set_defaults(func=_serve)
+
+    apply = sub.add_parser("apply", help="create or update resources from a YAML/JSON file")
+    _add_socket(apply)
+    apply.add_argument(
+        "-f", "--filename", required=True, help="file with one or more documents, or -"
+    )
+    apply.set_defaults(func=_apply)
+
+    kinds = "pools|subnets|reservedips|endpoints|coordinators|pods|namespaces|nodes|statefulsets"
+    get = sub.add_parser("get", help="show resources", description=f"KIND is one of {kinds}.")
+    _add_socket(get)
+    get.add_argument("kind", metavar="KIND")
+    get.add_argument("name", metavar="NAME", nargs="?")
+    get.add_argument("-n", "--namespace")
+    get.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
+    get.set_defaults(func=_get)
+
+    delete = sub.add_parser(
+        "delete", help="delete a resource", description=f"KIND is one of {kinds}."
+    )
+    _add_socket(delete)
+    delete.add_argument("kind", metavar="KIND")
+    delete.add_argument("name", metavar="NAME")
+    delete.add_argument("-n", "--namespace")
+    delete.set_defaults(func=_delete)
+
+    lab = sub.add_parser(
+        "lab",
+        help="pods in network namespaces wired through macvlan + spidernet-ipam",
+        description="up: start a service, a segment, a gateway and N pods; status: show them; "
+        "down: remove all of it.",
+    )
+    lab.add_argument("action", choices=["up", "status", "down"])
+    lab.add_argument("--pods", type=int, default=3, help="pods to create (up; default 3)")
+    lab.add_argument("--lab-dir", help="where the lab keeps its state (default /run/spidernet-lab)")
+    lab.set_defaults(func=_lab)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
     parser = argparse.ArgumentParser(
@@ -50,6 +230,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="interpreter the plugins run under (default: this one)",
     )
     install.set_defaults(func=_install_cni)
+    _resource_commands(sub)
     return parser
 
 

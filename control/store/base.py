@@ -67,7 +67,8 @@ class EventType(enum.Enum):
 
 @dataclass(frozen=True)
 class Event:
-    """One change; for DELETED, `obj` is the object as it was last stored."""
+    """One change; for DELETED, `obj` is the object as it was last stored, with the delete's
+    revision as its version (as Kubernetes reports deletions)."""
 
     type: EventType
     obj: Stored
@@ -106,9 +107,13 @@ class StoreError(Exception):
     """Base of the control plane's store errors; each names the object."""
 
     def __init__(self, key: Key | None, reason: str) -> None:
+        # Both arguments go to Exception so the error pickles (it may cross a process pool).
+        super().__init__(key, reason)
         self.key = key
         self.reason = reason
-        super().__init__(f"{key}: {reason}" if key else reason)
+
+    def __str__(self) -> str:
+        return f"{self.key}: {self.reason}" if self.key else self.reason
 
 
 class NotFound(StoreError):
@@ -161,7 +166,8 @@ class Store(Protocol):
 
     def changes(self, kind: str, since: str) -> tuple[tuple[Event, ...], str]:
         """Events of `kind` after revision `since`, and the revision to ask from next.
-        Raises Expired when `since` is too old."""
+        Raises Expired when `since` is older than the store remembers, or newer than any
+        revision it has given out (a replaced store): the caller lists again."""
         ...
 
     def close(self) -> None:

@@ -1,0 +1,92 @@
+"""A blocking client of the control service's unix socket (the CLI and the lab use it).
+
+Plain `http.client` over an AF_UNIX socket: the CLI is short-lived and imports no trio.
+"""
+
+from __future__ import annotations
+
+import http.client
+import json
+import os
+import socket
+from pathlib import Path
+from typing import Any
+
+DEFAULT_SOCKET = "/run/spidernet/spidernet.sock"
+TIMEOUT_S = 100.0
+
+
+class ServiceUnreachable(Exception):
+    """Nothing answers on the socket."""
+
+
+class ServiceError(Exception):
+    """The service answered with an error; `status` is its HTTP status."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+class _UnixConnection(http.client.HTTPConnection):
+    def __init__(self, path: str, timeout: float) -> None:
+        super().__init__("spidernet", timeout=timeout)
+        self.path = path
+
+    def connect(self) -> None:
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        sock.settimeout(self.timeout)
+        try:
+            sock.connect(self.path)
+        except OSError:
+            sock.close()
+            raise
+        self.sock = sock
+
+
+def socket_path(explicit: str | None = None) -> str:
+    """--socket, else $SPIDERNET_SOCKET, else the default."""
+    return explicit or os.environ.get("SPIDERNET_SOCKET") or DEFAULT_SOCKET
+
+
+class Client:
+    """JSON requests to the service."""
+
+    def __init__(self, path: str | Path, timeout: float = TIMEOUT_S) -> None:
+        self.path = str(path)
+        self.timeout = timeout
+
+    def request(self, method: str, url: str, body: object = None) -> Any:  # noqa: ANN401 (decoded JSON; callers index what they asked for)
+        """The decoded JSON answer; raises ServiceUnreachable or ServiceError."""
+        conn = _UnixConnection(self.path, self.timeout)
+        data = None if body is None else json.dumps(body).encode()
+        try:
+            headers = {"Content-Type": "application/json"} if data is not None else {}
+            conn.request(method, url, body=data, headers=headers)
+            response = conn.getresponse()
+            raw = response.read()
+        except OSError as e:
+            why = e.strerror or str(e)
+            raise ServiceUnreachable(
+                f"the spidernet service is not reachable at {self.path}: {why} "
+                "(is `spidernet serve` running?)"
+            ) from e
+        finally:
+            conn.close()
+        try:
+            obj = json.loads(raw) if raw else None
+        except ValueError as e:
+            raise ServiceError(response.status, f"malformed answer: {e}") from e
+        if response.status >= 400:
+            message = obj.get("error", "") if isinstance(obj, dict) else str(obj)
+            raise ServiceError(response.status, message)
+        return obj
+
+    def healthy(self) -> bool:
+        """True when the service answers its health check."""
+        try:
+            self.request("GET", "/v1/healthz")
+        except (ServiceUnreachable, ServiceError):
+            return False
+        return True

@@ -1,0 +1,169 @@
+"""The resource commands of the CLI: `apply`, `get`, `delete`, `serve` (kubectl-like).
+
+Each returns an exit status: 0 success, 1 failure (a one-line reason on stderr), 2 usage.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+import yaml
+
+from spidernet.control.client import Client, ServiceError, ServiceUnreachable
+from spidernet.control.model.documents import load_documents
+from spidernet.control.model.printing import columns, resolve_kind
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+_WORKLOAD_NAMES = {
+    "pod": "Pod",
+    "pods": "Pod",
+    "namespace": "Namespace",
+    "namespaces": "Namespace",
+    "ns": "Namespace",
+    "node": "Node",
+    "nodes": "Node",
+    "statefulset": "StatefulSet",
+    "statefulsets": "StatefulSet",
+    "sts": "StatefulSet",
+}
+
+
+def kind_of(name: str) -> str:
+    """The kind for a CLI name (`pools`, `sp`, `SpiderIPPool`, `pods`, ...); ValueError."""
+    if name.lower() in _WORKLOAD_NAMES:
+        return _WORKLOAD_NAMES[name.lower()]
+    return resolve_kind(name)
+
+
+def _fail(message: str) -> int:
+    print(f"spidernet: {message}", file=sys.stderr)
+    return EXIT_FAILURE
+
+
+def _label(key: dict[str, str]) -> str:
+    where = f"{key['namespace']}/{key['name']}" if key["namespace"] else key["name"]
+    return f"{key['kind'].lower()}/{where}"
+
+
+def apply(client: Client, path: str, out: TextIO = sys.stdout) -> int:
+    """Apply every document of a YAML/JSON file ('-' for stdin); keep going past rejections,
+    fail at the end if any was rejected."""
+    try:
+        text = sys.stdin.read() if path == "-" else Path(path).read_text(encoding="utf-8")
+    except OSError as e:
+        return _fail(f"failed to read '{path}': {e.strerror}")
+    try:
+        docs = load_documents(text)
+    except ValueError as e:
+        return _fail(f"failed to read '{path}': {e}")
+    if not docs:
+        return _fail(f"no documents in '{path}'")
+    failed = 0
+    for doc in docs:
+        try:
+            answer = client.request("POST", "/v1/resources", doc)
+        except ServiceUnreachable as e:
+            return _fail(str(e))
+        except ServiceError as e:
+            print(f"spidernet: rejected: {e.message}", file=sys.stderr)
+            failed += 1
+            continue
+        print(f"{_label(answer['key'])} {answer['action']}", file=out)
+    return EXIT_FAILURE if failed else EXIT_OK
+
+
+def _url(kind: str, name: str | None, namespace: str | None) -> str:
+    url = f"/v1/resources/{kind}"
+    if name:
+        url += f"/{namespace}/{name}" if namespace else f"/{name}"
+    return url
+
+
+def _split(name: str | None, namespace: str | None) -> tuple[str | None, str | None]:
+    if name and "/" in name and namespace is None:
+        ns, _, rest = name.partition("/")
+        return rest, ns
+    return name, namespace
+
+
+def _table(
+    kind: str, items: Sequence[dict[str, Any]], wide: bool, out: TextIO, *, all_namespaces: bool
+) -> None:
+    if kind in _WORKLOAD_NAMES.values():
+        cols: list[tuple[str, Any]] = [
+            ("NAMESPACE", lambda d: d["metadata"].get("namespace", "")),
+            ("NAME", lambda d: d["metadata"]["name"]),
+        ]
+    else:
+        cols = list(columns(kind, wide, namespaces=all_namespaces))
+    from rich.box import SIMPLE_HEAD
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(box=SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+    for head, _ in cols:
+        table.add_column(head, no_wrap=True)
+    for d in items:
+        table.add_row(*(str(fn(d)) for _, fn in cols))
+    Console(file=out, width=250, highlight=False, soft_wrap=True).print(table)
+
+
+def get(
+    client: Client,
+    kind_name: str,
+    name: str | None,
+    namespace: str | None,
+    *,
+    output: str,
+    out: TextIO = sys.stdout,
+) -> int:
+    """Print one object or a list: a table (Spiderpool's printer columns), json or yaml."""
+    try:
+        kind = kind_of(kind_name)
+    except ValueError as e:
+        print(f"spidernet: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    name, namespace = _split(name, namespace)
+    try:
+        answer = client.request("GET", _url(kind, name, namespace))
+    except (ServiceUnreachable, ServiceError) as e:
+        return _fail(str(e))
+    items = [answer] if name else list(answer["items"])
+    if namespace and not name:
+        items = [d for d in items if d.get("metadata", {}).get("namespace") == namespace]
+    if output == "json":
+        print(json.dumps(answer if name else {"items": items}, indent=2, sort_keys=True), file=out)
+    elif output == "yaml":
+        print(
+            yaml.safe_dump(answer if name else {"items": items}, sort_keys=True), file=out, end=""
+        )
+    elif not items:
+        print(f"No {kind} resources found.", file=sys.stderr)
+    else:
+        _table(kind, items, output == "wide", out, all_namespaces=namespace is None)
+    return EXIT_OK
+
+
+def delete(
+    client: Client, kind_name: str, name: str, namespace: str | None, out: TextIO = sys.stdout
+) -> int:
+    """Delete one object."""
+    try:
+        kind = kind_of(kind_name)
+    except ValueError as e:
+        print(f"spidernet: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    name_, namespace = _split(name, namespace)
+    try:
+        answer = client.request("DELETE", _url(kind, name_, namespace))
+    except (ServiceUnreachable, ServiceError) as e:
+        return _fail(str(e))
+    print(f"{_label(answer['deleted'])} deleted", file=out)
+    return EXIT_OK

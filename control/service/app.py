@@ -1,0 +1,208 @@
+"""The service's HTTP routes over the IPAM core and the store.
+
+Routes (JSON unless noted):
+- `GET  /v1/healthz`
+- `POST /v1/cni/spidernet-ipam`: a forwarded CNI call (see `node/cni/forward.py`)
+- `POST /v1/ipam/allocate`, `POST /v1/ipam/release`: the same operations as typed JSON
+- `GET  /v1/endpoints/NAMESPACE/NAME`: a pod's SpiderEndpoint
+- `GET  /v1/coordinator/config?podNamespace=NS&podName=NAME`: SpiderCoordinator settings
+- `GET  /v1/resources/KIND[/NAMESPACE]/NAME`, `GET /v1/resources/KIND`: get and list
+- `POST /v1/resources`: apply one document; `DELETE /v1/resources/KIND[/NAMESPACE]/NAME`
+
+Store calls block, so every handler body runs in one worker thread at a time
+(`trio.to_thread.run_sync` with a limiter of one): SQLite writes are serialised anyway, and
+one writer never waits on a lock held by another thread of its own.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+from collections.abc import Callable, Mapping
+from typing import Any
+
+import trio
+
+from spidernet.control.model.documents import parse, to_document
+from spidernet.control.model.resources import Coordinator
+from spidernet.control.store.base import Key, NotFound, Store, StoreError
+from spidernet.node.cni.errors import CNIError
+from spidernet.node.cni.skel import plugin_main
+from spidernet.node.ipam.conf import IpamConf, PodMeta
+from spidernet.node.ipam.plugin import NAME as IPAM_PLUGIN
+from spidernet.node.ipam.plugin import IpamCall, make_plugin
+
+from . import endpoints as ep
+from . import resources
+from .http import Request, Response
+from .ipam import IpamCore
+
+ANNO_DEFAULT_ROUTE_NIC = "ipam.spidernet.io/default-route-nic"
+
+
+def _json(status: int, obj: object) -> Response:
+    return Response(status, (json.dumps(obj, indent=2, sort_keys=True) + "\n").encode())
+
+
+def _error(status: int, message: str) -> Response:
+    return _json(status, {"error": message})
+
+
+class App:
+    """Routes requests to the IPAM core and the store."""
+
+    def __init__(self, store: Store, core: IpamCore, *, allowed_uids: frozenset[int]) -> None:
+        self.store = store
+        self.core = core
+        self.allowed_uids = allowed_uids
+        self.limiter = trio.CapacityLimiter(1)
+        self.plugin = make_plugin(core)
+
+    async def __call__(self, request: Request) -> Response:
+        if request.peer.uid not in self.allowed_uids:
+            return _error(403, f"uid {request.peer.uid} may not use this socket")
+        try:
+            return await trio.to_thread.run_sync(self._route, request, limiter=self.limiter)
+        except resources.Rejected as e:
+            return _error(422, str(e))
+        except NotFound as e:
+            return _error(404, str(e))
+        except StoreError as e:
+            return _error(409, str(e))
+        except (ValueError, KeyError, TypeError) as e:
+            return _error(400, f"bad request: {e}")
+
+    def _route(self, request: Request) -> Response:
+        parts = [p for p in request.path.split("/") if p]
+        method = request.method
+        if parts[:1] != ["v1"] or len(parts) < 2:
+            return _error(404, f"no route {request.path}")
+        route = parts[1:]
+        if route == ["healthz"] and method == "GET":
+            return _json(200, {"ok": True, "node": self.core.node})
+        if route[:1] == ["cni"] and len(route) == 2 and method == "POST":
+            return self._cni(route[1], request)
+        if route[:1] == ["ipam"] and len(route) == 2 and method == "POST":
+            return self._ipam(route[1], json.loads(request.body))
+        if route[:1] == ["endpoints"] and len(route) == 3 and method == "GET":
+            return _json(200, dict(self.store.get(ep.key_of(route[1], route[2])).body))
+        if route == ["coordinator", "config"] and method == "GET":
+            return self._coordinator(request.query)
+        if route[:1] == ["resources"]:
+            return self._resources(method, route[1:], request.body)
+        return _error(404, f"no route {method} {request.path}")
+
+    def _cni(self, plugin: str, request: Request) -> Response:
+        if plugin != IPAM_PLUGIN:
+            return _error(404, f"the service does not serve plugin {plugin!r}")
+        environ: dict[str, str] = {}
+        for value in request.header("cni-env"):
+            name, _, val = value.partition("=")
+            environ[name] = val
+        out, err = io.StringIO(), io.StringIO()
+        status = plugin_main(
+            self.plugin, environ=environ, stdin=io.BytesIO(request.body), stdout=out, stderr=err
+        )
+        headers = [("Cni-Exit", str(status))]
+        return Response(200, out.getvalue().encode(), headers=headers)
+
+    def _ipam(self, verb: str, body: Mapping[str, Any]) -> Response:
+        call = IpamCall(
+            container_id=str(body["containerID"]),
+            ifname=str(body["ifName"]),
+            netns=str(body.get("netNamespace", "")),
+            network=str(body.get("network", "")),
+            conf=IpamConf(
+                default_ipv4_ippool=tuple(body.get("defaultIPv4IPPool", [])),
+                default_ipv6_ippool=tuple(body.get("defaultIPv6IPPool", [])),
+                clean_gateway=bool(body.get("cleanGateway", False)),
+            ),
+            pod=PodMeta(
+                namespace=str(body.get("podNamespace", "")),
+                name=str(body.get("podName", "")),
+                uid=str(body.get("podUID", "")),
+            ),
+        )
+        actions: dict[str, Callable[[IpamCall], object]] = {
+            "allocate": self.core.allocate,
+            "release": self.core.release,
+        }
+        if verb not in actions:
+            return _error(404, f"no IPAM operation {verb!r}")
+        try:
+            result = actions[verb](call)
+        except CNIError as e:
+            return _json(409, {"error": e.msg, "code": int(e.code)})
+        if verb == "release":
+            return _json(200, {"released": True})
+        addresses = result if isinstance(result, list) else []
+        return _json(
+            200,
+            {
+                "ips": [
+                    {"nic": a.interface, "address": a.address, "gateway": a.gateway}
+                    for a in addresses
+                ],
+                "routes": [
+                    {"ifName": a.interface, "dst": dst, "gw": gw}
+                    for a in addresses
+                    for dst, gw in a.routes
+                ],
+            },
+        )
+
+    def _coordinator(self, query: Mapping[str, list[str]]) -> Response:
+        try:
+            obj = self.store.get(Key(Coordinator.KIND, "", "default"))
+            coord = parse(obj.body)
+        except NotFound:
+            coord = Coordinator(name="default")
+        spec = dict(to_document(coord).get("spec", {}))
+        ns = query.get("podNamespace", [""])[0]
+        name = query.get("podName", [""])[0]
+        if ns and name:
+            try:
+                pod = self.store.get(Key("Pod", ns, name)).body
+                anno = pod.get("metadata", {}).get("annotations", {})
+                nic = anno.get(ANNO_DEFAULT_ROUTE_NIC)
+                if isinstance(nic, str) and nic:
+                    spec["podDefaultRouteNIC"] = nic
+            except NotFound:
+                pass
+        return _json(200, spec)
+
+    def _resources(self, method: str, route: list[str], body: bytes) -> Response:
+        if method == "POST" and not route:
+            applied = resources.apply(self.store, json.loads(body))
+            return _json(200, {"key": _key_dict(applied.key), "action": applied.action})
+        if not route or route[0] not in resources.kinds():
+            return _error(404, f"unknown kind; known: {', '.join(resources.kinds())}")
+        kind = route[0]
+        if method == "GET" and len(route) == 1:
+            items = self.store.list(kind).items
+            return _json(200, {"items": [resources.with_status(self.store, o) for o in items]})
+        key = _key(kind, route[1:])
+        if method == "GET":
+            return _json(200, resources.with_status(self.store, self.store.get(key)))
+        if method == "DELETE":
+            resources.delete(self.store, key)
+            return _json(200, {"deleted": _key_dict(key)})
+        return _error(405, f"{method} not allowed here")
+
+
+def _key(kind: str, rest: list[str]) -> Key:
+    if len(rest) == 1:
+        return Key(kind, "", rest[0])
+    if len(rest) == 2:
+        return Key(kind, rest[0], rest[1])
+    raise ValueError("expected NAME or NAMESPACE/NAME")
+
+
+def _key_dict(key: Key) -> dict[str, str]:
+    return {"kind": key.kind, "namespace": key.namespace, "name": key.name}
+
+
+def default_uids() -> frozenset[int]:
+    """Callers allowed on the socket: root and the service's own user."""
+    return frozenset({0, os.getuid()})

@@ -1,0 +1,140 @@
+"""SpiderEndpoint documents: the record of which addresses each pod holds (pure).
+
+The document has Spiderpool's shape (reference/spiderpool.md §1.4): `status.current` with the
+pod UID, node and one entry per interface (`ipv4`, `ipv6`, their pools and gateways, routes,
+`cleanGateway`). What a CNI runtime needs beyond that lives in annotations: the sandbox's
+container ID, the CNI network of each interface (for GC), and the interfaces an ADD has
+actually configured (entries of `ipam.spidernet.io/ippools` are allocated ahead of their ADD).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from spidernet.control.allocator.allocate import Lease
+from spidernet.control.allocator.request import PodFacts
+from spidernet.control.store.base import CLAIM, Key
+from spidernet.node.ipam.plugin import Address
+
+API_VERSION = "spiderpool.spidernet.io/v2beta1"
+KIND = "SpiderEndpoint"
+ANNO_CONTAINER = "spidernet.io/container-id"
+ANNO_NETWORKS = "spidernet.io/networks"
+ANNO_ATTACHED = "spidernet.io/attached"
+
+
+def key_of(namespace: str, name: str) -> Key:
+    """The store key of a pod's endpoint."""
+    return Key(KIND, namespace, name)
+
+
+def claim_key(pool: str, address: str) -> Key:
+    """The store key of the claim on `address` (no prefix length) in `pool`."""
+    return Key(CLAIM, pool, address.split("/", maxsplit=1)[0])
+
+
+def entries_from(leases: Sequence[Lease]) -> list[dict[str, Any]]:
+    """One AllocationDetail per interface, in the order the leases name interfaces."""
+    by_nic: dict[str, dict[str, Any]] = {}
+    for lease in leases:
+        entry = by_nic.setdefault(
+            lease.interface,
+            {"interface": lease.interface, "vlan": 0, "cleanGateway": lease.clean_gateway},
+        )
+        fam = f"ipv{lease.version}"
+        entry[fam] = str(lease.address)
+        entry[f"{fam}Pool"] = lease.pool
+        if lease.gateway is not None:
+            entry[f"{fam}Gateway"] = str(lease.gateway)
+        routes = entry.setdefault("routes", [])
+        routes.extend({"dst": str(r.dst), "gw": str(r.gw)} for r in lease.routes)
+    return list(by_nic.values())
+
+
+def _annotations(doc: Mapping[str, Any]) -> Mapping[str, str]:
+    anno = doc.get("metadata", {}).get("annotations", {})
+    return anno if isinstance(anno, dict) else {}
+
+
+def container_of(doc: Mapping[str, Any]) -> str:
+    """The container ID of the sandbox that holds the endpoint's addresses."""
+    return str(_annotations(doc).get(ANNO_CONTAINER, ""))
+
+
+def networks_of(doc: Mapping[str, Any]) -> dict[str, str]:
+    """Interface -> CNI network name."""
+    raw = _annotations(doc).get(ANNO_NETWORKS, "{}")
+    value = json.loads(raw)
+    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
+
+
+def attached_of(doc: Mapping[str, Any]) -> list[str]:
+    """Interfaces whose ADD has happened."""
+    raw = str(_annotations(doc).get(ANNO_ATTACHED, ""))
+    return [nic for nic in raw.split(",") if nic]
+
+
+def entries_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The AllocationDetail entries of `status.current.ips`."""
+    ips = doc.get("status", {}).get("current", {}).get("ips", [])
+    return [dict(e) for e in ips] if isinstance(ips, list) else []
+
+
+def build(
+    pod: PodFacts,
+    container_id: str,
+    entries: Sequence[Mapping[str, Any]],
+    networks: Mapping[str, str],
+    attached: Iterable[str],
+) -> dict[str, Any]:
+    """A complete endpoint document."""
+    return {
+        "apiVersion": API_VERSION,
+        "kind": KIND,
+        "metadata": {
+            "name": pod.name,
+            "namespace": pod.namespace,
+            "annotations": {
+                ANNO_CONTAINER: container_id,
+                ANNO_NETWORKS: json.dumps(dict(networks), sort_keys=True),
+                ANNO_ATTACHED: ",".join(sorted(set(attached))),
+            },
+        },
+        "status": {
+            "current": {"uid": pod.uid, "node": pod.node, "ips": [dict(e) for e in entries]},
+            "ownerControllerType": pod.owner_kind or "Pod",
+            "ownerControllerName": pod.owner_name or pod.name,
+        },
+    }
+
+
+def addresses_of(entries: Sequence[Mapping[str, Any]]) -> list[Address]:
+    """What the CNI plugin turns into a result: one Address per interface and family."""
+    out: list[Address] = []
+    for entry in entries:
+        routes = tuple((str(r["dst"]), str(r["gw"])) for r in entry.get("routes", []))
+        for fam in ("ipv4", "ipv6"):
+            if entry.get(fam):
+                version = fam[-1]
+                mine = tuple(rt for rt in routes if (":" in rt[1]) == (version == "6"))
+                out.append(
+                    Address(
+                        interface=str(entry["interface"]),
+                        address=str(entry[fam]),
+                        gateway=entry.get(f"{fam}Gateway"),
+                        routes=mine,
+                    )
+                )
+    return out
+
+
+def claims_of(entries: Iterable[Mapping[str, Any]]) -> list[Key]:
+    """The claim keys the entries hold."""
+    keys: list[Key] = []
+    for entry in entries:
+        for fam in ("ipv4", "ipv6"):
+            if entry.get(fam) and entry.get(f"{fam}Pool"):
+                keys.append(claim_key(str(entry[f"{fam}Pool"]), str(entry[fam])))
+    return keys

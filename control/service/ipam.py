@@ -1,0 +1,351 @@
+"""The IPAM core of the service: CNI IPAM calls against the store (the `Backend` of
+spidernet-ipam).
+
+Each call reads the mirrors, lets the pure allocator choose, and writes the claims and the
+pod's endpoint in ONE store commit, so an answered ADD is durable and a crash leaves either
+everything or nothing. A claim lost to another writer (a stale mirror, another process on the
+same store) is retried with that address skipped.
+"""
+
+from __future__ import annotations
+
+import random
+import socket
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any
+
+from spidernet.control.allocator.allocate import Lease, PoolUse, allocate
+from spidernet.control.allocator.errors import AllocationError, Reason
+from spidernet.control.allocator.request import IpamRequest, PodFacts
+from spidernet.control.store.base import (
+    AlreadyExists,
+    Conflict,
+    Create,
+    Delete,
+    NotFound,
+    Store,
+    Stored,
+    StoreError,
+    Unavailable,
+    Update,
+    Write,
+)
+from spidernet.node.cni.config import Attachment
+from spidernet.node.cni.errors import CNIError, Code
+from spidernet.node.ipam.plugin import Address, IpamCall
+
+from . import endpoints as ep
+from .metrics import Metrics
+from .pools import PoolView
+from .workloads import facts, stateful_valid
+
+# Claims lost to concurrent writers before the call gives up with "try again later".
+ATTEMPTS = 32
+UNNAMED = "#"
+
+
+def _cni_error(e: AllocationError) -> CNIError:
+    code = {
+        Reason.INVALID: Code.INVALID_NETWORK_CONFIG,
+        Reason.NO_POOL: Code.NO_POOL,
+        Reason.EXHAUSTED: Code.ADDRESSES_EXHAUSTED,
+    }[e.reason]
+    return CNIError(code, e.message)
+
+
+@contextmanager
+def _store_errors(what: str) -> Iterator[None]:
+    try:
+        yield
+    except Unavailable as e:
+        raise CNIError(Code.TRY_AGAIN_LATER, f"failed to {what}: store busy: {e}") from e
+    except StoreError as e:
+        raise CNIError(Code.INTERNAL, f"failed to {what}: {e}") from e
+
+
+class IpamCore:
+    """Allocation and release for one node. Thread-safe: calls are serialised."""
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        node: str | None = None,
+        rng: random.Random | None = None,
+        metrics: Metrics | None = None,
+    ) -> None:
+        self.store = store
+        self.node = node or socket.gethostname()
+        self.rng = rng or random.SystemRandom()
+        self.view = PoolView(store)
+        self.metrics = metrics or Metrics(self.view.stats)
+        self._lock = threading.Lock()
+
+    # -- the Backend protocol -------------------------------------------------------------
+
+    def allocate(self, call: IpamCall) -> Sequence[Address]:
+        """Addresses for the call's pod; the same ones again for the same sandbox."""
+        start = time.perf_counter()
+        try:
+            with self._lock, _store_errors(f"allocate for {call.container_id}"):
+                out = self._allocate(call)
+        except AllocationError as e:
+            self.metrics.allocation_failures.labels(e.reason.value).inc()
+            raise _cni_error(e) from e
+        except CNIError:
+            self.metrics.allocation_failures.labels("error").inc()
+            raise
+        self.metrics.allocations.inc()
+        self.metrics.allocation_seconds.observe(time.perf_counter() - start)
+        return out
+
+    def release(self, call: IpamCall) -> None:
+        """Free the addresses the call's sandbox holds on its interface."""
+        start = time.perf_counter()
+        try:
+            with self._lock, _store_errors(f"release for {call.container_id}"):
+                self._release(call)
+        except CNIError:
+            self.metrics.release_failures.inc()
+            raise
+        self.metrics.release_seconds.observe(time.perf_counter() - start)
+
+    def lookup(self, call: IpamCall) -> Sequence[Address]:
+        """The addresses recorded for the call's sandbox."""
+        with self._lock, _store_errors(f"look up {call.container_id}"):
+            pod = facts(self.store, call, self.node)
+            current = self._endpoint(pod)
+            if current is None or ep.container_of(current.body) != call.container_id:
+                return []
+            return ep.addresses_of(ep.entries_of(current.body))
+
+    def gc(self, network: str, keep: Sequence[Attachment]) -> None:
+        """Free addresses of `network` on this node whose attachment is not in `keep`."""
+        valid = {(a.container_id, a.ifname) for a in keep}
+        with self._lock, _store_errors(f"collect garbage of network {network}"):
+            for obj in self.store.list(ep.KIND).items:
+                doc = obj.body
+                if doc.get("status", {}).get("current", {}).get("node") != self.node:
+                    continue
+                container = ep.container_of(doc)
+                nets = ep.networks_of(doc)
+                drop = [
+                    nic
+                    for nic, net in nets.items()
+                    if net == network and (container, nic) not in valid
+                ]
+                if drop and not stateful_valid(self.store, doc):
+                    self._drop(obj, drop)
+
+    def status(self) -> None:
+        """Ready when at least one enabled pool exists."""
+        with self._lock, _store_errors("read pools"):
+            self.view.sync()
+            if not any(not p.disable for p in self.view.pools.values()):
+                raise CNIError(
+                    Code.PLUGIN_NOT_AVAILABLE,
+                    "no enabled SpiderIPPool exists; create one with `spidernet apply -f`",
+                )
+
+    def scrape(self) -> bytes:
+        """The metrics exposition, with pool gauges read from a fresh view."""
+        with self._lock:
+            self.view.sync()
+            return self.metrics.expose()
+
+    # -- internals ------------------------------------------------------------------------
+
+    def _endpoint(self, pod: PodFacts) -> Stored | None:
+        try:
+            return self.store.get(ep.key_of(pod.namespace, pod.name))
+        except NotFound:
+            return None
+
+    def _request(self, call: IpamCall, pod: PodFacts) -> IpamRequest:
+        return IpamRequest(
+            container_id=call.container_id,
+            ifname=call.ifname,
+            network=call.network,
+            pod=pod,
+            defaults_v4=call.conf.default_ipv4_ippool,
+            defaults_v6=call.conf.default_ipv6_ippool,
+            clean_gateway=call.conf.clean_gateway,
+        )
+
+    def _claim(self, lease: Lease, pod: PodFacts) -> Create:
+        body = {
+            "pod": pod.ref,
+            "podUid": pod.uid,
+            "interface": lease.interface,
+            "node": self.node,
+        }
+        return Create(ep.claim_key(lease.pool, str(lease.address.ip)), body)
+
+    def _choose(
+        self, call: IpamCall, pod: PodFacts, skip: set[tuple[str, int]], only: set[str] | None
+    ) -> list[Lease]:
+        self.view.sync()
+        claims = self.view.claims
+
+        def use(pool: str) -> PoolUse:
+            taken = claims.taken(pool)
+            return PoolUse(taken, len(taken))
+
+        leases = allocate(
+            self._request(call, pod),
+            self.view.pools,
+            self.view.reserved,
+            use,
+            rng=self.rng,
+            skip=skip,
+        )
+        if only is not None:
+            leases = [lease for lease in leases if lease.interface in only]
+        return leases
+
+    def _allocate(self, call: IpamCall) -> list[Address]:
+        skip: set[tuple[str, int]] = set()
+        for _ in range(ATTEMPTS):
+            pod = facts(self.store, call, self.node)
+            current = self._endpoint(pod)
+            writes, entries = self._plan_add(call, pod, current, skip)
+            try:
+                if writes:
+                    self.store.commit(writes)
+            except AlreadyExists as e:
+                if e.key is not None and e.key.kind == "IPClaim":
+                    skip.add((e.key.namespace, _ip_int(e.key.name)))
+                self.metrics.allocation_conflicts.inc()
+                continue
+            except Conflict:
+                self.metrics.allocation_conflicts.inc()
+                continue
+            return ep.addresses_of(entries)
+        raise CNIError(
+            Code.TRY_AGAIN_LATER,
+            f"failed to allocate for {call.container_id}: {ATTEMPTS} claims lost to "
+            "concurrent writers",
+        )
+
+    def _plan_add(
+        self, call: IpamCall, pod: PodFacts, current: Stored | None, skip: set[tuple[str, int]]
+    ) -> tuple[list[Write], list[dict[str, Any]]]:
+        """The writes of one ADD and the endpoint entries it answers with."""
+        nic = call.ifname
+        if current is None:
+            leases = self._choose(call, pod, skip, None)
+            entries = ep.entries_from(leases)
+            nets = {e["interface"]: call.network for e in entries}
+            doc = ep.build(pod, call.container_id, entries, nets, [nic])
+            writes: list[Write] = [self._claim(lease, pod) for lease in leases]
+            return [*writes, Create(ep.key_of(pod.namespace, pod.name), doc)], entries
+        doc = dict(current.body)
+        same = ep.container_of(doc) == call.container_id or (
+            pod.uid != "" and doc.get("status", {}).get("current", {}).get("uid") == pod.uid
+        )
+        entries = ep.entries_of(doc)
+        nets = ep.networks_of(doc)
+        attached = set(ep.attached_of(doc))
+        if not same and not pod.stateful:
+            # A new incarnation of the pod (Spiderpool issues #1187, #4916): free the old
+            # sandbox's addresses and allocate afresh, in the same commit.
+            old = [Delete(k) for k in ep.claims_of(entries)]
+            old.append(Delete(current.key, current.version))
+            leases = self._choose(call, pod, skip, None)
+            entries = ep.entries_from(leases)
+            nets = {e["interface"]: call.network for e in entries}
+            new = ep.build(pod, call.container_id, entries, nets, [nic])
+            claims = [self._claim(lease, pod) for lease in leases]
+            return [*old, *claims, Create(current.key, new)], entries
+        writes = []
+        names = [e["interface"] for e in entries]
+        if nic not in names:
+            placeholders = sorted((n for n in names if n.startswith(UNNAMED)), key=_index)
+            if placeholders:
+                # A later NIC of an unnamed `ippools` annotation takes the next entry.
+                entry = next(e for e in entries if e["interface"] == placeholders[0])
+                entry["interface"] = nic
+                nets[nic] = nets.pop(placeholders[0], call.network)
+            else:
+                leases = self._choose(call, pod, skip, {nic})
+                entries.extend(ep.entries_from(leases))
+                nets[nic] = call.network
+                writes.extend(self._claim(lease, pod) for lease in leases)
+        attached.add(nic)
+        new = ep.build(pod, call.container_id, entries, nets, attached)
+        if new != doc:
+            writes.append(Update(current.key, new, current.version))
+        return writes, entries
+
+    def _release(self, call: IpamCall) -> None:
+        for _ in range(ATTEMPTS):
+            pod = facts(self.store, call, self.node)
+            current = self._endpoint(pod)
+            if current is None or ep.container_of(current.body) != call.container_id:
+                return  # nothing held by this sandbox: DEL is idempotent
+            if stateful_valid(self.store, current.body):
+                attached = set(ep.attached_of(current.body)) - {call.ifname}
+                doc = dict(current.body)
+                new = ep.build(
+                    pod,
+                    call.container_id,
+                    ep.entries_of(doc),
+                    ep.networks_of(doc),
+                    attached,
+                )
+                try:
+                    self.store.update(current.key, new, current.version)
+                except Conflict:
+                    continue
+                return
+            try:
+                self._drop(current, [call.ifname])
+            except Conflict:
+                continue
+            self.metrics.releases.inc()
+            return
+        raise CNIError(Code.TRY_AGAIN_LATER, f"failed to release {call.container_id}: conflicts")
+
+    def _drop(self, current: Stored, nics: Sequence[str]) -> None:
+        """Release the entries of `nics`; when no configured NIC is left, release all."""
+        doc = current.body
+        entries = ep.entries_of(doc)
+        attached = set(ep.attached_of(doc)) - set(nics)
+        nets = ep.networks_of(doc)
+        if attached:
+            gone = [e for e in entries if e["interface"] in nics]
+            kept = [e for e in entries if e["interface"] not in nics]
+        else:
+            gone, kept = entries, []
+        writes: list[Write] = [Delete(k) for k in ep.claims_of(gone)]
+        if kept:
+            for nic in nics:
+                nets.pop(nic, None)
+            meta = doc.get("metadata", {})
+            cur = doc.get("status", {}).get("current", {})
+            pod = PodFacts(
+                namespace=str(meta.get("namespace", "")),
+                name=str(meta.get("name", "")),
+                uid=str(cur.get("uid", "")),
+                node=str(cur.get("node", "")),
+                owner_kind=str(doc.get("status", {}).get("ownerControllerType", "")),
+                owner_name=str(doc.get("status", {}).get("ownerControllerName", "")),
+            )
+            new = ep.build(pod, ep.container_of(doc), kept, nets, attached)
+            writes.append(Update(current.key, new, current.version))
+        else:
+            writes.append(Delete(current.key, current.version))
+        self.store.commit(writes)
+
+
+def _ip_int(text: str) -> int:
+    import ipaddress
+
+    return int(ipaddress.ip_address(text))
+
+
+def _index(name: str) -> int:
+    return int(name[len(UNNAMED) :])

@@ -1,0 +1,153 @@
+"""`spidernet serve`: the control service on its unix socket, metrics on loopback (trio).
+
+`serve(config, task_status=...)` signals readiness with the bound addresses (STYLE.md §7).
+Shutdown is graceful: when `stop` is set the listeners close, requests in flight get
+`DRAIN_S` to finish, then the store is closed and the socket file removed.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from dataclasses import dataclass
+from pathlib import Path
+
+import trio
+
+from spidernet.control.store.embedded import open_store
+
+from .app import App, default_uids
+from .http import Handler, Request, Response, serve_connection
+from .ipam import IpamCore
+
+DEFAULT_SOCKET = Path("/run/spidernet/spidernet.sock")
+DEFAULT_STATE_DIR = Path("/var/lib/spidernet")
+DEFAULT_METRICS = ("127.0.0.1", 5711)
+DRAIN_S = 10.0
+
+
+class ServiceError(Exception):
+    """The service cannot start (socket in use, state directory unusable, ...)."""
+
+
+@dataclass(frozen=True)
+class ServeConfig:
+    """Where the service listens and keeps its state."""
+
+    socket: Path = DEFAULT_SOCKET
+    state_dir: Path = DEFAULT_STATE_DIR
+    metrics: tuple[str, int] | None = DEFAULT_METRICS
+    node: str | None = None
+
+
+@dataclass(frozen=True)
+class Ready:
+    """What `serve` reports once it accepts calls."""
+
+    socket: Path
+    metrics_port: int | None
+
+
+def config_from_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> ServeConfig:
+    """Defaults, overridden by SPIDERNET_SOCKET and SPIDERNET_STATE_DIR (DESIGN.md)."""
+    return ServeConfig(
+        socket=Path(environ.get("SPIDERNET_SOCKET") or DEFAULT_SOCKET),
+        state_dir=Path(environ.get("SPIDERNET_STATE_DIR") or DEFAULT_STATE_DIR),
+    )
+
+
+def _claim_socket_path(path: Path) -> None:
+    """Remove a stale socket file; refuse when a live service answers on it."""
+    if not path.exists() and not path.is_symlink():
+        return
+    probe = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    try:
+        probe.connect(str(path))
+    except OSError as e:
+        if e.errno not in (errno.ECONNREFUSED, errno.ENOENT):
+            raise ServiceError(f"failed to check socket '{path}': {e.strerror}") from e
+        path.unlink(missing_ok=True)
+        return
+    finally:
+        probe.close()
+    raise ServiceError(f"a service already listens on '{path}'")
+
+
+async def _unix_listener(path: Path) -> trio.SocketListener:
+    path.parent.mkdir(parents=True, exist_ok=True, mode=0o755)
+    _claim_socket_path(path)
+    sock = trio.socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    # Created 0600 from the start: no window in which another user could connect.
+    old = os.umask(0o177)
+    try:
+        await sock.bind(str(path))
+    finally:
+        os.umask(old)
+    sock.listen(128)
+    return trio.SocketListener(sock)
+
+
+async def _accept(listener: trio.SocketListener, handler: Handler, conns: trio.Nursery) -> None:
+    while True:
+        try:
+            stream = await listener.accept()
+        except (trio.ClosedResourceError, OSError):
+            return
+        conns.start_soon(serve_connection, stream, handler)
+
+
+def _metrics_handler(core: IpamCore, limiter: trio.CapacityLimiter) -> Handler:
+    async def handle(request: Request) -> Response:
+        if request.method == "GET" and request.path == "/metrics":
+            body = await trio.to_thread.run_sync(core.scrape, limiter=limiter)
+            return Response(200, body, content_type="text/plain; version=0.0.4")
+        return Response(404, b"not found\n", content_type="text/plain")
+
+    return handle
+
+
+async def serve(
+    config: ServeConfig,
+    stop: trio.Event,
+    *,
+    task_status: trio.TaskStatus[Ready] = trio.TASK_STATUS_IGNORED,
+) -> None:
+    """Run until `stop` is set, then drain and clean up."""
+    try:
+        store = open_store(config.state_dir)
+    except OSError as e:
+        raise ServiceError(f"failed to open state directory '{config.state_dir}': {e}") from e
+    try:
+        core = IpamCore(store, node=config.node)
+        app = App(store, core, allowed_uids=default_uids())
+        await trio.to_thread.run_sync(core.view.sync)
+        listeners: list[tuple[trio.SocketListener, Handler]] = []
+        unix = await _unix_listener(config.socket)
+        listeners.append((unix, app))
+        metrics_port = None
+        if config.metrics is not None:
+            host, port = config.metrics
+            try:
+                tcp = (await trio.open_tcp_listeners(port, host=host))[0]
+            except OSError as e:
+                await unix.aclose()
+                config.socket.unlink(missing_ok=True)
+                raise ServiceError(f"failed to listen for metrics on {host}:{port}: {e}") from e
+            metrics_port = tcp.socket.getsockname()[1]
+            listeners.append((tcp, _metrics_handler(core, app.limiter)))
+        try:
+            async with trio.open_nursery() as conns:
+                async with trio.open_nursery() as accepting:
+                    for listener, handler in listeners:
+                        accepting.start_soon(_accept, listener, handler, conns)
+                    task_status.started(Ready(config.socket, metrics_port))
+                    await stop.wait()
+                    for listener, _ in listeners:
+                        await listener.aclose()
+                # Requests in flight finish; stragglers are cancelled after DRAIN_S.
+                conns.cancel_scope.deadline = trio.current_time() + DRAIN_S
+        finally:
+            config.socket.unlink(missing_ok=True)
+    finally:
+        store.close()

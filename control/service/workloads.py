@@ -1,0 +1,89 @@
+"""Pod facts in embedded mode: the CNI call's own facts over records registered with
+`spidernet apply` (v1 Pod, Namespace and Node documents, apps/v1 StatefulSet).
+
+A runtime tells a CNI plugin only the pod's namespace, name and UID (CNI_ARGS K8S_POD_*).
+Labels, annotations and the owner, which pool selection needs, come from a registered Pod
+record, or from the config's `args["spidernet.io"]`, which wins key by key.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from spidernet.control.allocator.request import PodFacts
+from spidernet.control.store.base import Key, NotFound, Store
+from spidernet.node.ipam.plugin import IpamCall
+
+# Endpoints of calls that name no pod (plain CNI runtimes) live in this namespace, named
+# after the container ID.
+ANONYMOUS_NAMESPACE = "cni"
+WORKLOAD_KINDS = ("Pod", "Namespace", "Node", "StatefulSet")
+
+
+def _meta(store: Store, key: Key) -> Mapping[str, Any]:
+    try:
+        return store.get(key).body
+    except NotFound:
+        return {}
+
+
+def _strs(obj: object) -> dict[str, str]:
+    if not isinstance(obj, dict):
+        return {}
+    return {str(k): str(v) for k, v in obj.items()}
+
+
+def _owner(meta: Mapping[str, Any]) -> tuple[str, str]:
+    refs = meta.get("ownerReferences") or []
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, dict) and ref.get("controller"):
+            return str(ref.get("kind", "")), str(ref.get("name", ""))
+    return "", ""
+
+
+def facts(store: Store, call: IpamCall, node: str) -> PodFacts:
+    """Everything pool selection looks at for this call's pod."""
+    namespace = call.pod.namespace or ANONYMOUS_NAMESPACE
+    name = call.pod.name or call.container_id
+    pod = _meta(store, Key("Pod", namespace, name)).get("metadata", {})
+    ns = _meta(store, Key("Namespace", "", namespace)).get("metadata", {})
+    node_meta = _meta(store, Key("Node", "", node)).get("metadata", {})
+    owner_kind, owner_name = _owner(pod)
+    return PodFacts(
+        namespace=namespace,
+        name=name,
+        uid=call.pod.uid or str(pod.get("uid", "")),
+        labels={**_strs(pod.get("labels")), **call.pod.labels},
+        annotations={**_strs(pod.get("annotations")), **call.pod.annotations},
+        owner_kind=call.pod.owner_kind or owner_kind,
+        owner_name=call.pod.owner_name or owner_name,
+        node=node,
+        node_labels=_strs(node_meta.get("labels")),
+        namespace_labels=_strs(ns.get("labels")),
+        namespace_annotations=_strs(ns.get("annotations")),
+    )
+
+
+def ordinal(pod_name: str, owner_name: str) -> int | None:
+    """A StatefulSet pod's ordinal (`web-3` of `web` is 3), or None."""
+    prefix = owner_name + "-"
+    tail = pod_name[len(prefix) :] if pod_name.startswith(prefix) else ""
+    return int(tail) if tail.isdigit() else None
+
+
+def stateful_valid(store: Store, endpoint: Mapping[str, Any]) -> bool:
+    """True while a StatefulSet pod keeps its addresses across DEL (reference §2.7): its
+    owner is a StatefulSet and, when that StatefulSet is registered, the ordinal is below
+    `spec.replicas`. A deleted endpoint (`spidernet delete endpoint`) ends it."""
+    status = endpoint.get("status", {})
+    if status.get("ownerControllerType") != "StatefulSet":
+        return False
+    meta = endpoint.get("metadata", {})
+    owner = str(status.get("ownerControllerName", ""))
+    sts = _meta(store, Key("StatefulSet", str(meta.get("namespace", "")), owner))
+    if not sts:
+        return True
+    replicas = sts.get("spec", {}).get("replicas", 1)
+    n = ordinal(str(meta.get("name", "")), owner)
+    return n is not None and isinstance(replicas, int) and n < replicas

@@ -1,0 +1,204 @@
+"""The control service in-process (trio): its routes over a real unix socket and SQLite
+file, the peer check, metrics on loopback, and graceful shutdown."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+import urllib.request
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from spidernet.control.client import Client, ServiceError, ServiceUnreachable
+from spidernet.control.service.app import App
+from spidernet.control.service.http import Peer, Request
+from spidernet.control.service.ipam import IpamCore
+from spidernet.control.service.serve import Ready, ServeConfig, serve
+from spidernet.control.service.serve import ServiceError as StartError
+from spidernet.control.store.embedded import EmbeddedStore
+
+POOL = {
+    "apiVersion": "spiderpool.spidernet.io/v2beta1",
+    "kind": "SpiderIPPool",
+    "metadata": {"name": "p4"},
+    "spec": {"subnet": "10.5.0.0/24", "ips": ["10.5.0.10-10.5.0.20"], "gateway": "10.5.0.1"},
+}
+
+
+class Running:
+    def __init__(self, ready: Ready, stop: trio.Event, base: Path) -> None:
+        self.ready = ready
+        self.stop = stop
+        self.base = base
+        self.client = Client(ready.socket, timeout=10)
+
+    async def call(self, method: str, url: str, body: object = None) -> Any:
+        return await trio.to_thread.run_sync(self.client.request, method, url, body)
+
+
+@pytest.fixture
+async def svc() -> AsyncIterator[Running]:
+    base = Path(tempfile.mkdtemp(prefix="snt-unit-"))
+    config = ServeConfig(
+        socket=base / "s.sock", state_dir=base / "state", metrics=("127.0.0.1", 0), node="n1"
+    )
+    stop = trio.Event()
+    try:
+        async with trio.open_nursery() as nursery:
+            ready = await nursery.start(serve, config, stop)
+            yield Running(ready, stop, base)
+            stop.set()
+    finally:
+        shutil.rmtree(base)
+
+
+async def test_apply_get_and_delete_a_pool(svc: Running) -> None:
+    assert (await svc.call("POST", "/v1/resources", POOL))["action"] == "created"
+    assert (await svc.call("POST", "/v1/resources", POOL))["action"] == "unchanged"
+    changed = json.loads(json.dumps(POOL))
+    changed["spec"]["ips"] = ["10.5.0.10-10.5.0.30"]
+    assert (await svc.call("POST", "/v1/resources", changed))["action"] == "configured"
+    got = await svc.call("GET", "/v1/resources/SpiderIPPool/p4")
+    assert got["spec"]["ips"] == ["10.5.0.10-10.5.0.30"]
+    assert got["status"] == {"allocatedIPCount": 0, "totalIPCount": 21}
+    listed = await svc.call("GET", "/v1/resources/SpiderIPPool")
+    assert [d["metadata"]["name"] for d in listed["items"]] == ["p4"]
+    await svc.call("DELETE", "/v1/resources/SpiderIPPool/p4")
+    with pytest.raises(ServiceError) as info:
+        await svc.call("GET", "/v1/resources/SpiderIPPool/p4")
+    assert info.value.status == 404
+
+
+async def test_invalid_resources_are_rejected_with_the_field(svc: Running) -> None:
+    bad = json.loads(json.dumps(POOL))
+    bad["spec"]["gateway"] = "10.5.0.15"
+    with pytest.raises(ServiceError) as info:
+        await svc.call("POST", "/v1/resources", bad)
+    assert info.value.status == 422
+    assert "SpiderIPPool 'p4'" in info.value.message
+    assert "spec.gateway" in info.value.message
+    overlap = json.loads(json.dumps(POOL))
+    await svc.call("POST", "/v1/resources", POOL)
+    overlap["metadata"]["name"] = "p5"
+    overlap["spec"]["subnet"] = "10.5.0.0/16"
+    overlap["spec"]["ips"] = ["10.5.1.1"]
+    overlap["spec"].pop("gateway")
+    with pytest.raises(ServiceError) as info:
+        await svc.call("POST", "/v1/resources", overlap)
+    assert "spec.subnet" in info.value.message
+
+
+async def test_allocations_block_pool_delete_and_ip_removal(svc: Running) -> None:
+    await svc.call("POST", "/v1/resources", POOL)
+    body = {
+        "containerID": "c1",
+        "ifName": "eth0",
+        "podNamespace": "ns",
+        "podName": "a",
+        "defaultIPv4IPPool": ["p4"],
+    }
+    answer = await svc.call("POST", "/v1/ipam/allocate", body)
+    address = answer["ips"][0]["address"]
+    assert answer["ips"][0]["gateway"] == "10.5.0.1"
+    with pytest.raises(ServiceError) as info:
+        await svc.call("DELETE", "/v1/resources/SpiderIPPool/p4")
+    assert "with 1 allocated IPs" in info.value.message
+    shrunk = json.loads(json.dumps(POOL))
+    shrunk["spec"]["excludeIPs"] = [address.split("/")[0]]
+    with pytest.raises(ServiceError) as info:
+        await svc.call("POST", "/v1/resources", shrunk)
+    assert address.split("/")[0] in info.value.message
+    endpoint = await svc.call("GET", "/v1/endpoints/ns/a")
+    assert endpoint["status"]["current"]["ips"][0]["ipv4"] == address
+    assert endpoint["status"]["current"]["node"] == "n1"
+    pool = await svc.call("GET", "/v1/resources/SpiderIPPool/p4")
+    allocations = json.loads(pool["status"]["allocatedIPs"])
+    assert allocations == {address.split("/")[0]: {"pod": "ns/a", "podUid": ""}}
+    await svc.call("POST", "/v1/ipam/release", body)
+    await svc.call("DELETE", "/v1/resources/SpiderIPPool/p4")
+
+
+async def test_coordinator_config_defaults_and_pod_override(svc: Running) -> None:
+    spec = await svc.call("GET", "/v1/coordinator/config")
+    assert spec["mode"] == "auto"
+    assert spec["hostRuleTable"] == 500
+    coordinator = {
+        "apiVersion": "spiderpool.spidernet.io/v2beta1",
+        "kind": "SpiderCoordinator",
+        "metadata": {"name": "default"},
+        "spec": {"mode": "underlay", "podDefaultRouteNIC": "eth0", "hostRuleTable": 600},
+    }
+    await svc.call("POST", "/v1/resources", coordinator)
+    pod = {
+        "apiVersion": "v1",
+        "kind": "Pod",
+        "metadata": {
+            "name": "a",
+            "namespace": "ns",
+            "annotations": {"ipam.spidernet.io/default-route-nic": "net1"},
+        },
+    }
+    await svc.call("POST", "/v1/resources", pod)
+    spec = await svc.call("GET", "/v1/coordinator/config?podNamespace=ns&podName=a")
+    assert (spec["mode"], spec["hostRuleTable"], spec["podDefaultRouteNIC"]) == (
+        "underlay",
+        600,
+        "net1",
+    )
+
+
+async def test_unknown_routes_and_bad_bodies(svc: Running) -> None:
+    for method, url, status in (
+        ("GET", "/v1/nothing", 404),
+        ("GET", "/v1/resources/Bogus", 404),
+        ("POST", "/v1/ipam/allocate", 400),
+    ):
+        with pytest.raises(ServiceError) as info:
+            await svc.call(method, url, {} if method == "POST" else None)
+        assert info.value.status == status
+
+
+async def test_metrics_are_served_on_loopback(svc: Running) -> None:
+    await svc.call("POST", "/v1/resources", POOL)
+    url = f"http://127.0.0.1:{svc.ready.metrics_port}/metrics"
+
+    def scrape() -> str:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return str(r.read().decode())
+
+    text = await trio.to_thread.run_sync(scrape)
+    assert 'spidernet_ippool_total_ips{pool="p4"} 11.0' in text
+    assert "spidernet_ipam_allocation_duration_seconds_bucket" in text
+
+
+async def test_a_second_service_on_the_same_socket_is_refused(svc: Running) -> None:
+    config = ServeConfig(socket=svc.ready.socket, state_dir=svc.base / "other", metrics=None)
+    with pytest.raises(StartError, match="already listens"):
+        await serve(config, trio.Event())
+
+
+async def test_stop_removes_the_socket(svc: Running) -> None:
+    svc.stop.set()
+    with trio.fail_after(10):
+        while svc.ready.socket.exists():  # noqa: ASYNC110 (polls a file, not a task)
+            await trio.sleep(0.01)
+    with pytest.raises(ServiceUnreachable, match="not reachable"):
+        await svc.call("GET", "/v1/healthz")
+
+
+async def test_callers_of_other_users_are_refused(tmp_path: Path) -> None:
+    store = EmbeddedStore(tmp_path / "db")
+    core = IpamCore(store, node="n")
+    app = App(store, core, allowed_uids=frozenset({0}))
+    request = Request("GET", "/v1/healthz", {}, [], b"", Peer(pid=1, uid=1000, gid=1000))
+    response = await app(request)
+    assert response.status == 403
+    assert b"uid 1000" in response.body
+    ok = await app(Request("GET", "/v1/healthz", {}, [], b"", Peer(pid=1, uid=0, gid=0)))
+    assert ok.status == 200
+    store.close()
