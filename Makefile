@@ -35,11 +35,15 @@ $(VENV_STAMP): pyproject.toml | deps
 	@$(PY) -m pip install -q --disable-pip-version-check -e '.[dev]'
 	@touch $@
 
+# The lab: `spidernet serve` on its embedded store, a segment with a gateway, and pods wired
+# through Debian's macvlan plugin + spidernet-ipam. A lab left by an earlier run is removed
+# first; `spidernet lab down` removes this one.
+LAB_PODS ?= 3
 run: setup
-	@echo "spidernet is installed in $(VENV); 'spidernet install-cni --bin-dir DIR' puts the plugins in place."
-	@echo "The lab (pods in network namespaces wired through macvlan + spidernet-ipam +"
-	@echo "spidernet-coordinator) arrives with the IPAM and coordinator issues; until then"
-	@echo "'make run' only installs."
+	@$(VENV)/bin/spidernet lab down >/dev/null 2>&1 || true
+	@$(VENV)/bin/spidernet lab up --pods $(LAB_PODS)
+	@echo "lab is up: '$(VENV)/bin/spidernet lab status' shows it, '$(VENV)/bin/spidernet lab down' removes it;"
+	@echo "'SPIDERNET_SOCKET=/run/spidernet-lab/spidernet.sock $(VENV)/bin/spidernet get pools' asks its service."
 
 test: setup
 	@$(PY) tests/lanes.py

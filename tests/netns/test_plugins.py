@@ -1,8 +1,8 @@
 """Our plugin executables, installed with install-cni and run as a runtime runs them.
 
-Their data paths arrive with later issues; until then each must still answer every verb as
-the spec says, and a chain that fails at one of them must leave nothing behind once the
-runtime has run DEL.
+The coordinator's and ifacer's data paths arrive with later issues; until then each must
+still answer every verb as the spec says, and a chain that fails at one of them must leave
+nothing behind once the runtime has run DEL. spidernet-ipam has its own tests (test_ipam.py).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from spidernet.node.lab.harness import GATEWAY4, SUBNET4, World
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target, invoke
 from spidernet.node.netlink.client import netlink
 
-PLUGINS = ["spidernet-ipam", "spidernet-coordinator", "spidernet-ifacer"]
+PLUGINS = ["spidernet-coordinator", "spidernet-ifacer"]
 
 
 def conf(plugin: str, ver: str = "1.0.0") -> dict[str, object]:
@@ -102,7 +102,7 @@ def test_chain_status_and_gc_reach_every_plugin(cni_path: tuple[str, ...]) -> No
     conflist = {
         "cniVersion": "1.1.0",
         "name": "ours",
-        "plugins": [{"type": "spidernet-ifacer"}, {"type": "spidernet-ipam"}],
+        "plugins": [{"type": "spidernet-ifacer"}, {"type": "spidernet-coordinator"}],
     }
     chain = Chain(parse_conflist(json.dumps(conflist).encode()), cni_path)
     chain.gc(keep=(Attachment("ctr-1", "net1"),))

@@ -2,17 +2,33 @@
 
 from __future__ import annotations
 
+import json
+import os
 import shutil
 import subprocess
 import sys
+import tempfile
 import zipfile
 from pathlib import Path
 
+from spidernet.node.lab.service import ServiceProcess
+
 ROOT = Path(__file__).resolve().parents[2]
+POOL = """\
+apiVersion: spiderpool.spidernet.io/v2beta1
+kind: SpiderIPPool
+metadata: {name: pkg}
+spec: {subnet: 10.99.0.0/24, ips: [10.99.0.10-10.99.0.20], default: true}
+"""
 
 
-def run(argv: list[str], cwd: Path | None = None) -> subprocess.CompletedProcess[str]:
-    proc = subprocess.run(argv, cwd=cwd, capture_output=True, text=True, timeout=900, check=False)
+def run(
+    argv: list[str], cwd: Path | None = None, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[str]:
+    full_env = {**os.environ, **env} if env else None
+    proc = subprocess.run(
+        argv, cwd=cwd, env=full_env, capture_output=True, text=True, timeout=900, check=False
+    )
     assert proc.returncode == 0, f"{argv} failed:\n{proc.stdout}\n{proc.stderr}"
     return proc
 
@@ -60,16 +76,50 @@ def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
     )
     assert ver.returncode == 0
     assert '"supportedVersions"' in ver.stdout
-    # The installed plugin runs from the wheel's own copy, not from this checkout.
-    del_run = subprocess.run(
-        [str(bin_dir / "spidernet-ipam")],
-        input='{"cniVersion": "1.0.0", "name": "n", "type": "spidernet-ipam"}',
-        env={"CNI_COMMAND": "DEL", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0"},
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    assert del_run.returncode == 0, del_run.stdout + del_run.stderr
+    # The installed plugin and the service run from the wheel's own copy: ADD and DEL
+    # through a service the wheel's `spidernet serve` runs.
+    base = Path(tempfile.mkdtemp(prefix="snt-pkg-"))
+    svc = ServiceProcess(base / "s.sock", base / "state", base / "log")
+    svc.start(python=str(venv / "bin" / "python"))
+    try:
+        pool = base / "pool.yaml"
+        pool.write_text(POOL)
+        env = {"SPIDERNET_SOCKET": str(svc.socket)}
+        applied = run([str(venv / "bin" / "spidernet"), "apply", "-f", str(pool)], env=env)
+        assert "spiderippool/pkg created" in applied.stdout
+        conf = json.dumps(
+            {
+                "cniVersion": "1.0.0",
+                "name": "n",
+                "type": "macvlan",
+                "ipam": {"type": "spidernet-ipam"},
+            }
+        )
+        calls = {
+            "ADD": {"CNI_NETNS": "/run/netns/none"},
+            "DEL": {},
+        }
+        for verb, extra in calls.items():
+            done = subprocess.run(
+                [str(bin_dir / "spidernet-ipam")],
+                input=conf,
+                env={
+                    "CNI_COMMAND": verb,
+                    "CNI_CONTAINERID": "c1",
+                    "CNI_IFNAME": "eth0",
+                    **env,
+                    **extra,
+                },
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+            if verb == "ADD":
+                assert '"address": "10.99.0.' in done.stdout
+    finally:
+        svc.stop()
+        shutil.rmtree(base)
     probe = run(
         [
             str(venv / "bin" / "python"),
