@@ -39,7 +39,12 @@ def kind_of(name: str) -> str:
     """The kind for a CLI name (`pools`, `sp`, `SpiderIPPool`, `pods`, ...); ValueError."""
     if name.lower() in _WORKLOAD_NAMES:
         return _WORKLOAD_NAMES[name.lower()]
-    return resolve_kind(name)
+    try:
+        return resolve_kind(name)
+    except ValueError as e:
+        raise ValueError(
+            f"{e}; or the embedded-mode records pods, namespaces, nodes, statefulsets"
+        ) from e
 
 
 def _fail(message: str) -> int:

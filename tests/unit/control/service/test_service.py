@@ -3,6 +3,7 @@ file, the peer check, metrics on loopback, and graceful shutdown."""
 
 from __future__ import annotations
 
+import io
 import json
 import shutil
 import tempfile
@@ -202,3 +203,48 @@ async def test_callers_of_other_users_are_refused(tmp_path: Path) -> None:
     ok = await app(Request("GET", "/v1/healthz", {}, [], b"", Peer(pid=1, uid=0, gid=0)))
     assert ok.status == 200
     store.close()
+
+
+async def test_cli_apply_get_delete(svc: Running, tmp_path: Path) -> None:
+    from spidernet.control import commands
+
+    docs = tmp_path / "docs.yaml"
+    bad = json.loads(json.dumps(POOL))
+    bad["metadata"]["name"] = "bad"
+    bad["spec"]["subnet"] = "10.6.0.1/24"
+    docs.write_text(json.dumps(POOL) + "\n---\n" + json.dumps(bad) + "\n")
+    out = io.StringIO()
+    status = await trio.to_thread.run_sync(lambda: commands.apply(svc.client, str(docs), out))
+    assert status == 1  # one document was rejected; the other still applied
+    assert out.getvalue() == "spiderippool/p4 created\n"
+    table = io.StringIO()
+    status = await trio.to_thread.run_sync(
+        lambda: commands.get(svc.client, "sp", None, None, output="table", out=table)
+    )
+    assert status == 0
+    header, _, row = table.getvalue().splitlines()[:3]
+    assert header.split() == [
+        "NAME",
+        "VERSION",
+        "SUBNET",
+        "ALLOCATED-IP-COUNT",
+        "TOTAL-IP-COUNT",
+        "DEFAULT",
+    ]
+    assert row.split() == ["p4", "4", "10.5.0.0/24", "0", "11", "false"]
+    as_yaml = io.StringIO()
+    await trio.to_thread.run_sync(
+        lambda: commands.get(svc.client, "pools", "p4", None, output="yaml", out=as_yaml)
+    )
+    assert "subnet: 10.5.0.0/24" in as_yaml.getvalue()
+    gone = io.StringIO()
+    status = await trio.to_thread.run_sync(
+        lambda: commands.delete(svc.client, "pool", "p4", None, out=gone)
+    )
+    assert (status, gone.getvalue()) == (0, "spiderippool/p4 deleted\n")
+    assert (
+        await trio.to_thread.run_sync(
+            lambda: commands.get(svc.client, "nope", None, None, output="json")
+        )
+        == 2
+    )
