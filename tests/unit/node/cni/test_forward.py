@@ -148,11 +148,13 @@ def test_parse_response_rejects_truncated_answers(answer: bytes) -> None:
         forward.parse_response(answer)
 
 
+@pytest.mark.parametrize("python", [sys.executable, "/opt/other/python3"])
 def test_the_installed_executable_imports_only_builtins(
-    tmp_path: Path, service: CannedService
+    tmp_path: Path, service: CannedService, python: str
 ) -> None:
+    # Compiled for this interpreter, or plain source for another one; both run here.
     script = tmp_path / "spidernet-ipam"
-    script.write_text(render("spidernet-ipam", sys.executable))
+    script.write_text(render("spidernet-ipam", python))
     script.chmod(0o755)
     env = {**ENV, "SPIDERNET_SOCKET": str(service.path)}
     res = subprocess.run(

@@ -28,7 +28,10 @@ def test_install_writes_every_plugin_executable(tmp_path: Path) -> None:
     assert sorted(p.name for p in paths) == sorted(PLUGINS)
     for p in paths:
         assert os.access(p, os.X_OK)
-        assert p.read_text().startswith(f"#!{sys.executable} -IS\n")
+        # Forwarders run on the base interpreter (no site packages needed); the others on
+        # the interpreter that installed them.
+        python = os.path.realpath(sys.executable) if p.name in FORWARDED else sys.executable
+        assert p.read_text().startswith(f"#!{python} -IS\n")
     assert [p.name for p in (tmp_path / "bin").iterdir() if p.name.startswith(".")] == []
 
 
@@ -82,6 +85,14 @@ def test_plugin_module_imports_nothing_heavy(module: str, command: str) -> None:
 def test_bad_interpreter_paths_are_refused(python: str) -> None:
     with pytest.raises(LauncherError):
         render("spidernet-ipam", python)
+
+
+def test_forwarder_is_stored_compiled_only_for_the_installing_interpreter() -> None:
+    mine = render("spidernet-ipam", sys.executable)
+    assert "exec(marshal.loads(" in mine
+    other = render("spidernet-ipam", "/opt/other/python3")
+    assert other.startswith("#!/opt/other/python3 -IS\n")
+    assert "def forward(" in other  # plain source for an interpreter of unknown version
 
 
 def test_unknown_plugin_is_refused() -> None:
