@@ -57,8 +57,11 @@ class CannedService:
                 conn.sendall(self.reply)
 
     def close(self) -> None:
+        # close() alone does not wake a thread blocked in accept(); shutdown() does (Linux).
+        self.sock.shutdown(socket.SHUT_RDWR)
         self.sock.close()
         self.thread.join(timeout=5)
+        assert not self.thread.is_alive()
 
 
 def reply(status: int, body: bytes) -> bytes:
