@@ -135,6 +135,21 @@ def test_a_line_break_in_a_variable_is_refused_before_sending(service: CannedSer
     assert service.requests == []
 
 
+@pytest.mark.parametrize(
+    ("conf", "path"),
+    [
+        (b'{"ipam": {"ipam_unix_socket_path": "/a/b.sock"}}', "/a/b.sock"),
+        (b'{"ipam": {"ipam_unix_socket_path"\n :\n "/with space"}}', "/with space"),
+        (b'{"ipam": {"ipam_unix_socket_path": "/a\\\\b"}}', "/a\\b"),  # escaped: via json
+        (b'{"ipam": {"ipam_unix_socket_path": 5}}', ""),
+        (b'{"ipam_unix_socket_path": [1], "ipam": {}}', ""),
+        (b"{not json", ""),
+    ],
+)
+def test_the_config_socket_is_read_without_json(conf: bytes, path: str) -> None:
+    assert forward._config_socket(conf) == path
+
+
 def test_socket_path_precedence() -> None:
     conf = json.dumps({"ipam": {"ipam_unix_socket_path": "/from/conf.sock"}}).encode()
     assert forward.socket_path(conf, {"SPIDERNET_SOCKET": "/from/env"}) == "/from/conf.sock"
@@ -159,11 +174,11 @@ def test_the_installed_executable_imports_only_builtins(
     script = tmp_path / "spidernet-ipam"
     script.write_text(render("spidernet-ipam", python))
     script.chmod(0o755)
-    env = {**ENV, "SPIDERNET_SOCKET": str(service.path)}
+    conf = json.dumps({"cniVersion": "1.0.0", "ipam": {"ipam_unix_socket_path": str(service.path)}})
     res = subprocess.run(
         [sys.executable, "-X", "importtime", "-I", "-S", str(script)],
-        input=b'{"cniVersion": "1.0.0"}',
-        env=env,
+        input=conf.encode(),
+        env=ENV,
         capture_output=True,
         timeout=30,
         check=False,
