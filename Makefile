@@ -12,11 +12,12 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc
 VENV_STAMP := $(VENV)/.spidernet-installed
 
-.PHONY: help run test setup deps venv lint typecheck contracts unit netns package clean
+.PHONY: help run test bench setup deps venv lint typecheck contracts unit netns package clean
 
 help:
 	@echo "make run    install what is missing, then run the lab"
 	@echo "make test   install what is missing, then run every test lane"
+	@echo "make bench  spidernet-ipam vs host-local, allocation vs pool fill (BENCH_ARGS=--quick)"
 
 setup: deps venv
 
@@ -47,6 +48,11 @@ run: setup
 
 test: setup
 	@$(PY) tests/lanes.py
+
+# spidernet-ipam vs Go host-local per call, and allocation vs pool size and fill: tables on
+# stdout, bench/results/ipam.{json,png}. BENCH_ARGS=--quick for a short run.
+bench: setup
+	@$(PY) -m bench.ipam $(BENCH_ARGS)
 
 lint typecheck contracts unit netns package: setup
 	@$(PY) tests/lanes.py $@

@@ -57,7 +57,7 @@ def typecheck() -> Outcome:
     link = base / "spidernet"
     if not link.is_symlink():
         link.symlink_to(Path("..", ".."))
-    targets = ["__init__.py", "__main__.py", "cli.py", "node", "control", "tests"]
+    targets = ["__init__.py", "__main__.py", "cli.py", "node", "control", "bench", "tests"]
     cmd = [str(BIN / "mypy"), "--config-file", str(ROOT / "pyproject.toml")]
     cmd += [f"spidernet/{t}" for t in targets]
     return Outcome("typecheck", _run(cmd, cwd=base), note="mypy --strict")
