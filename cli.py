@@ -23,14 +23,16 @@ def _install_cni(args: argparse.Namespace) -> int:
     from spidernet.node.install import install_cni
 
     try:
-        paths = install_cni(Path(args.bin_dir), args.python)
+        installed = install_cni(Path(args.bin_dir), args.python, forwarder=args.forwarder)
     except (LauncherError, OSError) as e:
         print(
             f"spidernet: failed to install CNI plugins into '{args.bin_dir}': {e}", file=sys.stderr
         )
         return EXIT_FAILURE
-    for path in paths:
-        print(f"installed {path}")
+    for item in installed:
+        print(f"installed {item.path} ({item.kind})")
+        if item.note:
+            print(f"spidernet: {item.path.name}: {item.note}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -228,6 +230,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--python",
         default=sys.executable,
         help="interpreter the plugins run under (default: this one)",
+    )
+    install.add_argument(
+        "--forwarder",
+        choices=["auto", "c", "python"],
+        default="auto",
+        help="spidernet-ipam as a compiled C forwarder (c), the Python one (python), or C when "
+        "a compiler is present (auto, the default)",
     )
     install.set_defaults(func=_install_cni)
     _resource_commands(sub)

@@ -77,6 +77,9 @@ HOST_LOCAL_SUBNET = "10.0.0.0/16"
 
 # Part 1 rows: the compared sides first, then diagnostics.
 IPAM, HL, FLOOR, VFLOOR = PLUGIN, "host-local", "python3-floor", "venv-python-floor"
+# The Python forwarder (what install-cni writes without a C compiler); the diagnostics below
+# take it apart, since the compiled one has no interpreter to measure.
+IPAM_PY = "spidernet-ipam-python"
 IPAM_ENV, IPAM_VERSION, EXE_FLOOR, JSON_IMPORT, INPROC = (
     "spidernet-ipam-env-socket",
     "spidernet-ipam-version",
@@ -241,13 +244,21 @@ def allocated(client: Client, pool: str) -> int:
     return int(obj["status"]["allocatedIPCount"])
 
 
-def install_plugins(bin_dir: Path) -> Path:
-    """`spidernet install-cni --bin-dir` (the real install path); the spidernet-ipam path."""
-    subprocess.run(
-        [sys.executable, "-m", "spidernet", "install-cni", "--bin-dir", str(bin_dir)],
-        check=True,
+def install_plugins(bin_dir: Path, forwarder: str) -> Path:
+    """`spidernet install-cni --bin-dir --forwarder` (the real install path); the
+    spidernet-ipam path. `forwarder` "c" fails when no C compiler is present."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "spidernet", "install-cni", "--bin-dir", str(bin_dir)),
+            *("--forwarder", forwarder),
+        ],
+        check=False,
         capture_output=True,
+        text=True,
     )
+    if done.returncode != 0:
+        raise SpawnError(f"install-cni --forwarder {forwarder} failed: {done.stderr.strip()}")
     return bin_dir / PLUGIN
 
 
@@ -265,9 +276,11 @@ def floor_key(python: str) -> str:
 
 
 def call_sides(
-    spawner: Spawner, ipam_exe: Path, svc: ServiceProcess, cni_path: str, state: Path
+    spawner: Spawner, exes: tuple[Path, Path], svc: ServiceProcess, cni_path: str, state: Path
 ) -> list[Side]:
-    """Part 1's rows: spidernet-ipam, host-local, the CPython floors, then diagnostics."""
+    """Part 1's rows: spidernet-ipam (compiled, then Python), host-local, the CPython floors,
+    then diagnostics of the Python forwarder."""
+    ipam_exe, py_exe = exes
     pools = {"default_ipv4_ippool": [CALL_POOL]}
     with_socket = cni_conf({"type": PLUGIN, "ipam_unix_socket_path": str(svc.socket), **pools})
     no_socket = cni_conf({"type": PLUGIN, **pools})
@@ -277,17 +290,34 @@ def call_sides(
     plugin_env = {"CNI_PATH": cni_path}
     cni = ("ADD", "DEL")
     venv = sys.executable
-    exe = (str(ipam_exe),)
-    python = interpreter(ipam_exe)
+    exe = (str(py_exe),)
+    python = interpreter(py_exe)
     own_floor: list[Side] = []
     if floor_key(python) == EXE_FLOOR:
         label = f"{python} -I -S -c pass (the executable's interpreter)"
         own_floor.append(ProcessSide(EXE_FLOOR, label, (python, *PASS), spawner, diagnostic=True))
     return [
-        ProcessSide(IPAM, "spidernet-ipam", exe, spawner, with_socket, plugin_env, cni),
+        ProcessSide(
+            IPAM,
+            "spidernet-ipam (compiled forwarder)",
+            (str(ipam_exe),),
+            spawner,
+            with_socket,
+            plugin_env,
+            cni,
+        ),
+        ProcessSide(
+            IPAM_PY,
+            "spidernet-ipam (Python forwarder)",
+            exe,
+            spawner,
+            with_socket,
+            plugin_env,
+            cni,
+        ),
         ProcessSide(
             IPAM_ENV,
-            "spidernet-ipam, socket from $SPIDERNET_SOCKET, not the config",
+            "Python forwarder, socket from $SPIDERNET_SOCKET, not the config",
             exe,
             spawner,
             no_socket,
@@ -300,7 +330,7 @@ def call_sides(
         ProcessSide(VFLOOR, "venv python -I -S -c pass", (venv, *PASS), spawner),
         ProcessSide(
             IPAM_VERSION,
-            "spidernet-ipam VERSION (answered without the service)",
+            "Python forwarder VERSION (answered without the service)",
             exe,
             spawner,
             b"",
@@ -325,7 +355,8 @@ def part_calls(
     cfg: Config, base: Path, spawner: Spawner, stack: ExitStack, console: Console
 ) -> CallResults:
     """Part 1 against its own `spidernet serve`."""
-    ipam_exe = install_plugins(base / "bin")
+    ipam_exe = install_plugins(base / "bin", "c")
+    py_exe = install_plugins(base / "bin-python", "python")
     svc = ServiceProcess(socket=base / "c.sock", state_dir=base / "calls", log=base / "calls.log")
     stack.callback(svc.stop)
     svc.start()
@@ -336,7 +367,9 @@ def part_calls(
         "/v1/resources",
         pool_doc(CALL_POOL, str(CALL_SUBNET), [f"{hosts[1]}-{hosts[-1]}"], gateway=str(hosts[0])),
     )
-    sides = call_sides(spawner, ipam_exe, svc, f"{base / 'bin'}:{HOST_LOCAL.parent}", base / "hl")
+    sides = call_sides(
+        spawner, (ipam_exe, py_exe), svc, f"{base / 'bin'}:{HOST_LOCAL.parent}", base / "hl"
+    )
     samples = measure_calls(sides, cfg.calls, console)
     left = allocated(client, CALL_POOL)
     if left:
@@ -346,8 +379,8 @@ def part_calls(
         samples,
         {s.key: s.label for s in sides},
         {s.key for s in sides if s.diagnostic},
-        floor_key(interpreter(ipam_exe)),
-        "\n".join(ipam_exe.read_text(errors="replace").splitlines()[:2]),
+        floor_key(interpreter(py_exe)),
+        "\n".join(py_exe.read_text(errors="replace").splitlines()[:2]),
     )
 
 
@@ -361,8 +394,9 @@ def call_ratios(res: CallResults) -> dict[str, float]:
         out[f"ipam_over_host_local_{v}_mean"] = ratio(mean(IPAM, verb), mean(HL, verb))
         out[f"ipam_over_python_floor_{v}"] = ratio(med(IPAM, verb), med(FLOOR, RUN))
         out[f"ipam_over_venv_floor_{v}"] = ratio(med(IPAM, verb), med(VFLOOR, RUN))
-        out[f"ipam_over_own_interpreter_floor_{v}"] = ratio(
-            med(IPAM, verb), med(res.exe_floor, RUN)
+        out[f"ipam_python_over_host_local_{v}"] = ratio(med(IPAM_PY, verb), med(HL, verb))
+        out[f"ipam_python_over_own_interpreter_floor_{v}"] = ratio(
+            med(IPAM_PY, verb), med(res.exe_floor, RUN)
         )
         out[f"ipam_socket_from_env_over_host_local_{v}"] = ratio(med(IPAM_ENV, verb), med(HL, verb))
         out[f"python_floor_over_host_local_{v}"] = ratio(med(FLOOR, RUN), med(HL, verb))
@@ -370,9 +404,10 @@ def call_ratios(res: CallResults) -> dict[str, float]:
 
 
 def attribution(res: CallResults, verb: str) -> list[tuple[str, float]]:
-    """spidernet-ipam's median call split into parts, each a difference of measured medians."""
+    """The Python forwarder's median call split into parts, each a difference of measured
+    medians (the compiled forwarder's total beside it)."""
     med = res.median
-    total = med(IPAM, verb)
+    total = med(IPAM_PY, verb)
     floor = med(res.exe_floor, RUN)
     own = med(IPAM_VERSION, RUN)
     env_socket = med(IPAM_ENV, verb)
@@ -382,7 +417,8 @@ def attribution(res: CallResults, verb: str) -> list[tuple[str, float]]:
         ("stdin, request, service round trip, answer", env_socket - own),
         ("  of which the service round trip (in-process forward())", med(INPROC, verb)),
         ("finding ipam_unix_socket_path in the config (vs $SPIDERNET_SOCKET)", total - env_socket),
-        ("total spidernet-ipam", total),
+        ("total: spidernet-ipam, Python forwarder", total),
+        ("for comparison: spidernet-ipam, compiled forwarder", med(IPAM, verb)),
         ("for comparison: Go host-local", med(HL, verb)),
         ("for scale: `import json` on that interpreter", med(JSON_IMPORT, RUN) - floor),
     ]
@@ -661,15 +697,17 @@ def ratios_table(ratios: Mapping[str, float]) -> Table:
     table.add_column("goal", justify="right")
     table.add_column("")
     rows = [
-        ("spidernet-ipam / host-local, ADD", "ipam_over_host_local_add", GOAL),
-        ("spidernet-ipam / host-local, DEL", "ipam_over_host_local_del", GOAL),
-        ("spidernet-ipam / CPython floor (/usr/bin/python3), ADD", "ipam_over_python_floor_add", 0),
-        ("spidernet-ipam / CPython floor (/usr/bin/python3), DEL", "ipam_over_python_floor_del", 0),
-        ("spidernet-ipam / venv python floor, ADD", "ipam_over_venv_floor_add", 0),
+        ("spidernet-ipam (compiled) / host-local, ADD", "ipam_over_host_local_add", GOAL),
+        ("spidernet-ipam (compiled) / host-local, DEL", "ipam_over_host_local_del", GOAL),
+        ("spidernet-ipam (Python) / host-local, ADD", "ipam_python_over_host_local_add", GOAL),
+        ("spidernet-ipam (Python) / host-local, DEL", "ipam_python_over_host_local_del", GOAL),
+        ("spidernet-ipam (compiled) / CPython floor, ADD", "ipam_over_python_floor_add", 0),
+        ("spidernet-ipam (compiled) / CPython floor, DEL", "ipam_over_python_floor_del", 0),
+        ("spidernet-ipam (compiled) / venv python floor, ADD", "ipam_over_venv_floor_add", 0),
         ("CPython floor / host-local, ADD", "python_floor_over_host_local_add", 0),
         (
-            "spidernet-ipam / its own interpreter's floor, ADD",
-            "ipam_over_own_interpreter_floor_add",
+            "spidernet-ipam (Python) / its own interpreter's floor, ADD",
+            "ipam_python_over_own_interpreter_floor_add",
             0,
         ),
         ("allocation: slowest / fastest cell (pool size x fill)", "alloc_largest_over_smallest", 0),
@@ -682,8 +720,8 @@ def ratios_table(ratios: Mapping[str, float]) -> Table:
 
 
 def attribution_table(parts: Sequence[tuple[str, float]]) -> Table:
-    """Where spidernet-ipam's ADD goes."""
-    table = Table(title="Where a spidernet-ipam ADD goes (differences of medians)")
+    """Where the Python forwarder's ADD goes."""
+    table = Table(title="Where a Python-forwarder ADD goes (differences of medians)")
     table.title_justify = "left"
     table.add_column("part")
     table.add_column("ms", justify="right")
@@ -746,7 +784,8 @@ def plot(path: Path, calls: CallResults, alloc: AllocResults, cfg: Config, title
     from matplotlib import pyplot as plt
 
     fig, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5), layout="constrained")
-    rows = [(IPAM, "ADD"), (IPAM, "DEL"), (HL, "ADD"), (HL, "DEL"), (FLOOR, RUN), (VFLOOR, RUN)]
+    rows = [(IPAM, "ADD"), (IPAM, "DEL"), (IPAM_PY, "ADD"), (IPAM_PY, "DEL")]
+    rows += [(HL, "ADD"), (HL, "DEL"), (FLOOR, RUN), (VFLOOR, RUN)]
     rows += [(k, RUN) for k in (EXE_FLOOR,) if k in calls.samples]
     rows += [(IPAM_ENV, "ADD"), (IPAM_VERSION, RUN), (JSON_IMPORT, RUN), (INPROC, "ADD")]
     labels = [f"{k} {v}" if v != RUN else k for k, v in rows]

@@ -21,6 +21,8 @@ TIMEOUT_S = 300
 RATIOS = (
     "ipam_over_host_local_add",
     "ipam_over_host_local_del",
+    "ipam_python_over_host_local_add",
+    "ipam_python_over_host_local_del",
     "ipam_over_python_floor_add",
     "ipam_over_python_floor_del",
     "ipam_over_venv_floor_add",
@@ -44,7 +46,8 @@ def test_quick_benchmark_writes_png_and_json(tmp_path: Path) -> None:
         check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    assert "spidernet-ipam / host-local" in done.stdout
+    assert "spidernet-ipam (compiled) / host-local" in done.stdout
+    assert "spidernet-ipam (Python) / host-local" in done.stdout
 
     assert (out / "ipam.png").read_bytes()[:8] == PNG_SIGNATURE
 
@@ -58,7 +61,7 @@ def test_quick_benchmark_writes_png_and_json(tmp_path: Path) -> None:
         assert _positive(doc["ratios"].get(key)), (key, doc["ratios"].get(key))
 
     calls = doc["config"]["calls"]
-    for side in ("spidernet-ipam", "host-local"):
+    for side in ("spidernet-ipam", "spidernet-ipam-python", "host-local"):
         for verb in ("ADD", "DEL"):
             row = doc["per_call"][side][verb]
             assert row["n"] == calls

@@ -58,6 +58,7 @@ def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
     tops = {n.split("/")[0] for n in names}
     assert tops == {"spidernet", wheel.name.split("-py3")[0] + ".dist-info"}
     assert "spidernet/node/cni/skel.py" in names
+    assert "spidernet/node/cni/forward.c" in names  # install-cni compiles it
     assert not any(n.startswith("spidernet/tests/") for n in names)
 
     venv = tmp_path / "venv"

@@ -18,6 +18,7 @@ import pytest
 
 from spidernet.node.cni import forward
 from spidernet.node.cni.launcher import render
+from spidernet.node.install import compile_forwarder
 
 ANSWER = b'{"cniVersion": "1.0.0", "ips": []}\n'
 
@@ -81,9 +82,31 @@ def service(tmp_path: Path) -> Iterator[CannedService]:
 ENV = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c1", "CNI_IFNAME": "eth0", "PATH": "/bin"}
 
 
-def test_a_call_is_forwarded_with_its_environment_and_stdin(service: CannedService) -> None:
+@pytest.fixture(params=["compiled", "python"])
+def exe(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """The spidernet-ipam executable, as install-cni writes it: compiled from forward.c, or
+    the Python forwarder. Every behaviour below holds for both."""
+    path = tmp_path / "spidernet-ipam"
+    if request.param == "compiled":
+        compile_forwarder("spidernet-ipam", path)
+    else:
+        path.write_text(render("spidernet-ipam", sys.executable))
+    path.chmod(0o755)
+    return path
+
+
+def call(exe: Path, env: dict[str, str], stdin: bytes) -> tuple[int, bytes, str]:
+    done = subprocess.run(
+        [str(exe)], input=stdin, env=env, capture_output=True, timeout=30, check=False
+    )
+    return done.returncode, done.stdout, done.stderr.decode()
+
+
+def test_a_call_is_forwarded_with_its_environment_and_stdin(
+    exe: Path, service: CannedService
+) -> None:
     env = {**ENV, "SPIDERNET_SOCKET": str(service.path)}
-    status, out, err = forward.forward("spidernet-ipam", env, b'{"a": 1}')
+    status, out, err = call(exe, env, b'{"a": 1}')
     assert (status, out, err) == (0, ANSWER, "")
     [request] = service.requests
     assert request.startswith(b"POST /v1/cni/spidernet-ipam HTTP/1.1\r\n")
@@ -91,22 +114,29 @@ def test_a_call_is_forwarded_with_its_environment_and_stdin(service: CannedServi
     assert b"Cni-Env: CNI_CONTAINERID=c1\r\n" in request
     assert b"PATH" not in request  # only CNI_* variables travel
     assert request.endswith(b'\r\n\r\n{"a": 1}')
+    # The Python forwarder, in-process, sends exactly the same bytes.
+    assert forward.request_bytes("spidernet-ipam", env, b'{"a": 1}') == request
 
 
-def test_the_plugin_exit_status_comes_back(tmp_path: Path) -> None:
+def test_version_is_answered_without_the_service(exe: Path) -> None:
+    status, out, _ = call(exe, {"CNI_COMMAND": "VERSION"}, b"")
+    assert status == 0
+    assert json.loads(out)["supportedVersions"][-1] == "1.1.0"
+
+
+def test_the_plugin_exit_status_comes_back(exe: Path, tmp_path: Path) -> None:
     svc = CannedService(tmp_path / "s.sock", reply(1, b'{"code": 7, "msg": "bad"}'))
     try:
-        env = {**ENV, "SPIDERNET_SOCKET": str(svc.path)}
-        status, out, _ = forward.forward("spidernet-ipam", env, b"{}")
+        status, out, _ = call(exe, {**ENV, "SPIDERNET_SOCKET": str(svc.path)}, b"{}")
     finally:
         svc.close()
     assert status == 1
     assert json.loads(out)["code"] == 7
 
 
-def test_an_unreachable_service_is_try_again_later(tmp_path: Path) -> None:
+def test_an_unreachable_service_is_try_again_later(exe: Path, tmp_path: Path) -> None:
     env = {**ENV, "SPIDERNET_SOCKET": str(tmp_path / "none.sock")}
-    status, out, err = forward.forward("spidernet-ipam", env, b"{}")
+    status, out, err = call(exe, env, b"{}")
     assert status == 1
     obj = json.loads(out)
     assert obj["code"] == 11
@@ -115,24 +145,42 @@ def test_an_unreachable_service_is_try_again_later(tmp_path: Path) -> None:
     assert "not reachable" in err
 
 
-def test_a_malformed_answer_is_named(tmp_path: Path) -> None:
-    svc = CannedService(tmp_path / "s.sock", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+@pytest.mark.parametrize(
+    ("answer", "why"),
+    [
+        (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "no Cni-Exit header"),
+        (b"HTTP/1.1 200 OK\r\nCni-Exit: 0\r\nContent-Length: 9\r\n\r\n{}", "9"),
+        (b"HTTP/1.1 200 OK\r\nCni-Exit: 0", "incomplete answer"),
+    ],
+)
+def test_a_malformed_answer_is_named(exe: Path, tmp_path: Path, answer: bytes, why: str) -> None:
+    svc = CannedService(tmp_path / "s.sock", answer)
     try:
-        status, out, _ = forward.forward(
-            "spidernet-ipam", {**ENV, "SPIDERNET_SOCKET": str(svc.path)}, b"{}"
-        )
+        status, out, _ = call(exe, {**ENV, "SPIDERNET_SOCKET": str(svc.path)}, b"{}")
     finally:
         svc.close()
     assert status == 1
-    assert "no Cni-Exit header" in json.loads(out)["msg"]
+    obj = json.loads(out)
+    assert obj["code"] == 11
+    assert "malformed answer" in obj["msg"]
+    assert why in obj["msg"]
 
 
-def test_a_line_break_in_a_variable_is_refused_before_sending(service: CannedService) -> None:
+def test_a_line_break_in_a_variable_is_refused_before_sending(
+    exe: Path, service: CannedService
+) -> None:
     env = {**ENV, "CNI_ARGS": "A=1\r\nX-Evil: 1", "SPIDERNET_SOCKET": str(service.path)}
-    status, out, _ = forward.forward("spidernet-ipam", env, b"{}")
+    status, out, _ = call(exe, env, b"{}")
     assert status == 1
     assert json.loads(out)["code"] == 4
+    assert "CNI_ARGS" in json.loads(out)["msg"]
     assert service.requests == []
+
+
+def test_the_config_names_the_socket(exe: Path, service: CannedService) -> None:
+    conf = json.dumps({"ipam": {"ipam_unix_socket_path": str(service.path)}}).encode()
+    status, out, _ = call(exe, {**ENV, "SPIDERNET_SOCKET": "/nonexistent.sock"}, conf)
+    assert (status, out) == (0, ANSWER)
 
 
 @pytest.mark.parametrize(

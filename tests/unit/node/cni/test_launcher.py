@@ -24,15 +24,40 @@ def run(
 
 
 def test_install_writes_every_plugin_executable(tmp_path: Path) -> None:
-    paths = install_cni(tmp_path / "bin", sys.executable)
-    assert sorted(p.name for p in paths) == sorted(PLUGINS)
-    for p in paths:
-        assert os.access(p, os.X_OK)
-        # Forwarders run on the base interpreter (no site packages needed); the others on
-        # the interpreter that installed them.
-        python = os.path.realpath(sys.executable) if p.name in FORWARDED else sys.executable
-        assert p.read_text().startswith(f"#!{python} -IS\n")
+    installed = install_cni(tmp_path / "bin", sys.executable)
+    assert sorted(i.path.name for i in installed) == sorted(PLUGINS)
+    kinds = {i.path.name: i.kind for i in installed}
+    assert kinds["spidernet-ipam"] == "compiled forwarder"  # make installs a C compiler
+    assert kinds["spidernet-coordinator"] == "python launcher"
+    for i in installed:
+        assert os.access(i.path, os.X_OK)
+        if i.kind == "compiled forwarder":
+            assert i.path.read_bytes()[:4] == b"\x7fELF"
+        else:
+            assert i.path.read_text().startswith(f"#!{sys.executable} -IS\n")
     assert [p.name for p in (tmp_path / "bin").iterdir() if p.name.startswith(".")] == []
+
+
+def test_python_forwarders_run_on_the_base_interpreter(tmp_path: Path) -> None:
+    [ipam] = [
+        i
+        for i in install_cni(tmp_path / "bin", sys.executable, forwarder="python")
+        if i.path.name in FORWARDED
+    ]
+    assert ipam.kind == "python forwarder"
+    # The base interpreter: the forwarder needs no site packages, and skips pyvenv.cfg.
+    assert ipam.path.read_text().startswith(f"#!{os.path.realpath(sys.executable)} -IS\n")
+
+
+def test_without_a_compiler_auto_falls_back_and_says_why(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    installed = {i.path.name: i for i in install_cni(tmp_path / "bin", sys.executable)}
+    assert installed["spidernet-ipam"].kind == "python forwarder"
+    assert "no C compiler" in installed["spidernet-ipam"].note
+    with pytest.raises(LauncherError, match="no C compiler"):
+        install_cni(tmp_path / "bin2", sys.executable, forwarder="c")
 
 
 @pytest.mark.parametrize("name", sorted(set(PLUGINS) - FORWARDED))
