@@ -24,7 +24,9 @@ from .cni.launcher import FORWARDED, PLUGINS, LauncherError, render
 
 FORWARDERS = ("auto", "c", "python")
 _SOURCE = Path(__file__).parent / "cni" / "forward.c"
-_CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-Werror", "-s"]
+# No -Werror: a newer compiler's new warning must not cost a user the compiled forwarder
+# (the unit lane compiles with warnings shown and fails on any).
+_CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-s"]
 
 
 @dataclass(frozen=True)
@@ -45,8 +47,9 @@ def _c_string(text: str) -> str:
     return json.dumps(text)
 
 
-def compile_forwarder(name: str, out: Path, cc: str | None = None) -> None:
-    """Compile the forwarder of plugin `name` into `out`; raises ForwarderBuildError."""
+def compile_forwarder(name: str, out: Path, cc: str | None = None) -> str:
+    """Compile the forwarder of plugin `name` into `out`; returns the compiler's warnings
+    (empty when clean); raises ForwarderBuildError."""
     compiler = cc or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
         raise ForwarderBuildError("no C compiler (cc or gcc) on PATH")
@@ -72,6 +75,7 @@ def compile_forwarder(name: str, out: Path, cc: str | None = None) -> None:
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines()
             raise ForwarderBuildError(f"{compiler} failed: {' | '.join(lines[:5])}")
+        return done.stderr.strip()
 
 
 def _place(bin_dir: Path, name: str, write: Callable[[Path], object]) -> Path:

@@ -128,7 +128,7 @@ static char *config_socket(const char *in, size_t n) {
     struct buf out = {0};
     while (p < end && *p != '"') {
         if (*p == '\\') {
-            if (p + 1 >= end || !strchr("\\\"/", p[1]))
+            if (p + 1 >= end || p[1] == '\0' || !strchr("\\\"/", p[1]))
                 fail(7, NULL, PLUGIN_NAME ": unsupported escape in ipam_unix_socket_path");
             p++;
         }
