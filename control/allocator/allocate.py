@@ -14,7 +14,7 @@ from collections.abc import Callable, Container, Mapping, Sequence
 from dataclasses import dataclass
 
 from spidernet.control.model.iprange import IntervalSet
-from spidernet.control.model.resources import IPPool
+from spidernet.control.model.resources import IPPool, Route
 
 from .candidates import NicCandidates, sources, usable_pools
 from .errors import AllocationError, Reason
@@ -27,14 +27,6 @@ IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 
 
 @dataclass(frozen=True)
-class RouteSpec:
-    """A route for one NIC of the pod."""
-
-    dst: IPNetwork
-    gw: IPAddress
-
-
-@dataclass(frozen=True)
 class Lease:
     """One address given to one NIC: what the CNI result and the endpoint record carry."""
 
@@ -43,7 +35,7 @@ class Lease:
     address: IPInterface
     gateway: IPAddress | None
     clean_gateway: bool
-    routes: tuple[RouteSpec, ...]
+    routes: tuple[Route, ...]
 
     @property
     def version(self) -> int:
@@ -59,7 +51,7 @@ class PoolUse:
     count: int
 
 
-def annotation_routes(text: str | None) -> tuple[RouteSpec, ...]:
+def annotation_routes(text: str | None) -> tuple[Route, ...]:
     """The pod's `ipam.spidernet.io/routes` annotation: `[{"dst": CIDR, "gw": IP}, ...]`."""
     if not text:
         return ()
@@ -70,7 +62,7 @@ def annotation_routes(text: str | None) -> tuple[RouteSpec, ...]:
         raise AllocationError(Reason.INVALID, f"{what}: not JSON ({e})") from e
     if not isinstance(items, list):
         raise AllocationError(Reason.INVALID, f"{what}: expected a list of {{dst, gw}}")
-    out: list[RouteSpec] = []
+    out: list[Route] = []
     for i, item in enumerate(items):
         if not isinstance(item, dict) or set(item) != {"dst", "gw"}:
             raise AllocationError(Reason.INVALID, f"{what}[{i}]: expected {{dst, gw}}")
@@ -81,21 +73,21 @@ def annotation_routes(text: str | None) -> tuple[RouteSpec, ...]:
             raise AllocationError(Reason.INVALID, f"{what}[{i}]: {e}") from e
         if dst.version != gw.version:
             raise AllocationError(Reason.INVALID, f"{what}[{i}]: dst and gw families differ")
-        out.append(RouteSpec(dst, gw))
+        out.append(Route(dst, gw))
     return tuple(out)
 
 
 def lease_for(pool: IPPool, interface: str, ip: int, clean_gateway: bool) -> Lease:
     """The lease of address `ip` from `pool`, with the pool's gateway and routes."""
     address = ipaddress.ip_interface(f"{ipaddress.ip_address(ip)}/{pool.subnet.prefixlen}")
-    routes = tuple(RouteSpec(r.dst, r.gw) for r in pool.routes)
+    routes = pool.routes
     if pool.gateway is not None and not clean_gateway:
         default = ipaddress.ip_network("0.0.0.0/0" if pool.ip_version == 4 else "::/0")
-        routes = (RouteSpec(default, pool.gateway), *routes)
+        routes = (Route(default, pool.gateway), *routes)
     return Lease(interface, pool.name, address, pool.gateway, clean_gateway, routes)
 
 
-def attach_routes(leases: Sequence[Lease], extra: Sequence[RouteSpec]) -> list[Lease]:
+def attach_routes(leases: Sequence[Lease], extra: Sequence[Route]) -> list[Lease]:
     """Give each annotation route to the NIC whose subnet holds its gateway (§2.8); a route
     no NIC can reach is an error here (Spiderpool drops it with a log line)."""
     out = list(leases)
@@ -161,7 +153,10 @@ def allocate(
                 blocked = _Blocked(u.taken, mine, pool.name, skip)
                 res = reserved.get(version, IntervalSet())
                 usable = pool.usable
-                free = usable.count - usable.intersection(res).count - u.count - len(mine)
+                # An upper bound on the free addresses: a reserved address may also be
+                # claimed (reserved after it was allocated), so the two are not summed.
+                held = max(usable.intersection(res).count, u.count + len(mine))
+                free = usable.count - held
                 ip = pick(usable, res, blocked, free, rng)
                 if ip is None:
                     full.append(f"{pool.name} ({usable.count} usable, {u.count} allocated)")

@@ -28,9 +28,9 @@ def pick(
 ) -> int | None:
     """A free address of `usable` not in `reserved` nor `taken`, or None when none is left.
 
-    `free` is the caller's count of free addresses (usable minus reserved minus taken); at
-    zero the pool is full and nothing is probed. The walk is bounded by the pool size, so a
-    stale count costs time but never a wrong answer.
+    `free` is the caller's upper bound on the free addresses; at zero or below the pool is
+    full and nothing is probed. The walk is bounded by the pool size, so a bound that is
+    too high costs time, never a wrong answer.
     """
     size = usable.count
     if size == 0 or free <= 0:

@@ -36,14 +36,12 @@ class Route:
 
 
 @dataclass(frozen=True)
-class IPPool:
-    """A SpiderIPPool: the addresses pods may get, and which pods may get them.
+class AddressSpace:
+    """The address fields a SpiderIPPool and a SpiderSubnet share.
 
     Usable addresses are `ips` minus `exclude_ips` (Spiderpool's `AssembleTotalIPs`); an
-    empty `ips` is a pool with no addresses, as in Spiderpool.
+    empty `ips` holds no addresses, as in Spiderpool.
     """
-
-    KIND: ClassVar[str] = "SpiderIPPool"
 
     name: str
     ip_version: int
@@ -52,6 +50,24 @@ class IPPool:
     exclude_ips: IntervalSet = EMPTY
     gateway: IPAddress | None = None
     routes: tuple[Route, ...] = ()
+
+    @property
+    def usable(self) -> IntervalSet:
+        """The addresses that may be handed out: `ips` minus `exclude_ips`."""
+        return self.ips.difference(self.exclude_ips)
+
+    @property
+    def total(self) -> int:
+        """How many usable addresses (Spiderpool's `status.totalIPCount`)."""
+        return self.usable.count
+
+
+@dataclass(frozen=True)
+class IPPool(AddressSpace):
+    """A SpiderIPPool: the addresses pods may get, and which pods may get them."""
+
+    KIND: ClassVar[str] = "SpiderIPPool"
+
     pod_affinity: LabelSelector | None = None
     namespace_affinity: LabelSelector | None = None
     namespace_name: tuple[str, ...] = ()
@@ -63,42 +79,15 @@ class IPPool:
     labels: Mapping[str, str] = field(default_factory=empty_map)
     annotations: Mapping[str, str] = field(default_factory=empty_map)
 
-    @property
-    def usable(self) -> IntervalSet:
-        """The addresses this pool may hand out: `ips` minus `exclude_ips`."""
-        return self.ips.difference(self.exclude_ips)
-
-    @property
-    def total(self) -> int:
-        """How many usable addresses (Spiderpool's `status.totalIPCount`)."""
-        return self.usable.count
-
 
 @dataclass(frozen=True)
-class Subnet:
+class Subnet(AddressSpace):
     """A SpiderSubnet: the address space that pools with the same CIDR are carved from."""
 
     KIND: ClassVar[str] = "SpiderSubnet"
 
-    name: str
-    ip_version: int
-    subnet: IPNetwork
-    ips: IntervalSet = EMPTY
-    exclude_ips: IntervalSet = EMPTY
-    gateway: IPAddress | None = None
-    routes: tuple[Route, ...] = ()
     labels: Mapping[str, str] = field(default_factory=empty_map)
     annotations: Mapping[str, str] = field(default_factory=empty_map)
-
-    @property
-    def usable(self) -> IntervalSet:
-        """The addresses pools may take from this subnet: `ips` minus `exclude_ips`."""
-        return self.ips.difference(self.exclude_ips)
-
-    @property
-    def total(self) -> int:
-        """How many usable addresses (Spiderpool's `status.totalIPCount`)."""
-        return self.usable.count
 
 
 @dataclass(frozen=True)
