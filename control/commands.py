@@ -120,6 +120,21 @@ def _table(
     Console(file=out, width=250, highlight=False, soft_wrap=True).print(table)
 
 
+def _ask(
+    client: Client, method: str, kind_name: str, name: str | None, namespace: str | None
+) -> tuple[str, Any] | int:
+    """(kind, answer) of one resource request, or the exit status when it failed."""
+    try:
+        kind = kind_of(kind_name)
+    except ValueError as e:
+        print(f"spidernet: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        return kind, client.request(method, _url(kind, name, namespace))
+    except (ServiceUnreachable, ServiceError) as e:
+        return _fail(str(e))
+
+
 def get(
     client: Client,
     kind_name: str,
@@ -130,16 +145,11 @@ def get(
     out: TextIO = sys.stdout,
 ) -> int:
     """Print one object or a list: a table (Spiderpool's printer columns), json or yaml."""
-    try:
-        kind = kind_of(kind_name)
-    except ValueError as e:
-        print(f"spidernet: {e}", file=sys.stderr)
-        return EXIT_USAGE
     name, namespace = _split(name, namespace)
-    try:
-        answer = client.request("GET", _url(kind, name, namespace))
-    except (ServiceUnreachable, ServiceError) as e:
-        return _fail(str(e))
+    got = _ask(client, "GET", kind_name, name, namespace)
+    if isinstance(got, int):
+        return got
+    kind, answer = got
     items = [answer] if name else list(answer["items"])
     if namespace and not name:
         items = [d for d in items if d.get("metadata", {}).get("namespace") == namespace]
@@ -160,15 +170,10 @@ def delete(
     client: Client, kind_name: str, name: str, namespace: str | None, out: TextIO = sys.stdout
 ) -> int:
     """Delete one object."""
-    try:
-        kind = kind_of(kind_name)
-    except ValueError as e:
-        print(f"spidernet: {e}", file=sys.stderr)
-        return EXIT_USAGE
     name_, namespace = _split(name, namespace)
-    try:
-        answer = client.request("DELETE", _url(kind, name_, namespace))
-    except (ServiceUnreachable, ServiceError) as e:
-        return _fail(str(e))
+    got = _ask(client, "DELETE", kind_name, name_, namespace)
+    if isinstance(got, int):
+        return got
+    _, answer = got
     print(f"{_label(answer['deleted'])} deleted", file=out)
     return EXIT_OK
