@@ -9,8 +9,9 @@ PY := $(VENV)/bin/python
 # Debian packages: the reference CNI plugins the netns lane chains with ours; iproute2
 # (`ip netns`), ping, sysctl and nsenter for the lab and tests; the venv module; and bcc
 # (python3-bpfcc; the PyPI "bcc" is another project); gcc and libc6-dev to compile the
-# spidernet-ipam forwarder (install-cni falls back to a slower Python one without them).
-APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc gcc libc6-dev
+# spidernet-ipam forwarder (install-cni falls back to a slower Python one without them);
+# nftables for the coordinator's reply-path marking inside pods.
+APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc gcc libc6-dev nftables
 VENV_STAMP := $(VENV)/.spidernet-installed
 
 .PHONY: help run test bench setup deps venv lint typecheck contracts unit netns package clean

@@ -11,6 +11,7 @@ from __future__ import annotations
 import errno
 import fcntl
 import os
+import socket
 import subprocess
 from pathlib import Path
 
@@ -93,12 +94,49 @@ def exec_argv(name_or_path: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", name_or_path, *argv]
 
 
-def set_sysctl(name_or_path: str, key: str, value: str) -> None:
+def set_sysctl(name_or_path: str, key: str, value: str, *, missing_ok: bool = False) -> None:
     """Set sysctl `key` inside a namespace (/proc/sys/net shows the reading task's netns,
-    so this runs in a new process there rather than switching ours)."""
-    argv = exec_argv(name_or_path, ["sysctl", "-qw", f"{key}={value}"])
+    so this runs in a new process there rather than switching ours).
+
+    `missing_ok`: a key that does not exist (a per-interface key of a link already gone) is
+    skipped instead of an error (sysctl(8) `-e`)."""
+    flags = "-eqw" if missing_ok else "-qw"
+    argv = exec_argv(name_or_path, ["sysctl", flags, f"{key}={value}"])
     proc = subprocess.run(argv, capture_output=True, text=True, check=False)
     if proc.returncode != 0:
         raise NetnsCommandError(
             f"failed to set sysctl '{key}' in '{name_or_path}': {proc.stderr.strip()}"
         )
+
+
+def get_sysctl(name_or_path: str, key: str) -> str:
+    """The value of sysctl `key` inside a namespace (read by a new process there)."""
+    argv = exec_argv(name_or_path, ["sysctl", "-n", key])
+    proc = subprocess.run(argv, capture_output=True, text=True, check=False)
+    if proc.returncode != 0:
+        raise NetnsCommandError(
+            f"failed to read sysctl '{key}' in '{name_or_path}': {proc.stderr.strip()}"
+        )
+    return proc.stdout.strip()
+
+
+def open_socket_in(netns_path: str, family: int, sock_type: int, proto: int = 0) -> socket.socket:
+    """A socket created inside the namespace at `netns_path`, without entering it.
+
+    pyroute2's `netns.create_socket` forks a child that enters the namespace, creates the
+    socket there and passes its descriptor back over a unix socket (SCM_RIGHTS); a socket
+    belongs to the namespace it was created in for its whole life (network_namespaces(7)),
+    so this process binds and sends on it from its own namespace, and no thread of ours
+    calls setns. `flags=0` keeps pyroute2 from creating a namespace that is missing: that
+    raises NetnsGone.
+    """
+    from pyroute2.netns import create_socket
+
+    check(netns_path)
+    try:
+        sock = create_socket(netns_path, family, sock_type, proto, flags=0)
+    except FileNotFoundError as e:
+        raise NetnsGone(f"network namespace '{netns_path}' does not exist") from e
+    if not isinstance(sock, socket.socket):  # pragma: no cover - pyroute2's contract
+        raise TypeError(f"pyroute2 returned {sock!r}, not a socket")
+    return sock

@@ -122,6 +122,14 @@ class Netlink:
             raise NotFound("find", f"link '{name}' in {self.where}", 19)
         return int(found[0])
 
+    def txqlen(self, name: str) -> int:
+        """The transmit queue length of link `name` (IFLA_TXQLEN); raises NotFound."""
+        index = self.index(name)
+        found = self._call(
+            "read", f"link '{name}'", lambda: list(self._ipr.link("get", index=index))
+        )
+        return int(found[0].get("txqlen") or 0)
+
     def addresses(self) -> list[Address]:
         """Every address in the namespace, both families."""
         out = []

@@ -148,7 +148,11 @@ class AddRoute:
 
     def undo(self) -> tuple[Op, ...]:
         """Remove it."""
-        return (DeleteRoute(self.side, self.dst, self.dev, self.gateway, self.table, self.scope),)
+        return (
+            DeleteRoute(
+                self.side, self.dst, self.dev, self.gateway, self.table, self.scope, self.src
+            ),
+        )
 
 
 @dataclass(frozen=True)
@@ -267,10 +271,10 @@ class SetSysctl:
 
 @dataclass(frozen=True)
 class ReplyViaLink:
-    """Connections that arrive on `iifname` in the pod are answered through it: they get
-    connection mark `mark`, which is restored on the replies, and rule `fwmark mark lookup
-    table` sends those to `table` (which the plan fills with a default route via the host).
-    Realised with an nftables table of the pod's own (never the host's)."""
+    """Connections that arrive on `iifname` in the pod get connection mark `mark`, which is
+    copied onto the packets the pod sends for them (an nftables table of the pod's own,
+    never the host's). The plan routes those packets with its own operations: an AddRule
+    `fwmark mark lookup table` and AddRoutes into `table` (recorded here for readers)."""
 
     side: Side
     iifname: str
