@@ -5,7 +5,8 @@ Routes (JSON unless noted):
 - `POST /v1/cni/spidernet-ipam`: a forwarded CNI call (see `node/cni/forward.py`)
 - `POST /v1/ipam/allocate`, `POST /v1/ipam/release`: the same operations as typed JSON
 - `GET  /v1/endpoints/NAMESPACE/NAME`: a pod's SpiderEndpoint
-- `GET  /v1/coordinator/config?podNamespace=NS&podName=NAME`: SpiderCoordinator settings
+- `GET  /v1/coordinator/config?podNamespace=NS&podName=NAME`: SpiderCoordinator settings,
+  and the pod's `ipam.spidernet.io/default-route-nic` under `podAnnotations`
 - `GET  /v1/resources/KIND[/NAMESPACE]/NAME`, `GET /v1/resources/KIND`: get and list
 - `POST /v1/resources`: apply one document; `DELETE /v1/resources/KIND[/NAMESPACE]/NAME`
 
@@ -161,16 +162,18 @@ class App:
         spec = dict(to_document(coord).get("spec", {}))
         ns = query.get("podNamespace", [""])[0]
         name = query.get("podName", [""])[0]
+        # The pod's default-route-nic annotation travels apart from the spec: it beats the
+        # NAD as well as the SpiderCoordinator, and only the plugin sees the NAD.
+        annotations: dict[str, str] = {}
         if ns and name:
             try:
                 pod = self.store.get(Key("Pod", ns, name)).body
-                anno = pod.get("metadata", {}).get("annotations", {})
-                nic = anno.get(ANNO_DEFAULT_ROUTE_NIC)
+                nic = pod.get("metadata", {}).get("annotations", {}).get(ANNO_DEFAULT_ROUTE_NIC)
                 if isinstance(nic, str) and nic:
-                    spec["podDefaultRouteNIC"] = nic
+                    annotations[ANNO_DEFAULT_ROUTE_NIC] = nic
             except NotFound:
                 pass
-        return _json(200, spec)
+        return _json(200, {**spec, "podAnnotations": annotations})
 
     def _resources(self, method: str, route: list[str], body: bytes) -> Response:
         if method == "POST" and not route:

@@ -1,6 +1,6 @@
-"""spidernet-coordinator as a process: `python -m spidernet.node.coordinator`."""
+"""spidernet-coordinator as a process: `python -m spidernet.node.coordinator` does the work in
+this process (the fallback when no node service takes the call)."""
 
-from spidernet.node.cni.pending import pending_plugin
-from spidernet.node.cni.skel import run
+from spidernet.node.local import run_coordinator
 
-run(pending_plugin("spidernet-coordinator", "host connectivity and policy routing"))
+run_coordinator()

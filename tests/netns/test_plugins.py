@@ -1,8 +1,8 @@
 """Our plugin executables, installed with install-cni and run as a runtime runs them.
 
-The coordinator's and ifacer's data paths arrive with later issues; until then each must
-still answer every verb as the spec says, and a chain that fails at one of them must leave
-nothing behind once the runtime has run DEL. spidernet-ipam has its own tests (test_ipam.py).
+The ifacer's data path arrives with a later issue; until then it must still answer every
+verb as the spec says, and a chain that fails at it must leave nothing behind once the
+runtime has run DEL. spidernet-ipam and spidernet-coordinator have their own tests.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from spidernet.node.lab.harness import GATEWAY4, SUBNET4, World
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target, invoke
 from spidernet.node.netlink.client import netlink
 
-PLUGINS = ["spidernet-coordinator", "spidernet-ifacer"]
+PLUGINS = ["spidernet-ifacer"]
 
 
 def conf(plugin: str, ver: str = "1.0.0") -> dict[str, object]:
@@ -82,14 +82,14 @@ def test_a_chain_failing_at_our_plugin_is_undone_by_del(
                     "ranges": [[{"subnet": SUBNET4, "gateway": GATEWAY4}]],
                 },
             },
-            {"type": "spidernet-coordinator", "mode": "underlay"},
+            {"type": "spidernet-ifacer"},
         ],
     }
     chain = Chain(parse_conflist(json.dumps(conflist).encode()), cni_path, host_netns=world.host)
     pod = netns.path_of(world.pods[1])
     with pytest.raises(PluginFailed) as info:
         chain.add(Target("ctr-2", pod, "net1"))
-    assert info.value.outcome.plugin == "spidernet-coordinator"
+    assert info.value.outcome.plugin == "spidernet-ifacer"
     with netlink(pod) as nl:
         assert nl.link("net1").kind == "macvlan"  # macvlan did its part before the failure
     chain.delete(Target("ctr-2", pod, "net1"))  # what a runtime does after a failed ADD

@@ -149,8 +149,9 @@ async def test_coordinator_config_defaults_and_pod_override(svc: Running) -> Non
     assert (spec["mode"], spec["hostRuleTable"], spec["podDefaultRouteNIC"]) == (
         "underlay",
         600,
-        "net1",
+        "eth0",
     )
+    assert spec["podAnnotations"] == {"ipam.spidernet.io/default-route-nic": "net1"}
 
 
 async def test_unknown_routes_and_bad_bodies(svc: Running) -> None:

@@ -1,0 +1,106 @@
+"""Facts for the planner, read from the kernel (the effect side of the coordinator).
+
+The node service calls this with netlink clients opened in the pod's namespace and in the
+caller's (the host's); without a service, the plugin opens them itself.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+import subprocess
+from collections.abc import Sequence
+
+from spidernet.node import netns
+from spidernet.node.netlink.client import Netlink
+from spidernet.node.netlink.records import RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, Link
+
+from .facts import VETH0, HostState, IPAddress, NicFacts, PodState, RouteFact
+
+# Host interfaces whose addresses are never a way to the host for a pod: container, bridge
+# and tunnel devices of other networking stacks (the list Spiderpool skips, §4.3 step 6).
+_NOT_HOST = re.compile(
+    r"^(docker|cbr|dummy|virbr|lxcbr|veth|cali|flannel|kube-ipvs|cni|vx-submariner|cilium)"
+    r"|^lo$"
+)
+
+
+def _nics(
+    nl: Netlink,
+) -> tuple[list[Link], dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]]]:
+    links = [link for link in nl.links() if link.name != "lo"]
+    by_index: dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]] = {}
+    for a in nl.addresses():
+        if a.scope == RT_SCOPE_UNIVERSE and not a.address.ip.is_link_local:
+            by_index.setdefault(a.index, []).append(a.address)
+    return sorted(links, key=lambda link: link.index), by_index
+
+
+def read_sysctls(netns_path: str, keys: Sequence[str]) -> dict[str, str]:
+    """Current values of `keys` in a namespace (one process; a missing key is left out)."""
+    found: dict[str, str] = {}
+    for key in keys:
+        argv = netns.exec_argv(netns_path, ["sysctl", "-n", key])
+        done = subprocess.run(argv, capture_output=True, text=True, check=False)
+        if done.returncode == 0:
+            found[key] = done.stdout.strip()
+    return found
+
+
+def gather_pod(nl: Netlink, netns_path: str, sysctl_keys: Sequence[str]) -> PodState:
+    """The pod's NICs in creation order, veth0, its main table and the given sysctls."""
+    links, addresses = _nics(nl)
+    names = {link.index: link.name for link in links}
+    facts = {
+        link.name: NicFacts(
+            name=link.name,
+            mac=link.mac,
+            up=link.up,
+            addresses=tuple(addresses.get(link.index, ())),
+            peer_index=link.link if link.kind == "veth" else None,
+        )
+        for link in links
+    }
+    routes = tuple(
+        RouteFact(r.dst, names[r.oif], r.gateway, r.scope, r.prefsrc)
+        for r in nl.routes()
+        if r.table == RT_TABLE_MAIN and r.oif in names
+    )
+    return PodState(
+        nics=tuple(f for name, f in facts.items() if name != VETH0),
+        veth0=facts.get(VETH0),
+        main_routes=routes,
+        sysctls=read_sysctls(netns_path, sysctl_keys),
+    )
+
+
+def host_ips(
+    links: Sequence[Link],
+    addresses: dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]],
+    pod: Sequence[IPAddress],
+) -> tuple[IPAddress, ...]:
+    """Host addresses a pod can route to through veth0: those on the pod's subnets first,
+    then the others of physical-looking interfaces."""
+    candidates = [
+        a for link in links if not _NOT_HOST.match(link.name) for a in addresses.get(link.index, [])
+    ]
+    near = [a.ip for a in candidates if any(p in a.network for p in pod)]
+    rest = [a.ip for a in candidates if a.ip not in near]
+    return tuple(near + rest)
+
+
+def gather_host(nl: Netlink, pod: PodState, overlay_nic: str) -> HostState:
+    """The host side: its addresses for the pod, and the host end of the pod's overlay NIC
+    (a veth whose peer index the pod's link names)."""
+    links, addresses = _nics(nl)
+    pod_ips = [a.ip for nic in pod.nics for a in nic.addresses]
+    overlay = pod.nic(overlay_nic)
+    peer = next(
+        (
+            link.name
+            for link in links
+            if overlay is not None and overlay.peer_index == link.index and link.kind == "veth"
+        ),
+        "",
+    )
+    return HostState(host_ips=host_ips(links, addresses, pod_ips), overlay_peer=peer)
