@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import subprocess
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -78,6 +79,8 @@ def chain(
     *,
     v4: list[str],
     v6: list[str],
+    master: str = "eth0",
+    coordinator: dict[str, Any] | None = None,
 ) -> Chain:
     conflist: dict[str, Any] = {
         "cniVersion": "1.0.0",
@@ -85,7 +88,7 @@ def chain(
         "plugins": [
             {
                 "type": "macvlan",
-                "master": "eth0",
+                "master": master,
                 "mode": "bridge",
                 "ipam": {
                     "type": "spidernet-ipam",
@@ -94,7 +97,11 @@ def chain(
                     "default_ipv6_ippool": v6,
                 },
             },
-            {"type": "spidernet-coordinator", "serviceCIDR": ["10.96.0.0/12"]},
+            {
+                "type": "spidernet-coordinator",
+                "serviceCIDR": ["10.96.0.0/12"],
+                **(coordinator or {}),
+            },
         ],
     }
     env = {"SPIDERNET_STATE_DIR": str(state), "SPIDERNET_SOCKET": str(service.socket)}
@@ -167,3 +174,64 @@ def test_a_failure_half_way_leaves_nothing(
         assert not any(link.name.startswith("vethctr") for link in nl.links())
         nl.delete_route(Route(dst=blocker.dst, table=500, oif=nl.index("eth0"), scope=253))
     c.delete(target)  # what the runtime does after a failed ADD
+
+
+@pytest.mark.parametrize("tune", [True, False])
+def test_two_underlay_nics_answer_from_the_nic_the_request_came_in_on(
+    lab: World,
+    topo: Topology,
+    cni_path: tuple[str, ...],
+    service: ServiceProcess,
+    tmp_path: Path,
+    tune: bool,
+) -> None:
+    # A second segment: its gateway also holds 203.0.113.1, which only it can route to; a
+    # reply to that address sent by eth0 (the pod's default route) would be lost.
+    seg2 = topo.segment("switch2")
+    gw2 = topo.gateway(seg2, (iface("198.51.100.1/24"),), role="gw2")
+    with netlink(netns.path_of(gw2)) as nl:
+        nl.add_address("lo", iface("203.0.113.1/32"))
+    topo.attach(seg2, lab.host, "eth1")
+    pools(service, ("v4", "192.0.2.0/24", ["192.0.2.50-192.0.2.60"], GW4))
+    pools(service, ("side", "198.51.100.0/24", ["198.51.100.50-198.51.100.60"], "198.51.100.1"))
+    first = chain(service, lab, cni_path, tmp_path, v4=["v4"], v6=[])
+    second = chain(
+        service,
+        lab,
+        cni_path,
+        tmp_path,
+        v4=["side"],
+        v6=[],
+        master="eth1",
+        coordinator={"tunePodRoutes": tune},
+    )
+    pod = lab.pods[0]
+    t0 = Target("ctr-3", netns.path_of(pod), "eth0", TARGET)
+    t1 = Target("ctr-3", netns.path_of(pod), "net1", TARGET)
+    first.add(t0)
+    [net1] = second.add(t1).ips
+    reply = subprocess.run(
+        netns.exec_argv(
+            gw2,
+            ["ping", "-n", "-q", "-c", "1", "-w", "3", "-I", "203.0.113.1", str(net1.address.ip)],
+        ),
+        capture_output=True,
+        check=False,
+    )
+    # The request came in on net1 and is answered from it.
+    assert reply.returncode == 0, reply.stdout
+    # Which NIC the pod's own traffic leaves by: with tuning eth0 keeps the default route;
+    # without it (the control case) net1's later default route takes over, what
+    # tunePodRoutes is there to prevent.
+    get = subprocess.run(
+        netns.exec_argv(pod, ["ip", "route", "get", "203.0.113.9"]),
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert f"dev {'eth0' if tune else 'net1'} " in get.stdout
+    assert ping(pod, GW4)  # eth0 keeps the default route
+    second.delete(t1)
+    first.delete(t0)
+    with netlink(netns.path_of(lab.host)) as nl:
+        nl.delete_link("eth1")  # back to the host's sealed baseline
