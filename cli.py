@@ -109,12 +109,14 @@ def _lab_table(rows: list[Any]) -> None:
     from rich.table import Table
 
     table = Table(box=SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
-    for head in ("POD", "NETNS", "IPV4", "IPV6", "GATEWAY", "REACHES GATEWAY"):
-        table.add_column(head, no_wrap=True)
+    heads = ("POD", "NETNS", "IPV4", "IPV6", "GATEWAY", "REACHES GW/HOST/SVC", "IPV4 ROUTES")
+    for head in heads:
+        table.add_column(head, no_wrap=head != "IPV4 ROUTES")
     for r in rows:
-        table.add_row(
-            r.pod, r.netns, r.ipv4, r.ipv6, r.gateway, "yes" if r.reaches_gateway else "NO"
+        reach = "/".join(
+            "yes" if ok else "NO" for ok in (r.reaches_gateway, r.reaches_host, r.reaches_service)
         )
+        table.add_row(r.pod, r.netns, r.ipv4, r.ipv6, r.gateway, reach, "\n".join(r.routes))
     Console(width=250, highlight=False, soft_wrap=True).print(table)
 
 
@@ -147,7 +149,7 @@ def _lab(args: argparse.Namespace) -> int:
         state = loaded
     rows = lab.rows(state)
     _lab_table(rows)
-    return EXIT_OK if all(r.reaches_gateway for r in rows) else EXIT_FAILURE
+    return EXIT_OK if all(r.healthy for r in rows) else EXIT_FAILURE
 
 
 def _add_socket(parser: argparse.ArgumentParser) -> None:

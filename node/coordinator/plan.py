@@ -1,8 +1,8 @@
 """The coordinator's ADD as data: config + facts -> operations (pure; reference §4.3).
 
 What it plans, and where it departs from Spiderpool on purpose:
-- Underlay, first NIC: a veth pair (`veth0` in the pod, `veth<container id[:11]>` on the
-  host) with fixed MACs and `vethMTU`; permanent neighbours both ways; host addresses and
+- Underlay, first NIC: a veth pair (`veth0` in the pod, `veth<hash of the container ID>`
+  on the host) with fixed MACs and `vethMTU`; permanent neighbours both ways; host addresses and
   the hijacked CIDRs (overlay pod CIDRs, service CIDRs, `hijackCIDR`) routed through the
   host; the pod's addresses routed back on the host in `hostRuleTable` behind a shared
   `from all lookup <table>` rule; connections that arrive through `veth0` answered through
@@ -21,6 +21,7 @@ What it plans, and where it departs from Spiderpool on purpose:
 
 from __future__ import annotations
 
+import hashlib
 import ipaddress
 import socket
 from collections.abc import Iterable
@@ -74,9 +75,10 @@ class Request:
 
 
 def host_veth_name(container_id: str) -> str:
-    """The host end of the pod's veth: `veth` + the first 11 characters of the container ID
-    (15 in all, IFNAMSIZ - 1), as Spiderpool names it."""
-    return "veth" + container_id[:11]
+    """The host end of the pod's veth: `veth` + 11 hex digits of the container ID's SHA-256
+    (15 in all, IFNAMSIZ - 1). Spiderpool takes the ID's first 11 characters, which only
+    works for random IDs: two sandboxes whose IDs share a prefix would collide."""
+    return "veth" + hashlib.sha256(container_id.encode()).hexdigest()[:11]
 
 
 def prefixed_mac(prefix: str, addresses: Iterable[IPInterface]) -> str:

@@ -1,5 +1,6 @@
 """`spidernet lab up|status|down`: pods in network namespaces wired through the real CNI
-chain (Debian's macvlan plugin + spidernet-ipam), served by an embedded `spidernet serve`.
+chain (Debian's macvlan plugin + spidernet-ipam + spidernet-coordinator), served by an
+embedded `spidernet serve`.
 
 `up` records everything it makes in `lab.json` under the lab directory, so `status` and
 `down` work from another process; `down` removes exactly what was recorded, also after a
@@ -22,6 +23,8 @@ from spidernet.node import netns
 from spidernet.node.cni.config import parse_conflist
 from spidernet.node.cni.result import parse_result, to_dict
 from spidernet.node.install import install_cni
+from spidernet.node.netlink.client import netlink
+from spidernet.node.netlink.records import RT_TABLE_MAIN
 
 from .runtime import Chain, PluginFailed, Target
 from .service import ServiceProcess
@@ -34,6 +37,12 @@ NETWORK = "lab-net"
 CNI_VERSION = "1.0.0"
 GATEWAY4 = "192.0.2.1"
 GATEWAY6 = "2001:db8:1::1"
+# The host's own addresses on the underlay (macvlan pods reach them through veth0, never
+# through the macvlan master), and a "service" address on its lo inside the service CIDR.
+HOST4 = "192.0.2.2"
+HOST6 = "2001:db8:1::2"
+SERVICE_CIDR = "10.96.0.0/12"
+SERVICE_IP = "10.96.0.10"
 POOLS = (
     {
         "apiVersion": "spiderpool.spidernet.io/v2beta1",
@@ -129,13 +138,16 @@ def _chain(lab_dir: Path, host: str) -> Chain:
                 "master": "eth0",
                 "mode": "bridge",
                 "ipam": {"type": "spidernet-ipam", "ipam_unix_socket_path": str(p["socket"])},
-            }
+            },
+            {"type": "spidernet-coordinator", "serviceCIDR": [SERVICE_CIDR]},
         ],
     }
+    env = {"SPIDERNET_SOCKET": str(p["socket"]), "SPIDERNET_STATE_DIR": str(p["store"])}
     return Chain(
         parse_conflist(json.dumps(conflist).encode()),
         cni_path=[str(p["bin"]), SYSTEM_CNI_DIR],
         host_netns=host,
+        extra_env=env,
     )
 
 
@@ -175,7 +187,9 @@ def up(
         segment: Segment = topo.segment("switch")
         state.gateway = topo.gateway(segment, (iface(f"{GATEWAY4}/24"), iface(f"{GATEWAY6}/64")))
         state.host = topo.namespace("host")
-        topo.attach(segment, state.host, "eth0")
+        topo.attach(segment, state.host, "eth0", (iface(f"{HOST4}/24"), iface(f"{HOST6}/64")))
+        with netlink(netns.path_of(state.host)) as nl:
+            nl.add_address("lo", iface(f"{SERVICE_IP}/32"))
         _save(lab_dir, state)
         for doc in POOLS:
             service.client.request("POST", "/v1/resources", doc)
@@ -205,10 +219,32 @@ class PodRow:
     ipv6: str
     gateway: str
     reaches_gateway: bool
+    reaches_host: bool
+    reaches_service: bool
+    routes: tuple[str, ...]
+
+    @property
+    def healthy(self) -> bool:
+        """The pod reaches its gateway, its host and the service address."""
+        return self.reaches_gateway and self.reaches_host and self.reaches_service
+
+
+def _routes(ns: str) -> tuple[str, ...]:
+    """The pod's main-table routes, `ip route`-like ("10.96.0.0/12 via 192.0.2.2 veth0")."""
+    with netlink(netns.path_of(ns)) as nl:
+        names = {link.index: link.name for link in nl.links()}
+        found = [r for r in nl.routes() if r.table == RT_TABLE_MAIN and r.dst.version == 4]
+    return tuple(
+        f"{'default' if r.dst.prefixlen == 0 else r.dst}"
+        + (f" via {r.gateway}" if r.gateway else "")
+        + f" {names.get(r.oif or -1, '?')}"
+        for r in found
+    )
 
 
 def rows(state: LabState) -> list[PodRow]:
-    """Each pod's addresses (from its ADD result) and whether it reaches the gateway now."""
+    """Each pod's addresses (from its ADD result), its IPv4 routes, and whether it reaches
+    the gateway (over macvlan), its host and the service address (over veth0) now."""
     out = []
     for pod in state.pods:
         ips = parse_result(pod.result).ips if pod.result else ()
@@ -216,7 +252,11 @@ def rows(state: LabState) -> list[PodRow]:
         v6 = next((str(ip.address) for ip in ips if ip.address.version == 6), "-")
         gw = next((str(ip.gateway) for ip in ips if ip.gateway and ip.address.version == 4), "-")
         reach = gw != "-" and ping(pod.netns, gw, deadline_s=2)
-        out.append(PodRow(pod.name, pod.netns, v4, v6, gw, reach))
+        host = ping(pod.netns, HOST4, deadline_s=2)
+        service = ping(pod.netns, SERVICE_IP, deadline_s=2)
+        out.append(
+            PodRow(pod.name, pod.netns, v4, v6, gw, reach, host, service, _routes(pod.netns))
+        )
     return out
 
 

@@ -32,7 +32,7 @@ from spidernet.node.plan.ops import (
 )
 
 CID = "0123456789abcdef"
-HV = "veth0123456789a"
+HV = host_veth_name(CID)
 HOST_MAC, POD_MAC = "02:00:00:00:00:01", "02:00:00:00:00:02"
 net = ipaddress.ip_network
 ip = ipaddress.ip_address
@@ -67,9 +67,10 @@ SYSCTLS = {
 }
 
 
-def test_host_veth_name_fits_ifnamsiz() -> None:
-    assert host_veth_name(CID) == HV
+def test_host_veth_name_fits_ifnamsiz_and_does_not_collide_on_a_shared_prefix() -> None:
     assert len(HV) == 15
+    assert HV.startswith("veth")
+    assert host_veth_name("lab-pod1") != host_veth_name("lab-pod2")
     assert policy_table(1) == 101  # the second NIC; the first keeps main
     assert policy_table(2) == 102
 
