@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from .cni import version as cni_version
-from .cni.launcher import FORWARDED, PLUGINS, LauncherError, render
+from .cni.launcher import FALLBACK, FORWARDED, PLUGINS, LauncherError, render
 
 FORWARDERS = ("auto", "c", "python")
 _SOURCE = Path(__file__).parent / "cni" / "forward.c"
@@ -47,8 +47,11 @@ def _c_string(text: str) -> str:
     return json.dumps(text)
 
 
-def compile_forwarder(name: str, out: Path, cc: str | None = None) -> str:
-    """Compile the forwarder of plugin `name` into `out`; returns the compiler's warnings
+def compile_forwarder(
+    name: str, out: Path, cc: str | None = None, *, fallback: tuple[str, str] | None = None
+) -> str:
+    """Compile the forwarder of plugin `name` into `out`; `fallback` (interpreter, module)
+    is what runs in its place when no service listens. Returns the compiler's warnings
     (empty when clean); raises ForwarderBuildError."""
     compiler = cc or shutil.which("cc") or shutil.which("gcc")
     if compiler is None:
@@ -59,10 +62,16 @@ def compile_forwarder(name: str, out: Path, cc: str | None = None) -> str:
             f"#define VERSION_JSON {_c_string(cni_version.version_info_json())}\n",
             encoding="utf-8",
         )
+        defines = [f"-DPLUGIN_NAME={_c_string(name)}"]
+        if fallback is not None:
+            defines += [
+                f"-DFALLBACK_PYTHON={_c_string(fallback[0])}",
+                f"-DFALLBACK_MODULE={_c_string(fallback[1])}",
+            ]
         argv = [
             compiler,
             *_CFLAGS,
-            f"-DPLUGIN_NAME={_c_string(name)}",
+            *defines,
             f"-I{tmp}",
             "-o",
             str(out),
@@ -112,7 +121,9 @@ def install_cni(bin_dir: Path, python: str, *, forwarder: str = "auto") -> list[
         note = ""
         if name in FORWARDED and forwarder != "python":
             try:
-                path = _place(bin_dir, name, partial(compile_forwarder, name))
+                fallback = (python, PLUGINS[name]) if name in FALLBACK else None
+                build = partial(compile_forwarder, name, fallback=fallback)
+                path = _place(bin_dir, name, build)
             except ForwarderBuildError as e:
                 if forwarder == "c":
                     raise

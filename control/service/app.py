@@ -2,7 +2,8 @@
 
 Routes (JSON unless noted):
 - `GET  /v1/healthz`
-- `POST /v1/cni/spidernet-ipam`: a forwarded CNI call (see `node/cni/forward.py`)
+- `POST /v1/cni/spidernet-ipam`, `POST /v1/cni/spidernet-coordinator`: a forwarded CNI call
+  (see `node/cni/forward.py`); the coordinator's host side is the caller's namespace
 - `POST /v1/ipam/allocate`, `POST /v1/ipam/release`: the same operations as typed JSON
 - `GET  /v1/endpoints/NAMESPACE/NAME`: a pod's SpiderEndpoint
 - `GET  /v1/coordinator/config?podNamespace=NS&podName=NAME`: SpiderCoordinator settings,
@@ -21,6 +22,7 @@ import io
 import json
 import os
 from collections.abc import Callable, Mapping
+from pathlib import Path
 from typing import Any
 
 import trio
@@ -30,6 +32,10 @@ from spidernet.control.model.resources import Coordinator
 from spidernet.control.store.base import Key, NotFound, Store, StoreError
 from spidernet.node.cni.errors import CNIError
 from spidernet.node.cni.skel import plugin_main
+from spidernet.node.coordinator.commands import NAME as COORDINATOR
+from spidernet.node.coordinator.commands import Context
+from spidernet.node.coordinator.commands import make_plugin as coordinator_plugin
+from spidernet.node.detect.announce import announce
 from spidernet.node.ipam.conf import IpamConf, PodMeta
 from spidernet.node.ipam.plugin import NAME as IPAM_PLUGIN
 from spidernet.node.ipam.plugin import IpamCall, make_plugin
@@ -53,18 +59,32 @@ def _error(status: int, message: str) -> Response:
 class App:
     """Routes requests to the IPAM core and the store."""
 
-    def __init__(self, store: Store, core: IpamCore, *, allowed_uids: frozenset[int]) -> None:
+    def __init__(
+        self,
+        store: Store,
+        core: IpamCore,
+        *,
+        allowed_uids: frozenset[int],
+        state_dir: Path | None = None,
+    ) -> None:
         self.store = store
         self.core = core
         self.allowed_uids = allowed_uids
+        self.state_dir = state_dir
         self.limiter = trio.CapacityLimiter(1)
+        # Coordinator calls do netlink work in pods and take longer; they run beside the
+        # store's single worker, a few at a time.
+        self.node_limiter = trio.CapacityLimiter(4)
         self.plugin = make_plugin(core)
 
     async def __call__(self, request: Request) -> Response:
         if request.peer.uid not in self.allowed_uids:
             return _error(403, f"uid {request.peer.uid} may not use this socket")
+        limiter = self.limiter
+        if request.path == f"/v1/cni/{COORDINATOR}":
+            limiter = self.node_limiter
         try:
-            return await trio.to_thread.run_sync(self._route, request, limiter=self.limiter)
+            return await trio.to_thread.run_sync(self._route, request, limiter=limiter)
         except resources.Rejected as e:
             return _error(422, str(e))
         except NotFound as e:
@@ -95,7 +115,20 @@ class App:
         return _error(404, f"no route {method} {request.path}")
 
     def _cni(self, plugin: str, request: Request) -> Response:
-        if plugin != IPAM_PLUGIN:
+        if plugin == IPAM_PLUGIN:
+            cni = self.plugin
+        elif plugin == COORDINATOR and self.state_dir is not None:
+            cni = coordinator_plugin(
+                Context(
+                    # The host side is the caller's namespace: a plugin run in a test's
+                    # "host" namespace acts there, exactly as on a real node (DESIGN.md).
+                    host_netns=f"/proc/{request.peer.pid}/ns/net",
+                    state_dir=self.state_dir,
+                    cluster=self._cluster,
+                    announce=announce,
+                )
+            )
+        else:
             return _error(404, f"the service does not serve plugin {plugin!r}")
         environ: dict[str, str] = {}
         for value in request.header("cni-env"):
@@ -103,7 +136,7 @@ class App:
             environ[name] = val
         out, err = io.StringIO(), io.StringIO()
         status = plugin_main(
-            self.plugin, environ=environ, stdin=io.BytesIO(request.body), stdout=out, stderr=err
+            cni, environ=environ, stdin=io.BytesIO(request.body), stdout=out, stderr=err
         )
         headers = [("Cni-Exit", str(status))]
         return Response(200, out.getvalue().encode(), headers=headers)
@@ -153,17 +186,16 @@ class App:
             },
         )
 
-    def _coordinator(self, query: Mapping[str, list[str]]) -> Response:
+    def _settings(self, ns: str, name: str) -> tuple[dict[str, Any], dict[str, str]]:
+        """The `default` SpiderCoordinator's spec (defaults filled in) and the pod's
+        default-route-nic annotation, which travels apart: it beats the NAD as well as the
+        SpiderCoordinator, and only the plugin sees the NAD."""
         try:
             obj = self.store.get(Key(Coordinator.KIND, "", "default"))
             coord = parse(obj.body)
         except NotFound:
             coord = Coordinator(name="default")
         spec = dict(to_document(coord).get("spec", {}))
-        ns = query.get("podNamespace", [""])[0]
-        name = query.get("podName", [""])[0]
-        # The pod's default-route-nic annotation travels apart from the spec: it beats the
-        # NAD as well as the SpiderCoordinator, and only the plugin sees the NAD.
         annotations: dict[str, str] = {}
         if ns and name:
             try:
@@ -173,6 +205,15 @@ class App:
                     annotations[ANNO_DEFAULT_ROUTE_NIC] = nic
             except NotFound:
                 pass
+        return spec, annotations
+
+    def _cluster(self, ns: str, name: str) -> tuple[Mapping[str, Any], Mapping[str, str]]:
+        return self._settings(ns, name)
+
+    def _coordinator(self, query: Mapping[str, list[str]]) -> Response:
+        ns = query.get("podNamespace", [""])[0]
+        name = query.get("podName", [""])[0]
+        spec, annotations = self._settings(ns, name)
         return _json(200, {**spec, "podAnnotations": annotations})
 
     def _resources(self, method: str, route: list[str], body: bytes) -> Response:

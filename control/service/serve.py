@@ -120,7 +120,7 @@ async def serve(
         raise ServiceError(f"failed to open state directory '{config.state_dir}': {e}") from e
     try:
         core = IpamCore(store, node=config.node)
-        app = App(store, core, allowed_uids=default_uids())
+        app = App(store, core, allowed_uids=default_uids(), state_dir=config.state_dir)
         await trio.to_thread.run_sync(core.view.sync)
         listeners: list[tuple[trio.SocketListener, Handler]] = []
         unix = await _unix_listener(config.socket)

@@ -19,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/mman.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/un.h>
@@ -159,6 +160,36 @@ static void read_all(int fd, struct buf *b, size_t max) {
     }
 }
 
+#ifdef FALLBACK_PYTHON
+/* No service listens: run `FALLBACK_PYTHON -I -m FALLBACK_MODULE` in this process's place,
+ * which does the work itself, with the stdin already read handed over through a memfd
+ * (memfd_create(2)). Only for plugins that can work without the service (the coordinator). */
+static void run_locally(const struct buf *in) {
+    int fd = memfd_create("cni-stdin", MFD_CLOEXEC);
+    if (fd < 0)
+        return;
+    for (size_t done = 0; done < in->len;) {
+        ssize_t n = write(fd, in->data + done, in->len - done);
+        if (n < 0) {
+            if (errno == EINTR)
+                continue;
+            close(fd);
+            return;
+        }
+        done += (size_t)n;
+    }
+    if (lseek(fd, 0, SEEK_SET) < 0 || dup2(fd, STDIN_FILENO) < 0) {
+        close(fd);
+        return;
+    }
+    close(fd);
+    char *const argv[] = {FALLBACK_PYTHON, "-I", "-m", FALLBACK_MODULE, NULL};
+    execv(FALLBACK_PYTHON, argv);
+    fail(TRY_AGAIN_LATER, NULL, PLUGIN_NAME ": failed to start %s: %s", FALLBACK_PYTHON,
+         strerror(errno));
+}
+#endif
+
 static int unreachable(const char *path, const char *what) {
     fail(TRY_AGAIN_LATER,
          "start it with `spidernet serve`, or point $SPIDERNET_SOCKET at its socket",
@@ -231,8 +262,14 @@ int main(void) {
     struct timeval tv = {.tv_sec = TIMEOUT_S};
     setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
     setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
-    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0)
-        return unreachable(path, strerror(errno));
+    if (connect(fd, (struct sockaddr *)&addr, sizeof addr) < 0) {
+        int err = errno;
+#ifdef FALLBACK_PYTHON
+        close(fd);
+        run_locally(&in);
+#endif
+        return unreachable(path, strerror(err));
+    }
     for (size_t sent = 0; sent < req.len;) {
         ssize_t n = send(fd, req.data + sent, req.len - sent, MSG_NOSIGNAL);
         if (n < 0) {

@@ -16,6 +16,11 @@ import _socket
 import posix
 import sys
 
+# `typing` is not imported at run time (it costs milliseconds per call); mypy reads this.
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import NoReturn
+
 DEFAULT_SOCKET = "/run/spidernet/spidernet.sock"
 SOCKET_ENV = "SPIDERNET_SOCKET"
 # Spiderpool's IPAM config key for the agent socket (reference/spiderpool.md §2.10).
@@ -96,12 +101,20 @@ def parse_response(data: bytes) -> tuple[int, bytes]:
     return exit_status, body
 
 
+class ServiceAbsent(OSError):
+    """Nothing listens on the socket (the connect failed): nothing was sent."""
+
+
 def exchange(path: str, request: bytes, timeout: float = TIMEOUT_S) -> bytes:
-    """Send `request` to the unix socket at `path` and read the answer until EOF."""
+    """Send `request` to the unix socket at `path` and read the answer until EOF; raises
+    ServiceAbsent when the connect fails, OSError for later failures."""
     sock = _socket.socket(_socket.AF_UNIX, _socket.SOCK_STREAM)
     try:
         sock.settimeout(timeout)
-        sock.connect(path)
+        try:
+            sock.connect(path)
+        except OSError as e:
+            raise ServiceAbsent(e.errno, e.strerror) from e
         sock.sendall(request)
         chunks = []
         while True:
@@ -124,8 +137,18 @@ def error_json(code: int, msg: str, details: str = "") -> bytes:
     return (json.dumps(obj) + "\n").encode()
 
 
-def forward(plugin: str, environ: dict[str, str], stdin: bytes) -> tuple[int, bytes, str]:
-    """Run one call through the service: (exit status, stdout bytes, stderr text)."""
+def _unreachable(plugin: str, path: str, e: OSError) -> tuple[int, bytes, str]:
+    why = e.strerror or type(e).__name__
+    msg = f"{plugin}: the spidernet service is not reachable at {path}: {why}"
+    hint = "start it with `spidernet serve`, or point $SPIDERNET_SOCKET at its socket"
+    return 1, error_json(TRY_AGAIN_LATER, msg, hint), msg + "\n"
+
+
+def forward(
+    plugin: str, environ: dict[str, str], stdin: bytes, *, fallback: bool = False
+) -> tuple[int, bytes, str]:
+    """Run one call through the service: (exit status, stdout bytes, stderr text). With
+    `fallback`, a service that is not there raises ServiceAbsent instead of answering 11."""
     path = socket_path(stdin, environ)
     try:
         request = request_bytes(plugin, environ, stdin)
@@ -135,11 +158,12 @@ def forward(plugin: str, environ: dict[str, str], stdin: bytes) -> tuple[int, by
     try:
         answer = exchange(path, request)
         status, body = parse_response(answer)
+    except ServiceAbsent as e:
+        if fallback:
+            raise
+        return _unreachable(plugin, path, e)
     except OSError as e:
-        why = e.strerror or type(e).__name__
-        msg = f"{plugin}: the spidernet service is not reachable at {path}: {why}"
-        hint = "start it with `spidernet serve`, or point $SPIDERNET_SOCKET at its socket"
-        return 1, error_json(TRY_AGAIN_LATER, msg, hint), msg + "\n"
+        return _unreachable(plugin, path, e)
     except ValueError as e:
         msg = f"{plugin}: malformed answer from the spidernet service at {path}: {e}"
         return 1, error_json(TRY_AGAIN_LATER, msg), msg + "\n"
@@ -154,15 +178,40 @@ def environ() -> dict[str, str]:
     }
 
 
-def main(plugin: str, version_json: str) -> None:
+def run_locally(argv: list[str], stdin: bytes) -> "NoReturn":
+    """Replace this process with `argv` (the plugin doing the work itself), handing it the
+    stdin already read through a memfd (memfd_create(2)). Imports os: a fallback path."""
+    import os
+
+    fd = os.memfd_create("cni-stdin")
+    os.write(fd, stdin)
+    os.lseek(fd, 0, os.SEEK_SET)
+    os.dup2(fd, 0)
+    os.close(fd)
+    try:
+        os.execv(argv[0], argv)
+    except OSError as e:
+        msg = f"failed to start {argv[0]}: {e.strerror}"
+        sys.stdout.buffer.write(error_json(TRY_AGAIN_LATER, msg))
+        sys.stdout.flush()
+        sys.stderr.write(msg + "\n")
+        sys.exit(1)
+
+
+def main(plugin: str, version_json: str, fallback: list[str] | None = None) -> None:
     """Process entry: answer VERSION here, forward every other call, print the answer and
-    exit with its status."""
+    exit with its status. With `fallback` (an argv), a service that is not there means the
+    plugin runs `fallback` in this process's place, which does the work itself."""
     env = environ()
     if env.get("CNI_COMMAND") == "VERSION":
         sys.stdout.write(version_json)
         sys.exit(0)
     stdin = sys.stdin.buffer.read()
-    status, out, err = forward(plugin, env, stdin)
+    try:
+        status, out, err = forward(plugin, env, stdin, fallback=fallback is not None)
+    except ServiceAbsent:
+        assert fallback is not None
+        run_locally(fallback, stdin)
     sys.stdout.buffer.write(out)
     sys.stdout.flush()
     if err:

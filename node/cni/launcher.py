@@ -24,7 +24,11 @@ PLUGINS: dict[str, str] = {
 }
 
 # Plugins whose work happens in the node service; the executable only forwards the call.
-FORWARDED = frozenset({"spidernet-ipam"})
+FORWARDED = frozenset({"spidernet-ipam", "spidernet-coordinator"})
+# Forwarded plugins that, with no service listening, do the work themselves: the executable
+# then runs `<python> -I -m <module>` in its place, with the same stdin (DESIGN.md). IPAM has
+# no such fallback: its state is the service's.
+FALLBACK = frozenset({"spidernet-coordinator"})
 
 # The kernel reads at most this many bytes of a "#!" line (BINPRM_BUF_SIZE - 1 on Linux).
 MAX_SHEBANG = 255
@@ -53,7 +57,7 @@ except OSError as e:
 
 _FORWARDER_TAIL = """
 if __name__ == "__main__":
-    main({name!r}, {version_json!r})
+    main({name!r}, {version_json!r}, {fallback!r})
 """
 
 
@@ -93,7 +97,10 @@ def _forwarder(name: str, python: str) -> str:
     if any(c.isspace() for c in base) or len(f"#!{base} -IS") > MAX_SHEBANG:
         base = python
     source = Path(__file__).with_name("forward.py").read_text(encoding="utf-8")
-    source += _FORWARDER_TAIL.format(name=name, version_json=cni_version.version_info_json())
+    fallback = [python, "-I", "-m", PLUGINS[name]] if name in FALLBACK else None
+    source += _FORWARDER_TAIL.format(
+        name=name, version_json=cni_version.version_info_json(), fallback=fallback
+    )
     head = (
         f"#!{base} -IS\n# {name}: written by `spidernet install-cni`; do not edit. "
         "It is spidernet/node/cni/forward.py"

@@ -15,9 +15,9 @@ from typing import Any
 import pytest
 
 from spidernet.node import netns, nft
-from spidernet.node.cni.config import parse_conflist
+from spidernet.node.cni.config import parse_conflist, plugin_config
 from spidernet.node.lab.harness import World
-from spidernet.node.lab.runtime import Chain, PluginFailed, Target
+from spidernet.node.lab.runtime import Chain, PluginFailed, Target, find_plugin, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import netlink
@@ -235,3 +235,60 @@ def test_two_underlay_nics_answer_from_the_nic_the_request_came_in_on(
     first.delete(t0)
     with netlink(netns.path_of(lab.host)) as nl:
         nl.delete_link("eth1")  # back to the host's sealed baseline
+
+
+@pytest.mark.parametrize("with_service", [True, False])
+def test_the_node_service_does_the_work_and_without_it_the_plugin_does(
+    lab: World,
+    cni_path: tuple[str, ...],
+    service: ServiceProcess,
+    tmp_path: Path,
+    with_service: bool,
+) -> None:
+    # host-local for addresses, so only the coordinator depends on the service here.
+    conflist = {
+        "cniVersion": "1.0.0",
+        "name": "underlay",
+        "plugins": [
+            {
+                "type": "macvlan",
+                "master": "eth0",
+                "mode": "bridge",
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(tmp_path / "hl"),
+                    "ranges": [
+                        [{"subnet": "192.0.2.0/24", "rangeStart": "192.0.2.80", "gateway": GW4}]
+                    ],
+                },
+            },
+            {"type": "spidernet-coordinator", "serviceCIDR": ["10.96.0.0/12"]},
+        ],
+    }
+    parsed = parse_conflist(json.dumps(conflist).encode())
+    socket = str(service.socket) if with_service else str(tmp_path / "no.sock")
+    env = {"SPIDERNET_STATE_DIR": str(tmp_path / "state"), "SPIDERNET_SOCKET": socket}
+    pod = lab.pods[0]
+    common = {
+        "container_id": "ctr-5",
+        "netns_path": netns.path_of(pod),
+        "ifname": "eth0",
+        "cni_args": TARGET,
+        "cni_path": cni_path,
+        "host_netns": lab.host,
+        "extra_env": env,
+    }
+    macvlan = invoke(find_plugin("macvlan", cni_path), "ADD", plugin_config(parsed, 0), **common)
+    assert macvlan.ok, macvlan.stdout
+    coordinator = invoke(
+        find_plugin("spidernet-coordinator", cni_path),
+        "ADD",
+        plugin_config(parsed, 1, prev_result=macvlan.result),
+        **common,
+    )
+    assert coordinator.ok, coordinator.stdout
+    assert ("running in-process" in coordinator.stderr) is not with_service
+    assert ping(pod, SERVICE_IP)
+    chain_ = Chain(parsed, cni_path, host_netns=lab.host, extra_env=env)
+    chain_.cache[("ctr-5", "eth0")] = coordinator.result  # type: ignore[assignment]
+    chain_.delete(Target("ctr-5", netns.path_of(pod), "eth0", TARGET))

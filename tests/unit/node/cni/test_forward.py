@@ -242,3 +242,39 @@ def test_the_installed_executable_imports_only_builtins(
     assert "_socket" in imported
     # No stdlib `socket`, `json` or anything of ours: only what -I -S starts with and _socket.
     assert not imported & {"socket", "json", "spidernet", "encodings.idna", "selectors"}
+
+
+@pytest.fixture(params=["compiled", "python"])
+def exe_with_fallback(request: pytest.FixtureRequest, tmp_path: Path) -> Path:
+    """A forwarder whose no-service fallback is `python -I -m json.tool` (it echoes stdin
+    back, pretty-printed: proof that the fallback got the call's stdin)."""
+    path = tmp_path / "spidernet-coordinator"
+    if request.param == "compiled":
+        compile_forwarder("spidernet-coordinator", path, fallback=(sys.executable, "json.tool"))
+    else:
+        text = render("spidernet-coordinator", "/opt/other/python3")
+        text = text.replace("#!/opt/other/python3", f"#!{sys.executable}", 1)
+        text = text.replace(
+            "['/opt/other/python3', '-I', '-m', 'spidernet.node.coordinator']",
+            repr([sys.executable, "-I", "-m", "json.tool"]),
+        )
+        path.write_text(text)
+    path.chmod(0o755)
+    return path
+
+
+def test_without_a_service_the_fallback_runs_with_the_same_stdin(
+    exe_with_fallback: Path, tmp_path: Path
+) -> None:
+    env = {**ENV, "SPIDERNET_SOCKET": str(tmp_path / "none.sock")}
+    status, out, _ = call(exe_with_fallback, env, b'{"a": [1, 2]}')
+    assert status == 0
+    assert json.loads(out) == {"a": [1, 2]}
+    assert out.startswith(b"{\n    ")  # json.tool's layout: the fallback ran
+
+
+def test_with_a_service_the_fallback_does_not_run(
+    exe_with_fallback: Path, service: CannedService
+) -> None:
+    env = {**ENV, "SPIDERNET_SOCKET": str(service.path)}
+    assert call(exe_with_fallback, env, b"{}") == (0, ANSWER, "")

@@ -28,7 +28,8 @@ def test_install_writes_every_plugin_executable(tmp_path: Path) -> None:
     assert sorted(i.path.name for i in installed) == sorted(PLUGINS)
     kinds = {i.path.name: i.kind for i in installed}
     assert kinds["spidernet-ipam"] == "compiled forwarder"  # make installs a C compiler
-    assert kinds["spidernet-coordinator"] == "python launcher"
+    assert kinds["spidernet-coordinator"] == "compiled forwarder"
+    assert kinds["spidernet-ifacer"] == "python launcher"
     for i in installed:
         assert os.access(i.path, os.X_OK)
         if i.kind == "compiled forwarder":
@@ -39,14 +40,13 @@ def test_install_writes_every_plugin_executable(tmp_path: Path) -> None:
 
 
 def test_python_forwarders_run_on_the_base_interpreter(tmp_path: Path) -> None:
-    [ipam] = [
-        i
-        for i in install_cni(tmp_path / "bin", sys.executable, forwarder="python")
-        if i.path.name in FORWARDED
-    ]
-    assert ipam.kind == "python forwarder"
-    # The base interpreter: the forwarder needs no site packages, and skips pyvenv.cfg.
-    assert ipam.path.read_text().startswith(f"#!{os.path.realpath(sys.executable)} -IS\n")
+    installed = install_cni(tmp_path / "bin", sys.executable, forwarder="python")
+    forwarders = [i for i in installed if i.path.name in FORWARDED]
+    assert sorted(i.path.name for i in forwarders) == ["spidernet-coordinator", "spidernet-ipam"]
+    for item in forwarders:
+        assert item.kind == "python forwarder"
+        # The base interpreter: the forwarder needs no site packages, and skips pyvenv.cfg.
+        assert item.path.read_text().startswith(f"#!{os.path.realpath(sys.executable)} -IS\n")
 
 
 def test_without_a_compiler_auto_falls_back_and_says_why(
