@@ -292,3 +292,56 @@ def test_the_node_service_does_the_work_and_without_it_the_plugin_does(
     chain_ = Chain(parsed, cni_path, host_netns=lab.host, extra_env=env)
     chain_.cache[("ctr-5", "eth0")] = coordinator.result  # type: ignore[assignment]
     chain_.delete(Target("ctr-5", netns.path_of(pod), "eth0", TARGET))
+
+
+def test_overlay_eth0_keeps_cluster_traffic_and_net1_gets_the_underlay(
+    lab: World, cni_path: tuple[str, ...], service: ServiceProcess, tmp_path: Path
+) -> None:
+    # eth0 from Debian's ptp plugin (the "overlay"), net1 from macvlan + spidernet-ipam.
+    overlay = {
+        "cniVersion": "1.0.0",
+        "name": "overlay",
+        "plugins": [
+            {
+                "type": "ptp",
+                "ipam": {
+                    "type": "host-local",
+                    "dataDir": str(tmp_path / "hl"),
+                    "ranges": [[{"subnet": "10.244.1.0/24"}]],
+                    "routes": [{"dst": "0.0.0.0/0"}],
+                },
+            }
+        ],
+    }
+    pools(service, ("v4", "192.0.2.0/24", ["192.0.2.50-192.0.2.60"], GW4))
+    env = {"SPIDERNET_STATE_DIR": str(tmp_path / "state"), "SPIDERNET_SOCKET": str(service.socket)}
+    first = Chain(
+        parse_conflist(json.dumps(overlay).encode()), cni_path, host_netns=lab.host, extra_env=env
+    )
+    second = chain(service, lab, cni_path, tmp_path, v4=["v4"], v6=[])
+    pod = lab.pods[0]
+    t0 = Target("ctr-6", netns.path_of(pod), "eth0", TARGET)
+    t1 = Target("ctr-6", netns.path_of(pod), "net1", TARGET)
+    first.add(t0)
+    second.add(t1)
+
+    def leaves_by(dst: str) -> str:
+        out = subprocess.run(
+            netns.exec_argv(pod, ["ip", "route", "get", dst]),
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        return out.split(" dev ")[1].split()[0]
+
+    assert leaves_by(SERVICE_IP) == "eth0"  # cluster traffic stays on the overlay
+    assert leaves_by("192.0.2.1") == "net1"  # the underlay subnet by net1
+    assert leaves_by("203.0.113.9") == "eth0"  # eth0 keeps the default route
+    assert ping(pod, GW4)
+    with netlink(netns.path_of(pod)) as nl:
+        assert "veth0" not in {link.name for link in nl.links()}  # no veth in overlay mode
+        tables = {r.table for r in nl.routes()}
+    assert {100, 101} <= tables  # eth0's reply copy and net1's own table
+    second.check(t1)
+    second.delete(t1)
+    first.delete(t0)
