@@ -51,10 +51,13 @@ run: setup
 test: setup
 	@$(PY) tests/lanes.py
 
-# spidernet-ipam vs Go host-local per call, and allocation vs pool size and fill: tables on
-# stdout, bench/results/ipam.{json,png}. BENCH_ARGS=--quick for a short run.
+# spidernet-ipam vs Go host-local per call, and allocation vs pool size and fill; then the full
+# chain (macvlan + spidernet-ipam + spidernet-coordinator vs Go macvlan + host-local) in
+# network namespaces: tables on stdout, bench/results/{ipam,chain}.{json,png}.
+# BENCH_ARGS (e.g. --quick) goes to both.
 bench: setup
 	@$(PY) -m bench.ipam $(BENCH_ARGS)
+	@$(PY) -m bench.chain $(BENCH_ARGS)
 
 lint typecheck contracts unit netns package: setup
 	@$(PY) tests/lanes.py $@

@@ -1,0 +1,74 @@
+"""`python -m bench.chain --quick` runs end to end and writes its plot and numbers.
+
+In the netns lane because it builds namespaces and runs the real chains (Go macvlan +
+host-local; macvlan + spidernet-ipam + spidernet-coordinator against a real `spidernet
+serve`) as root. No timing is asserted: the benchmark reports ratios, it does not judge them.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+# A hang guard only; --quick takes about 10 s with the coordinator in the node service.
+TIMEOUT_S = 300
+
+RATIOS = (
+    "add_spidernet_over_reference",
+    "del_spidernet_over_reference",
+    "add_spidernet_over_reference_mean",
+    "del_spidernet_over_reference_mean",
+    "add_macvlan_process_spidernet_over_reference",
+    "del_macvlan_process_spidernet_over_reference",
+)
+
+
+def _positive(value: object) -> bool:
+    return isinstance(value, int | float) and math.isfinite(value) and value > 0
+
+
+def test_quick_chain_benchmark_writes_png_and_json(tmp_path: Path) -> None:
+    out = tmp_path / "results"
+    done = subprocess.run(
+        [sys.executable, "-m", "bench.chain", "--quick", "--out", str(out)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=TIMEOUT_S,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    assert "Ratios spidernet / reference" in done.stdout
+
+    assert (out / "chain.png").read_bytes()[:8] == PNG_SIGNATURE
+
+    doc = json.loads((out / "chain.json").read_text())
+    keys = {"machine", "config", "goal", "ratios", "chain", "plugins", "ipam_alone", "checks"}
+    assert keys <= set(doc)
+    assert doc["config"]["quick"] is True
+    assert doc["machine"]["cpus"] >= 1
+    assert doc["machine"]["kernel"]
+    for key in RATIOS:
+        assert _positive(doc["ratios"].get(key)), (key, doc["ratios"].get(key))
+
+    calls = doc["config"]["calls"]
+    for side, plugins in (
+        ("reference", {"macvlan"}),
+        ("spidernet", {"macvlan", "spidernet-coordinator"}),
+    ):
+        for verb in ("ADD", "DEL"):
+            row = doc["chain"][side][verb]
+            assert row["n"] == calls
+            assert len(row["samples_ms"]) == calls
+            assert all(_positive(row[k]) for k in ("mean_ms", "median_ms", "p90_ms"))
+            assert set(doc["plugins"][side][verb]) == plugins
+            assert doc["ipam_alone"][side][verb]["n"] == calls
+
+    # Verified by the run itself after every DEL; the run fails otherwise.
+    assert doc["checks"]["pool_allocated_ip_count"] == 0
+    assert doc["checks"]["host_links"] == ["eth0", "lo"]
