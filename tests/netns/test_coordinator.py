@@ -9,6 +9,7 @@ import shutil
 import subprocess
 import tempfile
 from collections.abc import Iterator
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -269,22 +270,22 @@ def test_the_node_service_does_the_work_and_without_it_the_plugin_does(
     socket = str(service.socket) if with_service else str(tmp_path / "no.sock")
     env = {"SPIDERNET_STATE_DIR": str(tmp_path / "state"), "SPIDERNET_SOCKET": socket}
     pod = lab.pods[0]
-    common = {
-        "container_id": "ctr-5",
-        "netns_path": netns.path_of(pod),
-        "ifname": "eth0",
-        "cni_args": TARGET,
-        "cni_path": cni_path,
-        "host_netns": lab.host,
-        "extra_env": env,
-    }
-    macvlan = invoke(find_plugin("macvlan", cni_path), "ADD", plugin_config(parsed, 0), **common)
+    call = partial(
+        invoke,
+        container_id="ctr-5",
+        netns_path=netns.path_of(pod),
+        ifname="eth0",
+        cni_args=TARGET,
+        cni_path=cni_path,
+        host_netns=lab.host,
+        extra_env=env,
+    )
+    macvlan = call(find_plugin("macvlan", cni_path), "ADD", plugin_config(parsed, 0))
     assert macvlan.ok, macvlan.stdout
-    coordinator = invoke(
+    coordinator = call(
         find_plugin("spidernet-coordinator", cni_path),
         "ADD",
         plugin_config(parsed, 1, prev_result=macvlan.result),
-        **common,
     )
     assert coordinator.ok, coordinator.stdout
     assert ("running in-process" in coordinator.stderr) is not with_service
