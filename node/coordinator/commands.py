@@ -14,6 +14,7 @@ import os
 import secrets
 import socket
 from collections.abc import Callable, Mapping
+from contextlib import ExitStack
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -94,34 +95,43 @@ def _add(ctx: Context, args: CallArgs) -> Result:
     if conf.mode == "disabled":
         return prev
     ifname, path = args.env.ifname, args.env.netns
-    try:
-        with netlink(path) as pod_nl:
-            pod = gather_pod(pod_nl, path, sysctl_keys(conf, ifname))
-        names = [n.name for n in pod.nics]
-        if ifname not in names:
-            raise CNIError(Code.INVALID_NETWORK_CONFIG, f"interface '{ifname}' is not in the pod")
-        index = names.index(ifname)
-        mode = resolve_mode(conf, ifname, pod.veth0 is not None, index)
-        with netlink(ctx.host_netns) as host_nl:
-            host = gather_host(host_nl, pod, conf.pod_default_cni_nic)
-        request = Request(args.env.container_id, ifname, conf, random_mac(), random_mac())
-        plan = plan_add(
-            request, pod, host, mode=mode.mode, first=mode.first_invoke, nic_index=index
-        )
-    except NetnsGone as e:
-        raise CNIError(Code.INVALID_NETNS, str(e)) from e
-    except PlanError as e:
-        raise CNIError(Code.INVALID_NETWORK_CONFIG, str(e)) from e
     saved = _plan_path(ctx, args.env.container_id, ifname)
-    _save(saved, plan)
-    try:
-        apply(plan, Target(path, ctx.host_netns), announce=ctx.announce)
-    except ApplyFailed as e:
-        saved.unlink(missing_ok=True)
-        raise CNIError(Code.INTERNAL, f"{NAME}: {e}") from e
-    except BaseException:
-        saved.unlink(missing_ok=True)
-        raise
+    with ExitStack() as stack:
+        try:
+            # One client per side for gathering and applying: each costs a fork to open.
+            pod_nl = stack.enter_context(netlink(path))
+            pod = gather_pod(pod_nl, path, sysctl_keys(conf, ifname))
+            names = [n.name for n in pod.nics]
+            if ifname not in names:
+                raise CNIError(
+                    Code.INVALID_NETWORK_CONFIG, f"interface '{ifname}' is not in the pod"
+                )
+            index = names.index(ifname)
+            mode = resolve_mode(conf, ifname, pod.veth0 is not None, index)
+            host_nl = stack.enter_context(netlink(ctx.host_netns))
+            host = gather_host(host_nl, pod, conf.pod_default_cni_nic)
+            request = Request(args.env.container_id, ifname, conf, random_mac(), random_mac())
+            plan = plan_add(
+                request, pod, host, mode=mode.mode, first=mode.first_invoke, nic_index=index
+            )
+        except NetnsGone as e:
+            raise CNIError(Code.INVALID_NETNS, str(e)) from e
+        except PlanError as e:
+            raise CNIError(Code.INVALID_NETWORK_CONFIG, str(e)) from e
+        _save(saved, plan)
+        try:
+            apply(
+                plan,
+                Target(path, ctx.host_netns),
+                announce=ctx.announce,
+                clients={"pod": pod_nl, "host": host_nl},
+            )
+        except ApplyFailed as e:
+            saved.unlink(missing_ok=True)
+            raise CNIError(Code.INTERNAL, f"{NAME}: {e}") from e
+        except BaseException:
+            saved.unlink(missing_ok=True)
+            raise
     return prev
 
 

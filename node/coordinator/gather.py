@@ -37,13 +37,17 @@ def _nics(
 
 
 def read_sysctls(netns_path: str, keys: Sequence[str]) -> dict[str, str]:
-    """Current values of `keys` in a namespace (one process; a missing key is left out)."""
+    """Current values of `keys` in a namespace, read by one process there (/proc/sys/net
+    shows the reading task's namespace); a key the kernel lacks is left out (`-e`)."""
+    if not keys:
+        return {}
+    argv = netns.exec_argv(netns_path, ["sysctl", "-e", *keys])
+    done = subprocess.run(argv, capture_output=True, text=True, check=False)
     found: dict[str, str] = {}
-    for key in keys:
-        argv = netns.exec_argv(netns_path, ["sysctl", "-n", key])
-        done = subprocess.run(argv, capture_output=True, text=True, check=False)
-        if done.returncode == 0:
-            found[key] = done.stdout.strip()
+    for line in done.stdout.splitlines():
+        key, sep, value = line.partition(" = ")
+        if sep and key in keys:
+            found[key] = value.strip()
     return found
 
 

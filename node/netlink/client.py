@@ -217,23 +217,40 @@ class Netlink:
     # -- links --------------------------------------------------------------------------
 
     def add_veth(
-        self, name: str, peer: str, *, peer_netns: str | None = None, mtu: int = 0
+        self,
+        name: str,
+        peer: str,
+        *,
+        peer_netns: str | None = None,
+        mtu: int = 0,
+        mac: str = "",
+        peer_mac: str = "",
     ) -> None:
-        """Create a veth pair here; `peer_netns` (a path) moves the peer end there."""
-        extra = {"mtu": mtu} if mtu else {}
+        """Create a veth pair here; `peer_netns` (a path) creates the peer end there.
+
+        The peer is made in its namespace at once (IFLA_NET_NS_FD in the peer's attributes,
+        as `ip link add ... peer ... netns` does) rather than moved after: moving a link
+        between namespaces waits for an RCU grace period (dev_change_net_namespace)."""
+        extra: dict[str, object] = {"mtu": mtu} if mtu else {}
         # Both ends get the MTU: the kernel sets the peer's only from its own attributes.
-        peer_spec = {"ifname": peer, **extra}
-        self._call(
-            "add",
-            f"veth '{name}'",
-            lambda: self._ipr.link("add", ifname=name, kind="veth", peer=peer_spec, **extra),
-        )
+        peer_spec: dict[str, object] = {"ifname": peer, **extra}
+        if peer_mac:
+            peer_spec["address"] = peer_mac
+        own = {**extra, **({"address": mac} if mac else {})}
+        fd = None
         if peer_netns is not None:
-            try:
-                self.move(peer, peer_netns)
-            except BaseException:
-                self.delete_link(name, missing_ok=True)
-                raise
+            check(peer_netns)
+            fd = os.open(peer_netns, os.O_RDONLY | os.O_CLOEXEC)
+            peer_spec["net_ns_fd"] = fd
+        try:
+            self._call(
+                "add",
+                f"veth '{name}'",
+                lambda: self._ipr.link("add", ifname=name, kind="veth", peer=peer_spec, **own),
+            )
+        finally:
+            if fd is not None:
+                os.close(fd)
 
     def add_link(self, name: str, kind: str, **attrs: object) -> None:
         """Create a link of `kind` (bridge, macvlan, ...) with pyroute2 attributes."""

@@ -23,7 +23,7 @@ it made when a later part of it fails, so only whole operations have undos to ru
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import assert_never
@@ -126,14 +126,22 @@ def _own_sysctl(key: str, value: str, *, missing_ok: bool) -> None:
 class _Executor:
     """Runs operations in a Target, holding one netlink client per side."""
 
-    def __init__(self, target: Target, announce: Announcer | None) -> None:
+    def __init__(
+        self,
+        target: Target,
+        announce: Announcer | None,
+        clients: Mapping[Side, Netlink] | None = None,
+    ) -> None:
         self._target = target
         self._announce = announce
-        self._clients: dict[Side, Netlink] = {}
+        # Clients the caller opened (and closes); opening one in a namespace costs a fork.
+        self._given = dict(clients or {})
+        self._clients: dict[Side, Netlink] = dict(self._given)
 
     def close(self) -> None:
-        for client in self._clients.values():
-            client.close()
+        for side, client in self._clients.items():
+            if side not in self._given:
+                client.close()
         self._clients.clear()
 
     def _path(self, side: Side) -> str | None:
@@ -212,17 +220,17 @@ class _Executor:
                 assert_never(op)
 
     def _add_veth(self, op: AddVeth) -> None:
-        host = self._nl("host")
-        host.add_veth(op.host_name, op.pod_name, peer_netns=self._target.pod_netns, mtu=op.mtu)
-        try:
-            # Set explicitly on both ends: a MAC the kernel picked at random is one udev's
-            # MACAddressPolicy may replace (systemd.link(5)); a set one (addr_assign_type
-            # NET_ADDR_SET) it leaves alone.
-            host.set_link(op.host_name, address=op.host_mac)
-            self._nl("pod").set_link(op.pod_name, address=op.pod_mac)
-        except BaseException:
-            host.delete_link(op.host_name, missing_ok=True)  # the pod end goes with it
-            raise
+        # Both MACs are given at creation: a MAC the kernel picked at random is one udev's
+        # MACAddressPolicy may replace (systemd.link(5)); a set one (addr_assign_type
+        # NET_ADDR_SET) it leaves alone.
+        self._nl("host").add_veth(
+            op.host_name,
+            op.pod_name,
+            peer_netns=self._target.pod_netns,
+            mtu=op.mtu,
+            mac=op.host_mac,
+            peer_mac=op.pod_mac,
+        )
 
     def _route(self, op: AddRoute | DeleteRoute, proto: int) -> Route:
         return Route(
@@ -275,14 +283,21 @@ class _Executor:
             netns.set_sysctl(path, op.key, op.value, missing_ok=missing_ok)
 
 
-def apply(plan: Sequence[Op], target: Target, *, announce: Announcer | None = None) -> None:
+def apply(
+    plan: Sequence[Op],
+    target: Target,
+    *,
+    announce: Announcer | None = None,
+    clients: Mapping[Side, Netlink] | None = None,
+) -> None:
     """Execute `plan` in order; on a failure undo what was done and raise ApplyFailed.
 
     An operation that finds its object there already fails (AlreadyExists): a plan never
     adopts state it did not make, since its undo would remove it. The exception is a
-    `shared` AddRule, which many pods' plans add.
+    `shared` AddRule, which many pods' plans add. `clients`: netlink clients already open
+    in the target's namespaces, to reuse (the caller keeps owning them).
     """
-    executor = _Executor(target, announce)
+    executor = _Executor(target, announce, clients)
     done: list[Op] = []
     try:
         for op in plan:
