@@ -27,6 +27,8 @@ from spidernet.node.netlink.records import Route
 GW4, GW6 = "192.0.2.1", "2001:db8:1::1"
 HOST4, HOST6 = "192.0.2.2", "2001:db8:1::2"
 SERVICE_IP = "10.96.0.10"  # on the host's lo: the "service" a pod reaches through its host
+SERVICE_IP6 = "fd00:96::10"
+SERVICE_CIDRS = ["10.96.0.0/12", "fd00:96::/108"]
 
 
 @pytest.fixture
@@ -51,6 +53,7 @@ def lab(topo: Topology) -> Iterator[World]:
     topo.attach(seg, host, "eth0", (iface(f"{HOST4}/24"), iface(f"{HOST6}/64")))
     with netlink(netns.path_of(host)) as nl:
         nl.add_address("lo", iface(f"{SERVICE_IP}/32"))
+        nl.add_address("lo", iface(f"{SERVICE_IP6}/128"))
     world = World(topo, seg, host, gw, [topo.namespace("pod")])
     world.seal()
     yield world
@@ -100,7 +103,7 @@ def chain(
             },
             {
                 "type": "spidernet-coordinator",
-                "serviceCIDR": ["10.96.0.0/12"],
+                "serviceCIDR": SERVICE_CIDRS,
                 **(coordinator or {}),
             },
         ],
@@ -117,37 +120,38 @@ def chain(
 TARGET = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"
 
 
-@pytest.mark.parametrize("families", ["v4", "dual"])
+@pytest.mark.parametrize("families", ["v4", "v6", "dual"])
 def test_underlay_pod_reaches_gateway_host_and_services_and_del_leaves_nothing(
     lab: World, cni_path: tuple[str, ...], service: ServiceProcess, tmp_path: Path, families: str
 ) -> None:
-    pools(service, ("v4", "192.0.2.0/24", ["192.0.2.50-192.0.2.60"], GW4))
-    v6 = []
-    if families == "dual":
+    v4 = [] if families == "v6" else ["v4"]
+    v6 = [] if families == "v4" else ["v6"]
+    if v4:
+        pools(service, ("v4", "192.0.2.0/24", ["192.0.2.50-192.0.2.60"], GW4))
+    if v6:
         pools(service, ("v6", "2001:db8:1::/64", ["2001:db8:1::50-2001:db8:1::60"], GW6))
-        v6 = ["v6"]
-    c = chain(service, lab, cni_path, tmp_path, v4=["v4"], v6=v6)
+    c = chain(service, lab, cni_path, tmp_path, v4=v4, v6=v6)
     pod = lab.pods[0]
     target = Target("ctr-1", netns.path_of(pod), "eth0", TARGET)
     result = c.add(target)
-    addrs = [str(ip.address.ip) for ip in result.ips]
-    assert ping(pod, GW4)
-    assert ping(pod, SERVICE_IP)  # through veth0 and the host
-    assert ping(lab.host, addrs[0])  # the host reaches the pod through the veth
-    if families == "dual":
-        assert ping(pod, GW6)
-        assert ping(lab.host, addrs[1])
+    reach = {4: (GW4, SERVICE_IP, "10.96.0.0/12"), 6: (GW6, SERVICE_IP6, "fd00:96::/108")}
+    for ip in result.ips:
+        gateway, service_ip, _ = reach[ip.address.version]
+        assert ping(pod, gateway)  # over macvlan
+        assert ping(pod, service_ip)  # through veth0 and the host
+        assert ping(lab.host, str(ip.address.ip))  # the host reaches the pod through the veth
     with netlink(netns.path_of(pod)) as nl:
         assert nl.link("veth0").kind == "veth"
     assert nft.list_reply_via_link(netns.path_of(pod)) is not None
     c.check(target)
     # A route removed by hand is named by CHECK.
+    cidr = reach[result.ips[0].address.version][2]
     with netlink(netns.path_of(pod)) as nl:
-        [svc_route] = [r for r in nl.routes() if str(r.dst) == "10.96.0.0/12"]
+        [svc_route] = [r for r in nl.routes() if str(r.dst) == cidr]
         nl.delete_route(svc_route)
     with pytest.raises(PluginFailed) as info:
         c.check(target)
-    assert "10.96.0.0/12" in info.value.outcome.stdout
+    assert cidr in info.value.outcome.stdout
     c.delete(target)
     c.delete(target)  # DEL twice
     assert not list((tmp_path / "coordinator").glob("*.json"))
