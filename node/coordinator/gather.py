@@ -13,6 +13,7 @@ from collections.abc import Sequence
 
 from spidernet.node import netns
 from spidernet.node.netlink.client import Netlink
+from spidernet.node.netlink.errors import NetlinkFailure
 from spidernet.node.netlink.records import RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, Link
 
 from .facts import VETH0, HostState, IPAddress, NicFacts, PodState, RouteFact
@@ -98,6 +99,17 @@ def gather_host(nl: Netlink, pod: PodState, overlay_nic: str) -> HostState:
     (a veth whose peer index the pod's link names)."""
     links, addresses = _nics(nl)
     pod_ips = [a.ip for nic in pod.nics for a in nic.addresses]
+    # First the source address the host itself would use towards each pod address (the
+    # kernel's route lookup, as Spiderpool's `ip route get <podIP>`), then the others.
+    facing: list[IPAddress] = []
+    for ip in pod_ips:
+        try:
+            src = nl.route_get(ip).prefsrc
+        except NetlinkFailure:
+            continue  # no route to it from the host: nothing to learn
+        if src is not None and src not in facing and not src.is_link_local:
+            facing.append(src)
+    ordered = [*facing, *(ip for ip in host_ips(links, addresses, pod_ips) if ip not in facing)]
     overlay = pod.nic(overlay_nic)
     peer = next(
         (
@@ -107,4 +119,4 @@ def gather_host(nl: Netlink, pod: PodState, overlay_nic: str) -> HostState:
         ),
         "",
     )
-    return HostState(host_ips=host_ips(links, addresses, pod_ips), overlay_peer=peer)
+    return HostState(host_ips=tuple(ordered), overlay_peer=peer)

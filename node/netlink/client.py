@@ -36,6 +36,8 @@ from .records import (
 )
 
 T = TypeVar("T")
+# rtnetlink.h: report the FIB table of a looked-up route (RTM_GETROUTE replies).
+RTM_F_LOOKUP_TABLE = 0x1000
 # A dump the kernel marks NLM_F_DUMP_INTR (state changed while dumping) is retried this
 # often, as the reference plugins' netlinksafe does.
 DUMP_ATTEMPTS = 5
@@ -164,6 +166,47 @@ class Netlink:
                     )
                 )
         return out
+
+    def route_get(
+        self,
+        dst: IPAddress,
+        *,
+        src: IPAddress | None = None,
+        iif: str = "",
+        mark: int = 0,
+    ) -> Route:
+        """The kernel's own route lookup (RTM_GETROUTE, `ip route get`): the route a packet
+        to `dst` (from `src`, arriving on link `iif`, with fwmark `mark`) would take.
+
+        RTM_F_LOOKUP_TABLE asks the kernel to report the table the lookup found the route
+        in (rtnetlink.h); without it an IPv4 answer names the main table even when a policy
+        rule sent the lookup elsewhere. The table is read from RTA_TABLE: the header's 8-bit
+        field cannot hold tables above 255."""
+        spec: dict[str, Any] = {
+            "flags": RTM_F_LOOKUP_TABLE,
+            "dst": str(dst),
+            "family": AF_INET if dst.version == 4 else AF_INET6,
+        }
+        if src is not None:
+            spec["src"] = str(src)
+        if iif:
+            spec["iif"] = self.index(iif)
+        if mark:
+            spec["mark"] = mark
+        [m, *_] = self._call("look up", f"route to {dst}", lambda: self._ipr.route("get", **spec))
+        family = spec["family"]
+        return Route(
+            dst=_net(
+                m.get("dst") or str(dst), m["dst_len"] or (32 if family == AF_INET else 128), family
+            ),
+            table=m.get_attr("RTA_TABLE") or m["table"],
+            gateway=_addr(m.get_attr("RTA_GATEWAY")),
+            oif=m.get_attr("RTA_OIF"),
+            prefsrc=_addr(m.get_attr("RTA_PREFSRC")),
+            proto=m["proto"],
+            scope=m["scope"],
+            type=m["type"],
+        )
 
     def rules(self) -> list[Rule]:
         """Every IPv4 and IPv6 policy routing rule."""

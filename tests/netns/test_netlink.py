@@ -96,3 +96,37 @@ def test_missing_namespace_is_gone_and_never_created(topo: Topology) -> None:
 def test_a_file_is_not_a_namespace() -> None:
     with pytest.raises(netns.NotANetns):
         netns.check("/proc/self/stat")
+
+
+def test_route_get_follows_policy_rules_and_reports_the_real_table(topo: Topology) -> None:
+    a, b = topo.namespace("a"), topo.namespace("b")
+    with netlink(netns.path_of(a)) as nl:
+        nl.add_veth("v0", "p0", peer_netns=netns.path_of(b))
+        nl.add_veth("v1", "p1", peer_netns=netns.path_of(b))
+        for name, addr in (("v0", "192.0.2.10/24"), ("v1", "198.51.100.10/24")):
+            nl.set_link(name, state="up")
+            nl.add_address(name, iface(addr))
+        v1 = nl.index("v1")
+        gw = ipaddress.ip_address("198.51.100.1")
+        # Default via v0 in main; table 500 (above 255: RTA_TABLE only) sends all via v1.
+        nl.add_route(
+            Route(
+                dst=ipaddress.ip_network("0.0.0.0/0"),
+                gateway=ipaddress.ip_address("192.0.2.1"),
+                oif=nl.index("v0"),
+            )
+        )
+        nl.add_route(Route(dst=ipaddress.ip_network("0.0.0.0/0"), table=500, gateway=gw, oif=v1))
+        src = ipaddress.ip_address("198.51.100.10")
+        nl.add_rule(Rule(family=AF_INET, priority=1000, table=500, src=ipaddress.ip_network(src)))
+        far = ipaddress.ip_address("203.0.113.9")
+        plain = nl.route_get(far)
+        assert (plain.table, plain.oif, str(plain.gateway)) == (254, nl.index("v0"), "192.0.2.1")
+        assert str(plain.prefsrc) == "192.0.2.10"
+        sourced = nl.route_get(far, src=src)
+        assert (sourced.table, sourced.oif, sourced.gateway) == (500, v1, gw)
+        # A packet arriving on v0 for a local address is delivered here (type local).
+        arriving = nl.route_get(ipaddress.ip_address("192.0.2.10"), src=far, iif="v0")
+        assert arriving.type == 2  # RTN_LOCAL
+        with pytest.raises(NotFound):
+            nl.route_get(far, iif="nope")
