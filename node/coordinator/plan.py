@@ -143,8 +143,15 @@ def _versions(nic: NicFacts) -> list[int]:
     return sorted({a.version for a in nic.addresses})
 
 
-def _host_side(req: Request, nic: NicFacts, host_dev: str, mac: str | None) -> list[Op]:
-    """Routes (and neighbours) on the host back to the NIC's addresses, in hostRuleTable."""
+def _host_side(
+    req: Request, nic: NicFacts, host: HostState, host_dev: str, mac: str | None
+) -> list[Op]:
+    """Routes (and neighbours) on the host back to the NIC's addresses, in hostRuleTable.
+
+    The routes name the host address the pod routes back to as their source, so what the
+    host sends a pod comes from an address the pod answers through the host (a source the
+    host would otherwise take from the veth or the overlay link is one the pod's NIC table
+    sends elsewhere)."""
     table = req.conf.host_rule_table
     ops: list[Op] = []
     for version in _versions(nic):
@@ -152,9 +159,9 @@ def _host_side(req: Request, nic: NicFacts, host_dev: str, mac: str | None) -> l
     for address in nic.addresses:
         if mac:
             ops.append(AddNeighbour("host", host_dev, address.ip, mac))
-        ops.append(
-            AddRoute("host", _host_route(address.ip), host_dev, scope=SCOPE_LINK, table=table)
-        )
+        route = _host_route(address.ip)
+        src = host.first(address.version)
+        ops.append(AddRoute("host", route, host_dev, scope=SCOPE_LINK, table=table, src=src))
     return ops
 
 
@@ -266,7 +273,7 @@ def plan_add(
             ops.append(AddAddress("pod", VETH0, ipaddress.ip_interface(link)))
         ops += _tuning(req, nic, pod)
         ops += [AddNeighbour("pod", VETH0, hip, req.host_mac) for hip in host.host_ips]
-        ops += _host_side(req, nic, hv, req.pod_mac)
+        ops += _host_side(req, nic, host, hv, req.pod_mac)
         ops += _via_host(req, nic, host, MAIN, src)
         ops.append(ReplyViaLink("pod", VETH0, REPLY_MARK, REPLY_TABLE))
         for version in _versions(nic):
@@ -286,7 +293,7 @@ def plan_add(
                 f"first NIC '{conf.pod_default_cni_nic}' too"
             )
         ops += _tuning(req, nic, pod)
-        ops += _host_side(req, nic, host_veth_name(req.container_id), pod.veth0.mac)
+        ops += _host_side(req, nic, host, host_veth_name(req.container_id), pod.veth0.mac)
         ops += _via_host(req, nic, host, table, src)
         if conf.tune_pod_routes:
             ops += _tune_routes(req, nic, pod, table)
@@ -298,7 +305,15 @@ def plan_add(
                 f"overlay mode: the host end of '{conf.pod_default_cni_nic}' was not found"
             )
         ops += _tuning(req, nic, pod)
-        ops += _host_side(req, nic, host.overlay_peer, None)
+        ops += _host_side(req, nic, host, host.overlay_peer, None)
+        # The host's addresses through eth0, in this NIC's table: replies from this NIC's
+        # addresses to the host go back the way the host reached them.
+        eth0 = conf.pod_default_cni_nic
+        ops += [
+            AddRoute("pod", _host_route(hip), eth0, scope=SCOPE_LINK, table=table)
+            for hip in host.host_ips
+            if hip.version in _versions(nic)
+        ]
         if conf.tune_pod_routes:
             ops += _tune_routes(req, nic, pod, table)
         if first:

@@ -328,7 +328,7 @@ def test_overlay_eth0_keeps_cluster_traffic_and_net1_gets_the_underlay(
     t0 = Target("ctr-6", netns.path_of(pod), "eth0", TARGET)
     t1 = Target("ctr-6", netns.path_of(pod), "net1", TARGET)
     first.add(t0)
-    second.add(t1)
+    [net1] = second.add(t1).ips
 
     def leaves_by(dst: str) -> str:
         out = subprocess.run(
@@ -343,6 +343,8 @@ def test_overlay_eth0_keeps_cluster_traffic_and_net1_gets_the_underlay(
     assert leaves_by("192.0.2.1") == "net1"  # the underlay subnet by net1
     assert leaves_by("203.0.113.9") == "eth0"  # eth0 keeps the default route
     assert ping(pod, GW4)
+    # The host reaches net1's address through the overlay link, and the reply comes back.
+    assert ping(lab.host, str(net1.address.ip))
     with netlink(netns.path_of(pod)) as nl:
         assert "veth0" not in {link.name for link in nl.links()}  # no veth in overlay mode
         tables = {r.table for r in nl.routes()}

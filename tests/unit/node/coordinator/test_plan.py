@@ -87,7 +87,9 @@ def test_underlay_first_nic_plan() -> None:
     assert AddNeighbour("pod", "veth0", ip("192.0.2.2"), HOST_MAC) in ops
     assert AddNeighbour("host", HV, ip("192.0.2.10"), POD_MAC) in ops
     assert AddRule("host", socket.AF_INET, 1000, 500, shared=True) in ops
-    assert AddRoute("host", net("192.0.2.10/32"), HV, scope=253, table=500) in ops
+    assert (
+        AddRoute("host", net("192.0.2.10/32"), HV, scope=253, table=500, src=ip("192.0.2.2")) in ops
+    )
     assert AddRoute("pod", net("192.0.2.2/32"), "veth0", scope=253, src=ip("192.0.2.10")) in ops
     assert (
         AddRoute("pod", net("10.96.0.0/12"), "veth0", gateway=ip("192.0.2.2"), src=ip("192.0.2.10"))
@@ -143,7 +145,10 @@ def test_second_underlay_nic_gets_its_table_and_keeps_eth0_default() -> None:
     assert (
         AddRoute("pod", net("198.51.100.0/24"), "net1", None, 101, 253, ip("198.51.100.10")) in ops
     )
-    assert AddRoute("host", net("198.51.100.10/32"), HV, scope=253, table=500) in ops
+    assert (
+        AddRoute("host", net("198.51.100.10/32"), HV, scope=253, table=500, src=ip("192.0.2.2"))
+        in ops
+    )
     # Undo puts the moved default route back into main.
     assert AddRoute("pod", net("0.0.0.0/0"), "net1", ip("198.51.100.1")) in undo_all(ops)
 
@@ -184,7 +189,13 @@ def test_overlay_keeps_eth0_and_gives_the_underlay_nic_a_table() -> None:
     host = HostState(host_ips=HOST.host_ips, overlay_peer="vethabc")
     ops = plan_add(request("net1"), pod, host, mode="overlay", first=True, nic_index=1)
     assert not any(isinstance(o, AddVeth) for o in ops)
-    assert AddRoute("host", net("198.51.100.10/32"), "vethabc", scope=253, table=500) in ops
+    assert (
+        AddRoute(
+            "host", net("198.51.100.10/32"), "vethabc", scope=253, table=500, src=ip("192.0.2.2")
+        )
+        in ops
+    )
+    assert AddRoute("pod", net("192.0.2.2/32"), "eth0", scope=253, table=101) in ops
     assert DeleteRoute("pod", net("0.0.0.0/0"), "net1", ip("198.51.100.1")) in ops
     # eth0's replies stay on eth0 (issue #3683): its default copied into table 100.
     assert AddRoute("pod", net("0.0.0.0/0"), "eth0", ip("192.0.2.1"), 100) in ops
