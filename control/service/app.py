@@ -122,7 +122,7 @@ class App:
                 Context(
                     # The host side is the caller's namespace: a plugin run in a test's
                     # "host" namespace acts there, exactly as on a real node (DESIGN.md).
-                    host_netns=f"/proc/{request.peer.pid}/ns/net",
+                    host_netns=caller_netns(request.peer.pid),
                     state_dir=self.state_dir,
                     cluster=self._cluster,
                     announce=announce,
@@ -233,6 +233,19 @@ class App:
             resources.delete(self.store, key)
             return _json(200, {"deleted": _key_dict(key)})
         return _error(405, f"{method} not allowed here")
+
+
+def caller_netns(pid: int) -> str | None:
+    """The caller's network namespace as a path, or None when it is the service's own (the
+    usual case on a node): a netlink socket for this process's own namespace is opened
+    without the fork a socket in another namespace costs."""
+    path = f"/proc/{pid}/ns/net"
+    try:
+        theirs, ours = os.stat(path), os.stat("/proc/self/ns/net")
+    except OSError:
+        return path  # gone or unreadable: let the netlink layer say so
+    same = (theirs.st_dev, theirs.st_ino) == (ours.st_dev, ours.st_ino)
+    return None if same else path
 
 
 def _key(kind: str, rest: list[str]) -> Key:

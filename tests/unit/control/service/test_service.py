@@ -249,3 +249,12 @@ async def test_cli_apply_get_delete(svc: Running, tmp_path: Path) -> None:
         )
         == 2
     )
+
+
+def test_the_callers_namespace_is_ours_or_a_path() -> None:
+    import os
+
+    from spidernet.control.service.app import caller_netns
+
+    assert caller_netns(os.getpid()) is None  # the service's own namespace: no fork needed
+    assert caller_netns(2**22 + 12345) == f"/proc/{2**22 + 12345}/ns/net"  # no such pid
