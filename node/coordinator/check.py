@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from spidernet.node import nft
 from spidernet.node.netlink.client import Netlink, netlink
+from spidernet.node.netlink.errors import NotFound
 from spidernet.node.netlink.records import State
 from spidernet.node.netns import NetnsGone
 from spidernet.node.plan.apply import Target
@@ -91,9 +92,16 @@ def _state(nl: Netlink) -> tuple[State, dict[int, str]]:
 def drift(plan: Sequence[Op], target: Target) -> list[str]:
     """What of `plan` the kernel no longer holds, one sentence each (empty: all there)."""
     problems: list[str] = []
+    queues: dict[str, int | None] = {}
     try:
         with netlink(target.pod_netns) as pod_nl, netlink(target.host_netns) as host_nl:
             sides = {"pod": _state(pod_nl), "host": _state(host_nl)}
+            for op in plan:
+                if isinstance(op, SetTxQueueLen) and op.side == "pod":
+                    try:
+                        queues[op.name] = pod_nl.txqlen(op.name)
+                    except NotFound:
+                        queues[op.name] = None
     except NetnsGone as e:
         return [str(e)]
     for op in plan:
@@ -102,8 +110,12 @@ def drift(plan: Sequence[Op], target: Target) -> list[str]:
             if _missing(op, state, names):
                 problems.append(f"{describe(op)}: the host end is missing")
             continue
-        if isinstance(op, SetTxQueueLen | ReplyViaLink | SetSysctl):
-            continue  # checked below (nftables, sysctls) or not readable here (txqlen)
+        if isinstance(op, SetTxQueueLen):
+            if op.side == "pod" and queues.get(op.name) != op.qlen:
+                problems.append(f"{describe(op)}: the queue length is {queues.get(op.name)}")
+            continue
+        if isinstance(op, ReplyViaLink | SetSysctl):
+            continue  # checked below
         state, names = sides[op.side]
         if _missing(op, state, names):
             what = "is back" if isinstance(op, DeleteRoute) else "is missing"

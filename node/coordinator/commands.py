@@ -15,7 +15,7 @@ import secrets
 import socket
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from spidernet.node.netlink.client import netlink
 from spidernet.node.netns import NetnsGone
 from spidernet.node.plan.apply import Announcer, ApplyFailed, Target, apply, unwind
 from spidernet.node.plan.codec import CodecError, dumps, loads
-from spidernet.node.plan.ops import AddRule, DeleteLink, Op, undo_all
+from spidernet.node.plan.ops import AddRule, DeleteLink, Op, SetMac, undo_all
 
 from .check import drift
 from .config import ANNO_DEFAULT_ROUTE_NIC, CoordinatorConf, parse_coordinator, resolve_mode
@@ -132,7 +132,20 @@ def _add(ctx: Context, args: CallArgs) -> Result:
         except BaseException:
             saved.unlink(missing_ok=True)
             raise
-    return prev
+    return _with_new_macs(prev, plan)
+
+
+def _with_new_macs(prev: Result, plan: tuple[Op, ...]) -> Result:
+    """prevResult with the MACs the plan gave the pod's NICs (podMACPrefix): the runtime
+    caches this result and hands it to every plugin's CHECK, and the main plugin's CHECK
+    compares the NIC's MAC with it."""
+    macs = {op.name: op.mac for op in plan if isinstance(op, SetMac) and op.side == "pod"}
+    if not macs:
+        return prev
+    interfaces = tuple(
+        replace(i, mac=macs[i.name]) if i.sandbox and i.name in macs else i for i in prev.interfaces
+    )
+    return replace(prev, interfaces=interfaces)
 
 
 def _delete(ctx: Context, args: CallArgs) -> None:

@@ -352,3 +352,26 @@ def test_overlay_eth0_keeps_cluster_traffic_and_net1_gets_the_underlay(
     second.check(t1)
     second.delete(t1)
     first.delete(t0)
+
+
+def test_pod_tuning_happens_inside_the_pod_and_check_sees_it_drift(
+    lab: World, cni_path: tuple[str, ...], service: ServiceProcess, tmp_path: Path
+) -> None:
+    pools(service, ("v4", "192.0.2.0/24", ["192.0.2.70"], GW4))
+    tuning = {"txQueueLen": 2000, "podMACPrefix": "0a:1b"}
+    c = chain(service, lab, cni_path, tmp_path, v4=["v4"], v6=[], coordinator=tuning)
+    pod = lab.pods[0]
+    target = Target("ctr-7", netns.path_of(pod), "eth0", TARGET)
+    c.add(target)
+    with netlink(netns.path_of(pod)) as nl:
+        assert nl.txqlen("eth0") == 2000  # inside the pod (Spiderpool sets it on the host)
+        assert nl.link("eth0").mac == "0a:1b:c0:00:02:46"  # prefix + 192.0.2.70
+    with netlink(netns.path_of(lab.host)) as nl:
+        assert nl.txqlen("eth0") != 2000
+    c.check(target)
+    with netlink(netns.path_of(pod)) as nl:
+        nl.set_link("eth0", txqlen=500)
+    with pytest.raises(PluginFailed) as info:
+        c.check(target)
+    assert "queue length is 500" in info.value.outcome.stdout
+    c.delete(target)
