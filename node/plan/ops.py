@@ -12,6 +12,7 @@ the undos of what ADD would plan; removing something already gone is success the
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 from dataclasses import dataclass
 from typing import Literal
@@ -135,8 +136,9 @@ class DeleteAddress:
 
 
 @dataclass(frozen=True)
-class AddRoute:
-    """A route through link `dev` (via `gateway` when set) in `table`."""
+class RouteSpec:
+    """A route through link `dev` (via `gateway` when set) in `table`: the fields AddRoute
+    and DeleteRoute share."""
 
     side: Side
     dst: IPNetwork
@@ -145,42 +147,34 @@ class AddRoute:
     table: int = MAIN
     scope: int = SCOPE_UNIVERSE
     src: IPAddress | None = None
+
+
+@dataclass(frozen=True)
+class AddRoute(RouteSpec):
+    """Add a route."""
 
     def undo(self) -> tuple[Op, ...]:
         """Remove it."""
-        return (
-            DeleteRoute(
-                self.side, self.dst, self.dev, self.gateway, self.table, self.scope, self.src
-            ),
-        )
+        return (DeleteRoute(*dataclasses.astuple(self)),)
 
 
 @dataclass(frozen=True)
-class DeleteRoute:
+class DeleteRoute(RouteSpec):
     """Remove a route: as an undo, or planned forward when a route moves out of main (its
     undo puts it back)."""
 
-    side: Side
-    dst: IPNetwork
-    dev: str
-    gateway: IPAddress | None = None
-    table: int = MAIN
-    scope: int = SCOPE_UNIVERSE
-    src: IPAddress | None = None
-
     def undo(self) -> tuple[Op, ...]:
         """Put it back."""
-        return (
-            AddRoute(self.side, self.dst, self.dev, self.gateway, self.table, self.scope, self.src),
-        )
+        return (AddRoute(*dataclasses.astuple(self)),)
 
 
 @dataclass(frozen=True)
-class AddRule:
-    """A policy routing rule: `from src` / `to dst` / `fwmark` / `iif` lookup `table`.
+class RuleSpec:
+    """A policy routing rule: `from src` / `to dst` / `fwmark` / `iif` lookup `table`: the
+    fields AddRule and DeleteRule share.
 
-    `shared` marks a rule other pods rely on too (the host's `from all lookup 500`): its undo
-    removes it only when its table holds no route any more."""
+    `shared` marks a rule other pods rely on too (the host's `from all lookup 500`): its
+    removal happens only when its table holds no route any more."""
 
     side: Side
     family: int
@@ -191,37 +185,20 @@ class AddRule:
     fwmark: int = 0
     iifname: str = ""
     shared: bool = False
+
+
+@dataclass(frozen=True)
+class AddRule(RuleSpec):
+    """Add a policy routing rule (a `shared` one may exist already)."""
 
     def undo(self) -> tuple[Op, ...]:
         """Remove it (a shared rule: when its table is empty)."""
-        return (
-            DeleteRule(
-                self.side,
-                self.family,
-                self.priority,
-                self.table,
-                self.src,
-                self.dst,
-                self.fwmark,
-                self.iifname,
-                self.shared,
-            ),
-        )
+        return (DeleteRule(*dataclasses.astuple(self)),)
 
 
 @dataclass(frozen=True)
-class DeleteRule:
+class DeleteRule(RuleSpec):
     """Remove a rule (only ever as an undo); `shared`: only when its table is empty."""
-
-    side: Side
-    family: int
-    priority: int
-    table: int
-    src: IPNetwork | None = None
-    dst: IPNetwork | None = None
-    fwmark: int = 0
-    iifname: str = ""
-    shared: bool = False
 
     def undo(self) -> tuple[Op, ...]:
         """Not reversible; never planned forward."""
