@@ -20,17 +20,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
 from rich.console import Console
@@ -49,9 +45,9 @@ from .chain_report import (
     report_json,
 )
 from .chain_sides import LABELS, SIDES, SPIDERNET, build_lab, verify_clean
-from .ipam import machine_facts
 from .ipam_calls import HOST_LOCAL
 from .ipam_common import BATCH, WARMUP
+from .runs import OwnStack, machine_facts, machine_line, sigterm_as_exit
 from .timing import SpawnError
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -60,53 +56,9 @@ MACVLAN = HOST_LOCAL.parent / "macvlan"
 IPAM, COORDINATOR = "spidernet-ipam", "spidernet-coordinator"
 
 
-class OwnStack(ExitStack):
-    """An ExitStack whose cleanups run only in the process that made it.
-
-    pyroute2 forks a child to open a socket in a namespace and ends it with SIGTERM; a child
-    that a signal reaches before its `os._exit` unwinds through this process's frames. It
-    must exit there, not tear down the namespaces, the service and the worker it shares
-    with its parent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pid = os.getpid()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        if os.getpid() != self.pid:
-            os._exit(1)
-        return bool(super().__exit__(exc_type, exc, tb))
-
-
-@contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C in this process, so every cleanup runs; a forked child
-    (see OwnStack) just exits."""
-    pid = os.getpid()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != pid:
-            os._exit(128 + signum)
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def header(console: Console, machine: Mapping[str, Any], cfg: Config) -> str:
     """Print the run's header; returns a one-line form for the plot."""
-    line = (
-        f"{machine['date']}  {machine['host']}  {machine['cpus']} CPUs ({machine['cpu_model']})"
-        f"  {machine['kernel']}  Python {machine['python']}"
-    )
+    line = machine_line(machine)
     console.rule("spidernet CNI chain benchmark" + (" (--quick)" if cfg.quick else ""))
     console.print(line)
     console.print(

@@ -22,20 +22,14 @@ plot to DIR/ipam.png (default bench/results/).
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
-import os
-import platform
 import shutil
-import signal
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from types import FrameType
 from typing import Any
 
 from rich.console import Console
@@ -55,6 +49,7 @@ from .ipam_report import (
     ratios_table,
     report_json,
 )
+from .runs import OwnStack, machine_facts, machine_line, sigterm_as_exit
 from .timing import Spawner, SpawnError
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -64,34 +59,9 @@ PREFIXES, QUICK_PREFIXES = (24, 20, 18, 16), (24, 20)
 FILLS = (0.0, 0.5, 0.9, 0.99)
 
 
-def machine_facts() -> dict[str, Any]:
-    """CPU count and model, kernel, Python, the date."""
-    model = ""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    uname = platform.uname()
-    return {
-        "date": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
-        "host": uname.node,
-        "cpus": os.cpu_count(),
-        "cpu_model": model,
-        "kernel": f"{uname.system} {uname.release} {uname.machine}",
-        "python": platform.python_version(),
-        "host_local": str(HOST_LOCAL),
-    }
-
-
 def header(console: Console, machine: Mapping[str, Any], cfg: Config) -> str:
     """Print the run's header; returns a one-line form for the plot."""
-    line = (
-        f"{machine['date']}  {machine['host']}  {machine['cpus']} CPUs ({machine['cpu_model']})"
-        f"  {machine['kernel']}  Python {machine['python']}"
-    )
+    line = machine_line(machine)
     console.rule("spidernet IPAM benchmark" + (" (--quick)" if cfg.quick else ""))
     console.print(line)
     console.print(
@@ -102,20 +72,6 @@ def header(console: Console, machine: Mapping[str, Any], cfg: Config) -> str:
     return line
 
 
-@contextmanager
-def _sigterm_as_exit() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C, so every cleanup below runs."""
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)
-
-
 def run(cfg: Config, console: Console) -> None:
     """Measure both parts, print the tables, write the JSON and the PNG."""
     began = time.monotonic()
@@ -123,7 +79,7 @@ def run(cfg: Config, console: Console) -> None:
     title = header(console, machine, cfg)
     spawner = Spawner()
     base = Path(tempfile.mkdtemp(prefix="snt-bench-"))
-    with ExitStack() as stack:
+    with OwnStack() as stack:
         stack.callback(shutil.rmtree, base, ignore_errors=True)
         stack.callback(spawner.kill_live)
         calls = part_calls(cfg, base, spawner, stack, console)
@@ -181,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"[red]{HOST_LOCAL} is missing: install containernetworking-plugins[/]")
         return 1
     try:
-        with _sigterm_as_exit():
+        with sigterm_as_exit():
             run(cfg, console)
     except KeyboardInterrupt:
         console.print("[yellow]interrupted; every process and temporary directory removed[/]")
