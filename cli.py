@@ -39,9 +39,9 @@ def _install_cni(args: argparse.Namespace) -> int:
 def _serve(args: argparse.Namespace) -> int:
     import trio
 
-    from spidernet.control.service.serve import ServeConfig, ServiceError, config_from_env, serve
+    from spidernet.control.client import socket_path, state_dir
+    from spidernet.control.service.serve import ServeConfig, ServiceError, serve
 
-    base = config_from_env()
     metrics: tuple[str, int] | None = None
     if args.metrics_address != "off":
         host, _, port = args.metrics_address.rpartition(":")
@@ -50,8 +50,8 @@ def _serve(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         metrics = (host, int(port))
     config = ServeConfig(
-        socket=Path(args.socket) if args.socket else base.socket,
-        state_dir=Path(args.state_dir) if args.state_dir else base.state_dir,
+        socket=Path(socket_path(args.socket)),
+        state_dir=state_dir(args.state_dir),
         metrics=metrics,
         node=args.node,
     )

@@ -12,7 +12,11 @@ import socket
 from pathlib import Path
 from typing import Any
 
+# The service's paths and the variables that move them (DESIGN.md, "Contracts users see").
+# The forwarders (node/cni/forward.py, forward.c) carry their own copy of the socket default:
+# they run without this package.
 DEFAULT_SOCKET = "/run/spidernet/spidernet.sock"
+DEFAULT_STATE_DIR = "/var/lib/spidernet"
 TIMEOUT_S = 100.0
 
 
@@ -48,6 +52,11 @@ class _UnixConnection(http.client.HTTPConnection):
 def socket_path(explicit: str | None = None) -> str:
     """--socket, else $SPIDERNET_SOCKET, else the default."""
     return explicit or os.environ.get("SPIDERNET_SOCKET") or DEFAULT_SOCKET
+
+
+def state_dir(explicit: str | None = None) -> Path:
+    """--state-dir, else $SPIDERNET_STATE_DIR, else the default."""
+    return Path(explicit or os.environ.get("SPIDERNET_STATE_DIR") or DEFAULT_STATE_DIR)
 
 
 class Client:

@@ -10,9 +10,15 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
-from spidernet.control.client import Client, ServiceError, ServiceUnreachable, socket_path
+from spidernet.control.client import (
+    Client,
+    ServiceError,
+    ServiceUnreachable,
+    socket_path,
+    state_dir,
+)
 from spidernet.node.cni.skel import run
-from spidernet.node.coordinator.commands import Context, make_plugin, state_dir_from_env
+from spidernet.node.coordinator.commands import Context, make_plugin
 from spidernet.node.detect.announce import announce
 
 
@@ -41,7 +47,7 @@ def run_coordinator() -> None:
     _log("no node service forwarding: running in-process")
     ctx = Context(
         host_netns=None,
-        state_dir=state_dir_from_env(),
+        state_dir=state_dir(),
         cluster=cluster_settings,
         announce=announce,
         log=_log,

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 from spidernet.control.model.iprange import IntervalSet
 from spidernet.control.model.resources import IPPool, Route
 
-from .candidates import NicCandidates, sources, usable_pools
+from .candidates import sources, usable_pools
 from .errors import AllocationError, Reason
 from .pick import pick
 from .request import ANNO_ROUTES, IpamRequest
@@ -112,11 +112,6 @@ def attach_routes(leases: Sequence[Lease], extra: Sequence[Route]) -> list[Lease
     return out
 
 
-def plan_nics(request: IpamRequest, pools: Mapping[str, IPPool]) -> list[NicCandidates]:
-    """The NICs this ADD allocates for, each with its candidate pools."""
-    return sources(request, list(pools.values()))
-
-
 def allocate(
     request: IpamRequest,
     pools: Mapping[str, IPPool],
@@ -134,7 +129,7 @@ def allocate(
     """
     leases: list[Lease] = []
     picked: set[tuple[str, int]] = set()
-    for nic in plan_nics(request, pools):
+    for nic in sources(request, list(pools.values())):
         for version, names in ((4, nic.v4), (6, nic.v6)):
             if not names:
                 continue

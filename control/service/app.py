@@ -21,7 +21,7 @@ from __future__ import annotations
 import io
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -158,19 +158,15 @@ class App:
                 uid=str(body.get("podUID", "")),
             ),
         )
-        actions: dict[str, Callable[[IpamCall], object]] = {
-            "allocate": self.core.allocate,
-            "release": self.core.release,
-        }
-        if verb not in actions:
+        if verb not in ("allocate", "release"):
             return _error(404, f"no IPAM operation {verb!r}")
         try:
-            result = actions[verb](call)
+            if verb == "release":
+                self.core.release(call)
+                return _json(200, {"released": True})
+            addresses = self.core.allocate(call)
         except CNIError as e:
             return _json(409, {"error": e.msg, "code": int(e.code)})
-        if verb == "release":
-            return _json(200, {"released": True})
-        addresses = result if isinstance(result, list) else []
         return _json(
             200,
             {

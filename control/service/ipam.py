@@ -9,6 +9,7 @@ same store) is retried with that address skipped.
 
 from __future__ import annotations
 
+import ipaddress
 import random
 import socket
 import threading
@@ -18,6 +19,7 @@ from contextlib import contextmanager
 from typing import Any
 
 from spidernet.control.allocator.allocate import Lease, PoolUse, allocate
+from spidernet.control.allocator.candidates import UNNAMED_PREFIX
 from spidernet.control.allocator.errors import AllocationError, Reason
 from spidernet.control.allocator.request import IpamRequest, PodFacts
 from spidernet.control.store.base import (
@@ -44,7 +46,6 @@ from .workloads import facts, stateful_valid
 
 # Claims lost to concurrent writers before the call gives up with "try again later".
 ATTEMPTS = 32
-UNNAMED = "#"
 
 
 def _cni_error(e: AllocationError) -> CNIError:
@@ -263,7 +264,7 @@ class IpamCore:
         writes = []
         names = [e["interface"] for e in entries]
         if nic not in names:
-            placeholders = sorted((n for n in names if n.startswith(UNNAMED)), key=_index)
+            placeholders = sorted((n for n in names if n.startswith(UNNAMED_PREFIX)), key=_index)
             if placeholders:
                 # A later NIC of an unnamed `ippools` annotation takes the next entry.
                 entry = next(e for e in entries if e["interface"] == placeholders[0])
@@ -342,10 +343,8 @@ class IpamCore:
 
 
 def _ip_int(text: str) -> int:
-    import ipaddress
-
     return int(ipaddress.ip_address(text))
 
 
 def _index(name: str) -> int:
-    return int(name[len(UNNAMED) :])
+    return int(name[len(UNNAMED_PREFIX) :])

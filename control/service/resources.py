@@ -225,8 +225,3 @@ def kinds() -> tuple[str, ...]:
         Coordinator.KIND,
         *WORKLOAD_KINDS,
     )
-
-
-def is_namespaced(kind: str) -> bool:
-    """True for kinds whose objects live in a namespace."""
-    return kind in _NAMESPACED

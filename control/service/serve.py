@@ -15,14 +15,13 @@ from pathlib import Path
 
 import trio
 
+from spidernet.control.client import DEFAULT_SOCKET, DEFAULT_STATE_DIR
 from spidernet.control.store.embedded import open_store
 
 from .app import App, default_uids
 from .http import Handler, Request, Response, serve_connection
 from .ipam import IpamCore
 
-DEFAULT_SOCKET = Path("/run/spidernet/spidernet.sock")
-DEFAULT_STATE_DIR = Path("/var/lib/spidernet")
 DEFAULT_METRICS = ("127.0.0.1", 5711)
 DRAIN_S = 10.0
 
@@ -35,8 +34,8 @@ class ServiceError(Exception):
 class ServeConfig:
     """Where the service listens and keeps its state."""
 
-    socket: Path = DEFAULT_SOCKET
-    state_dir: Path = DEFAULT_STATE_DIR
+    socket: Path = Path(DEFAULT_SOCKET)
+    state_dir: Path = Path(DEFAULT_STATE_DIR)
     metrics: tuple[str, int] | None = DEFAULT_METRICS
     node: str | None = None
 
@@ -47,14 +46,6 @@ class Ready:
 
     socket: Path
     metrics_port: int | None
-
-
-def config_from_env(environ: dict[str, str] | os._Environ[str] = os.environ) -> ServeConfig:
-    """Defaults, overridden by SPIDERNET_SOCKET and SPIDERNET_STATE_DIR (DESIGN.md)."""
-    return ServeConfig(
-        socket=Path(environ.get("SPIDERNET_SOCKET") or DEFAULT_SOCKET),
-        state_dir=Path(environ.get("SPIDERNET_STATE_DIR") or DEFAULT_STATE_DIR),
-    )
 
 
 def _claim_socket_path(path: Path) -> None:

@@ -66,7 +66,7 @@ def _missing(op: Op, state: State, names: dict[int, str]) -> bool:
     """True when `op`'s result is not in `state` (ops this check cannot see count as there)."""
     links = {link.name: link for link in state.links}
     if isinstance(op, AddVeth):
-        return op.host_name not in links if op.host_name else False
+        return op.host_name not in links
     if isinstance(op, AddRoute):
         return not _route_there(state, names, op)
     if isinstance(op, DeleteRoute):

@@ -202,8 +202,3 @@ def make_plugin(ctx: Context) -> Plugin:
         gc=_config_only,
         about=f"{NAME}: host connectivity and policy routing for underlay pods",
     )
-
-
-def state_dir_from_env() -> Path:
-    """$SPIDERNET_STATE_DIR or /var/lib/spidernet."""
-    return Path(os.environ.get("SPIDERNET_STATE_DIR") or "/var/lib/spidernet")

@@ -14,7 +14,6 @@ from typing import Any
 from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.cni.skel import CallArgs
 
-DEFAULT_SOCKET = "/run/spidernet/spidernet.sock"
 # The `args` key (CNI CONVENTIONS.md: `args` keys other than `cni` belong to an organisation)
 # under which a runtime or a test passes pod metadata in embedded mode.
 ARGS_KEY = "spidernet.io"
@@ -35,7 +34,6 @@ class IpamConf:
     default_ipv6_ippool: tuple[str, ...] = ()
     clean_gateway: bool = False
     match_master_subnet: bool = False
-    socket: str = ""
 
 
 @dataclass(frozen=True)
@@ -82,7 +80,6 @@ def parse_ipam(ipam: Mapping[str, Any]) -> IpamConf:
         default_ipv6_ippool=lists["default_ipv6_ippool"],
         clean_gateway=bool(ipam.get("clean_gateway", False)),
         match_master_subnet=bool(ipam.get("match_master_subnet", False)),
-        socket=str(ipam.get("ipam_unix_socket_path", "")),
     )
 
 

@@ -26,6 +26,7 @@ from spidernet.node.install import install_cni
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import RT_TABLE_MAIN
 
+from .harness import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_CIDR, SERVICE_IP
 from .runtime import Chain, PluginFailed, Target
 from .service import ServiceProcess
 from .topology import Segment, Topology, iface, ping
@@ -35,14 +36,6 @@ SYSTEM_CNI_DIR = "/usr/lib/cni"
 NETWORK = "lab-net"
 # Debian 12's reference plugins speak CNI up to 1.0.0.
 CNI_VERSION = "1.0.0"
-GATEWAY4 = "192.0.2.1"
-GATEWAY6 = "2001:db8:1::1"
-# The host's own addresses on the underlay (macvlan pods reach them through veth0, never
-# through the macvlan master), and a "service" address on its lo inside the service CIDR.
-HOST4 = "192.0.2.2"
-HOST6 = "2001:db8:1::2"
-SERVICE_CIDR = "10.96.0.0/12"
-SERVICE_IP = "10.96.0.10"
 POOLS = (
     {
         "apiVersion": "spiderpool.spidernet.io/v2beta1",

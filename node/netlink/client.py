@@ -303,20 +303,6 @@ class Netlink:
             lambda: self._ipr.link("add", ifname=name, kind=kind, **attrs),
         )
 
-    def move(self, name: str, netns_path: str) -> None:
-        """Move link `name` into the namespace at `netns_path`."""
-        check(netns_path)
-        index = self.index(name)
-        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
-        try:
-            self._call(
-                "move",
-                f"link '{name}' to {netns_path}",
-                lambda: self._ipr.link("set", index=index, net_ns_fd=fd),
-            )
-        finally:
-            os.close(fd)
-
     def set_link(self, name: str, **attrs: object) -> None:
         """Change attributes of link `name` (state="up", master=index, mtu=..., address=...)."""
         index = self.index(name)

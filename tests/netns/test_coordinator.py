@@ -17,18 +17,24 @@ import pytest
 
 from spidernet.node import netns, nft
 from spidernet.node.cni.config import parse_conflist, plugin_config
-from spidernet.node.lab.harness import World
+from spidernet.node.lab.harness import (
+    GATEWAY4,
+    GATEWAY6,
+    HOST4,
+    HOST6,
+    SERVICE_CIDR,
+    SERVICE_IP,
+    World,
+)
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target, find_plugin, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import Route
 
-GW4, GW6 = "192.0.2.1", "2001:db8:1::1"
-HOST4, HOST6 = "192.0.2.2", "2001:db8:1::2"
-SERVICE_IP = "10.96.0.10"  # on the host's lo: the "service" a pod reaches through its host
+GW4, GW6 = GATEWAY4, GATEWAY6
 SERVICE_IP6 = "fd00:96::10"
-SERVICE_CIDRS = ["10.96.0.0/12", "fd00:96::/108"]
+SERVICE_CIDRS = [SERVICE_CIDR, "fd00:96::/108"]
 
 
 @pytest.fixture
