@@ -94,6 +94,16 @@ def exec_argv(name_or_path: str, argv: list[str]) -> list[str]:
     return ["ip", "netns", "exec", name_or_path, *argv]
 
 
+def sysctl_path(key: str) -> str:
+    """The /proc/sys file of sysctl `key`. Dots separate the levels unless the key uses
+    slashes (needed for names with dots, such as a VLAN `eth0.100`), as sysctl(8) reads
+    them; only keys under `net` (what a namespace has of its own) are accepted."""
+    parts = key.split("/") if "/" in key else key.split(".")
+    if not all(parts) or ".." in parts or parts[0] != "net":
+        raise ValueError(f"'{key}' is not a network sysctl key")
+    return "/proc/sys/" + "/".join(parts)
+
+
 def set_sysctl(name_or_path: str, key: str, value: str, *, missing_ok: bool = False) -> None:
     """Set sysctl `key` inside a namespace (/proc/sys/net shows the reading task's netns,
     so this runs in a new process there rather than switching ours).

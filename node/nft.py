@@ -1,13 +1,11 @@
 """nftables in a namespace: the pod's "answer through the link it came in on" marking.
 
-Only the connection marking lives here. The policy rules that act on the mark (`fwmark
-<mark> lookup <table>`, one per family) and the routes of that table are ordinary plan
-operations (AddRule, AddRoute) that apply installs through netlink: they carry their own
-priorities and undos, and DEL removes them like any other rule.
-
-The `nft` binary runs in the namespace as a new process (`netns.exec_argv`, never in ours)
-and reads its script from stdin; one `nft -f` run is one transaction, applied whole or not
-at all (nft(8), "-f"), so a failed install leaves no half table behind.
+Only the connection marking lives here, as scripts (pure); a `Namespaces` runs them in the
+pod's namespace (access/), each as one transaction, applied whole or not at all (nft(8),
+"-f"), so a failed install leaves no half table behind. The policy rules that act on the
+mark (`fwmark <mark> lookup <table>`, one per family) and the routes of that table are
+ordinary plan operations (AddRule, AddRoute) that apply installs through netlink: they
+carry their own priorities and undos, and DEL removes them like any other rule.
 """
 
 from __future__ import annotations
@@ -23,31 +21,28 @@ TABLE = "spidernet_reply"
 _IFNAME = re.compile(r"[A-Za-z0-9_.@:+-]{1,15}")
 TIMEOUT_S = 10
 
+# Declaring the table (`table ...` adds it if absent) and deleting it in the same
+# transaction succeeds whether or not it existed.
+DROP_SCRIPT = f"table inet {TABLE}\ndelete table inet {TABLE}\n"
+ADD_ACTION = f"add nftables table 'inet {TABLE}'"
+DROP_ACTION = f"delete nftables table 'inet {TABLE}'"
+
 
 class NftError(Exception):
-    """Raised when `nft` refuses a script or cannot run; the message carries nft's own."""
+    """Raised when nftables refuses a script or cannot run; the message carries nft's own."""
 
 
-def _run(netns_path: str, action: str, script: str) -> None:
-    netns.check(netns_path)
-    argv = netns.exec_argv(netns_path, ["nft", "-f", "-"])
-    try:
-        proc = subprocess.run(
-            argv, input=script, capture_output=True, text=True, check=False, timeout=TIMEOUT_S
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise NftError(f"failed to {action} in netns '{netns_path}': {e}") from e
-    if proc.returncode != 0:
-        # nft prints the offending line and a caret under it; the first line says why.
-        first = proc.stderr.strip().splitlines()[0] if proc.stderr.strip() else ""
-        reason = first.split("Error: ", 1)[-1] or f"exit status {proc.returncode}"
-        raise NftError(f"failed to {action} in netns '{netns_path}': {reason}")
+def reason(output: str) -> str:
+    """The first line of nft's error output, without its "Error: " prefix (nft prints the
+    offending line and a caret under it after that)."""
+    first = output.strip().splitlines()[0] if output.strip() else ""
+    return first.split("Error: ", 1)[-1] or "nft failed"
 
 
-def reply_via_link(netns_path: str, iifname: str, mark: int) -> None:
-    """Give connections that arrive on `iifname` connection mark `mark`, and copy it to the
-    packet mark of what this namespace sends on them, so `fwmark` rules can route the
-    replies back out of `iifname`. Fails (nothing changed) if the table exists already.
+def reply_via_link_script(iifname: str, mark: int) -> str:
+    """The script that gives connections arriving on `iifname` connection mark `mark`, and
+    copies it to the packet mark of what the namespace sends on them, so `fwmark` rules can
+    route the replies back out of `iifname`. It fails (nothing changed) if the table exists.
 
     - prerouting, priority mangle (-150), after conntrack (-200) has looked the packet up
       (nftables wiki, "Netfilter hooks", priority table): a NEW connection arriving on
@@ -67,7 +62,7 @@ def reply_via_link(netns_path: str, iifname: str, mark: int) -> None:
         raise ValueError(f"'{iifname}' is not an interface name")
     # `create table` fails with EEXIST when the table is there: a forward step never
     # adopts state it did not make (its undo would remove someone else's table).
-    script = (
+    return (
         f"create table inet {TABLE}\n"
         f"add chain inet {TABLE} prerouting"
         " { type filter hook prerouting priority mangle; policy accept; }\n"
@@ -77,22 +72,25 @@ def reply_via_link(netns_path: str, iifname: str, mark: int) -> None:
         " { type route hook output priority mangle; policy accept; }\n"
         f"add rule inet {TABLE} output ct mark {mark:#x} meta mark set ct mark\n"
     )
-    _run(netns_path, f"add nftables table 'inet {TABLE}'", script)
 
 
-def drop_reply_via_link(netns_path: str) -> None:
-    """Remove the table `reply_via_link` made; a missing table is already removed.
-
-    Declaring the table (`table ...` adds it if absent) and deleting it in the same
-    transaction succeeds whether or not it existed; raises NetnsGone when the namespace
-    itself is gone.
-    """
-    script = f"table inet {TABLE}\ndelete table inet {TABLE}\n"
-    _run(netns_path, f"delete nftables table 'inet {TABLE}'", script)
+def run_script(netns_path: str, script: str, action: str) -> None:
+    """Run `script` with the `nft` program in the namespace (a new process there)."""
+    netns.check(netns_path)
+    argv = netns.exec_argv(netns_path, ["nft", "-f", "-"])
+    try:
+        proc = subprocess.run(
+            argv, input=script, capture_output=True, text=True, check=False, timeout=TIMEOUT_S
+        )
+    except (OSError, subprocess.TimeoutExpired) as e:
+        raise NftError(f"failed to {action} in netns '{netns_path}': {e}") from e
+    if proc.returncode != 0:
+        why = reason(proc.stderr) if proc.stderr.strip() else f"exit status {proc.returncode}"
+        raise NftError(f"failed to {action} in netns '{netns_path}': {why}")
 
 
 def list_reply_via_link(netns_path: str) -> str | None:
-    """The table as `nft list` prints it, or None when there is none (for diag and tests)."""
+    """The table as `nft list` prints it, or None when there is none (for CHECK and tests)."""
     netns.check(netns_path)
     argv = netns.exec_argv(netns_path, ["nft", "list", "tables", "inet"])
     proc = subprocess.run(argv, capture_output=True, text=True, check=False, timeout=TIMEOUT_S)

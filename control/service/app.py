@@ -30,6 +30,8 @@ import trio
 from spidernet.control.model.documents import parse, to_document
 from spidernet.control.model.resources import Coordinator
 from spidernet.control.store.base import Key, NotFound, Store, StoreError
+from spidernet.node.access.base import Namespaces
+from spidernet.node.access.spawn import Spawning
 from spidernet.node.cni.errors import CNIError
 from spidernet.node.cni.skel import plugin_main
 from spidernet.node.coordinator.commands import NAME as COORDINATOR
@@ -66,8 +68,11 @@ class App:
         *,
         allowed_uids: frozenset[int],
         state_dir: Path | None = None,
+        access: Namespaces | None = None,
     ) -> None:
         self.store = store
+        # How coordinator calls reach pods' namespaces: serve passes its broker process.
+        self.access: Namespaces = access or Spawning()
         self.core = core
         self.allowed_uids = allowed_uids
         self.state_dir = state_dir
@@ -126,6 +131,7 @@ class App:
                     state_dir=self.state_dir,
                     cluster=self._cluster,
                     announce=announce,
+                    access=self.access,
                 )
             )
         else:

@@ -17,6 +17,7 @@ import trio
 
 from spidernet.control.client import DEFAULT_SOCKET, DEFAULT_STATE_DIR
 from spidernet.control.store.embedded import open_store
+from spidernet.node.access.broker import Broker, BrokerError
 
 from .app import App, default_uids
 from .http import Handler, Request, Response, serve_connection
@@ -109,9 +110,18 @@ async def serve(
         store = open_store(config.state_dir)
     except OSError as e:
         raise ServiceError(f"failed to open state directory '{config.state_dir}': {e}") from e
+    # The namespace broker: a helper process that opens sockets in pods' namespaces for the
+    # coordinator (node/access/); started before the first call, stopped on the way out.
+    broker = Broker()
     try:
+        try:
+            await trio.to_thread.run_sync(broker.ping)
+        except (BrokerError, OSError) as e:
+            raise ServiceError(f"failed to start the namespace broker: {e}") from e
         core = IpamCore(store, node=config.node)
-        app = App(store, core, allowed_uids=default_uids(), state_dir=config.state_dir)
+        app = App(
+            store, core, allowed_uids=default_uids(), state_dir=config.state_dir, access=broker
+        )
         await trio.to_thread.run_sync(core.view.sync)
         listeners: list[tuple[trio.SocketListener, Handler]] = []
         unix = await _unix_listener(config.socket)
@@ -141,4 +151,6 @@ async def serve(
         finally:
             config.socket.unlink(missing_ok=True)
     finally:
+        with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(broker.close)
         store.close()

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from spidernet.node import nft
-from spidernet.node.netlink.client import Netlink, netlink
+from spidernet.node.access.base import Namespaces
+from spidernet.node.netlink.client import Netlink
 from spidernet.node.netlink.errors import NotFound
 from spidernet.node.netlink.records import State
 from spidernet.node.netns import NetnsGone
@@ -29,8 +30,6 @@ from spidernet.node.plan.ops import (
     SetSysctl,
     SetTxQueueLen,
 )
-
-from .gather import read_sysctls
 
 
 def _route_there(state: State, names: dict[int, str], op: AddRoute | DeleteRoute) -> bool:
@@ -89,12 +88,15 @@ def _state(nl: Netlink) -> tuple[State, dict[int, str]]:
     return state, {link.index: link.name for link in state.links}
 
 
-def drift(plan: Sequence[Op], target: Target) -> list[str]:
+def drift(plan: Sequence[Op], target: Target, access: Namespaces) -> list[str]:
     """What of `plan` the kernel no longer holds, one sentence each (empty: all there)."""
     problems: list[str] = []
     queues: dict[str, int | None] = {}
     try:
-        with netlink(target.pod_netns) as pod_nl, netlink(target.host_netns) as host_nl:
+        with (
+            access.netlink(target.pod_netns) as pod_nl,
+            access.netlink(target.host_netns) as host_nl,
+        ):
             sides = {"pod": _state(pod_nl), "host": _state(host_nl)}
             for op in plan:
                 if isinstance(op, SetTxQueueLen) and op.side == "pod":
@@ -125,7 +127,7 @@ def drift(plan: Sequence[Op], target: Target) -> list[str]:
         problems.append("the pod's nftables reply marking is missing")
     sysctls = [op for op in plan if isinstance(op, SetSysctl) and op.side == "pod"]
     if sysctls:
-        current = read_sysctls(target.pod_netns, [op.key for op in sysctls])
+        current = access.read_sysctls(target.pod_netns, [op.key for op in sysctls])
         for sysctl in sysctls:
             if current.get(sysctl.key) != sysctl.value:
                 problems.append(

@@ -15,15 +15,16 @@ import secrets
 import socket
 from collections.abc import Callable, Mapping
 from contextlib import ExitStack
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
 from typing import Any
 
+from spidernet.node.access.base import Namespaces
+from spidernet.node.access.spawn import Spawning
 from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.cni.result import Result
 from spidernet.node.cni.skel import CallArgs, Plugin
-from spidernet.node.netlink.client import netlink
 from spidernet.node.netns import NetnsGone
 from spidernet.node.plan.apply import Announcer, ApplyFailed, Target, apply, unwind
 from spidernet.node.plan.codec import CodecError, dumps, loads
@@ -50,6 +51,8 @@ class Context:
     cluster: ClusterLookup
     announce: Announcer | None = None
     log: Callable[[str], None] = lambda _: None
+    # How the namespaces are reached: the node service's broker, or a process per reach.
+    access: Namespaces = field(default_factory=Spawning)
 
 
 def random_mac() -> str:
@@ -98,9 +101,9 @@ def _add(ctx: Context, args: CallArgs) -> Result:
     saved = _plan_path(ctx, args.env.container_id, ifname)
     with ExitStack() as stack:
         try:
-            # One client per side for gathering and applying: each costs a fork to open.
-            pod_nl = stack.enter_context(netlink(path))
-            pod = gather_pod(pod_nl, path, sysctl_keys(conf, ifname))
+            # One client per side for gathering and applying.
+            pod_nl = stack.enter_context(ctx.access.netlink(path))
+            pod = gather_pod(pod_nl, ctx.access.read_sysctls(path, sysctl_keys(conf, ifname)))
             names = [n.name for n in pod.nics]
             if ifname not in names:
                 raise CNIError(
@@ -108,7 +111,7 @@ def _add(ctx: Context, args: CallArgs) -> Result:
                 )
             index = names.index(ifname)
             mode = resolve_mode(conf, ifname, pod.veth0 is not None, index)
-            host_nl = stack.enter_context(netlink(ctx.host_netns))
+            host_nl = stack.enter_context(ctx.access.netlink(ctx.host_netns))
             host = gather_host(host_nl, pod, conf.pod_default_cni_nic)
             request = Request(args.env.container_id, ifname, conf, random_mac(), random_mac())
             plan = plan_add(
@@ -125,6 +128,7 @@ def _add(ctx: Context, args: CallArgs) -> Result:
                 Target(path, ctx.host_netns),
                 announce=ctx.announce,
                 clients={"pod": pod_nl, "host": host_nl},
+                access=ctx.access,
             )
         except ApplyFailed as e:
             saved.unlink(missing_ok=True)
@@ -167,7 +171,8 @@ def _delete(ctx: Context, args: CallArgs) -> None:
         )
     else:
         undo = undo_all(plan)
-    errors = unwind(undo, Target(args.env.netns or "/nonexistent", ctx.host_netns))
+    target = Target(args.env.netns or "/nonexistent", ctx.host_netns)
+    errors = unwind(undo, target, access=ctx.access)
     if errors:
         raise CNIError(Code.INTERNAL, f"{NAME}: DEL left work undone", "; ".join(errors))
     saved.unlink(missing_ok=True)
@@ -180,7 +185,7 @@ def _check(ctx: Context, args: CallArgs) -> None:
     plan = _load(_plan_path(ctx, args.env.container_id, args.env.ifname))
     if plan is None:
         raise CNIError(Code.UNKNOWN_CONTAINER, f"no ADD recorded for {args.env.container_id}")
-    problems = drift(plan, Target(args.env.netns, ctx.host_netns))
+    problems = drift(plan, Target(args.env.netns, ctx.host_netns), ctx.access)
     if problems:
         raise CNIError(
             Code.INTERNAL, f"{NAME}: {len(problems)} differences from ADD", "; ".join(problems)

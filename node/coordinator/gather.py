@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-import subprocess
 from collections.abc import Sequence
 
-from spidernet.node import netns
 from spidernet.node.netlink.client import Netlink
 from spidernet.node.netlink.errors import NetlinkFailure
 from spidernet.node.netlink.records import RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, Link
@@ -37,23 +35,9 @@ def _nics(
     return sorted(links, key=lambda link: link.index), by_index
 
 
-def read_sysctls(netns_path: str, keys: Sequence[str]) -> dict[str, str]:
-    """Current values of `keys` in a namespace, read by one process there (/proc/sys/net
-    shows the reading task's namespace); a key the kernel lacks is left out (`-e`)."""
-    if not keys:
-        return {}
-    argv = netns.exec_argv(netns_path, ["sysctl", "-e", *keys])
-    done = subprocess.run(argv, capture_output=True, text=True, check=False)
-    found: dict[str, str] = {}
-    for line in done.stdout.splitlines():
-        key, sep, value = line.partition(" = ")
-        if sep and key in keys:
-            found[key] = value.strip()
-    return found
-
-
-def gather_pod(nl: Netlink, netns_path: str, sysctl_keys: Sequence[str]) -> PodState:
-    """The pod's NICs in creation order, veth0, its main table and the given sysctls."""
+def gather_pod(nl: Netlink, sysctls: dict[str, str]) -> PodState:
+    """The pod's NICs in creation order, veth0, its main table, and `sysctls` (the current
+    values of the keys the plan may change, read by the caller)."""
     links, addresses = _nics(nl)
     names = {link.index: link.name for link in links}
     facts = {
@@ -75,7 +59,7 @@ def gather_pod(nl: Netlink, netns_path: str, sysctl_keys: Sequence[str]) -> PodS
         nics=tuple(f for name, f in facts.items() if name != VETH0),
         veth0=facts.get(VETH0),
         main_routes=routes,
-        sysctls=read_sysctls(netns_path, sysctl_keys),
+        sysctls=sysctls,
     )
 
 

@@ -9,7 +9,7 @@ One frame per address, sent raw from inside the pod's namespace:
   limit 255, which receivers require (§7.1.2).
 
 The frames are built with scapy (the detect adapters are where scapy lives, DESIGN.md) and
-sent through an AF_PACKET socket created in the namespace by `netns.open_socket_in`, so no
+sent through an AF_PACKET socket the caller created in the namespace (node/access/), so no
 thread of ours enters it (STYLE.md §5).
 """
 
@@ -20,8 +20,6 @@ import socket
 
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
-
-from spidernet.node import netns
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
@@ -63,24 +61,19 @@ def unsolicited_na(mac: str, address: ipaddress.IPv6Address) -> bytes:
     return bytes(frame)
 
 
-def announce(netns_path: str, dev: str, address: IPAddress) -> None:
-    """Send one announcement of `address` on link `dev` of the namespace at `netns_path`,
-    from `dev`'s own MAC address. Raises NetnsGone, or AnnounceError."""
-    # Protocol 0: the socket only sends, so the kernel queues nothing for it to read.
-    sock = netns.open_socket_in(netns_path, socket.AF_PACKET, socket.SOCK_RAW, 0)
-    with sock:
-        try:
-            sock.bind((dev, 0))
-            # The bound address of a packet socket carries the link's hardware address
-            # (packet(7), sockaddr_ll.sll_addr): no netlink lookup needed.
-            mac = ":".join(f"{b:02x}" for b in sock.getsockname()[4])
-            if isinstance(address, ipaddress.IPv4Address):
-                frame = gratuitous_arp(mac, address)
-            else:
-                frame = unsolicited_na(mac, address)
-            sock.send(frame)
-        except OSError as e:
-            raise AnnounceError(
-                f"failed to announce {address} on '{dev}' in netns '{netns_path}': "
-                f"{e.strerror or e}"
-            ) from e
+def announce(sock: socket.socket, dev: str, address: IPAddress) -> None:
+    """Send one announcement of `address` on link `dev` from `dev`'s own MAC address,
+    through `sock`, an AF_PACKET raw socket opened in `dev`'s namespace (the caller closes
+    it). Raises AnnounceError."""
+    try:
+        sock.bind((dev, 0))
+        # The bound address of a packet socket carries the link's hardware address
+        # (packet(7), sockaddr_ll.sll_addr): no netlink lookup needed.
+        mac = ":".join(f"{b:02x}" for b in sock.getsockname()[4])
+        if isinstance(address, ipaddress.IPv4Address):
+            frame = gratuitous_arp(mac, address)
+        else:
+            frame = unsolicited_na(mac, address)
+        sock.send(frame)
+    except OSError as e:
+        raise AnnounceError(f"failed to announce {address} on '{dev}': {e.strerror or e}") from e

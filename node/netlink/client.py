@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from functools import partial
@@ -61,6 +62,10 @@ class Netlink:
     def __init__(self, ipr: IPRoute, where: str) -> None:
         self._ipr = ipr
         self.where = where
+        # name -> index, for the links this client looked up or made: a client lives for
+        # one plugin call, and a plan names its links (ops.py), so most operations would
+        # otherwise start with a lookup. Forgotten when this client deletes the link.
+        self._indexes: dict[str, int] = {}
 
     def __enter__(self) -> Netlink:
         return self
@@ -119,10 +124,17 @@ class Netlink:
 
     def index(self, name: str) -> int:
         """The interface index of `name`; raises NotFound."""
-        found = self._call("look up", f"link '{name}'", lambda: self._ipr.link_lookup(ifname=name))
+        known = self._indexes.get(name)
+        if known is not None:
+            return known
+        # RTM_GETLINK by IFLA_IFNAME: one link, where pyroute2's link_lookup dumps them all.
+        found = self._call(
+            "look up", f"link '{name}'", lambda: list(self._ipr.link("get", ifname=name))
+        )
         if not found:
             raise NotFound("find", f"link '{name}' in {self.where}", 19)
-        return int(found[0])
+        index = self._indexes[name] = int(found[0]["index"])
+        return index
 
     def txqlen(self, name: str) -> int:
         """The transmit queue length of link `name` (IFLA_TXQLEN); raises NotFound."""
@@ -316,6 +328,8 @@ class Netlink:
         except NotFound:
             if not missing_ok:
                 raise
+        finally:
+            self._indexes.pop(name, None)
 
     # -- addresses, routes, rules, neighbours -------------------------------------------
 
@@ -440,6 +454,12 @@ class Netlink:
         )
 
 
+def netlink_on(sock: socket.socket, where: str) -> Netlink:
+    """A client over a NETLINK_ROUTE socket opened elsewhere (in another namespace, by the
+    namespace broker); the client owns and closes it. `where` names the namespace."""
+    return Netlink(IPRoute(use_socket=sock), where)
+
+
 def open_netlink(netns: str | None = None) -> Netlink:
     """A client in the namespace at path `netns` (None: this process's namespace).
 
@@ -465,4 +485,4 @@ def netlink(netns: str | None = None) -> Iterator[Netlink]:
         client.close()
 
 
-__all__ = ["Netlink", "netlink", "open_netlink"]
+__all__ = ["Netlink", "netlink", "netlink_on", "open_netlink"]

@@ -6,15 +6,16 @@ a failed ADD leaves nothing behind (STYLE.md §2). `unwind` is DEL's side: it ru
 operations one after the other, counts "not found", "already there" and "namespace gone"
 as done, carries on past errors and returns them (STYLE.md §3).
 
-Where each operation acts:
+Where each operation acts: through a `Namespaces` (node/access/), which reaches into the
+pod's namespace and the host's without any thread of ours entering one (STYLE.md §5):
 - netlink work goes through one client per side, opened on first use and kept for the
-  whole plan, each a socket opened *in* its namespace (STYLE.md §5);
-- sysctls through `netns.set_sysctl` (a process in the namespace), or /proc/sys directly
-  for the host side when the host is this process's own namespace;
-- ReplyViaLink through `nft.py`, which only writes the nftables connection marking: the
-  `fwmark <mark> lookup <table>` rules and the table's default route are AddRule and
-  AddRoute operations of the plan, each with its own priority and undo;
-- Announce through the `announce` hook (the detect adapter; scapy stays out of here).
+  whole plan;
+- sysctls are written under /proc/sys/net as seen from the side's namespace;
+- ReplyViaLink runs the script of `nft.py`, which only writes the nftables connection
+  marking: the `fwmark <mark> lookup <table>` rules and the table's default route are
+  AddRule and AddRoute operations of the plan, each with its own priority and undo;
+- Announce sends through a packet socket opened in the namespace, with frames the
+  `announce` hook builds (the detect adapter; scapy stays out of here).
 
 An operation that does several things (AddVeth: create, then set both MACs) removes what
 it made when a later part of it fails, so only whole operations have undos to run.
@@ -23,13 +24,15 @@ it made when a later part of it fails, so only whole operations have undos to ru
 from __future__ import annotations
 
 import os
+import socket
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 from typing import assert_never
 
 from spidernet.node import netns, nft
-from spidernet.node.netlink import AlreadyExists, Netlink, NetlinkFailure, NotFound, open_netlink
+from spidernet.node.access.base import Namespaces
+from spidernet.node.access.spawn import Spawning
+from spidernet.node.netlink import AlreadyExists, Netlink, NetlinkFailure, NotFound
 from spidernet.node.netlink.records import (
     NUD_PERMANENT,
     RTPROT_STATIC,
@@ -64,8 +67,9 @@ from .ops import (
     undo_all,
 )
 
-Announcer = Callable[[str, str, IPAddress], None]
-"""`announce(netns_path, dev, address)`: tell the link's neighbours about `address`."""
+Announcer = Callable[[socket.socket, str, IPAddress], None]
+"""`announce(packet_socket, dev, address)`: tell the neighbours on link `dev` about `address`,
+through an AF_PACKET socket opened in the link's namespace."""
 
 # rtm_protocol 0 (RTPROT_UNSPEC) in a delete request matches a route of any protocol
 # (fib_table_delete, ip6_route_del): a route moved out of main was added by someone else.
@@ -110,19 +114,6 @@ def _gone(error: Exception) -> bool:
     return isinstance(error, NotFound | AlreadyExists | netns.NetnsGone)
 
 
-def _own_sysctl(key: str, value: str, *, missing_ok: bool) -> None:
-    # Dots separate the levels unless the key uses slashes (needed for names with dots,
-    # such as a VLAN `eth0.100`), as sysctl(8) reads them.
-    parts = key.split("/") if "/" in key else key.split(".")
-    if not all(parts) or ".." in parts:
-        raise ValueError(f"'{key}' is not a sysctl key")
-    try:
-        Path("/proc/sys", *parts).write_text(value)
-    except FileNotFoundError:
-        if not missing_ok:
-            raise
-
-
 class _Executor:
     """Runs operations in a Target, holding one netlink client per side."""
 
@@ -131,9 +122,11 @@ class _Executor:
         target: Target,
         announce: Announcer | None,
         clients: Mapping[Side, Netlink] | None = None,
+        access: Namespaces | None = None,
     ) -> None:
         self._target = target
         self._announce = announce
+        self._access: Namespaces = access or Spawning()
         # Clients the caller opened (and closes); opening one in a namespace costs a fork.
         self._given = dict(clients or {})
         self._clients: dict[Side, Netlink] = dict(self._given)
@@ -147,14 +140,10 @@ class _Executor:
     def _path(self, side: Side) -> str | None:
         return self._target.pod_netns if side == "pod" else self._target.host_netns
 
-    def _ns_path(self, side: Side) -> str:
-        """A path for the side's namespace, for tools that need one (nft, sockets)."""
-        return self._path(side) or f"/proc/{os.getpid()}/ns/net"
-
     def _nl(self, side: Side) -> Netlink:
         client = self._clients.get(side)
         if client is None:
-            client = self._clients[side] = open_netlink(self._path(side))
+            client = self._clients[side] = self._access.netlink(self._path(side))
         return client
 
     def run_all(self, ops: Iterable[Op]) -> list[str]:
@@ -209,13 +198,17 @@ class _Executor:
             case SetSysctl():
                 self._sysctl(op, missing_ok=undoing)
             case ReplyViaLink():
-                nft.reply_via_link(self._ns_path(op.side), op.iifname, op.mark)
+                script = nft.reply_via_link_script(op.iifname, op.mark)
+                self._access.nft(self._path(op.side), script, nft.ADD_ACTION)
             case DropReplyViaLink():
-                nft.drop_reply_via_link(self._ns_path(op.side))
+                self._access.nft(self._path(op.side), nft.DROP_SCRIPT, nft.DROP_ACTION)
             case Announce():
                 # No hook: the caller decided not to announce and logs that itself.
                 if self._announce is not None:
-                    self._announce(self._ns_path(op.side), op.dev, op.address)
+                    family, kind = socket.AF_PACKET, socket.SOCK_RAW
+                    # Protocol 0: the socket only sends, so nothing is queued for it to read.
+                    with self._access.socket(self._path(op.side), family, kind, 0) as sock:
+                        self._announce(sock, op.dev, op.address)
             case _:  # pragma: no cover - mypy checks that every op has a case
                 assert_never(op)
 
@@ -275,12 +268,7 @@ class _Executor:
         return any(r.table == table and r.family == family for r in nl.routes())
 
     def _sysctl(self, op: SetSysctl, *, missing_ok: bool) -> None:
-        path = self._path(op.side)
-        if path is None:
-            _own_sysctl(op.key, op.value, missing_ok=missing_ok)
-        else:
-            netns.check(path)  # a namespace gone is NetnsGone, not a failed command
-            netns.set_sysctl(path, op.key, op.value, missing_ok=missing_ok)
+        self._access.set_sysctl(self._path(op.side), op.key, op.value, missing_ok=missing_ok)
 
 
 def apply(
@@ -289,15 +277,17 @@ def apply(
     *,
     announce: Announcer | None = None,
     clients: Mapping[Side, Netlink] | None = None,
+    access: Namespaces | None = None,
 ) -> None:
     """Execute `plan` in order; on a failure undo what was done and raise ApplyFailed.
 
     An operation that finds its object there already fails (AlreadyExists): a plan never
     adopts state it did not make, since its undo would remove it. The exception is a
     `shared` AddRule, which many pods' plans add. `clients`: netlink clients already open
-    in the target's namespaces, to reuse (the caller keeps owning them).
+    in the target's namespaces, to reuse (the caller keeps owning them); `access`: how to
+    reach the namespaces (default: a new process per reach, `Spawning`).
     """
-    executor = _Executor(target, announce, clients)
+    executor = _Executor(target, announce, clients, access)
     done: list[Op] = []
     try:
         for op in plan:
@@ -315,14 +305,20 @@ def apply(
         executor.close()
 
 
-def unwind(ops: Sequence[Op], target: Target, *, announce: Announcer | None = None) -> list[str]:
+def unwind(
+    ops: Sequence[Op],
+    target: Target,
+    *,
+    announce: Announcer | None = None,
+    access: Namespaces | None = None,
+) -> list[str]:
     """Run `ops` (undo operations, usually `undo_all(plan)`) in order, for DEL.
 
     Removing what is not there, adding back what is there, and a namespace that is gone
     all count as done; an error does not stop the operations after it. Returns the errors,
     one sentence each; running it twice is harmless.
     """
-    executor = _Executor(target, announce)
+    executor = _Executor(target, announce, access=access)
     try:
         return executor.run_all(ops)
     finally:

@@ -8,12 +8,15 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from spidernet.node import netns, nft
+from spidernet.node.access.base import Namespaces
+from spidernet.node.access.broker import Broker
+from spidernet.node.access.spawn import Spawning
 from spidernet.node.detect.announce import announce
 from spidernet.node.lab.harness import namespace_footprint
 from spidernet.node.lab.leaks import Footprint, diff
@@ -29,7 +32,7 @@ from spidernet.node.netlink.records import (
     Route,
     Rule,
 )
-from spidernet.node.plan.apply import ApplyFailed, Target, apply, unwind
+from spidernet.node.plan.apply import Announcer, ApplyFailed, Target, apply, unwind
 from spidernet.node.plan.ops import (
     SCOPE_LINK,
     AddAddress,
@@ -70,6 +73,7 @@ class Lab:
     pod: str
     eth0_mac: str
     eth0_txqlen: int
+    access: Namespaces
 
     @property
     def target(self) -> Target:
@@ -119,8 +123,21 @@ class Snapshot:
         return out
 
 
+@pytest.fixture(params=["spawning", "broker"])
+def access(request: pytest.FixtureRequest) -> Iterator[Namespaces]:
+    """Both ways of reaching the namespaces: a process per reach, and the broker process."""
+    if request.param == "spawning":
+        yield Spawning()
+        return
+    broker = Broker()
+    try:
+        yield broker
+    finally:
+        broker.close()
+
+
 @pytest.fixture
-def lab(topo: Topology) -> Lab:
+def lab(topo: Topology, access: Namespaces) -> Lab:
     seg = topo.segment()
     host = topo.namespace("host")
     topo.attach(seg, host, "eth0", (iface(f"{HOST4}/24"), iface(f"{HOST6}/64")))
@@ -138,7 +155,7 @@ def lab(topo: Topology) -> Lab:
         txqlen = nl.txqlen("eth0")
     for (side, key), value in WATCHED.items():
         netns.set_sysctl(host if side == "host" else pod, key, value)
-    return Lab(host, pod, eth0.mac, txqlen)
+    return Lab(host, pod, eth0.mac, txqlen, access)
 
 
 def plan_for(lab: Lab) -> tuple[Op, ...]:
@@ -182,16 +199,17 @@ def ping(ns: str, src: IPAddress, dst: IPAddress) -> bool:
     )
 
 
-def recorder() -> tuple[list[tuple[str, str, IPAddress]], Callable[[str, str, IPAddress], None]]:
-    calls: list[tuple[str, str, IPAddress]] = []
-    return calls, lambda path, dev, address: calls.append((path, dev, address))
+def recorder() -> tuple[list[tuple[int, str, IPAddress]], Announcer]:
+    """An announcer that records (socket family, link, address) and sends nothing."""
+    calls: list[tuple[int, str, IPAddress]] = []
+    return calls, lambda sock, dev, address: calls.append((sock.family, dev, address))
 
 
 def test_a_plan_applies_and_unwinds_to_nothing(lab: Lab) -> None:
     before = Snapshot.take(lab)
     plan = plan_for(lab)
     calls, hook = recorder()
-    apply(plan, lab.target, announce=hook)
+    apply(plan, lab.target, access=lab.access, announce=hook)
 
     pod_path, host_path = netns.path_of(lab.pod), netns.path_of(lab.host)
     with netlink(host_path) as nl:
@@ -245,30 +263,30 @@ def test_a_plan_applies_and_unwinds_to_nothing(lab: Lab) -> None:
     assert "type route hook output priority mangle" in table
     assert "ct mark 0x00000001 meta mark set ct mark" in table
     assert nft.list_reply_via_link(host_path) is None
-    assert calls == [(pod_path, "eth0", POD4)]
+    assert calls == [(socket.AF_PACKET, "eth0", POD4)]
     # The host reaches the pod through the veth from addresses the pod has no route to,
     # and the replies come back the same way: the marking and table 100 at work.
     assert ping(lab.host, REMOTE4, POD4)
     assert ping(lab.host, REMOTE6, POD6)
 
-    assert unwind(undo_all(plan), lab.target) == []
+    assert unwind(undo_all(plan), lab.target, access=lab.access) == []
     assert before.changes(Snapshot.take(lab)) == []
-    assert unwind(undo_all(plan), lab.target) == []  # DEL twice
+    assert unwind(undo_all(plan), lab.target, access=lab.access) == []  # DEL twice
     assert before.changes(Snapshot.take(lab)) == []
 
 
 def test_unwind_without_apply_is_clean(lab: Lab) -> None:
     before = Snapshot.take(lab)
-    assert unwind(undo_all(plan_for(lab)), lab.target) == []
+    assert unwind(undo_all(plan_for(lab)), lab.target, access=lab.access) == []
     assert before.changes(Snapshot.take(lab)) == []
 
 
 def test_unwind_after_the_pod_namespace_is_gone(lab: Lab) -> None:
     plan = plan_for(lab)
     host_before = namespace_footprint(lab.host)
-    apply(plan, lab.target)
+    apply(plan, lab.target, access=lab.access)
     netns.remove(lab.pod)
-    assert unwind(undo_all(plan), lab.target) == []
+    assert unwind(undo_all(plan), lab.target, access=lab.access) == []
     assert diff(host_before, namespace_footprint(lab.host)) == []
     assert netns.get_sysctl(lab.host, "net.ipv4.ip_forward") == "0"
 
@@ -278,7 +296,7 @@ def test_a_failing_step_names_itself_and_leaves_nothing(lab: Lab) -> None:
     plan = plan_for(lab)
     duplicate = AddRoute("pod", SERVICES, "veth0", gateway=HOST4, src=POD4)
     with pytest.raises(ApplyFailed) as failed:
-        apply((*plan, duplicate), lab.target)
+        apply((*plan, duplicate), lab.target, access=lab.access)
     assert str(failed.value) == (
         "failed to add route 10.96.0.0/12 via 192.0.2.2 dev veth0 src 192.0.2.10 in the pod:"
         " File exists"
@@ -293,7 +311,7 @@ def test_a_failure_after_any_step_leaves_nothing(lab: Lab) -> None:
     bad = AddRoute("pod", net("203.0.113.0/24"), "nosuch0", table=100)
     for k in range(len(plan)):
         with pytest.raises(ApplyFailed) as failed:
-            apply((*plan[:k], bad), lab.target)
+            apply((*plan[:k], bad), lab.target, access=lab.access)
         assert str(failed.value) == (
             "failed to add route 203.0.113.0/24 dev nosuch0 table 100 in the pod: No such device"
         )
@@ -303,11 +321,11 @@ def test_a_failure_after_any_step_leaves_nothing(lab: Lab) -> None:
 def test_a_failing_announcement_undoes_the_plan(lab: Lab) -> None:
     before = Snapshot.take(lab)
 
-    def refuse(path: str, dev: str, address: IPAddress) -> None:
+    def refuse(sock: socket.socket, dev: str, address: IPAddress) -> None:
         raise OSError(f"no carrier on {dev}")
 
     with pytest.raises(ApplyFailed) as failed:
-        apply(plan_for(lab), lab.target, announce=refuse)
+        apply(plan_for(lab), lab.target, announce=refuse, access=lab.access)
     assert (
         str(failed.value)
         == "failed to announce 192.0.2.10 on 'eth0' in the pod: no carrier on eth0"
@@ -324,14 +342,14 @@ def test_a_shared_rule_stays_while_its_table_is_in_use(lab: Lab) -> None:
         nl.add_rule(Rule(AF_INET, 1000, 500))
     before = Snapshot.take(lab)
     plan = plan_for(lab)
-    apply(plan, lab.target)  # the IPv4 rule exists already: fine, it is shared
-    assert unwind(undo_all(plan), lab.target) == []
+    apply(plan, lab.target, access=lab.access)  # the IPv4 rule exists already: it is shared
+    assert unwind(undo_all(plan), lab.target, access=lab.access) == []
     assert before.changes(Snapshot.take(lab)) == []  # IPv4 rule kept, IPv6 rule removed
 
-    apply(plan, lab.target)
+    apply(plan, lab.target, access=lab.access)
     with netlink(host_path) as nl:
         nl.delete_route(other)  # the other pod left
-    assert unwind(undo_all(plan), lab.target) == []
+    assert unwind(undo_all(plan), lab.target, access=lab.access) == []
     with netlink(host_path) as nl:
         assert [r for r in nl.rules() if r.table == 500] == []
 
@@ -341,7 +359,7 @@ def test_an_unshared_rule_found_in_place_is_an_error(lab: Lab) -> None:
         nl.add_rule(Rule(AF_INET, 990, 100, fwmark=1))
     before = Snapshot.take(lab)
     with pytest.raises(ApplyFailed) as failed:
-        apply(plan_for(lab), lab.target)
+        apply(plan_for(lab), lab.target, access=lab.access)
     assert str(failed.value) == (
         "failed to add IPv4 rule 990 from all fwmark 0x1 lookup 100 in the pod: File exists"
     )
@@ -349,17 +367,26 @@ def test_an_unshared_rule_found_in_place_is_an_error(lab: Lab) -> None:
 
 
 def test_reply_marking_twice_is_refused_and_dropping_it_twice_is_fine(lab: Lab) -> None:
-    path = netns.path_of(lab.pod)
-    nft.reply_via_link(path, "veth0", 1)
-    with pytest.raises(nft.NftError, match="File exists"):
-        nft.reply_via_link(path, "veth0", 1)
-    nft.drop_reply_via_link(path)
-    nft.drop_reply_via_link(path)
+    path, access = netns.path_of(lab.pod), lab.access
+    script = nft.reply_via_link_script("veth0", 1)
+    access.nft(path, script, nft.ADD_ACTION)
+    assert nft.list_reply_via_link(netns.path_of(lab.host)) is None  # only in the pod
+    with pytest.raises(nft.NftError) as refused:
+        access.nft(path, script, nft.ADD_ACTION)
+    assert str(refused.value) == (
+        f"failed to add nftables table 'inet {nft.TABLE}' in netns '{path}': "
+        "Could not process rule: File exists"
+    )
+    table = nft.list_reply_via_link(path)
+    assert table is not None
+    assert 'iifname "veth0" ct state new ct mark set 0x00000001' in table
+    access.nft(path, nft.DROP_SCRIPT, nft.DROP_ACTION)
+    access.nft(path, nft.DROP_SCRIPT, nft.DROP_ACTION)
     assert nft.list_reply_via_link(path) is None
     with pytest.raises(ValueError, match="not an interface name"):
-        nft.reply_via_link(path, 'veth0" accept', 1)
+        nft.reply_via_link_script('veth0" accept', 1)
     with pytest.raises(netns.NetnsGone):
-        nft.drop_reply_via_link("/run/netns/spidernet-no-such-netns")
+        access.nft("/run/netns/spidernet-no-such-netns", nft.DROP_SCRIPT, nft.DROP_ACTION)
 
 
 # -- announcements --------------------------------------------------------------------
@@ -400,7 +427,9 @@ def _capture(sock: socket.socket, want: int, deadline_s: float) -> list[bytes]:
     return frames
 
 
-def test_announce_sends_a_gratuitous_arp_and_an_unsolicited_na(topo: Topology) -> None:
+def test_announce_sends_a_gratuitous_arp_and_an_unsolicited_na(
+    topo: Topology, access: Namespaces
+) -> None:
     seg = topo.segment()
     pod, peer = topo.namespace("pod"), topo.namespace("peer")
     topo.attach(seg, pod, "eth0", (iface(f"{POD4}/24"), iface(f"{POD6}/64")))
@@ -413,8 +442,9 @@ def test_announce_sends_a_gratuitous_arp_and_an_unsolicited_na(topo: Topology) -
     )
     with listener:
         listener.bind(("eth0", 0))  # 0: keep the socket's protocol, ETH_P_ALL
-        announce(pod_path, "eth0", POD4)
-        announce(pod_path, "eth0", POD6)
+        for address in (POD4, POD6):
+            with access.socket(pod_path, socket.AF_PACKET, socket.SOCK_RAW) as sock:
+                announce(sock, "eth0", address)
         frames = _capture(listener, 2, deadline_s=2.0)
     arp = next(f for f in frames if f[12:14] == b"\x08\x06")
     na = next(f for f in frames if f[12:14] == b"\x86\xdd")
@@ -441,13 +471,15 @@ def test_announce_sends_a_gratuitous_arp_and_an_unsolicited_na(topo: Topology) -
     assert _icmpv6_checksum(ipv6[8:24], ipv6[24:40], icmp) == 0
 
 
-def test_announce_on_a_missing_link_or_namespace_fails(topo: Topology) -> None:
+def test_announce_on_a_missing_link_or_namespace_fails(topo: Topology, access: Namespaces) -> None:
     from spidernet.node.detect.announce import AnnounceError
 
     pod = topo.namespace("pod")
-    with pytest.raises(
-        AnnounceError, match=r"failed to announce 192\.0\.2\.10 on 'eth9' .*: No such device$"
+    with (
+        access.socket(netns.path_of(pod), socket.AF_PACKET, socket.SOCK_RAW) as sock,
+        pytest.raises(AnnounceError) as failed,
     ):
-        announce(netns.path_of(pod), "eth9", POD4)
+        announce(sock, "eth9", POD4)
+    assert str(failed.value) == "failed to announce 192.0.2.10 on 'eth9': No such device"
     with pytest.raises(netns.NetnsGone):
-        announce("/run/netns/spidernet-no-such-netns", "eth0", POD4)
+        access.socket("/run/netns/spidernet-no-such-netns", socket.AF_PACKET, socket.SOCK_RAW)

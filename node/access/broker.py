@@ -1,0 +1,187 @@
+"""The node service's side of the namespace broker (`broker_main`, a helper process).
+
+`Broker` gives `Namespaces` through the broker: each reach is one message on a socket pair
+and back (a few tenths of a millisecond) instead of a new process. It starts the broker on
+first use, starts a new one when the last has gone away, and is safe to share between the
+service's worker threads (one request at a time; each is short).
+"""
+
+from __future__ import annotations
+
+import array
+import json
+import os
+import socket
+import subprocess
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from spidernet.node.netlink.client import Netlink, netlink_on, open_netlink
+from spidernet.node.netns import NetnsGone
+from spidernet.node.nft import NftError
+
+from .broker_main import MAX_MESSAGE
+
+NETLINK_ROUTE = 0
+STOP_WAIT_S = 5
+
+
+class BrokerError(Exception):
+    """The broker could not be started, or went away during a request."""
+
+
+class RequestFailed(Exception):
+    """The broker answered a request with an error (`errno` and its message)."""
+
+    def __init__(self, message: str, code: int) -> None:
+        super().__init__(message)
+        self.errno = code
+
+
+class Broker:
+    """`Namespaces` through one long-lived broker process (see the module's doc)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._sock: socket.socket | None = None
+
+    # -- lifecycle ----------------------------------------------------------------------
+
+    def _start(self) -> socket.socket:
+        ours, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+        try:
+            self._proc = subprocess.Popen(
+                [
+                    sys.executable,
+                    "-I",
+                    "-m",
+                    "spidernet.node.access.broker_main",
+                    str(theirs.fileno()),
+                ],
+                pass_fds=(theirs.fileno(),),
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+            )
+        except OSError as e:
+            ours.close()
+            raise BrokerError(f"failed to start the namespace broker: {e}") from e
+        finally:
+            theirs.close()
+        self._sock = ours
+        return ours
+
+    def _stop_locked(self) -> None:
+        if self._sock is not None:
+            self._sock.close()  # the broker reads end-of-file and exits
+            self._sock = None
+        proc, self._proc = self._proc, None
+        if proc is not None:
+            try:
+                proc.wait(timeout=STOP_WAIT_S)
+            except subprocess.TimeoutExpired:
+                proc.kill()  # our own child, by its handle
+                proc.wait()
+
+    def close(self) -> None:
+        """Stop the broker (it is started again on the next request)."""
+        with self._lock:
+            self._stop_locked()
+
+    @property
+    def pid(self) -> int | None:
+        """The broker's process id while one runs."""
+        proc = self._proc
+        return proc.pid if proc is not None and proc.poll() is None else None
+
+    # -- one exchange -------------------------------------------------------------------
+
+    def _exchange(self, request: Mapping[str, Any]) -> tuple[dict[str, Any], list[int]]:
+        data = json.dumps(request).encode()
+        if len(data) > MAX_MESSAGE:
+            raise ValueError(f"request of {len(data)} bytes is over {MAX_MESSAGE}")
+        with self._lock:
+            sock = self._sock
+            if sock is None or self._proc is None or self._proc.poll() is not None:
+                self._stop_locked()
+                sock = self._start()
+            try:
+                sock.send(data)
+            except OSError:
+                # Not delivered (the broker is gone): nothing ran, so one retry is safe.
+                self._stop_locked()
+                sock = self._start()
+                sock.send(data)
+            fds_size = socket.CMSG_SPACE(4 * 4)
+            reply, ancillary, _, _ = sock.recvmsg(MAX_MESSAGE, fds_size)
+            if not reply:
+                self._stop_locked()
+                raise BrokerError(
+                    f"the namespace broker exited during a '{request.get('op')}' request"
+                )
+        fds: list[int] = []
+        for level, kind, payload in ancillary:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.extend(array.array("i", payload[: len(payload) - len(payload) % 4]))
+        answer = json.loads(reply)
+        if not answer.get("ok"):
+            for fd in fds:
+                os.close(fd)
+            if answer.get("gone"):
+                raise NetnsGone(str(answer.get("error")))
+            raise RequestFailed(str(answer.get("error")), int(answer.get("errno") or 0))
+        return answer, fds
+
+    def ping(self) -> dict[str, Any]:
+        """The broker's pid and whether it has libnftables (starting it if need be)."""
+        return self._exchange({"op": "ping"})[0]
+
+    # -- Namespaces ---------------------------------------------------------------------
+
+    def socket(self, netns: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
+        if netns is None:
+            return socket.socket(family, kind, proto)
+        request = {"op": "socket", "netns": netns, "family": family, "type": kind, "proto": proto}
+        try:
+            _, fds = self._exchange(request)
+        except RequestFailed as e:
+            raise OSError(e.errno, str(e)) from e
+        if len(fds) != 1:
+            for fd in fds:
+                os.close(fd)
+            raise BrokerError(f"the namespace broker passed {len(fds)} descriptors, not 1")
+        return socket.socket(fileno=fds[0])
+
+    def netlink(self, netns: str | None) -> Netlink:
+        if netns is None:
+            return open_netlink(None)  # no namespace to reach: no broker needed
+        sock = self.socket(netns, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
+        return netlink_on(sock, f"netns '{netns}'")
+
+    def read_sysctls(self, netns: str | None, keys: Sequence[str]) -> dict[str, str]:
+        if not keys:
+            return {}
+        answer, _ = self._exchange({"op": "sysctl", "netns": netns, "read": list(keys)})
+        return {str(k): str(v) for k, v in answer.get("values", {}).items()}
+
+    def set_sysctl(self, netns: str | None, key: str, value: str, *, missing_ok: bool) -> None:
+        request = {
+            "op": "sysctl",
+            "netns": netns,
+            "write": [[key, value]],
+            "missing_ok": missing_ok,
+        }
+        try:
+            self._exchange(request)
+        except RequestFailed as e:
+            where = f" in netns '{netns}'" if netns else ""
+            raise OSError(e.errno, f"{e}{where}") from e
+
+    def nft(self, netns: str | None, script: str, action: str) -> None:
+        try:
+            self._exchange({"op": "nft", "netns": netns, "script": script})
+        except RequestFailed as e:
+            where = netns or "of this process"
+            raise NftError(f"failed to {action} in netns '{where}': {e}") from e
