@@ -18,8 +18,16 @@ class Namespaces(Protocol):
         """A netlink client whose socket lives in `netns` (the caller closes it)."""
         ...
 
-    def socket(self, netns: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
+    def open_socket(
+        self, netns: str | None, family: int, kind: int, proto: int = 0
+    ) -> socket.socket:
         """A socket created in `netns`, for use from here."""
+        ...
+
+    def discard(self, sock: socket.socket) -> None:
+        """Close a socket that `open_socket` gave out. Closing a packet socket waits for an RCU
+        grace period (packet_release calls synchronize_net: 10-20 ms), which need not
+        hold up the caller."""
         ...
 
     def read_sysctls(self, netns: str | None, keys: Sequence[str]) -> dict[str, str]:

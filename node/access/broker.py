@@ -11,6 +11,7 @@ from __future__ import annotations
 import array
 import json
 import os
+import queue
 import socket
 import subprocess
 import sys
@@ -47,6 +48,9 @@ class Broker:
         self._lock = threading.Lock()
         self._proc: subprocess.Popen[bytes] | None = None
         self._sock: socket.socket | None = None
+        # Sockets to close off the caller's path (`discard`), and the thread closing them.
+        self._closing: queue.SimpleQueue[socket.socket | None] = queue.SimpleQueue()
+        self._closer: threading.Thread | None = None
 
     # -- lifecycle ----------------------------------------------------------------------
 
@@ -86,9 +90,18 @@ class Broker:
                 proc.wait()
 
     def close(self) -> None:
-        """Stop the broker (it is started again on the next request)."""
+        """Stop the broker (it is started again on the next request) and close the sockets
+        discarded so far."""
         with self._lock:
             self._stop_locked()
+            closer, self._closer = self._closer, None
+        if closer is not None:
+            self._closing.put(None)
+            closer.join()
+
+    def _close_discarded(self) -> None:
+        while (sock := self._closing.get()) is not None:
+            sock.close()
 
     @property
     def pid(self) -> int | None:
@@ -140,7 +153,9 @@ class Broker:
 
     # -- Namespaces ---------------------------------------------------------------------
 
-    def socket(self, netns: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
+    def open_socket(
+        self, netns: str | None, family: int, kind: int, proto: int = 0
+    ) -> socket.socket:
         if netns is None:
             return socket.socket(family, kind, proto)
         request = {"op": "socket", "netns": netns, "family": family, "type": kind, "proto": proto}
@@ -154,11 +169,23 @@ class Broker:
             raise BrokerError(f"the namespace broker passed {len(fds)} descriptors, not 1")
         return socket.socket(fileno=fds[0])
 
+    def discard(self, sock: socket.socket) -> None:
+        with self._lock:
+            if self._closer is None:
+                self._closer = threading.Thread(
+                    target=self._close_discarded, name="spidernet-socket-closer", daemon=True
+                )
+                self._closer.start()
+        self._closing.put(sock)
+
     def netlink(self, netns: str | None) -> Netlink:
         if netns is None:
             return open_netlink(None)  # no namespace to reach: no broker needed
-        sock = self.socket(netns, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE)
-        return netlink_on(sock, f"netns '{netns}'")
+        path = netns
+        return netlink_on(
+            lambda: self.open_socket(path, socket.AF_NETLINK, socket.SOCK_DGRAM, NETLINK_ROUTE),
+            f"netns '{netns}'",
+        )
 
     def read_sysctls(self, netns: str | None, keys: Sequence[str]) -> dict[str, str]:
         if not keys:

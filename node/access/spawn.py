@@ -31,10 +31,15 @@ class Spawning:
     def netlink(self, path: str | None) -> Netlink:
         return open_netlink(path)
 
-    def socket(self, path: str | None, family: int, kind: int, proto: int = 0) -> socket.socket:
+    def open_socket(
+        self, path: str | None, family: int, kind: int, proto: int = 0
+    ) -> socket.socket:
         if path is None:
             return socket.socket(family, kind, proto)
         return netns.open_socket_in(path, family, kind, proto)
+
+    def discard(self, sock: socket.socket) -> None:
+        sock.close()
 
     def read_sysctls(self, path: str | None, keys: Sequence[str]) -> dict[str, str]:
         if not keys:

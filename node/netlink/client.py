@@ -1,9 +1,10 @@
 """The pyroute2-backed netlink client, opened in one network namespace.
 
-Sockets are opened *in* the namespace (`IPRoute(netns=path, flags=0)`): pyroute2 forks a
-child that enters it and hands the socket back, so no thread of ours changes namespace, and
-`flags=0` makes a missing namespace an error instead of creating a new one (pyroute2's
-default O_CREAT would).
+Its sockets are opened *in* the namespace and then used from here: by pyroute2's forking
+opener (`netns.open_socket_in`, which never creates a missing namespace), or by the node
+service's namespace broker (node/access/), so no thread of ours changes namespace. Reads
+go through `raw.Reader` (pyroute2's messages without its event loop); changes through
+pyroute2's IPRoute, opened on the first change.
 """
 
 from __future__ import annotations
@@ -13,15 +14,28 @@ import os
 import socket
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from functools import partial
 from typing import Any, TypeVar
 
 from pyroute2 import IPRoute
+from pyroute2.netlink import nlmsg
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
+from pyroute2.netlink.rtnl import (
+    RTM_GETADDR,
+    RTM_GETLINK,
+    RTM_GETNEIGH,
+    RTM_GETROUTE,
+    RTM_GETRULE,
+)
+from pyroute2.netlink.rtnl.fibmsg import fibmsg
+from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from spidernet.node.netns import NetnsGone, check
+from spidernet.node.netns import check, open_socket_in
 
 from .errors import NotFound, classify
+from .raw import Reader
 from .records import (
     AF_INET,
     AF_INET6,
@@ -59,8 +73,12 @@ def _net(
 class Netlink:
     """rtnetlink requests in one namespace; use as a context manager to close the socket."""
 
-    def __init__(self, ipr: IPRoute, where: str) -> None:
-        self._ipr = ipr
+    def __init__(self, open_socket: Callable[[], socket.socket], where: str) -> None:
+        """`open_socket()` makes a NETLINK_ROUTE socket in the namespace: one now, for the
+        reads (raw.py), and one for pyroute2 on the first change."""
+        self._open_socket = open_socket
+        self._reader = Reader(open_socket())
+        self._writer: IPRoute | None = None
         self.where = where
         # name -> index, for the links this client looked up or made: a client lives for
         # one plugin call, and a plan names its links (ops.py), so most operations would
@@ -74,8 +92,33 @@ class Netlink:
         self.close()
 
     def close(self) -> None:
-        """Close the netlink socket."""
-        self._ipr.close()
+        """Close the netlink sockets."""
+        self._reader.close()
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+    @property
+    def _ipr(self) -> IPRoute:
+        if self._writer is None:
+            self._writer = IPRoute(use_socket=self._open_socket())
+        return self._writer
+
+    def _read(
+        self, what: str, cls: Callable[[], nlmsg], msg_type: int, family: int = 0
+    ) -> list[Any]:
+        """A dump of one family through the reader, restarted when the kernel flags it
+        inconsistent."""
+
+        def once() -> list[Any]:
+            msg = cls()
+            msg["family"] = family
+            return self._reader.request(msg, msg_type, dump=True)
+
+        return self._dump(what, once)
+
+    def _get(self, action: str, obj: str, msg: nlmsg, msg_type: int) -> list[Any]:
+        return self._call(action, obj, lambda: self._reader.request(msg, msg_type, dump=False))
 
     def _call(self, action: str, obj: str, fn: Callable[[], T]) -> T:
         try:
@@ -99,7 +142,7 @@ class Netlink:
     def links(self) -> list[Link]:
         """Every link in the namespace."""
         out = []
-        for m in self._dump("links", lambda: self._ipr.link("dump")):
+        for m in self._read("links", ifinfmsg, RTM_GETLINK):
             out.append(
                 Link(
                     index=m["index"],
@@ -128,9 +171,9 @@ class Netlink:
         if known is not None:
             return known
         # RTM_GETLINK by IFLA_IFNAME: one link, where pyroute2's link_lookup dumps them all.
-        found = self._call(
-            "look up", f"link '{name}'", lambda: list(self._ipr.link("get", ifname=name))
-        )
+        msg = ifinfmsg()
+        msg["attrs"] = [("IFLA_IFNAME", name)]
+        found = self._get("look up", f"link '{name}'", msg, RTM_GETLINK)
         if not found:
             raise NotFound("find", f"link '{name}' in {self.where}", 19)
         index = self._indexes[name] = int(found[0]["index"])
@@ -139,16 +182,16 @@ class Netlink:
     def txqlen(self, name: str) -> int:
         """The transmit queue length of link `name` (IFLA_TXQLEN); raises NotFound."""
         index = self.index(name)
-        found = self._call(
-            "read", f"link '{name}'", lambda: list(self._ipr.link("get", index=index))
-        )
+        msg = ifinfmsg()
+        msg["index"] = index
+        found = self._get("read", f"link '{name}'", msg, RTM_GETLINK)
         return int(found[0].get("txqlen") or 0)
 
     def addresses(self) -> list[Address]:
         """Every address in the namespace, both families."""
         out = []
         for family in (AF_INET, AF_INET6):
-            for m in self._dump("addresses", partial(self._ipr.addr, "dump", family=family)):
+            for m in self._read("addresses", ifaddrmsg, RTM_GETADDR, family):
                 out.append(
                     Address(
                         index=m["index"],
@@ -163,11 +206,11 @@ class Netlink:
         """Every route of every table, both families (multipath next hops are not split)."""
         out = []
         for family in (AF_INET, AF_INET6):
-            for m in self._dump("routes", partial(self._ipr.route, "dump", family=family)):
+            for m in self._read("routes", rtmsg, RTM_GETROUTE, family):
                 out.append(
                     Route(
                         dst=_net(m.get("dst"), m["dst_len"], family),
-                        table=m.get("table"),
+                        table=m.get_attr("RTA_TABLE") or m["table"],
                         gateway=_addr(m.get("gateway")),
                         oif=m.get("oif"),
                         prefsrc=_addr(m.get("prefsrc")),
@@ -194,23 +237,22 @@ class Netlink:
         in (rtnetlink.h); without it an IPv4 answer names the main table even when a policy
         rule sent the lookup elsewhere. The table is read from RTA_TABLE: the header's 8-bit
         field cannot hold tables above 255."""
-        spec: dict[str, Any] = {
-            "flags": RTM_F_LOOKUP_TABLE,
-            "dst": str(dst),
-            "family": AF_INET if dst.version == 4 else AF_INET6,
-        }
+        family = AF_INET if dst.version == 4 else AF_INET6
+        full = 32 if family == AF_INET else 128
+        msg = rtmsg()
+        msg["family"], msg["flags"], msg["dst_len"] = family, RTM_F_LOOKUP_TABLE, full
+        attrs: list[tuple[str, Any]] = [("RTA_DST", str(dst))]
         if src is not None:
-            spec["src"] = str(src)
+            msg["src_len"] = full
+            attrs.append(("RTA_SRC", str(src)))
         if iif:
-            spec["iif"] = self.index(iif)
+            attrs.append(("RTA_IIF", self.index(iif)))
         if mark:
-            spec["mark"] = mark
-        [m, *_] = self._call("look up", f"route to {dst}", lambda: self._ipr.route("get", **spec))
-        family = spec["family"]
+            attrs.append(("RTA_MARK", mark))
+        msg["attrs"] = attrs
+        [m, *_] = self._get("look up", f"route to {dst}", msg, RTM_GETROUTE)
         return Route(
-            dst=_net(
-                m.get("dst") or str(dst), m["dst_len"] or (32 if family == AF_INET else 128), family
-            ),
+            dst=_net(m.get("dst") or str(dst), m["dst_len"] or full, family),
             table=m.get_attr("RTA_TABLE") or m["table"],
             gateway=_addr(m.get_attr("RTA_GATEWAY")),
             oif=m.get_attr("RTA_OIF"),
@@ -224,13 +266,13 @@ class Netlink:
         """Every IPv4 and IPv6 policy routing rule."""
         out = []
         for family in (AF_INET, AF_INET6):
-            for m in self._dump("rules", partial(self._ipr.rule, "dump", family=family)):
+            for m in self._read("rules", fibmsg, RTM_GETRULE, family):
                 src, dst = m.get("src"), m.get("dst")
                 out.append(
                     Rule(
                         family=family,
                         priority=m.get("priority") or 0,
-                        table=m.get("table"),
+                        table=m.get_attr("FRA_TABLE") or m["table"],
                         src=_net(src, m["src_len"], family) if src else None,
                         dst=_net(dst, m["dst_len"], family) if dst else None,
                         iifname=m.get("iifname") or "",
@@ -246,7 +288,7 @@ class Netlink:
         """Every neighbour entry, both families."""
         out = []
         for family in (AF_INET, AF_INET6):
-            for m in self._dump("neighbours", partial(self._ipr.neigh, "dump", family=family)):
+            for m in self._read("neighbours", ndmsg, RTM_GETNEIGH, family):
                 if not m.get("dst"):
                     continue
                 out.append(
@@ -454,25 +496,30 @@ class Netlink:
         )
 
 
-def netlink_on(sock: socket.socket, where: str) -> Netlink:
-    """A client over a NETLINK_ROUTE socket opened elsewhere (in another namespace, by the
-    namespace broker); the client owns and closes it. `where` names the namespace."""
-    return Netlink(IPRoute(use_socket=sock), where)
+def netlink_on(open_socket: Callable[[], socket.socket], where: str) -> Netlink:
+    """A client over NETLINK_ROUTE sockets that `open_socket()` makes elsewhere (in another
+    namespace, by the namespace broker); the client owns and closes them. `where` names
+    the namespace."""
+    return Netlink(open_socket, where)
+
+
+def _own_socket() -> socket.socket:
+    return socket.socket(socket.AF_NETLINK, socket.SOCK_DGRAM | socket.SOCK_CLOEXEC, 0)
 
 
 def open_netlink(netns: str | None = None) -> Netlink:
-    """A client in the namespace at path `netns` (None: this process's namespace).
+    """A client in the namespace at path `netns` (None: this process's namespace). Its
+    sockets are opened *in* that namespace (`netns.open_socket_in`: a forked child enters
+    it), so no thread of ours changes namespace.
 
     Raises NetnsGone when the namespace does not exist; it is never created.
     """
     if netns is None:
-        return Netlink(IPRoute(), "this namespace")
-    check(netns)
-    try:
-        ipr = IPRoute(netns=netns, flags=0)
-    except FileNotFoundError as e:
-        raise NetnsGone(f"network namespace '{netns}' does not exist") from e
-    return Netlink(ipr, f"netns '{netns}'")
+        return Netlink(_own_socket, "this namespace")
+    path = netns
+    return Netlink(
+        lambda: open_socket_in(path, socket.AF_NETLINK, socket.SOCK_DGRAM, 0), f"netns '{netns}'"
+    )
 
 
 @contextmanager

@@ -207,8 +207,11 @@ class _Executor:
                 if self._announce is not None:
                     family, kind = socket.AF_PACKET, socket.SOCK_RAW
                     # Protocol 0: the socket only sends, so nothing is queued for it to read.
-                    with self._access.socket(self._path(op.side), family, kind, 0) as sock:
+                    sock = self._access.open_socket(self._path(op.side), family, kind, 0)
+                    try:
                         self._announce(sock, op.dev, op.address)
+                    finally:
+                        self._access.discard(sock)
             case _:  # pragma: no cover - mypy checks that every op has a case
                 assert_never(op)
 

@@ -443,7 +443,7 @@ def test_announce_sends_a_gratuitous_arp_and_an_unsolicited_na(
     with listener:
         listener.bind(("eth0", 0))  # 0: keep the socket's protocol, ETH_P_ALL
         for address in (POD4, POD6):
-            with access.socket(pod_path, socket.AF_PACKET, socket.SOCK_RAW) as sock:
+            with access.open_socket(pod_path, socket.AF_PACKET, socket.SOCK_RAW) as sock:
                 announce(sock, "eth0", address)
         frames = _capture(listener, 2, deadline_s=2.0)
     arp = next(f for f in frames if f[12:14] == b"\x08\x06")
@@ -476,10 +476,10 @@ def test_announce_on_a_missing_link_or_namespace_fails(topo: Topology, access: N
 
     pod = topo.namespace("pod")
     with (
-        access.socket(netns.path_of(pod), socket.AF_PACKET, socket.SOCK_RAW) as sock,
+        access.open_socket(netns.path_of(pod), socket.AF_PACKET, socket.SOCK_RAW) as sock,
         pytest.raises(AnnounceError) as failed,
     ):
         announce(sock, "eth9", POD4)
     assert str(failed.value) == "failed to announce 192.0.2.10 on 'eth9': No such device"
     with pytest.raises(netns.NetnsGone):
-        access.socket("/run/netns/spidernet-no-such-netns", socket.AF_PACKET, socket.SOCK_RAW)
+        access.open_socket("/run/netns/spidernet-no-such-netns", socket.AF_PACKET, socket.SOCK_RAW)
