@@ -11,7 +11,7 @@ import re
 from collections.abc import Sequence
 
 from spidernet.node.netlink.client import Netlink
-from spidernet.node.netlink.errors import NetlinkFailure
+from spidernet.node.netlink.errors import NetlinkFailure, NotFound
 from spidernet.node.netlink.records import RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, Link
 
 from .facts import VETH0, HostState, IPAddress, NicFacts, PodState, RouteFact
@@ -24,15 +24,20 @@ _NOT_HOST = re.compile(
 )
 
 
-def _nics(
-    nl: Netlink,
-) -> tuple[list[Link], dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]]]:
-    links = [link for link in nl.links() if link.name != "lo"]
+def _addresses(nl: Netlink) -> dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]]:
+    """Global addresses by interface index."""
     by_index: dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]] = {}
     for a in nl.addresses():
         if a.scope == RT_SCOPE_UNIVERSE and not a.address.ip.is_link_local:
             by_index.setdefault(a.index, []).append(a.address)
-    return sorted(links, key=lambda link: link.index), by_index
+    return by_index
+
+
+def _nics(
+    nl: Netlink,
+) -> tuple[list[Link], dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]]]:
+    links = [link for link in nl.links() if link.name != "lo"]
+    return sorted(links, key=lambda link: link.index), _addresses(nl)
 
 
 def gather_pod(nl: Netlink, sysctls: dict[str, str]) -> PodState:
@@ -52,7 +57,7 @@ def gather_pod(nl: Netlink, sysctls: dict[str, str]) -> PodState:
     }
     routes = tuple(
         RouteFact(r.dst, names[r.oif], r.gateway, r.scope, r.prefsrc)
-        for r in nl.routes()
+        for r in nl.routes(RT_TABLE_MAIN)
         if r.table == RT_TABLE_MAIN and r.oif in names
     )
     return PodState(
@@ -80,8 +85,23 @@ def host_ips(
 
 def gather_host(nl: Netlink, pod: PodState, overlay_nic: str) -> HostState:
     """The host side: its addresses for the pod, and the host end of the pod's overlay NIC
-    (a veth whose peer index the pod's link names)."""
-    links, addresses = _nics(nl)
+    (a veth whose peer index the pod's link names).
+
+    Only the links that matter are read, one by one: the addresses' links and the overlay
+    peer. A node's host namespace holds a veth per pod, and a dump of every link on every
+    ADD would grow with the pods."""
+    addresses = _addresses(nl)
+    overlay = pod.nic(overlay_nic)
+    wanted = sorted(addresses)
+    if overlay is not None and overlay.peer_index is not None:
+        wanted.append(overlay.peer_index)
+    links: list[Link] = []
+    for index in dict.fromkeys(wanted):
+        try:
+            links.append(nl.link_at(index))
+        except NotFound:
+            continue  # gone since the address dump
+    links = [link for link in links if link.name != "lo"]
     pod_ips = [a.ip for nic in pod.nics for a in nic.addresses]
     # First the source address the host itself would use towards each pod address (the
     # kernel's route lookup, as Spiderpool's `ip route get <podIP>`), then the others.
@@ -94,7 +114,6 @@ def gather_host(nl: Netlink, pod: PodState, overlay_nic: str) -> HostState:
         if src is not None and src not in facing and not src.is_link_local:
             facing.append(src)
     ordered = [*facing, *(ip for ip in host_ips(links, addresses, pod_ips) if ip not in facing)]
-    overlay = pod.nic(overlay_nic)
     peer = next(
         (
             link.name

@@ -12,7 +12,7 @@ from __future__ import annotations
 import ipaddress
 import os
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any, TypeVar
 
@@ -70,6 +70,20 @@ def _net(
     return ipaddress.ip_network(f"{text}/{length}", strict=False)
 
 
+def _link(m: nlmsg) -> Link:
+    return Link(
+        index=m["index"],
+        name=m.get("ifname"),
+        kind=m.get(("linkinfo", "kind")) or "",
+        mac=m.get("address") or "",
+        mtu=m.get("mtu") or 0,
+        up=bool(m["flags"] & IFF_UP),
+        master=m.get("master"),
+        link=m.get("link"),
+        link_netnsid=m.get("link_netnsid"),
+    )
+
+
 class Netlink:
     """rtnetlink requests in one namespace; use as a context manager to close the socket."""
 
@@ -105,14 +119,21 @@ class Netlink:
         return self._writer
 
     def _read(
-        self, what: str, cls: Callable[[], nlmsg], msg_type: int, family: int = 0
+        self,
+        what: str,
+        cls: Callable[[], nlmsg],
+        msg_type: int,
+        family: int = 0,
+        attrs: Sequence[tuple[str, Any]] = (),
     ) -> list[Any]:
-        """A dump of one family through the reader, restarted when the kernel flags it
-        inconsistent."""
+        """A dump of one family through the reader (`attrs`: the kernel's dump filters),
+        restarted when the kernel flags it inconsistent."""
 
         def once() -> list[Any]:
             msg = cls()
             msg["family"] = family
+            if attrs:
+                msg["attrs"] = list(attrs)
             return self._reader.request(msg, msg_type, dump=True)
 
         return self._dump(what, once)
@@ -141,22 +162,14 @@ class Netlink:
 
     def links(self) -> list[Link]:
         """Every link in the namespace."""
-        out = []
-        for m in self._read("links", ifinfmsg, RTM_GETLINK):
-            out.append(
-                Link(
-                    index=m["index"],
-                    name=m.get("ifname"),
-                    kind=m.get(("linkinfo", "kind")) or "",
-                    mac=m.get("address") or "",
-                    mtu=m.get("mtu") or 0,
-                    up=bool(m["flags"] & IFF_UP),
-                    master=m.get("master"),
-                    link=m.get("link"),
-                    link_netnsid=m.get("link_netnsid"),
-                )
-            )
-        return out
+        return [_link(m) for m in self._read("links", ifinfmsg, RTM_GETLINK)]
+
+    def link_at(self, index: int) -> Link:
+        """The link with interface index `index` (one RTM_GETLINK); raises NotFound."""
+        msg = ifinfmsg()
+        msg["index"] = index
+        [m, *_] = self._get("look up", f"link {index}", msg, RTM_GETLINK)
+        return _link(m)
 
     def link(self, name: str) -> Link:
         """The link called `name`; raises NotFound."""
@@ -202,11 +215,13 @@ class Netlink:
                 )
         return out
 
-    def routes(self) -> list[Route]:
-        """Every route of every table, both families (multipath next hops are not split)."""
+    def routes(self, table: int | None = None) -> list[Route]:
+        """Every route of every table, or of `table` only (the kernel filters: a strict
+        dump with RTA_TABLE), both families (multipath next hops are not split)."""
         out = []
+        only = [("RTA_TABLE", table)] if table is not None else []
         for family in (AF_INET, AF_INET6):
-            for m in self._read("routes", rtmsg, RTM_GETROUTE, family):
+            for m in self._read("routes", rtmsg, RTM_GETROUTE, family, only):
                 out.append(
                     Route(
                         dst=_net(m.get("dst"), m["dst_len"], family),

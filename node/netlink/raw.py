@@ -21,6 +21,9 @@ from pyroute2.netlink.rtnl.marshal import MarshalRtnl
 # A dump answer is at most 32 KiB per datagram (netlink_dump: max_recvmsg_len, capped).
 RECV_BUFFER = 1 << 16
 RECV_TIMEOUT_S = 10.0
+# linux/netlink.h: with strict checking the kernel validates a request's header fields and
+# honours the filters of a dump (a route dump of one table), instead of ignoring them.
+SOL_NETLINK, NETLINK_GET_STRICT_CHK = 270, 12
 
 
 class Reader:
@@ -28,6 +31,7 @@ class Reader:
 
     def __init__(self, sock: socket.socket) -> None:
         sock.settimeout(RECV_TIMEOUT_S)  # a kernel that never answers is an error, not a hang
+        sock.setsockopt(SOL_NETLINK, NETLINK_GET_STRICT_CHK, 1)
         sock.bind((0, 0))  # the kernel picks the port id
         self._sock = sock
         self._marshal = MarshalRtnl()

@@ -268,7 +268,7 @@ class _Executor:
 
     @staticmethod
     def _table_in_use(nl: Netlink, family: int, table: int) -> bool:
-        return any(r.table == table and r.family == family for r in nl.routes())
+        return any(r.table == table and r.family == family for r in nl.routes(table))
 
     def _sysctl(self, op: SetSysctl, *, missing_ok: bool) -> None:
         self._access.set_sysctl(self._path(op.side), op.key, op.value, missing_ok=missing_ok)
