@@ -190,7 +190,10 @@ class Broker:
     def read_sysctls(self, netns: str | None, keys: Sequence[str]) -> dict[str, str]:
         if not keys:
             return {}
-        answer, _ = self._exchange({"op": "sysctl", "netns": netns, "read": list(keys)})
+        try:
+            answer, _ = self._exchange({"op": "sysctl", "netns": netns, "read": list(keys)})
+        except RequestFailed as e:
+            raise OSError(e.errno, str(e)) from e
         return {str(k): str(v) for k, v in answer.get("values", {}).items()}
 
     def set_sysctl(self, netns: str | None, key: str, value: str, *, missing_ok: bool) -> None:
