@@ -20,11 +20,17 @@ from pyroute2 import IPRoute
 from pyroute2.netlink import nlmsg
 from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 from pyroute2.netlink.rtnl import (
+    RTM_DELNEIGH,
+    RTM_DELROUTE,
+    RTM_DELRULE,
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNEIGH,
     RTM_GETROUTE,
     RTM_GETRULE,
+    RTM_NEWNEIGH,
+    RTM_NEWROUTE,
+    RTM_NEWRULE,
 )
 from pyroute2.netlink.rtnl.fibmsg import fibmsg
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
@@ -51,6 +57,7 @@ from .records import (
 )
 
 T = TypeVar("T")
+RT_TABLE_UNSPEC = 0  # rtnetlink.h: the header names no table (RTA_TABLE / FRA_TABLE does)
 # rtnetlink.h: report the FIB table of a looked-up route (RTM_GETROUTE replies).
 RTM_F_LOOKUP_TABLE = 0x1000
 # A dump the kernel marks NLM_F_DUMP_INTR (state changed while dumping) is retried this
@@ -417,98 +424,99 @@ class Netlink:
             ),
         )
 
-    def _route_spec(self, route: Route) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "dst": str(route.dst),
-            "table": route.table,
-            "proto": route.proto,
-            "scope": route.scope,
-            "type": route.type,
-            "family": route.family,
-        }
+    def _change(self, action: str, obj: str, msg: nlmsg, msg_type: int) -> None:
+        if action == "add":
+            self._call(action, obj, lambda: self._reader.create(msg, msg_type))
+        else:
+            self._call(action, obj, lambda: self._reader.delete(msg, msg_type))
+
+    @staticmethod
+    def _route_msg(route: Route) -> rtmsg:
+        msg = rtmsg()
+        msg["family"], msg["dst_len"] = route.family, route.dst.prefixlen
+        # The header's table field is 8 bits; RTA_TABLE carries any table and wins.
+        msg["table"] = route.table if route.table < 256 else RT_TABLE_UNSPEC
+        msg["proto"], msg["scope"], msg["type"] = route.proto, route.scope, route.type
+        attrs: list[tuple[str, Any]] = [("RTA_TABLE", route.table)]
+        if route.dst.prefixlen:
+            attrs.append(("RTA_DST", str(route.dst.network_address)))
         if route.gateway is not None:
-            spec["gateway"] = str(route.gateway)
+            attrs.append(("RTA_GATEWAY", str(route.gateway)))
         if route.oif is not None:
-            spec["oif"] = route.oif
+            attrs.append(("RTA_OIF", route.oif))
         if route.prefsrc is not None:
-            spec["prefsrc"] = str(route.prefsrc)
+            attrs.append(("RTA_PREFSRC", str(route.prefsrc)))
         if route.priority:
-            spec["priority"] = route.priority
-        return spec
+            attrs.append(("RTA_PRIORITY", route.priority))
+        msg["attrs"] = attrs
+        return msg
 
     def add_route(self, route: Route) -> None:
         """Install `route`."""
-        spec = self._route_spec(route)
-        self._call(
-            "add", f"route {route.dst} table {route.table}", lambda: self._ipr.route("add", **spec)
-        )
+        msg = self._route_msg(route)
+        self._change("add", f"route {route.dst} table {route.table}", msg, RTM_NEWROUTE)
 
     def delete_route(self, route: Route) -> None:
         """Remove `route`."""
-        spec = self._route_spec(route)
-        self._call(
-            "delete",
-            f"route {route.dst} table {route.table}",
-            lambda: self._ipr.route("del", **spec),
-        )
+        msg = self._route_msg(route)
+        self._change("delete", f"route {route.dst} table {route.table}", msg, RTM_DELROUTE)
 
-    def _rule_spec(self, rule: Rule) -> dict[str, Any]:
-        spec: dict[str, Any] = {
-            "family": rule.family,
-            "priority": rule.priority,
-            "table": rule.table,
-            "action": rule.action,
-        }
+    @staticmethod
+    def _rule_msg(rule: Rule) -> fibmsg:
+        msg = fibmsg()
+        msg["family"], msg["action"] = rule.family, rule.action
+        msg["table"] = rule.table if rule.table < 256 else RT_TABLE_UNSPEC
+        attrs: list[tuple[str, Any]] = [
+            ("FRA_PRIORITY", rule.priority),
+            ("FRA_TABLE", rule.table),
+        ]
         if rule.src is not None:
-            spec.update(src=str(rule.src.network_address), src_len=rule.src.prefixlen)
+            msg["src_len"] = rule.src.prefixlen
+            attrs.append(("FRA_SRC", str(rule.src.network_address)))
         if rule.dst is not None:
-            spec.update(dst=str(rule.dst.network_address), dst_len=rule.dst.prefixlen)
+            msg["dst_len"] = rule.dst.prefixlen
+            attrs.append(("FRA_DST", str(rule.dst.network_address)))
         if rule.iifname:
-            spec["iifname"] = rule.iifname
+            attrs.append(("FRA_IIFNAME", rule.iifname))
         if rule.oifname:
-            spec["oifname"] = rule.oifname
+            attrs.append(("FRA_OIFNAME", rule.oifname))
         if rule.fwmark:
-            spec["fwmark"] = rule.fwmark
-            spec["fwmask"] = rule.fwmask or 0xFFFFFFFF
-        return spec
+            attrs.append(("FRA_FWMARK", rule.fwmark))
+            attrs.append(("FRA_FWMASK", rule.fwmask or 0xFFFFFFFF))
+        msg["attrs"] = attrs
+        return msg
 
     def add_rule(self, rule: Rule) -> None:
         """Install policy routing `rule`."""
-        spec = self._rule_spec(rule)
-        self._call(
-            "add", f"rule {rule.priority} table {rule.table}", lambda: self._ipr.rule("add", **spec)
-        )
+        msg = self._rule_msg(rule)
+        self._change("add", f"rule {rule.priority} table {rule.table}", msg, RTM_NEWRULE)
 
     def delete_rule(self, rule: Rule) -> None:
         """Remove policy routing `rule`."""
-        spec = self._rule_spec(rule)
-        self._call(
-            "delete",
-            f"rule {rule.priority} table {rule.table}",
-            lambda: self._ipr.rule("del", **spec),
-        )
+        msg = self._rule_msg(rule)
+        self._change("delete", f"rule {rule.priority} table {rule.table}", msg, RTM_DELRULE)
+
+    @staticmethod
+    def _neighbour_msg(neighbour: Neighbour, *, lladdr: bool) -> ndmsg:
+        msg = ndmsg()
+        msg["family"] = AF_INET if neighbour.dst.version == 4 else AF_INET6
+        msg["ifindex"], msg["state"] = neighbour.ifindex, neighbour.state
+        attrs: list[tuple[str, Any]] = [("NDA_DST", str(neighbour.dst))]
+        if lladdr:
+            attrs.append(("NDA_LLADDR", neighbour.lladdr))
+        msg["attrs"] = attrs
+        return msg
 
     def add_neighbour(self, neighbour: Neighbour) -> None:
         """Install a neighbour entry (permanent unless `state` says otherwise)."""
-        self._call(
-            "add",
-            f"neighbour {neighbour.dst}",
-            lambda: self._ipr.neigh(
-                "add",
-                dst=str(neighbour.dst),
-                lladdr=neighbour.lladdr,
-                ifindex=neighbour.ifindex,
-                state=neighbour.state,
-            ),
-        )
+        msg = self._neighbour_msg(neighbour, lladdr=True)
+        self._change("add", f"neighbour {neighbour.dst}", msg, RTM_NEWNEIGH)
 
     def delete_neighbour(self, neighbour: Neighbour) -> None:
         """Remove a neighbour entry."""
-        self._call(
-            "delete",
-            f"neighbour {neighbour.dst}",
-            lambda: self._ipr.neigh("del", dst=str(neighbour.dst), ifindex=neighbour.ifindex),
-        )
+        msg = self._neighbour_msg(neighbour, lladdr=False)
+        msg["state"] = 0
+        self._change("delete", f"neighbour {neighbour.dst}", msg, RTM_DELNEIGH)
 
 
 def netlink_on(open_socket: Callable[[], socket.socket], where: str) -> Netlink:
