@@ -28,6 +28,7 @@ from pyroute2.netlink.rtnl import (
     RTM_GETNEIGH,
     RTM_GETROUTE,
     RTM_GETRULE,
+    RTM_NEWLINK,
     RTM_NEWNEIGH,
     RTM_NEWROUTE,
     RTM_NEWRULE,
@@ -57,6 +58,8 @@ from .records import (
 )
 
 T = TypeVar("T")
+# set_link's attributes the reader sends itself; any other goes through pyroute2.
+_RAW_LINK_ATTRS = frozenset({"state", "address", "mtu", "txqlen", "master"})
 RT_TABLE_UNSPEC = 0  # rtnetlink.h: the header names no table (RTA_TABLE / FRA_TABLE does)
 # rtnetlink.h: report the FIB table of a looked-up route (RTM_GETROUTE replies).
 RTM_F_LOOKUP_TABLE = 0x1000
@@ -382,7 +385,19 @@ class Netlink:
     def set_link(self, name: str, **attrs: object) -> None:
         """Change attributes of link `name` (state="up", master=index, mtu=..., address=...)."""
         index = self.index(name)
-        self._call("set", f"link '{name}'", lambda: self._ipr.link("set", index=index, **attrs))
+        if not set(attrs) <= _RAW_LINK_ATTRS:
+            self._call("set", f"link '{name}'", lambda: self._ipr.link("set", index=index, **attrs))
+            return
+        msg = ifinfmsg()
+        msg["index"] = index
+        state = attrs.get("state")
+        if state is not None:
+            msg["flags"], msg["change"] = (IFF_UP if state == "up" else 0), IFF_UP
+        nla = {"address": "IFLA_ADDRESS", "mtu": "IFLA_MTU", "txqlen": "IFLA_TXQLEN"}
+        nla |= {"master": "IFLA_MASTER"}
+        msg["attrs"] = [(nla[k], v) for k, v in attrs.items() if k != "state"]
+        # RTM_NEWLINK without NLM_F_CREATE on an index changes that link (rtnl_newlink).
+        self._call("set", f"link '{name}'", lambda: self._reader.change(msg, RTM_NEWLINK))
 
     def delete_link(self, name: str, *, missing_ok: bool = False) -> None:
         """Delete link `name` (and its veth peer with it)."""
