@@ -18,6 +18,9 @@ from pathlib import Path
 
 import pytest
 
+from spidernet.node.access.base import Namespaces
+from spidernet.node.access.broker import Broker
+from spidernet.node.access.spawn import Spawning
 from spidernet.node.install import install_cni
 from spidernet.node.lab.harness import (
     GATEWAY4,
@@ -88,3 +91,17 @@ def cni_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
     bin_dir = tmp_path_factory.mktemp("cni-bin")
     install_cni(bin_dir, sys.executable)
     return (str(bin_dir), str(REFERENCE_PLUGINS))
+
+
+@pytest.fixture(params=["spawning", "broker"])
+def access(request: pytest.FixtureRequest) -> Iterator[Namespaces]:
+    """Both ways of reaching into namespaces: a process per reach, and the broker process
+    (started and stopped inside the test, so the leak check sees it gone)."""
+    if request.param == "spawning":
+        yield Spawning()
+        return
+    broker = Broker()
+    try:
+        yield broker
+    finally:
+        broker.close()

@@ -7,7 +7,6 @@ import os
 import signal
 import socket
 import time
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -15,23 +14,10 @@ import pytest
 from spidernet.node import netns
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.broker import Broker
-from spidernet.node.access.spawn import Spawning
 from spidernet.node.lab.topology import Topology, iface
 
 MISSING = "/run/netns/spidernet-no-such-netns"
 KEY = "net.ipv4.conf.all.rp_filter"
-
-
-@pytest.fixture(params=["spawning", "broker"])
-def access(request: pytest.FixtureRequest) -> Iterator[Namespaces]:
-    if request.param == "spawning":
-        yield Spawning()
-        return
-    broker = Broker()
-    try:
-        yield broker
-    finally:
-        broker.close()
 
 
 def _own(key: str) -> str:

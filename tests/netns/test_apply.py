@@ -8,15 +8,12 @@ import socket
 import struct
 import subprocess
 import time
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import pytest
 
 from spidernet.node import netns, nft
 from spidernet.node.access.base import Namespaces
-from spidernet.node.access.broker import Broker
-from spidernet.node.access.spawn import Spawning
 from spidernet.node.detect.announce import announce
 from spidernet.node.lab.harness import namespace_footprint
 from spidernet.node.lab.leaks import Footprint, diff
@@ -121,19 +118,6 @@ class Snapshot:
         )
         out += [f"nftables: {after.nft}"] if after.nft != self.nft else []
         return out
-
-
-@pytest.fixture(params=["spawning", "broker"])
-def access(request: pytest.FixtureRequest) -> Iterator[Namespaces]:
-    """Both ways of reaching the namespaces: a process per reach, and the broker process."""
-    if request.param == "spawning":
-        yield Spawning()
-        return
-    broker = Broker()
-    try:
-        yield broker
-    finally:
-        broker.close()
 
 
 @pytest.fixture
