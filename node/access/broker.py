@@ -27,6 +27,9 @@ from .broker_main import MAX_MESSAGE
 
 NETLINK_ROUTE = 0
 STOP_WAIT_S = 5
+# The longest a request may take (an nft transaction is the slowest, tens of ms); a broker
+# that does not answer by then is stopped and the request fails.
+REPLY_TIMEOUT_S = 30.0
 
 
 class BrokerError(Exception):
@@ -74,6 +77,7 @@ class Broker:
             raise BrokerError(f"failed to start the namespace broker: {e}") from e
         finally:
             theirs.close()
+        ours.settimeout(REPLY_TIMEOUT_S)
         self._sock = ours
         return ours
 
@@ -128,7 +132,14 @@ class Broker:
                 sock = self._start()
                 sock.send(data)
             fds_size = socket.CMSG_SPACE(4 * 4)
-            reply, ancillary, _, _ = sock.recvmsg(MAX_MESSAGE, fds_size)
+            try:
+                reply, ancillary, _, _ = sock.recvmsg(MAX_MESSAGE, fds_size)
+            except TimeoutError as e:
+                self._stop_locked()
+                raise BrokerError(
+                    f"the namespace broker did not answer a '{request.get('op')}' request"
+                    f" within {REPLY_TIMEOUT_S:.0f} s"
+                ) from e
             if not reply:
                 self._stop_locked()
                 raise BrokerError(
