@@ -3,8 +3,9 @@
 The document has Spiderpool's shape (reference/spiderpool.md §1.4): `status.current` with the
 pod UID, node and one entry per interface (`ipv4`, `ipv6`, their pools and gateways, routes,
 `cleanGateway`). What a CNI runtime needs beyond that lives in annotations: the sandbox's
-container ID, the CNI network of each interface (for GC), and the interfaces an ADD has
-actually configured (entries of `ipam.spidernet.io/ippools` are allocated ahead of their ADD).
+container ID and network namespace (for `spidernet diag`), the CNI network of each interface
+(for GC), and the interfaces an ADD has actually configured (entries of
+`ipam.spidernet.io/ippools` are allocated ahead of their ADD).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ KIND = "SpiderEndpoint"
 ANNO_CONTAINER = "spidernet.io/container-id"
 ANNO_NETWORKS = "spidernet.io/networks"
 ANNO_ATTACHED = "spidernet.io/attached"
+ANNO_NETNS = "spidernet.io/netns"
 
 
 def key_of(namespace: str, name: str) -> Key:
@@ -63,6 +65,11 @@ def container_of(doc: Mapping[str, Any]) -> str:
     return str(_annotations(doc).get(ANNO_CONTAINER, ""))
 
 
+def netns_of(doc: Mapping[str, Any]) -> str:
+    """The sandbox's network namespace path as its last ADD named it ("" when unknown)."""
+    return str(_annotations(doc).get(ANNO_NETNS, ""))
+
+
 def networks_of(doc: Mapping[str, Any]) -> dict[str, str]:
     """Interface -> CNI network name."""
     raw = _annotations(doc).get(ANNO_NETWORKS, "{}")
@@ -88,19 +95,24 @@ def build(
     entries: Sequence[Mapping[str, Any]],
     networks: Mapping[str, str],
     attached: Iterable[str],
+    *,
+    netns: str = "",
 ) -> dict[str, Any]:
     """A complete endpoint document."""
+    annotations = {
+        ANNO_CONTAINER: container_id,
+        ANNO_NETWORKS: json.dumps(dict(networks), sort_keys=True),
+        ANNO_ATTACHED: ",".join(sorted(set(attached))),
+    }
+    if netns:
+        annotations[ANNO_NETNS] = netns
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": {
             "name": pod.name,
             "namespace": pod.namespace,
-            "annotations": {
-                ANNO_CONTAINER: container_id,
-                ANNO_NETWORKS: json.dumps(dict(networks), sort_keys=True),
-                ANNO_ATTACHED: ",".join(sorted(set(attached))),
-            },
+            "annotations": annotations,
         },
         "status": {
             "current": {"uid": pod.uid, "node": pod.node, "ips": [dict(e) for e in entries]},

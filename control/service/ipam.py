@@ -240,7 +240,7 @@ class IpamCore:
             leases = self._choose(call, pod, skip, None)
             entries = ep.entries_from(leases)
             nets = {e["interface"]: call.network for e in entries}
-            doc = ep.build(pod, call.container_id, entries, nets, [nic])
+            doc = ep.build(pod, call.container_id, entries, nets, [nic], netns=call.netns)
             writes: list[Write] = [self._claim(lease, pod) for lease in leases]
             return [*writes, Create(ep.key_of(pod.namespace, pod.name), doc)], entries
         doc = dict(current.body)
@@ -258,7 +258,7 @@ class IpamCore:
             leases = self._choose(call, pod, skip, None)
             entries = ep.entries_from(leases)
             nets = {e["interface"]: call.network for e in entries}
-            new = ep.build(pod, call.container_id, entries, nets, [nic])
+            new = ep.build(pod, call.container_id, entries, nets, [nic], netns=call.netns)
             claims = [self._claim(lease, pod) for lease in leases]
             return [*old, *claims, Create(current.key, new)], entries
         writes = []
@@ -276,7 +276,7 @@ class IpamCore:
                 nets[nic] = call.network
                 writes.extend(self._claim(lease, pod) for lease in leases)
         attached.add(nic)
-        new = ep.build(pod, call.container_id, entries, nets, attached)
+        new = ep.build(pod, call.container_id, entries, nets, attached, netns=call.netns)
         if new != doc:
             writes.append(Update(current.key, new, current.version))
         return writes, entries
@@ -296,6 +296,7 @@ class IpamCore:
                     ep.entries_of(doc),
                     ep.networks_of(doc),
                     attached,
+                    netns=ep.netns_of(doc),
                 )
                 try:
                     self.store.update(current.key, new, current.version)
@@ -335,7 +336,7 @@ class IpamCore:
                 owner_kind=str(doc.get("status", {}).get("ownerControllerType", "")),
                 owner_name=str(doc.get("status", {}).get("ownerControllerName", "")),
             )
-            new = ep.build(pod, ep.container_of(doc), kept, nets, attached)
+            new = ep.build(pod, ep.container_of(doc), kept, nets, attached, netns=ep.netns_of(doc))
             writes.append(Update(current.key, new, current.version))
         else:
             writes.append(Delete(current.key, current.version))

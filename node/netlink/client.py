@@ -80,6 +80,22 @@ def _net(
     return ipaddress.ip_network(f"{text}/{length}", strict=False)
 
 
+class _getroute(rtmsg):  # type: ignore[misc]
+    """rtmsg with the lookup attributes pyroute2 0.9 does not name (rtnetlink.h: 24 RTA_PAD
+    to 29 RTA_DPORT), so a route lookup can carry a protocol and port as `ip route get
+    ... ipproto tcp dport N` does."""
+
+    nla_map = (
+        *rtmsg.nla_map,
+        ("RTA_PAD", "none"),
+        ("RTA_UID", "uint32"),
+        ("RTA_TTL_PROPAGATE", "uint8"),
+        ("RTA_IP_PROTO", "uint8"),
+        ("RTA_SPORT", "be16"),
+        ("RTA_DPORT", "be16"),
+    )
+
+
 def _link(m: nlmsg) -> Link:
     return Link(
         index=m["index"],
@@ -254,9 +270,12 @@ class Netlink:
         src: IPAddress | None = None,
         iif: str = "",
         mark: int = 0,
+        dport: int = 0,
     ) -> Route:
         """The kernel's own route lookup (RTM_GETROUTE, `ip route get`): the route a packet
-        to `dst` (from `src`, arriving on link `iif`, with fwmark `mark`) would take.
+        to `dst` (from `src`, arriving on link `iif`, with fwmark `mark`, to TCP port
+        `dport`) would take. With `iif` it is the input lookup a received packet gets,
+        reverse-path filter included: a packet rp_filter drops fails with EXDEV.
 
         RTM_F_LOOKUP_TABLE asks the kernel to report the table the lookup found the route
         in (rtnetlink.h); without it an IPv4 answer names the main table even when a policy
@@ -264,7 +283,7 @@ class Netlink:
         field cannot hold tables above 255."""
         family = AF_INET if dst.version == 4 else AF_INET6
         full = 32 if family == AF_INET else 128
-        msg = rtmsg()
+        msg = _getroute()
         msg["family"], msg["flags"], msg["dst_len"] = family, RTM_F_LOOKUP_TABLE, full
         attrs: list[tuple[str, Any]] = [("RTA_DST", str(dst))]
         if src is not None:
@@ -274,6 +293,8 @@ class Netlink:
             attrs.append(("RTA_IIF", self.index(iif)))
         if mark:
             attrs.append(("RTA_MARK", mark))
+        if dport:  # a TCP destination port, for rules that match on one (`ipproto`, `dport`)
+            attrs += [("RTA_IP_PROTO", socket.IPPROTO_TCP), ("RTA_DPORT", dport)]
         msg["attrs"] = attrs
         [m, *_] = self._get("look up", f"route to {dst}", msg, RTM_GETROUTE)
         return Route(

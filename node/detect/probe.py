@@ -1,0 +1,302 @@
+"""Ask a link who holds an address: active ARP / IPv6 Neighbor Discovery probes.
+
+One request per try, sent raw from inside the pod's namespace on one of its links, then a
+listening window; every station that claims the address in that window is an answer.
+
+- IPv4: a broadcast ARP request for the address. Without a source address it is an ARP
+  Probe (RFC 5227 §2.1.1): sender protocol address 0.0.0.0, so no receiver adds or updates
+  a cache entry for us; a holder answers with a reply whose sender protocol address is the
+  address (Linux: arp_process, "sip == 0"). With a source it is an ordinary request (RFC
+  826). An answer is an ARP reply, or a request, whose sender protocol address is the
+  address (RFC 5227 §2.1.1: "any ARP packet ... where the 'sender IP address' is the
+  address being probed for"), from a MAC other than the link's own.
+- IPv6: a Neighbor Solicitation to the solicited-node multicast address of the target
+  (RFC 4861 §7.2.2), hop limit 255. Without a source it is a DAD probe (RFC 4862 §5.4.2):
+  IPv6 source ::, no Source Link-Layer Address option (forbidden with ::), and a holder
+  answers with a Neighbor Advertisement to all-nodes ff02::1 (RFC 4861 §7.2.4). With a
+  source the NS carries that option, and the answer is unicast to us. An answer is a
+  valid NA (§7.1.2: hop limit 255, code 0, checksum) for the target; its station is the
+  Target Link-Layer Address option, else the Ethernet source.
+
+A probe from another node (sender 0.0.0.0, or an NS from ::) is not an answer: it names no
+holder. RFC 5227 §2.1.1 and RFC 4862 §5.4.3 count one as a conflict for an address being
+claimed; arping -D does not, and neither does this module.
+
+Timing: `tries` requests, `wait_s` of listening after each; the probe stops after the first
+window in which an answer arrived. The RFC timings (3 probes 1-2 s apart, then 2 s) are for
+a host that claims an address in an unknown network; a pod's link answers in microseconds,
+and RFC 5227 §2.2 allows shorter timeouts on such links.
+
+The socket is a packet socket the `Namespaces` opened in the namespace (no thread of ours
+enters it, STYLE.md §5). It is opened with protocol 0, which receives nothing, and bound to
+the link with the protocol to hear: opened with the protocol, it would hear that protocol
+on every link of the namespace until the bind (packet(7)). Packet sockets see every frame
+the link receives, the kernel's own ARP and ND processing notwithstanding, but not the ones
+it sends.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import ipaddress
+import socket
+import struct
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+from scapy.layers.l2 import ARP, Ether
+
+from spidernet.node.access.base import Namespaces
+
+from .announce import ARP_REQUEST, BROADCAST, IPAddress
+
+ETH_P_ARP = 0x0806
+ETH_P_IPV6 = 0x86DD
+ARPHRD_ETHER = 1
+ARP_REPLY = 2
+ND_NEIGHBOR_SOLICIT = 135
+ND_NEIGHBOR_ADVERT = 136
+ND_OPT_TARGET_LINKADDR = 2
+IPPROTO_ICMPV6 = 58
+# linux/sockios.h, linux/if.h; struct ifreq is 40 bytes (16 of name, then a union).
+SIOCGIFFLAGS = 0x8913
+IFF_UP = 0x1
+IFF_NOARP = 0x80
+PACKET_OUTGOING = 4
+ZERO_MAC = "00:00:00:00:00:00"
+UNSPECIFIED4 = ipaddress.IPv4Address("0.0.0.0")
+UNSPECIFIED6 = ipaddress.IPv6Address("::")
+# RFC 4291 §2.7.1: ff02::1:ff00:0/104 plus the low 24 bits of the address.
+SOLICITED_NODE = int(ipaddress.IPv6Address("ff02::1:ff00:0"))
+
+
+class ProbeError(Exception):
+    """Raised when the probe could not be sent or heard (link missing, down, not Ethernet)."""
+
+
+@dataclass(frozen=True)
+class Answer:
+    """A station that claims an address."""
+
+    mac: str  # lower-case aa:bb:cc:dd:ee:ff
+    address: IPAddress
+
+
+@dataclass(frozen=True)
+class Timing:
+    """How many requests to send, and how long to listen after each."""
+
+    tries: int = 3
+    wait_s: float = 0.2
+
+    def __post_init__(self) -> None:
+        if self.tries < 1 or self.wait_s <= 0:
+            raise ValueError(f"a probe needs tries >= 1 and wait_s > 0, not {self}")
+
+
+def _mac(raw: bytes) -> str:
+    return ":".join(f"{b:02x}" for b in raw)
+
+
+def solicited_node(target: ipaddress.IPv6Address) -> tuple[ipaddress.IPv6Address, str]:
+    """The solicited-node multicast address of `target` and its Ethernet address (RFC 2464
+    §7: 33:33 and the address's last four bytes)."""
+    group = ipaddress.IPv6Address(SOLICITED_NODE | (int(target) & 0xFFFFFF))
+    return group, _mac(b"\x33\x33" + group.packed[12:])
+
+
+def arp_request(
+    own_mac: str, src: ipaddress.IPv4Address | None, target: ipaddress.IPv4Address
+) -> bytes:
+    """The Ethernet frame of a broadcast ARP request for `target` from `own_mac`: from
+    `src`, or an RFC 5227 probe (sender 0.0.0.0) when `src` is None."""
+    frame = Ether(dst=BROADCAST, src=own_mac) / ARP(
+        op=ARP_REQUEST,
+        hwsrc=own_mac,
+        psrc=str(src or UNSPECIFIED4),
+        hwdst=ZERO_MAC,
+        pdst=str(target),
+    )
+    return bytes(frame)
+
+
+def neighbor_solicitation(
+    own_mac: str, src: ipaddress.IPv6Address | None, target: ipaddress.IPv6Address
+) -> bytes:
+    """The Ethernet frame of a Neighbor Solicitation for `target` to its solicited-node
+    group: from `src` with the Source Link-Layer Address option, or an RFC 4862 DAD probe
+    (from ::, no option) when `src` is None."""
+    group, group_mac = solicited_node(target)
+    frame = (
+        Ether(dst=group_mac, src=own_mac)
+        / IPv6(src=str(src or UNSPECIFIED6), dst=str(group), hlim=255)
+        / ICMPv6ND_NS(tgt=str(target))
+    )
+    if src is not None:
+        frame = frame / ICMPv6NDOptSrcLLAddr(lladdr=own_mac)
+    return bytes(frame)
+
+
+def _parse_arp(frame: bytes, target: ipaddress.IPv4Address) -> str | None:
+    if len(frame) < 42:
+        return None
+    htype, ptype, hlen, plen, op = struct.unpack_from("!HHBBH", frame, 14)
+    if (htype, ptype, hlen, plen) != (ARPHRD_ETHER, 0x0800, 6, 4):
+        return None
+    if op not in (ARP_REQUEST, ARP_REPLY) or frame[28:32] != target.packed:
+        return None
+    return _mac(frame[22:28])
+
+
+def _checksum(data: bytes) -> int:
+    if len(data) % 2:
+        data += b"\0"
+    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while total >> 16:
+        total = (total & 0xFFFF) + (total >> 16)
+    return total
+
+
+def _options(data: bytes) -> Iterator[tuple[int, bytes]] | None:
+    """The (type, body) of each ND option (RFC 4861 §4.6), or None when one is malformed."""
+    found = []
+    at = 0
+    while at + 2 <= len(data):
+        kind, units = data[at], data[at + 1]
+        if units == 0 or at + units * 8 > len(data):
+            return None  # §7.1.2: an option of length zero invalidates the message
+        found.append((kind, data[at + 2 : at + units * 8]))
+        at += units * 8
+    return iter(found)
+
+
+def _parse_na(frame: bytes, target: ipaddress.IPv6Address) -> str | None:
+    if len(frame) < 14 + 40 + 24:
+        return None
+    header, body = frame[14:54], frame[54:]
+    length, next_header, hop_limit = struct.unpack_from("!HBB", header, 4)
+    if next_header != IPPROTO_ICMPV6 or hop_limit != 255 or length > len(body):
+        return None
+    icmp = body[:length]  # an Ethernet frame may be padded
+    if len(icmp) < 24 or (icmp[0], icmp[1]) != (ND_NEIGHBOR_ADVERT, 0):
+        return None
+    if icmp[8:24] != target.packed:
+        return None
+    pseudo = header[8:40] + struct.pack("!IxxxB", length, IPPROTO_ICMPV6)
+    if _checksum(pseudo + icmp) != 0xFFFF:
+        return None
+    options = _options(icmp[24:])
+    if options is None:
+        return None
+    for kind, value in options:
+        if kind == ND_OPT_TARGET_LINKADDR and len(value) >= 6:
+            return _mac(value[:6])
+    return _mac(frame[6:12])
+
+
+def parse_answer(frame: bytes, target: IPAddress, own_mac: str) -> Answer | None:
+    """The station that `frame` (an Ethernet frame) shows holding `target`, or None when it
+    is no answer: not an ARP packet with sender `target` (IPv4) or a valid Neighbor
+    Advertisement for `target` (IPv6), or sent by `own_mac`."""
+    if len(frame) < 14 or _mac(frame[6:12]) == own_mac:
+        return None
+    ethertype = int.from_bytes(frame[12:14], "big")
+    if isinstance(target, ipaddress.IPv4Address):
+        mac = _parse_arp(frame, target) if ethertype == ETH_P_ARP else None
+    else:
+        mac = _parse_na(frame, target) if ethertype == ETH_P_IPV6 else None
+    if mac is None or mac in (own_mac, ZERO_MAC):
+        return None
+    return Answer(mac, target)
+
+
+def _where(netns: str | None) -> str:
+    return f"netns '{netns}'" if netns else "this process's netns"
+
+
+def _check_link(sock: socket.socket, dev: str) -> None:
+    """Raise OSError or ProbeError's cause unless `dev` is an up link that resolves
+    neighbours (the ioctl runs in the socket's namespace: sock_do_ioctl -> dev_ioctl)."""
+    request = struct.pack("16s24x", dev.encode())
+    flags = struct.unpack_from("16xH", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[0]
+    if not flags & IFF_UP:
+        raise _Unusable("link is down")
+    if flags & IFF_NOARP:
+        raise _Unusable("link does not resolve neighbours (NOARP)")
+
+
+class _Unusable(Exception):
+    """A link that exists but cannot be probed (the cause of a ProbeError)."""
+
+
+def _listen(
+    sock: socket.socket, deadline: float, target: IPAddress, own_mac: str
+) -> Iterator[Answer]:
+    while (left := deadline - time.monotonic()) > 0:
+        sock.settimeout(left)
+        try:
+            frame, address = sock.recvfrom(65535)
+        except TimeoutError:
+            return
+        if address[2] == PACKET_OUTGOING:
+            continue
+        answer = parse_answer(frame, target, own_mac)
+        if answer is not None:
+            yield answer
+
+
+def resolve(
+    access: Namespaces,
+    netns: str | None,
+    dev: str,
+    target: IPAddress,
+    *,
+    src: IPAddress | None = None,
+    timing: Timing = Timing(),  # noqa: B008 - frozen, so one shared default is safe
+) -> tuple[Answer, ...]:
+    """Ask who has `target` on link `dev` in `netns` (None: this process's namespace) and
+    return every distinct station that answered, in arrival order, `dev`'s own MAC
+    excluded. `src` None sends an RFC 5227 / RFC 4862 probe, which disturbs no one's
+    neighbour cache; with `src` (of `target`'s family) the request is an ordinary one.
+
+    Raises ProbeError when the link is missing, down, not Ethernet or NOARP, and NetnsGone
+    when the namespace does not exist."""
+    if src is not None and src.version != target.version:
+        raise ValueError(f"source {src} and target {target} are of different families")
+    proto = ETH_P_ARP if target.version == 4 else ETH_P_IPV6
+    failed = f"failed to probe for {target} on '{dev}' in {_where(netns)}"
+    try:
+        sock = access.open_socket(netns, socket.AF_PACKET, socket.SOCK_RAW, 0)
+    except OSError as e:
+        raise ProbeError(f"{failed}: {e.strerror or e}") from e
+    found: dict[Answer, None] = {}
+    try:
+        _check_link(sock, dev)
+        sock.bind((dev, proto))
+        # The bound address of a packet socket carries the link's hardware type and address
+        # (packet(7), sockaddr_ll): no netlink lookup needed.
+        _, _, _, hatype, raw_mac = sock.getsockname()
+        if hatype != ARPHRD_ETHER or len(raw_mac) != 6:
+            raise _Unusable(f"not an Ethernet link (hardware type {hatype})")
+        own_mac = _mac(raw_mac)
+        if isinstance(target, ipaddress.IPv4Address):
+            assert src is None or isinstance(src, ipaddress.IPv4Address)
+            request = arp_request(own_mac, src, target)
+        else:
+            assert src is None or isinstance(src, ipaddress.IPv6Address)
+            request = neighbor_solicitation(own_mac, src, target)
+        for _ in range(timing.tries):
+            sock.send(request)
+            deadline = time.monotonic() + timing.wait_s
+            found.update(dict.fromkeys(_listen(sock, deadline, target, own_mac)))
+            if found:
+                break
+    except _Unusable as e:
+        raise ProbeError(f"{failed}: {e}") from None
+    except OSError as e:
+        raise ProbeError(f"{failed}: {e.strerror or e}") from e
+    finally:
+        access.discard(sock)
+    return tuple(found)
