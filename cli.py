@@ -152,6 +152,19 @@ def _lab(args: argparse.Namespace) -> int:
     return EXIT_OK if all(r.healthy for r in rows) else EXIT_FAILURE
 
 
+def _diag(args: argparse.Namespace) -> int:
+    from spidernet.node.diag import command
+
+    return command.main(
+        args.target,
+        host_netns=args.host_netns,
+        to=args.to,
+        output=args.output,
+        probe=not args.no_probe,
+        socket=args.socket,
+    )
+
+
 def _add_socket(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--socket",
@@ -212,6 +225,36 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     lab.add_argument("--pods", type=int, default=3, help="pods to create (up; default 3)")
     lab.add_argument("--lab-dir", help="where the lab keeps its state (default /run/spidernet-lab)")
     lab.set_defaults(func=_lab)
+
+    diag = sub.add_parser(
+        "diag",
+        help="explain a pod's data path and name what is wrong",
+        description="Read the pod's and the host's interfaces, rules, routes, neighbours and "
+        "sysctls; ask the kernel's route lookup for each request and its reply (gateways, "
+        "host, cluster CIDRs, neighbours, --to); probe gateways and addresses with ARP/NDP; "
+        "compare with the IPAM records. Exit 0: no findings, 1: findings, 2: usage error.",
+    )
+    diag.add_argument(
+        "target",
+        metavar="TARGET",
+        help="a network namespace (name or path), a container ID, or NAMESPACE/POD",
+    )
+    diag.add_argument(
+        "--to",
+        action="append",
+        default=[],
+        metavar="ADDR[:PORT]",
+        help="also analyse the path to ADDR (repeatable; [V6ADDR]:PORT for IPv6 with a port)",
+    )
+    diag.add_argument(
+        "--host-netns",
+        metavar="NETNS",
+        help="the host side's namespace (default: this process's own, the node's)",
+    )
+    diag.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    diag.add_argument("--no-probe", action="store_true", help="send no ARP/NDP probes")
+    _add_socket(diag)
+    diag.set_defaults(func=_diag)
 
 
 def build_parser() -> argparse.ArgumentParser:

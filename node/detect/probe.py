@@ -56,7 +56,6 @@ ETH_P_ARP = 0x0806
 ETH_P_IPV6 = 0x86DD
 ARPHRD_ETHER = 1
 ARP_REPLY = 2
-ND_NEIGHBOR_SOLICIT = 135
 ND_NEIGHBOR_ADVERT = 136
 ND_OPT_TARGET_LINKADDR = 2
 IPPROTO_ICMPV6 = 58
@@ -73,7 +72,8 @@ SOLICITED_NODE = int(ipaddress.IPv6Address("ff02::1:ff00:0"))
 
 
 class ProbeError(Exception):
-    """Raised when the probe could not be sent or heard (link missing, down, not Ethernet)."""
+    """Raised when the probe could not be sent or heard: the link is missing, down, not
+    Ethernet or NOARP, or the socket failed."""
 
 
 @dataclass(frozen=True)
@@ -94,6 +94,9 @@ class Timing:
     def __post_init__(self) -> None:
         if self.tries < 1 or self.wait_s <= 0:
             raise ValueError(f"a probe needs tries >= 1 and wait_s > 0, not {self}")
+
+
+DEFAULT_TIMING = Timing()
 
 
 def _mac(raw: bytes) -> str:
@@ -153,15 +156,15 @@ def _parse_arp(frame: bytes, target: ipaddress.IPv4Address) -> str | None:
 def _checksum(data: bytes) -> int:
     if len(data) % 2:
         data += b"\0"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = sum(int(word) for word in struct.unpack(f"!{len(data) // 2}H", data))
     while total >> 16:
         total = (total & 0xFFFF) + (total >> 16)
     return total
 
 
-def _options(data: bytes) -> Iterator[tuple[int, bytes]] | None:
+def _options(data: bytes) -> list[tuple[int, bytes]] | None:
     """The (type, body) of each ND option (RFC 4861 §4.6), or None when one is malformed."""
-    found = []
+    found: list[tuple[int, bytes]] = []
     at = 0
     while at + 2 <= len(data):
         kind, units = data[at], data[at + 1]
@@ -169,7 +172,7 @@ def _options(data: bytes) -> Iterator[tuple[int, bytes]] | None:
             return None  # §7.1.2: an option of length zero invalidates the message
         found.append((kind, data[at + 2 : at + units * 8]))
         at += units * 8
-    return iter(found)
+    return found
 
 
 def _parse_na(frame: bytes, target: ipaddress.IPv6Address) -> str | None:
@@ -216,8 +219,12 @@ def _where(netns: str | None) -> str:
     return f"netns '{netns}'" if netns else "this process's netns"
 
 
+class _Unusable(Exception):
+    """A link that exists but cannot be probed (the cause of a ProbeError)."""
+
+
 def _check_link(sock: socket.socket, dev: str) -> None:
-    """Raise OSError or ProbeError's cause unless `dev` is an up link that resolves
+    """Raise OSError or _Unusable unless `dev` is an up link that resolves
     neighbours (the ioctl runs in the socket's namespace: sock_do_ioctl -> dev_ioctl)."""
     request = struct.pack("16s24x", dev.encode())
     flags = struct.unpack_from("16xH", fcntl.ioctl(sock.fileno(), SIOCGIFFLAGS, request))[0]
@@ -225,10 +232,6 @@ def _check_link(sock: socket.socket, dev: str) -> None:
         raise _Unusable("link is down")
     if flags & IFF_NOARP:
         raise _Unusable("link does not resolve neighbours (NOARP)")
-
-
-class _Unusable(Exception):
-    """A link that exists but cannot be probed (the cause of a ProbeError)."""
 
 
 def _listen(
@@ -247,6 +250,15 @@ def _listen(
             yield answer
 
 
+def _request(own_mac: str, src: IPAddress | None, target: IPAddress) -> bytes:
+    if isinstance(target, ipaddress.IPv4Address):
+        if src is None or isinstance(src, ipaddress.IPv4Address):
+            return arp_request(own_mac, src, target)
+    elif src is None or isinstance(src, ipaddress.IPv6Address):
+        return neighbor_solicitation(own_mac, src, target)
+    raise ValueError(f"source {src} and target {target} are of different families")
+
+
 def resolve(
     access: Namespaces,
     netns: str | None,
@@ -254,12 +266,14 @@ def resolve(
     target: IPAddress,
     *,
     src: IPAddress | None = None,
-    timing: Timing = Timing(),  # noqa: B008 - frozen, so one shared default is safe
+    timing: Timing = DEFAULT_TIMING,
 ) -> tuple[Answer, ...]:
     """Ask who has `target` on link `dev` in `netns` (None: this process's namespace) and
     return every distinct station that answered, in arrival order, `dev`'s own MAC
     excluded. `src` None sends an RFC 5227 / RFC 4862 probe, which disturbs no one's
     neighbour cache; with `src` (of `target`'s family) the request is an ordinary one.
+    Sends up to `timing.tries` requests and stops after the first wait that heard an
+    answer: with no answer, it takes tries * wait_s.
 
     Raises ProbeError when the link is missing, down, not Ethernet or NOARP, and NetnsGone
     when the namespace does not exist."""
@@ -281,12 +295,7 @@ def resolve(
         if hatype != ARPHRD_ETHER or len(raw_mac) != 6:
             raise _Unusable(f"not an Ethernet link (hardware type {hatype})")
         own_mac = _mac(raw_mac)
-        if isinstance(target, ipaddress.IPv4Address):
-            assert src is None or isinstance(src, ipaddress.IPv4Address)
-            request = arp_request(own_mac, src, target)
-        else:
-            assert src is None or isinstance(src, ipaddress.IPv6Address)
-            request = neighbor_solicitation(own_mac, src, target)
+        request = _request(own_mac, src, target)
         for _ in range(timing.tries):
             sock.send(request)
             deadline = time.monotonic() + timing.wait_s

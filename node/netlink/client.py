@@ -85,6 +85,10 @@ class _getroute(rtmsg):  # type: ignore[misc]
     to 29 RTA_DPORT), so a route lookup can carry a protocol and port as `ip route get
     ... ipproto tcp dport N` does."""
 
+    # pyroute2 compiles a class's attribute table on first use and marks the class done;
+    # the mark is looked up through the class hierarchy, so once rtmsg is compiled (any
+    # IPRoute call does it) a subclass would use rtmsg's table unless it has its own mark.
+    _nlmsg_base__compiled_nla = False
     nla_map = (
         *rtmsg.nla_map,
         ("RTA_PAD", "none"),
@@ -284,7 +288,10 @@ class Netlink:
         family = AF_INET if dst.version == 4 else AF_INET6
         full = 32 if family == AF_INET else 128
         msg = _getroute()
-        msg["family"], msg["flags"], msg["dst_len"] = family, RTM_F_LOOKUP_TABLE, full
+        # IPv6 answers always name their table, and a strict IPv6 request may carry no
+        # flag but RTM_F_FIB_MATCH (inet6_rtm_valid_getroute_req): EINVAL otherwise.
+        lookup_table = RTM_F_LOOKUP_TABLE if family == AF_INET else 0
+        msg["family"], msg["flags"], msg["dst_len"] = family, lookup_table, full
         attrs: list[tuple[str, Any]] = [("RTA_DST", str(dst))]
         if src is not None:
             msg["src_len"] = full

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
+import subprocess
 
 import pytest
 
@@ -130,3 +131,32 @@ def test_route_get_follows_policy_rules_and_reports_the_real_table(topo: Topolog
         assert arriving.type == 2  # RTN_LOCAL
         with pytest.raises(NotFound):
             nl.route_get(far, iif="nope")
+        # A TCP port takes part in the lookup (`ip route get ... ipproto tcp dport 443`).
+        nl.add_route(Route(dst=ipaddress.ip_network("0.0.0.0/0"), table=600, gateway=gw, oif=v1))
+        # (Rule records carry no port selector: the rule is added with `ip rule`.)
+        subprocess.run(
+            netns.exec_argv(
+                a, ["ip", "rule", "add", "ipproto", "tcp", "dport", "443", "table", "600"]
+            ),
+            check=True,
+        )
+        assert nl.route_get(far, dport=443).table == 600
+        assert nl.route_get(far, dport=80).table == 254
+
+
+def test_route_get_answers_for_ipv6_with_the_policy_table(topo: Topology) -> None:
+    # Regression: a strict-checked IPv6 RTM_GETROUTE may carry no RTM_F_LOOKUP_TABLE
+    # (the kernel answers EINVAL); IPv6 answers name their table anyway.
+    a, b = topo.namespace("a"), topo.namespace("b")
+    with netlink(netns.path_of(a)) as nl:
+        nl.add_veth("v0", "p0", peer_netns=netns.path_of(b))
+        nl.set_link("v0", state="up")
+        nl.add_address("v0", iface("2001:db8:1::10/64"))
+        gw = ipaddress.ip_address("2001:db8:1::1")
+        nl.add_route(
+            Route(dst=ipaddress.ip_network("::/0"), table=700, gateway=gw, oif=nl.index("v0"))
+        )
+        src = ipaddress.ip_address("2001:db8:1::10")
+        nl.add_rule(Rule(family=AF_INET6, priority=1000, table=700, src=ipaddress.ip_network(src)))
+        found = nl.route_get(ipaddress.ip_address("2001:db8:ff::9"), src=src)
+        assert (found.table, found.gateway, found.oif) == (700, gw, nl.index("v0"))

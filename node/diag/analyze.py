@@ -1,0 +1,302 @@
+"""From the kernel's answers to findings (pure). Each finding is one line that says what is
+wrong, and a command an operator can run to see it for themselves.
+
+| kind | when |
+|---|---|
+| asymmetric-reply | a request arriving on a NIC is answered through another link |
+| rp-filter-drop | the kernel's input lookup refuses a packet, rp_filter on (EXDEV / EINVAL) |
+| no-host-route | the host has no route to a pod address, or not through the pod's veth |
+| gateway-silent | a NIC's gateway does not answer ARP / Neighbor Solicitation |
+| address-conflict | another MAC answers for one of the pod's addresses |
+| ipam-mismatch | the IPAM record and the interface's addresses differ |
+| veth-mtu-mismatch | the two ends of the pod's veth pair have different MTUs |
+| default-route-nic | the main table's default route leaves by another NIC than it should |
+"""
+
+from __future__ import annotations
+
+import shlex
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+from spidernet.node.netlink.records import RT_TABLE_MAIN
+
+from .model import (
+    VETH0,
+    Answer,
+    Finding,
+    LookupSpec,
+    Path,
+    ProbeResult,
+    Record,
+    Side,
+    sysctl_key,
+)
+from .plan import nics
+
+KINDS = (
+    "asymmetric-reply",
+    "rp-filter-drop",
+    "no-host-route",
+    "gateway-silent",
+    "address-conflict",
+    "ipam-mismatch",
+    "veth-mtu-mismatch",
+    "default-route-nic",
+)
+
+
+def ip_command(side: Side, args: str) -> str:
+    """`ip ARGS` as run in the side's namespace, for an operator to paste."""
+    if side.netns is None:
+        return f"ip {args}"
+    if side.netns.startswith("/run/netns/") and side.netns.count("/") == 3:
+        return f"ip -n {side.netns.rsplit('/', 1)[1]} {args}"
+    return f"nsenter --net={shlex.quote(side.netns)} ip {args}"
+
+
+def exec_command(side: Side, argv: str) -> str:
+    """A command run inside the side's namespace, for an operator to paste."""
+    if side.netns is None:
+        return argv
+    if side.netns.startswith("/run/netns/") and side.netns.count("/") == 3:
+        return f"ip netns exec {side.netns.rsplit('/', 1)[1]} {argv}"
+    return f"nsenter --net={shlex.quote(side.netns)} {argv}"
+
+
+def route_get_args(spec: LookupSpec) -> str:
+    args = f"route get {spec.dst}"
+    if spec.src is not None:
+        args += f" from {spec.src}"
+    if spec.iif:
+        args += f" iif {spec.iif}"
+    if spec.port:
+        args += f" ipproto tcp dport {spec.port}"
+    return args
+
+
+@dataclass(frozen=True)
+class Answers:
+    """The kernel's answers, by question."""
+
+    lookups: Mapping[LookupSpec, Answer]
+    replies: Mapping[Path, LookupSpec]  # the reply lookups made for outbound paths
+    host: Mapping[LookupSpec, Answer]
+    probes: Sequence[ProbeResult]
+
+
+def _rp_filter(pod: Side, dev: str) -> str:
+    values = [
+        pod.sysctls.get(sysctl_key("net", "ipv4", "conf", n, "rp_filter"), "?")
+        for n in ("all", dev)
+    ]
+    return f"rp_filter all={values[0]} {dev}={values[1]}"
+
+
+def _filtered(pod: Side, answer: Answer | None, dev: str) -> bool:
+    """True when an input lookup on `dev` failed the way the reverse-path filter fails it:
+    EXDEV for a packet to be forwarded, EINVAL ("martian source") for one to be delivered
+    (ip_route_input_slow), with rp_filter on for `dev` (the larger of `all` and the link's
+    own value counts, ip-sysctl.rst)."""
+    if answer is None or answer.error not in ("EXDEV", "EINVAL"):
+        return False
+    values = [
+        pod.sysctls.get(sysctl_key("net", "ipv4", "conf", name, "rp_filter"), "0")
+        for name in ("all", dev)
+    ]
+    return max(int(v) if v.isdigit() else 0 for v in values) > 0
+
+
+def _path_findings(pod: Side, paths: Sequence[Path], answers: Answers) -> list[Finding]:
+    out: list[Finding] = []
+    for path in paths:
+        request = answers.lookups.get(path.request)
+        reply_spec = path.reply if path.direction == "inbound" else answers.replies.get(path)
+        reply = answers.lookups.get(reply_spec) if reply_spec is not None else None
+        name = path.target.name
+        if path.direction == "inbound" and _filtered(pod, request, path.nic):
+            out.append(
+                Finding(
+                    "rp-filter-drop",
+                    f"a request from {path.target.address} ({name}) arriving on {path.nic} "
+                    f"for {path.local} is dropped by the reverse-path filter "
+                    f"({_rp_filter(pod, path.nic)})",
+                    ip_command(pod, route_get_args(path.request)),
+                )
+            )
+            continue
+        if reply is None or reply_spec is None:
+            continue
+        if path.direction == "inbound" and reply.dev and reply.dev != path.nic:
+            out.append(
+                Finding(
+                    "asymmetric-reply",
+                    f"a request from {path.target.address} ({name}) arriving on "
+                    f"{path.nic} for {path.local} is answered through {reply.dev}",
+                    ip_command(pod, route_get_args(reply_spec)),
+                )
+            )
+        if path.direction == "outbound" and _filtered(pod, reply, reply_spec.iif):
+            out.append(
+                Finding(
+                    "rp-filter-drop",
+                    f"the reply from {path.target.address} ({name}) to {reply_spec.dst}, "
+                    f"arriving on {reply_spec.iif}, is dropped by the reverse-path filter "
+                    f"({_rp_filter(pod, reply_spec.iif)})",
+                    ip_command(pod, route_get_args(reply_spec)),
+                )
+            )
+    return out
+
+
+def _host_peer(pod: Side, host: Side | None) -> str:
+    """The host end of the pod's veth0 (by the peer index veth0 names), or ""."""
+    veth0 = pod.link(VETH0)
+    if veth0 is None or host is None or veth0.link is None:
+        return ""
+    return next(
+        (
+            link.name
+            for link in host.state.links
+            if link.index == veth0.link and link.kind == "veth"
+        ),
+        "",
+    )
+
+
+def _host_findings(pod: Side, host: Side | None, answers: Answers) -> list[Finding]:
+    if host is None:
+        return []
+    out: list[Finding] = []
+    peer = _host_peer(pod, host)
+    for spec, answer in answers.host.items():
+        confirm = ip_command(host, route_get_args(spec))
+        if answer.error:
+            out.append(
+                Finding(
+                    "no-host-route",
+                    f"the host has no route to the pod's {spec.dst}: {answer.message}",
+                    confirm,
+                )
+            )
+        elif pod.link(VETH0) is not None and answer.dev != peer:
+            want = f"its veth {peer}" if peer else "the pod's veth (its host end is missing)"
+            out.append(
+                Finding(
+                    "no-host-route",
+                    f"the host routes the pod's {spec.dst} through {answer.dev}, not {want}",
+                    confirm,
+                )
+            )
+    if pod.link(VETH0) is not None and peer:
+        inner, outer = pod.link(VETH0), host.link(peer)
+        if inner is not None and outer is not None and inner.mtu != outer.mtu:
+            out.append(
+                Finding(
+                    "veth-mtu-mismatch",
+                    f"the pod's {VETH0} has MTU {inner.mtu}, its host end {peer} {outer.mtu}",
+                    ip_command(pod, f"link show {VETH0}")
+                    + "; "
+                    + ip_command(host, f"link show {peer}"),
+                )
+            )
+    return out
+
+
+def _probe_findings(pod: Side, probes: Sequence[ProbeResult]) -> list[Finding]:
+    out: list[Finding] = []
+    for result in probes:
+        spec = result.spec
+        if result.error:
+            continue  # reported as unchecked by the caller
+        v4 = spec.address.version == 4
+        if spec.kind == "gateway" and not result.macs:
+            tool = (
+                f"arping -c 3 -I {spec.nic} {spec.address}"
+                if v4
+                else (f"ndisc6 {spec.address} {spec.nic}")
+            )
+            out.append(
+                Finding(
+                    "gateway-silent",
+                    f"gateway {spec.address} of {spec.nic} does not answer "
+                    f"{'ARP' if v4 else 'Neighbor Solicitation'}",
+                    exec_command(pod, tool),
+                )
+            )
+        if spec.kind == "conflict" and result.macs:
+            tool = (
+                f"arping -D -c 3 -I {spec.nic} {spec.address}"
+                if v4
+                else (f"ndisc6 -1 {spec.address} {spec.nic}")
+            )
+            out.append(
+                Finding(
+                    "address-conflict",
+                    f"{spec.address} of {spec.nic} is also held by {', '.join(result.macs)}",
+                    exec_command(pod, tool),
+                )
+            )
+    return out
+
+
+def _ipam_findings(pod: Side, record: Record | None) -> list[Finding]:
+    if record is None:
+        return []
+    out: list[Finding] = []
+    where = f"{record.namespace}/{record.name}"
+    for nic in sorted(set(record.nics) | set(nics(pod))):
+        recorded = sorted({str(a.ip) for a in record.nics.get(nic, ())})
+        actual = sorted({str(a.ip) for a in pod.addresses_of(nic)})
+        if recorded == actual or (nic not in record.nics and not actual):
+            continue
+        out.append(
+            Finding(
+                "ipam-mismatch",
+                f"IPAM records {', '.join(recorded) or 'nothing'} for {nic} of {where}; "
+                f"the interface has {', '.join(actual) or 'nothing'}",
+                f"spidernet get spiderendpoint {record.name} -n {record.namespace} -o yaml; "
+                + ip_command(pod, f"address show dev {nic}"),
+            )
+        )
+    return out
+
+
+def _default_route_findings(pod: Side, expected: str) -> list[Finding]:
+    out: list[Finding] = []
+    if not expected:
+        return out
+    for route in pod.state.routes:
+        if route.table != RT_TABLE_MAIN or route.dst.prefixlen != 0:
+            continue
+        dev = pod.name_of(route.oif)
+        if dev and dev != expected:
+            family = f"IPv{route.dst.version}"
+            out.append(
+                Finding(
+                    "default-route-nic",
+                    f"the {family} default route leaves by {dev}, not {expected}",
+                    ip_command(pod, f"-{route.dst.version} route show default"),
+                )
+            )
+    return out
+
+
+def findings(  # noqa: PLR0917 - the analysis's inputs, each its own thing
+    pod: Side,
+    host: Side | None,
+    record: Record | None,
+    paths: Sequence[Path],
+    answers: Answers,
+    expected_default_nic: str,
+) -> list[Finding]:
+    """Every finding, in the order of KINDS, without repeats."""
+    found = [
+        *_path_findings(pod, paths, answers),
+        *_host_findings(pod, host, answers),
+        *_probe_findings(pod, answers.probes),
+        *_ipam_findings(pod, record),
+        *_default_route_findings(pod, expected_default_nic),
+    ]
+    unique = list(dict.fromkeys(found))
+    return sorted(unique, key=lambda f: KINDS.index(f.kind))

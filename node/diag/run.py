@@ -1,0 +1,192 @@
+"""`spidernet diag`: find the pod, read both sides, ask the kernel, probe, and analyse.
+
+Target selection: a network namespace (a path, or a name under /run/netns), a container ID
+(or its first 12+ characters), or `namespace/pod`; the last two through the control
+service's SpiderEndpoint records, which carry the sandbox's namespace. With the service
+down a namespace still works, and the report says what could not be checked.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+
+from spidernet.node import netns
+from spidernet.node.access.base import Namespaces
+from spidernet.node.detect import probe as arp
+
+from . import plan
+from .analyze import Answers, findings
+from .gather import Service, host_view, lookup, read_side, run_probe
+from .model import (
+    VETH0,
+    Answer,
+    Finding,
+    IPAddress,
+    LookupSpec,
+    Path,
+    ProbeResult,
+    Record,
+    Side,
+)
+
+
+class TargetError(Exception):
+    """The target names no namespace, container or pod that can be found."""
+
+
+@dataclass(frozen=True)
+class Options:
+    target: str
+    host_netns: str | None = None  # the host side; None: this process's own namespace
+    to: tuple[tuple[IPAddress, int], ...] = ()
+    probe: bool = True
+    timing: arp.Timing = field(default_factory=arp.Timing)
+
+
+@dataclass(frozen=True)
+class PathResult:
+    path: Path
+    request: Answer
+    reply_spec: LookupSpec | None
+    reply: Answer | None
+
+
+@dataclass(frozen=True)
+class Report:
+    netns: str
+    record: Record | None
+    pod: Side
+    host: Side | None
+    paths: tuple[PathResult, ...]
+    host_lookups: tuple[tuple[LookupSpec, Answer], ...]
+    probes: tuple[ProbeResult, ...]
+    expected_default_nic: str
+    findings: tuple[Finding, ...]
+    unchecked: tuple[str, ...]
+
+
+def resolve_target(text: str, service: Service) -> tuple[str, Record | None]:
+    """The namespace path of `text`, and the pod's record when the target named one."""
+    if not text:
+        raise TargetError("no target given")
+    if text.startswith(("/", ".")):
+        try:
+            netns.check(text)
+        except (netns.NetnsGone, netns.NotANetns) as e:
+            raise TargetError(str(e)) from e
+        return os.path.abspath(text), None
+    if "/" not in text and (netns.RUN_DIR / text).exists():
+        return netns.path_of(text), None
+    if text.count("/") == 1:
+        namespace, name = text.split("/")
+        record = service.by_pod(namespace, name)
+        if record is None:
+            why = service.problem or "the control service has no SpiderEndpoint for it"
+            raise TargetError(f"pod '{text}' not found: {why}")
+        return _netns_of(record), record
+    found = service.by_container(text)
+    if len(found) == 1:
+        return _netns_of(found[0]), found[0]
+    if len(found) > 1:
+        raise TargetError(f"container ID '{text}' is ambiguous: {len(found)} sandboxes match")
+    why = f" ({service.problem})" if service.problem else ""
+    raise TargetError(f"no network namespace, container or pod called '{text}'{why}")
+
+
+def _netns_of(record: Record) -> str:
+    if not record.netns:
+        raise TargetError(
+            f"the record of {record.namespace}/{record.name} names no network namespace "
+            "(an ADD made before records kept it); give the namespace instead"
+        )
+    try:
+        netns.check(record.netns)
+    except netns.NetnsGone as e:
+        raise TargetError(f"{record.namespace}/{record.name}: {e}") from e
+    return record.netns
+
+
+def _same_namespace(a: str | None, b: str | None) -> bool:
+    def ident(path: str | None) -> tuple[int, int]:
+        st = os.stat(path or "/proc/self/ns/net")
+        return st.st_dev, st.st_ino
+
+    return ident(a) == ident(b)
+
+
+def diagnose(options: Options, access: Namespaces, service: Service) -> Report:
+    """Everything `spidernet diag` reports about one pod (see the module's doc)."""
+    path, record = resolve_target(options.target, service)
+    unchecked: list[str] = []
+    if options.host_netns is not None:
+        try:
+            netns.check(options.host_netns)
+        except (netns.NetnsGone, netns.NotANetns) as e:
+            raise TargetError(f"--host-netns: {e}") from e
+    with ExitStack() as stack:
+        pod_nl = stack.enter_context(access.netlink(path))
+        pod = read_side(access, path, "pod", pod_nl)
+        if record is None:
+            record = service.by_addresses(pod)
+        if service.problem:
+            unchecked.append(f"IPAM records and SpiderCoordinator settings: {service.problem}")
+        elif record is None:
+            unchecked.append("IPAM records: no SpiderEndpoint holds the pod's addresses")
+        host: Side | None = None
+        host_answers: list[tuple[LookupSpec, Answer]] = []
+        if _same_namespace(path, options.host_netns):
+            unchecked.append("the host side: the pod's namespace is the host's")
+        else:
+            host_nl = stack.enter_context(access.netlink(options.host_netns))
+            whole = read_side(access, options.host_netns, "host", host_nl)
+            ips = [ip for _, ip in plan.all_pod_ips(pod, record)]
+            host = host_view(whole, pod, ips)
+            host_answers = [(s, lookup(host_nl, s)) for s in plan.host_lookups(pod, record)]
+        if pod.link(VETH0) is None:
+            unchecked.append("the host and cluster paths: the pod has no veth0 (no coordinator)")
+        goals = plan.targets(pod, record, options.to)
+        results: list[PathResult] = []
+        for p in plan.paths(pod, record, goals):
+            request = lookup(pod_nl, p.request)
+            reply_spec = p.reply if p.direction == "inbound" else plan.outbound_reply(p, request)
+            reply = lookup(pod_nl, reply_spec) if reply_spec is not None else None
+            results.append(PathResult(p, request, reply_spec, reply))
+    probes: list[ProbeResult] = []
+    if options.probe:
+        probes = [
+            run_probe(access, path, spec, options.timing) for spec in plan.probes(pod, record)
+        ]
+        unchecked += [
+            f"probe of {r.spec.address} on {r.spec.nic}: {r.error}" for r in probes if r.error
+        ]
+    else:
+        unchecked.append("ARP/NDP probes of gateways and addresses (--no-probe)")
+    configured = service.default_route_nic(record)
+    expected = plan.default_nic(pod, configured)
+    lookups = {r.path.request: r.request for r in results}
+    lookups |= {r.reply_spec: r.reply for r in results if r.reply_spec and r.reply}
+    answers = Answers(
+        lookups=lookups,
+        replies={r.path: r.reply_spec for r in results if r.reply_spec is not None},
+        host=dict(host_answers),
+        probes=probes,
+    )
+    found = findings(pod, host, record, [r.path for r in results], answers, expected)
+    return Report(
+        netns=path,
+        record=record,
+        pod=pod,
+        host=host,
+        paths=tuple(results),
+        host_lookups=tuple(host_answers),
+        probes=tuple(probes),
+        expected_default_nic=expected,
+        findings=tuple(found),
+        unchecked=tuple(unchecked),
+    )
+
+
+__all__: Sequence[str] = ["Options", "Report", "TargetError", "diagnose", "resolve_target"]
