@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from spidernet.node import netns
 from spidernet.node.access.base import Namespaces
 from spidernet.node.detect import probe as arp
+from spidernet.node.netlink.client import Netlink
+from spidernet.node.netlink.errors import NetlinkFailure
 
 from . import plan
 from .analyze import Answers, findings
@@ -40,7 +42,9 @@ class TargetError(Exception):
 @dataclass(frozen=True)
 class Options:
     target: str
-    host_netns: str | None = None  # the host side; None: this process's own namespace
+    # The host side. None: the namespace that holds the far end of the pod's veth0 (the
+    # coordinator's host veth), found by its namespace id; else this process's own.
+    host_netns: str | None = None
     to: tuple[tuple[IPAddress, int], ...] = ()
     probe: bool = True
     timing: arp.Timing = field(default_factory=arp.Timing)
@@ -109,12 +113,67 @@ def _netns_of(record: Record) -> str:
     return record.netns
 
 
+OWN_NETNS = "/proc/self/ns/net"
+
+
+def find_host(pod_nl: Netlink, pod: Side) -> str | None:
+    """The namespace that holds the peer of the pod's veth0 (IFLA_LINK_NETNSID names it by
+    an id the pod's namespace gave it; RTM_GETNSID asks which id each candidate has):
+    this process's own namespace, or one under /run/netns. None when the pod has no
+    veth0 or its peer is in neither; the caller then uses this process's namespace."""
+    veth0 = pod.link(VETH0)
+    if veth0 is None or veth0.link_netnsid is None:
+        return None
+    candidates = [OWN_NETNS, *sorted(netns.path_of(name) for name in netns.names())]
+    for path in candidates:
+        try:
+            nsid = pod_nl.nsid_of(path)
+        except (netns.NetnsGone, netns.NotANetns, NetlinkFailure):
+            continue
+        if nsid == veth0.link_netnsid:
+            return path
+    return None
+
+
 def _same_namespace(a: str | None, b: str | None) -> bool:
     def ident(path: str | None) -> tuple[int, int]:
         st = os.stat(path or "/proc/self/ns/net")
         return st.st_dev, st.st_ino
 
     return ident(a) == ident(b)
+
+
+def _host_path(options: Options, pod_nl: Netlink, pod: Side, unchecked: list[str]) -> str | None:
+    if options.host_netns is not None:
+        return options.host_netns
+    found = find_host(pod_nl, pod)
+    if found is None and pod.link(VETH0) is not None:
+        unchecked.append(
+            "where veth0's peer lives: not in this namespace nor under /run/netns; "
+            "the host side is this process's namespace (--host-netns chooses)"
+        )
+    return None if found in (None, OWN_NETNS) else found
+
+
+def _paths(pod_nl: Netlink, pod: Side, record: Record | None, options: Options) -> list[PathResult]:
+    results: list[PathResult] = []
+    for p in plan.paths(pod, record, plan.targets(pod, record, options.to)):
+        request = lookup(pod_nl, p.request)
+        reply_spec = p.reply if p.direction == "inbound" else plan.outbound_reply(p, request)
+        reply = lookup(pod_nl, reply_spec) if reply_spec is not None else None
+        results.append(PathResult(p, request, reply_spec, reply))
+    return results
+
+
+def _probes(
+    access: Namespaces, path: str, pod: Side, record: Record | None, options: Options
+) -> tuple[list[ProbeResult], list[str]]:
+    if not options.probe:
+        return [], ["ARP/NDP probes of gateways and addresses (--no-probe)"]
+    specs = plan.probes(pod, record)
+    results = [run_probe(access, path, spec, options.timing) for spec in specs]
+    errors = [f"probe of {r.spec.address} on {r.spec.nic}: {r.error}" for r in results if r.error]
+    return results, errors
 
 
 def diagnose(options: Options, access: Namespaces, service: Service) -> Report:
@@ -126,46 +185,31 @@ def diagnose(options: Options, access: Namespaces, service: Service) -> Report:
             netns.check(options.host_netns)
         except (netns.NetnsGone, netns.NotANetns) as e:
             raise TargetError(f"--host-netns: {e}") from e
+    host: Side | None = None
+    host_answers: list[tuple[LookupSpec, Answer]] = []
     with ExitStack() as stack:
         pod_nl = stack.enter_context(access.netlink(path))
         pod = read_side(access, path, "pod", pod_nl)
+        host_path = _host_path(options, pod_nl, pod, unchecked)
         if record is None:
             record = service.by_addresses(pod)
         if service.problem:
             unchecked.append(f"IPAM records and SpiderCoordinator settings: {service.problem}")
         elif record is None:
             unchecked.append("IPAM records: no SpiderEndpoint holds the pod's addresses")
-        host: Side | None = None
-        host_answers: list[tuple[LookupSpec, Answer]] = []
-        if _same_namespace(path, options.host_netns):
+        if _same_namespace(path, host_path):
             unchecked.append("the host side: the pod's namespace is the host's")
         else:
-            host_nl = stack.enter_context(access.netlink(options.host_netns))
-            whole = read_side(access, options.host_netns, "host", host_nl)
-            ips = [ip for _, ip in plan.all_pod_ips(pod, record)]
-            host = host_view(whole, pod, ips)
+            host_nl = stack.enter_context(access.netlink(host_path))
+            whole = read_side(access, host_path, "host", host_nl)
+            host = host_view(whole, pod, [ip for _, ip in plan.all_pod_ips(pod, record)])
             host_answers = [(s, lookup(host_nl, s)) for s in plan.host_lookups(pod, record)]
         if pod.link(VETH0) is None:
             unchecked.append("the host and cluster paths: the pod has no veth0 (no coordinator)")
-        goals = plan.targets(pod, record, options.to)
-        results: list[PathResult] = []
-        for p in plan.paths(pod, record, goals):
-            request = lookup(pod_nl, p.request)
-            reply_spec = p.reply if p.direction == "inbound" else plan.outbound_reply(p, request)
-            reply = lookup(pod_nl, reply_spec) if reply_spec is not None else None
-            results.append(PathResult(p, request, reply_spec, reply))
-    probes: list[ProbeResult] = []
-    if options.probe:
-        probes = [
-            run_probe(access, path, spec, options.timing) for spec in plan.probes(pod, record)
-        ]
-        unchecked += [
-            f"probe of {r.spec.address} on {r.spec.nic}: {r.error}" for r in probes if r.error
-        ]
-    else:
-        unchecked.append("ARP/NDP probes of gateways and addresses (--no-probe)")
-    configured = service.default_route_nic(record)
-    expected = plan.default_nic(pod, configured)
+        results = _paths(pod_nl, pod, record, options)
+    probes, probe_errors = _probes(access, path, pod, record, options)
+    unchecked += probe_errors
+    expected = plan.default_nic(pod, service.default_route_nic(record))
     lookups = {r.path.request: r.request for r in results}
     lookups |= {r.reply_spec: r.reply for r in results if r.reply_spec and r.reply}
     answers = Answers(

@@ -26,6 +26,7 @@ from pyroute2.netlink.rtnl import (
     RTM_GETADDR,
     RTM_GETLINK,
     RTM_GETNEIGH,
+    RTM_GETNSID,
     RTM_GETROUTE,
     RTM_GETRULE,
     RTM_NEWLINK,
@@ -37,6 +38,7 @@ from pyroute2.netlink.rtnl.fibmsg import fibmsg
 from pyroute2.netlink.rtnl.ifaddrmsg import ifaddrmsg
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
+from pyroute2.netlink.rtnl.nsidmsg import nsidmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from spidernet.node.netns import check, open_socket_in
@@ -314,6 +316,22 @@ class Netlink:
             scope=m["scope"],
             type=m["type"],
         )
+
+    def nsid_of(self, netns_path: str) -> int | None:
+        """The id this namespace gives the namespace at `netns_path` (RTM_GETNSID with
+        NETNSA_FD), the id a veth names its peer's namespace by (IFLA_LINK_NETNSID); None
+        when it has given that namespace no id. Raises NetnsGone."""
+        check(netns_path)
+        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        try:
+            msg = nsidmsg()
+            msg["attrs"] = [("NETNSA_FD", fd)]
+            [m, *_] = self._get("look up", f"the id of '{netns_path}'", msg, RTM_GETNSID)
+        finally:
+            os.close(fd)
+        nsid = m.get_attr("NETNSA_NSID")
+        # NETNSA_NSID_NOT_ASSIGNED is -1, which the unsigned attribute shows as 2**32 - 1.
+        return None if nsid is None or nsid in (-1, 0xFFFFFFFF) else int(nsid)
 
     def rules(self) -> list[Rule]:
         """Every IPv4 and IPv6 policy routing rule."""

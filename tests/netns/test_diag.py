@@ -108,12 +108,15 @@ class Pod:
     def path(self) -> str:
         return netns.path_of(self.ns)
 
-    def diag(self, *to: str, target: str = "", probe: bool = True) -> tuple[int, dict[str, Any]]:
-        """Run diag (JSON) on this pod, check the document against the schema."""
+    def diag(
+        self, *to: str, target: str = "", probe: bool = True, find_host: bool = False
+    ) -> tuple[int, dict[str, Any]]:
+        """Run diag (JSON) on this pod, check the document against the schema. The host
+        side is named, unless `find_host`: then diag finds it by veth0's peer."""
         out, err = io.StringIO(), io.StringIO()
         status = command.main(
             target or self.ns,
-            host_netns=self.world.host,
+            host_netns=None if find_host else self.world.host,
             to=to,
             output="json",
             probe=probe,
@@ -235,6 +238,12 @@ def test_the_target_can_be_a_path_a_pod_or_a_container_id(underlay: Pod) -> None
         assert (status, doc["target"]["netns"], doc["target"]["pod"]) == (0, underlay.path, "t/p")
         assert doc["target"]["containerID"] == "ctr-diag-1"
         assert doc["unchecked"] == ["ARP/NDP probes of gateways and addresses (--no-probe)"]
+
+
+def test_the_host_side_is_where_veth0s_peer_is(underlay: Pod) -> None:
+    status, doc = underlay.diag(probe=False, find_host=True)
+    assert (status, doc["findings"]) == (0, [])
+    assert doc["host"]["netns"] == netns.path_of(underlay.world.host)
 
 
 def test_a_healthy_pod_with_two_nics_has_no_findings(multi: Pod) -> None:
