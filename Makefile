@@ -47,6 +47,7 @@ run: setup
 	@$(VENV)/bin/spidernet lab up --pods $(LAB_PODS)
 	@echo "lab is up: '$(VENV)/bin/spidernet lab status' shows it, '$(VENV)/bin/spidernet lab down' removes it;"
 	@echo "'SPIDERNET_SOCKET=/run/spidernet-lab/spidernet.sock $(VENV)/bin/spidernet get pools' asks its service."
+	@echo "'SPIDERNET_SOCKET=/run/spidernet-lab/spidernet.sock $(VENV)/bin/spidernet diag lab/pod1' explains a pod's data path."
 
 test: setup
 	@$(PY) tests/lanes.py

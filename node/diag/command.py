@@ -28,18 +28,20 @@ def _print_tables(doc: dict[str, object], out: TextIO) -> None:
     from rich.box import SIMPLE_HEAD
     from rich.console import Console
     from rich.table import Table
+    from rich.text import Text
 
-    console = Console(file=out, width=200, highlight=False, soft_wrap=True)
+    # No console markup: addresses, queries and "[table 100]" are printed as they are.
+    console = Console(file=out, width=200, highlight=False, soft_wrap=True, markup=False)
     target = doc["target"]
     assert isinstance(target, dict)
     pod = f" ({target['pod']})" if target.get("pod") else ""
-    console.print(f"[bold]pod {target['netns']}{pod}[/bold]")
+    console.print(f"pod {target['netns']}{pod}", style="bold")
     for title, columns, rows in tables(doc):
         table = Table(title=title, title_justify="left", box=SIMPLE_HEAD, header_style="bold")
         for column in columns:
             table.add_column(column)
         for row in rows:
-            table.add_row(*row)
+            table.add_row(*(Text(cell) for cell in row))
         console.print(table)
     findings = doc["findings"]
     unchecked = doc["unchecked"]
@@ -48,9 +50,9 @@ def _print_tables(doc: dict[str, object], out: TextIO) -> None:
     for line in unchecked:
         console.print(f"not checked: {line}")
     if not findings:
-        console.print("[bold]no findings[/bold]")
+        console.print("no findings", style="bold")
         return
-    console.print(f"[bold]{len(findings)} finding{'s' if len(findings) != 1 else ''}[/bold]")
+    console.print(f"{len(findings)} finding{'s' if len(findings) != 1 else ''}", style="bold")
     for f in findings:
         console.print(f"- {f['kind']}: {f['message']}\n    confirm: {f['confirm']}")
 
