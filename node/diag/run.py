@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 
@@ -114,6 +115,7 @@ def _netns_of(record: Record) -> str:
 
 
 OWN_NETNS = "/proc/self/ns/net"
+PROBES_AT_ONCE = 8
 
 
 def find_host(pod_nl: Netlink, pod: Side) -> str | None:
@@ -171,13 +173,18 @@ def _probes(
     if not options.probe:
         return [], ["ARP/NDP probes of gateways and addresses (--no-probe)"]
     specs = plan.probes(pod, record)
-    results = [run_probe(access, path, spec, options.timing) for spec in specs]
+    # At once: a probe nobody answers waits out all its tries (0.6 s by default), and the
+    # healthy answer to "does anyone else hold this address?" is silence. Each probe has
+    # its own socket and keeps only answers about its own address.
+    with ThreadPoolExecutor(max_workers=max(1, min(PROBES_AT_ONCE, len(specs)))) as pool:
+        results = list(pool.map(lambda spec: run_probe(access, path, spec, options.timing), specs))
     errors = [f"probe of {r.spec.address} on {r.spec.nic}: {r.error}" for r in results if r.error]
     return results, errors
 
 
 def diagnose(options: Options, access: Namespaces, service: Service) -> Report:
-    """Everything `spidernet diag` reports about one pod (see the module's doc)."""
+    """Everything `spidernet diag` reports about one pod (see the module's doc). Probes
+    run from several threads at once: `access` must be safe for that (the broker is)."""
     path, record = resolve_target(options.target, service)
     unchecked: list[str] = []
     if options.host_netns is not None:
