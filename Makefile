@@ -11,7 +11,7 @@ PY := $(VENV)/bin/python
 # (python3-bpfcc; the PyPI "bcc" is another project); gcc and libc6-dev to compile the
 # spidernet-ipam forwarder (install-cni falls back to a slower Python one without them);
 # nftables for the coordinator's reply-path marking inside pods.
-APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc gcc libc6-dev nftables
+APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc linux-headers-amd64 gcc libc6-dev nftables
 VENV_STAMP := $(VENV)/.spidernet-installed
 
 .PHONY: help run test bench setup deps venv lint typecheck contracts unit netns package clean
@@ -19,7 +19,7 @@ VENV_STAMP := $(VENV)/.spidernet-installed
 help:
 	@echo "make run    install what is missing, then run the lab"
 	@echo "make test   install what is missing, then run every test lane"
-	@echo "make bench  spidernet-ipam vs host-local, allocation vs pool fill (BENCH_ARGS=--quick)"
+	@echo "make bench  spidernet-ipam vs host-local, allocation vs pool fill, the CNI chain, detection (BENCH_ARGS=--quick)"
 
 setup: deps venv
 
@@ -28,7 +28,7 @@ deps:
 	@missing=$$(for p in $(APT_PACKAGES); do dpkg-query -W -f='$${Status}\n' $$p 2>/dev/null | grep -q '^install ok installed' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 		echo "installing Debian packages: $$missing"; \
-		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; \
+		apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
 # The venv sees Debian's bcc through --system-site-packages (DESIGN.md, "Environment facts").
@@ -54,11 +54,14 @@ test: setup
 
 # spidernet-ipam vs Go host-local per call, and allocation vs pool size and fill; then the full
 # chain (macvlan + spidernet-ipam + spidernet-coordinator vs Go macvlan + host-local) in
-# network namespaces: tables on stdout, bench/results/{ipam,chain}.{json,png}.
-# BENCH_ARGS (e.g. --quick) goes to both.
+# network namespaces: tables on stdout, bench/results/{ipam,chain}.{json,png}; then what
+# ARP/NDP detection costs (one probe per profile; ADD with detection off and on),
+# bench/results/detect.json.
+# BENCH_ARGS (e.g. --quick) goes to each.
 bench: setup
 	@$(PY) -m bench.ipam $(BENCH_ARGS)
 	@$(PY) -m bench.chain $(BENCH_ARGS)
+	@$(PY) -m bench.detect $(BENCH_ARGS)
 
 lint typecheck contracts unit netns package: setup
 	@$(PY) tests/lanes.py $@

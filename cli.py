@@ -40,6 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
     import trio
 
     from spidernet.control.client import socket_path, state_dir
+    from spidernet.control.service.detection import Settings
     from spidernet.control.service.serve import ServeConfig, ServiceError, serve
 
     metrics: tuple[str, int] | None = None
@@ -54,6 +55,9 @@ def _serve(args: argparse.Namespace) -> int:
         state_dir=state_dir(args.state_dir),
         metrics=metrics,
         node=args.node,
+        detection=Settings(
+            args.ip_conflict_detection, args.gateway_detection, args.detection_profile
+        ),
     )
 
     async def main() -> None:
@@ -165,6 +169,28 @@ def _diag(args: argparse.Namespace) -> int:
     )
 
 
+def _detect_probe(args: argparse.Namespace) -> int:
+    from spidernet.node.detect import command
+
+    return command.probe_main(
+        args.netns, args.iface, args.ip, gateway=args.gateway, profile_name=args.profile
+    )
+
+
+def _detect_watch(args: argparse.Namespace) -> int:
+    from spidernet.node.detect import command
+
+    return command.watch_main(
+        args.iface,
+        netns_ref=args.netns,
+        watch=args.watch,
+        records=not args.no_records,
+        backend=args.backend,
+        duration_s=args.duration,
+        socket=args.socket,
+    )
+
+
 def _add_socket(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--socket",
@@ -188,6 +214,24 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         help="Prometheus metrics HOST:PORT on loopback, or 'off' (default: 127.0.0.1:5711)",
     )
     serve.add_argument("--node", help="this node's name (default: the host name)")
+    serve.add_argument(
+        "--ip-conflict-detection",
+        action="store_true",
+        help="at ADD, probe each new address (ARP/NDP) and replace one another station holds "
+        "(a network's ipam enableIPConflictDetection overrides)",
+    )
+    serve.add_argument(
+        "--gateway-detection",
+        action="store_true",
+        help="at ADD, fail when the pool's gateway does not answer ARP/NDP "
+        "(a network's ipam enableGatewayDetection overrides)",
+    )
+    serve.add_argument(
+        "--detection-profile",
+        choices=["fast", "rfc"],
+        default="fast",
+        help="probe timing: fast (3 x 100 ms, Spiderpool's) or rfc (RFC 5227 / RFC 4862)",
+    )
     serve.set_defaults(func=_serve)
 
     apply = sub.add_parser("apply", help="create or update resources from a YAML/JSON file")
@@ -226,6 +270,9 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     lab.add_argument("--lab-dir", help="where the lab keeps its state (default /run/spidernet-lab)")
     lab.set_defaults(func=_lab)
 
+
+def _node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """`spidernet diag` and `spidernet detect`."""
     diag = sub.add_parser(
         "diag",
         help="explain a pod's data path and name what is wrong",
@@ -256,6 +303,49 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     _add_socket(diag)
     diag.set_defaults(func=_diag)
 
+    detect = sub.add_parser(
+        "detect",
+        help="ARP/NDP probes: address conflicts and gateway reachability",
+        description="probe: is an address free on a pod's link, and does its gateway answer? "
+        "Exit 0 free, 1 conflict or gateway silent, 2 usage error.",
+    )
+    detect_sub = detect.add_subparsers(dest="detect_command", metavar="ACTION", required=True)
+    probe = detect_sub.add_parser("probe", help="probe an address (and a gateway) once")
+    probe.add_argument("--netns", required=True, help="the pod's namespace (name or path)")
+    probe.add_argument("--iface", required=True, help="the pod's link to probe on")
+    probe.add_argument("--ip", required=True, help="the address to check")
+    probe.add_argument("--gateway", help="also ask whether this gateway answers")
+    probe.add_argument(
+        "--profile",
+        choices=["fast", "rfc"],
+        default="fast",
+        help="fast: 3 tries, 100 ms each (Spiderpool's); rfc: RFC 5227 / RFC 4862 timings",
+    )
+    probe.set_defaults(func=_detect_probe)
+    watch = detect_sub.add_parser(
+        "watch",
+        help="report claims on watched addresses from other MACs as they happen",
+        description="Watch a link for ARP replies, gratuitous ARPs and Neighbor "
+        "Advertisements that claim a watched address from another MAC (eBPF tc program; "
+        "a packet socket where eBPF cannot run). Exit 0 none seen, 1 seen, 2 usage.",
+    )
+    watch.add_argument("--iface", required=True, help="the link to watch (the underlay master)")
+    watch.add_argument("--netns", help="the link's namespace (default: this one)")
+    watch.add_argument(
+        "--watch",
+        action="append",
+        default=[],
+        metavar="IP=MAC",
+        help="an address and its owner's MAC (repeatable)",
+    )
+    watch.add_argument(
+        "--no-records", action="store_true", help="do not watch the SpiderEndpoint records"
+    )
+    watch.add_argument("--backend", choices=["auto", "ebpf", "scapy"], default="auto")
+    watch.add_argument("--duration", type=float, help="stop after this many seconds")
+    _add_socket(watch)
+    watch.set_defaults(func=_detect_watch)
+
 
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser for every subcommand."""
@@ -285,6 +375,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.set_defaults(func=_install_cni)
     _resource_commands(sub)
+    _node_commands(sub)
     return parser
 
 

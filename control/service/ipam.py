@@ -40,6 +40,7 @@ from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.ipam.plugin import Address, IpamCall
 
 from . import endpoints as ep
+from .detection import CannotProbe, Detector, Unreachable
 from .metrics import Metrics
 from .pools import PoolView
 from .workloads import facts, stateful_valid
@@ -55,6 +56,18 @@ def _cni_error(e: AllocationError) -> CNIError:
         Reason.EXHAUSTED: Code.ADDRESSES_EXHAUSTED,
     }[e.reason]
     return CNIError(code, e.message)
+
+
+# Addresses tried for one interface before an ADD with conflict detection gives up.
+DETECT_ATTEMPTS = 3
+
+
+def _conflict_error(call: IpamCall, conflicts: Sequence[str]) -> CNIError:
+    return CNIError(
+        Code.IP_CONFLICT,
+        f"no free address for {call.ifname}: {'; '.join(conflicts)}",
+        "every address tried is held by another station (ARP/NDP probe); each was released",
+    )
 
 
 @contextmanager
@@ -77,8 +90,10 @@ class IpamCore:
         node: str | None = None,
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
+        detector: Detector | None = None,
     ) -> None:
         self.store = store
+        self.detector = detector
         self.node = node or socket.gethostname()
         self.rng = rng or random.SystemRandom()
         self.view = PoolView(store)
@@ -88,11 +103,12 @@ class IpamCore:
     # -- the Backend protocol -------------------------------------------------------------
 
     def allocate(self, call: IpamCall) -> Sequence[Address]:
-        """Addresses for the call's pod; the same ones again for the same sandbox."""
+        """Addresses for the call's pod; the same ones again for the same sandbox. With
+        detection on (detection.py), addresses other stations hold are released and others
+        allocated, and an unreachable gateway fails the call with nothing left allocated."""
         start = time.perf_counter()
         try:
-            with self._lock, _store_errors(f"allocate for {call.container_id}"):
-                out = self._allocate(call)
+            out = self._allocate_checked(call)
         except AllocationError as e:
             self.metrics.allocation_failures.labels(e.reason.value).inc()
             raise _cni_error(e) from e
@@ -207,8 +223,62 @@ class IpamCore:
             leases = [lease for lease in leases if lease.interface in only]
         return leases
 
-    def _allocate(self, call: IpamCall) -> list[Address]:
-        skip: set[tuple[str, int]] = set()
+    def _allocate_checked(self, call: IpamCall) -> list[Address]:
+        settings = self.detector.settings(call.conf) if self.detector is not None else None
+        avoid: set[tuple[str, int]] = set()
+        conflicts: list[str] = []
+        for _ in range(DETECT_ATTEMPTS):
+            try:
+                with self._lock, _store_errors(f"allocate for {call.container_id}"):
+                    out = self._allocate(call, avoid)
+                    pools = self._pools_of(call)
+            except AllocationError as e:
+                if not conflicts:
+                    raise
+                raise _conflict_error(call, conflicts) from e
+            if self.detector is None or settings is None or not settings.enabled:
+                return out
+            try:
+                problem = self.detector.check(call.netns, call.ifname, out, settings)
+            except CannotProbe as e:
+                self._undo(call)
+                raise CNIError(
+                    Code.INTERNAL, f"failed to check the new addresses of {call.ifname}: {e}"
+                ) from e
+            if problem is None:
+                return out
+            self._undo(call)
+            if isinstance(problem, Unreachable):
+                self.metrics.detections.labels("gateway").inc()
+                raise CNIError(
+                    Code.GATEWAY_UNREACHABLE,
+                    f"{problem.describe(call.ifname)}: its addresses were released",
+                )
+            self.metrics.detections.labels("conflict").inc()
+            conflicts.append(problem.describe(call.ifname))
+            avoid |= {(pools[str(ip)], int(ip)) for ip, _ in problem.held if str(ip) in pools}
+        raise _conflict_error(call, conflicts)
+
+    def _pools_of(self, call: IpamCall) -> dict[str, str]:
+        """Address (no prefix) -> pool, for the call's interface."""
+        current = self._endpoint(facts(self.store, call, self.node))
+        if current is None:
+            return {}
+        out = {}
+        for entry in ep.entries_of(current.body):
+            if entry.get("interface") != call.ifname:
+                continue
+            for fam in ("ipv4", "ipv6"):
+                if entry.get(fam) and entry.get(f"{fam}Pool"):
+                    out[str(entry[fam]).split("/", 1)[0]] = str(entry[f"{fam}Pool"])
+        return out
+
+    def _undo(self, call: IpamCall) -> None:
+        with self._lock, _store_errors(f"release for {call.container_id}"):
+            self._release(call)
+
+    def _allocate(self, call: IpamCall, avoid: set[tuple[str, int]] | None = None) -> list[Address]:
+        skip: set[tuple[str, int]] = set(avoid or ())
         for _ in range(ATTEMPTS):
             pod = facts(self.store, call, self.node)
             current = self._endpoint(pod)

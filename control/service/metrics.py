@@ -58,6 +58,12 @@ class Metrics:
             "Claims lost to a concurrent writer and retried",
             registry=r,
         )
+        self.detections = Counter(
+            "spidernet_ipam_detection_counts",
+            "ADD-time probes that found a conflicting address or a silent gateway",
+            ["kind"],
+            registry=r,
+        )
         self.releases = Counter("spidernet_ipam_release_counts", "DEL/GC releases", registry=r)
         self.release_failures = Counter(
             "spidernet_ipam_release_failure_counts", "Failed releases", registry=r

@@ -10,7 +10,7 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
@@ -20,6 +20,7 @@ from spidernet.control.store.embedded import open_store
 from spidernet.node.access.broker import Broker, BrokerError
 
 from .app import App, default_uids
+from .detection import Detector, Settings
 from .http import Handler, Request, Response, serve_connection
 from .ipam import IpamCore
 
@@ -39,6 +40,8 @@ class ServeConfig:
     state_dir: Path = Path(DEFAULT_STATE_DIR)
     metrics: tuple[str, int] | None = DEFAULT_METRICS
     node: str | None = None
+    # ADD-time probes, unless a network's ipam section says otherwise (detection.py).
+    detection: Settings = field(default_factory=Settings)
 
 
 @dataclass(frozen=True)
@@ -118,7 +121,7 @@ async def serve(
             await trio.to_thread.run_sync(broker.ping)
         except (BrokerError, OSError) as e:
             raise ServiceError(f"failed to start the namespace broker: {e}") from e
-        core = IpamCore(store, node=config.node)
+        core = IpamCore(store, node=config.node, detector=Detector(broker, config.detection))
         app = App(
             store, core, allowed_uids=default_uids(), state_dir=config.state_dir, access=broker
         )

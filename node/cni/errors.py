@@ -30,6 +30,10 @@ class Code(enum.IntEnum):
     NO_POOL = 110
     # spidernet-ipam: the candidate pools have no free address.
     ADDRESSES_EXHAUSTED = 111
+    # spidernet-ipam with detection on: every address tried is held by another station.
+    IP_CONFLICT = 112
+    # spidernet-ipam with detection on: the pool's gateway does not answer ARP / NDP.
+    GATEWAY_UNREACHABLE = 113
     # The Go library's catch-all for unexpected failures.
     INTERNAL = 999
 

@@ -22,10 +22,11 @@ A probe from another node (sender 0.0.0.0, or an NS from ::) is not an answer: i
 holder. RFC 5227 §2.1.1 and RFC 4862 §5.4.3 count one as a conflict for an address being
 claimed; arping -D does not, and neither does this module.
 
-Timing: `tries` requests, `wait_s` of listening after each; the probe stops after the first
-window in which an answer arrived. The RFC timings (3 probes 1-2 s apart, then 2 s) are for
-a host that claims an address in an unknown network; a pod's link answers in microseconds,
-and RFC 5227 §2.2 allows shorter timeouts on such links.
+Timing (`Timing`, `profile`): `tries` requests, a listening window after each; the probe
+stops after the first window in which an answer arrived. The RFC timings (3 probes 1-2 s
+apart, then 2 s) are for a host that claims an address in an unknown network; a pod's link
+answers in microseconds, and RFC 5227 §2.2 allows shorter timeouts on such links: the
+`fast` profile is Spiderpool's, the `rfc` profile the standards'.
 
 The socket is a packet socket the `Namespaces` opened in the namespace (no thread of ours
 enters it, STYLE.md §5). It is opened with protocol 0, which receives nothing, and bound to
@@ -39,6 +40,7 @@ from __future__ import annotations
 
 import fcntl
 import ipaddress
+import random
 import socket
 import struct
 import time
@@ -86,17 +88,59 @@ class Answer:
 
 @dataclass(frozen=True)
 class Timing:
-    """How many requests to send, and how long to listen after each."""
+    """How many requests to send and how long to listen: before the first (a random
+    0..`initial_wait_s`, listening already), after each (`wait_s` plus a random
+    0..`jitter_s`), and after the last (`last_wait_s` when set)."""
 
     tries: int = 3
     wait_s: float = 0.2
+    jitter_s: float = 0.0
+    initial_wait_s: float = 0.0
+    last_wait_s: float | None = None
 
     def __post_init__(self) -> None:
         if self.tries < 1 or self.wait_s <= 0:
             raise ValueError(f"a probe needs tries >= 1 and wait_s > 0, not {self}")
+        if self.jitter_s < 0 or self.initial_wait_s < 0 or (self.last_wait_s or 0) < 0:
+            raise ValueError(f"a probe's waits cannot be negative: {self}")
+
+    def windows(self, rng: random.Random) -> tuple[float, list[float]]:
+        """The listening time before the first request, and after each request."""
+        first = rng.uniform(0, self.initial_wait_s) if self.initial_wait_s else 0.0
+        after = [
+            self.wait_s + (rng.uniform(0, self.jitter_s) if self.jitter_s else 0.0)
+            for _ in range(self.tries)
+        ]
+        if self.last_wait_s is not None:
+            after[-1] = self.last_wait_s
+        return first, after
 
 
 DEFAULT_TIMING = Timing()
+
+PROFILES = ("fast", "rfc")
+
+
+def profile(name: str, version: int) -> Timing:
+    """The timing of profile `name` for IP version `version`.
+
+    - `fast` (the default), Spiderpool's (reference/spiderpool.md §4.5): three requests,
+      100 ms of listening after each, stopping at the first answer; at most 300 ms when
+      nobody answers. RFC 5227 §2.2 allows shorter timeouts on links where answers are
+      fast, and a pod's segment is one.
+    - `rfc`, the standards' constants (reference/peers.md §8). IPv4, RFC 5227 §2.1.1: a
+      random wait of up to PROBE_WAIT (1 s), PROBE_NUM (3) probes PROBE_MIN..PROBE_MAX (1-2
+      s) apart, then ANNOUNCE_WAIT (2 s) after the last: 4-7 s. IPv6, RFC 4862 §5.4:
+      DupAddrDetectTransmits (1) Neighbor Solicitation after a random delay of up to
+      MAX_RTR_SOLICITATION_DELAY (1 s), then RetransTimer (1 s).
+    """
+    if name == "fast":
+        return Timing(tries=3, wait_s=0.1)
+    if name == "rfc":
+        if version == 4:
+            return Timing(tries=3, wait_s=1.0, jitter_s=1.0, initial_wait_s=1.0, last_wait_s=2.0)
+        return Timing(tries=1, wait_s=1.0, initial_wait_s=1.0)
+    raise ValueError(f"unknown probe profile '{name}' (known: {', '.join(PROFILES)})")
 
 
 def _mac(raw: bytes) -> str:
@@ -267,13 +311,17 @@ def resolve(
     *,
     src: IPAddress | None = None,
     timing: Timing = DEFAULT_TIMING,
+    rng: random.Random | None = None,
+    until_first: bool = False,
 ) -> tuple[Answer, ...]:
     """Ask who has `target` on link `dev` in `netns` (None: this process's namespace) and
     return every distinct station that answered, in arrival order, `dev`'s own MAC
     excluded. `src` None sends an RFC 5227 / RFC 4862 probe, which disturbs no one's
     neighbour cache; with `src` (of `target`'s family) the request is an ordinary one.
     Sends up to `timing.tries` requests and stops after the first wait that heard an
-    answer: with no answer, it takes tries * wait_s.
+    answer, or at the first answer with `until_first` (when one station is enough to know:
+    a gateway that answers, an address that is held): with no answer, it takes every
+    window of `timing`.
 
     Raises ProbeError when the link is missing, down, not Ethernet or NOARP, and NetnsGone
     when the namespace does not exist."""
@@ -296,12 +344,21 @@ def resolve(
             raise _Unusable(f"not an Ethernet link (hardware type {hatype})")
         own_mac = _mac(raw_mac)
         request = _request(own_mac, src, target)
-        for _ in range(timing.tries):
-            sock.send(request)
-            deadline = time.monotonic() + timing.wait_s
-            found.update(dict.fromkeys(_listen(sock, deadline, target, own_mac)))
+        first, windows = timing.windows(rng or random.Random())
+
+        def hear(deadline: float) -> None:
+            for answer in _listen(sock, deadline, target, own_mac):
+                found[answer] = None
+                if until_first:
+                    return
+
+        if first:
+            hear(time.monotonic() + first)
+        for window in windows:
             if found:
                 break
+            sock.send(request)
+            hear(time.monotonic() + window)
     except _Unusable as e:
         raise ProbeError(f"{failed}: {e}") from None
     except OSError as e:

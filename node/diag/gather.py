@@ -108,7 +108,16 @@ def lookup(nl: Netlink, spec: LookupSpec) -> Answer:
 
 def run_probe(access: Namespaces, netns: str, spec: ProbeSpec, timing: arp.Timing) -> ProbeResult:
     try:
-        answers = arp.resolve(access, netns, spec.nic, spec.address, src=spec.src, timing=timing)
+        # A gateway needs one answer; for an address, every station that holds it is named.
+        answers = arp.resolve(
+            access,
+            netns,
+            spec.nic,
+            spec.address,
+            src=spec.src,
+            timing=timing,
+            until_first=spec.kind == "gateway",
+        )
     except (arp.ProbeError, OSError) as e:
         return ProbeResult(spec, (), str(e))
     return ProbeResult(spec, tuple(sorted({a.mac for a in answers})))

@@ -23,6 +23,11 @@ ARGS_KEY = "spidernet.io"
 _STR_KEYS = ("type", "log_level", "log_file_path", "ipam_unix_socket_path")
 _INT_KEYS = ("log_file_max_size", "log_file_max_age", "log_file_max_count")
 _BOOL_KEYS = ("clean_gateway", "match_master_subnet")
+# Spiderpool's detection switches (agent settings there; per network here, over the node
+# service's own defaults) and the probe timing profile.
+_DETECT_KEYS = ("enableIPConflictDetection", "enableGatewayDetection")
+_PROFILE_KEY = "detectionProfile"
+PROFILES = ("fast", "rfc")
 _LIST_KEYS = ("default_ipv4_ippool", "default_ipv6_ippool")
 
 
@@ -34,6 +39,10 @@ class IpamConf:
     default_ipv6_ippool: tuple[str, ...] = ()
     clean_gateway: bool = False
     match_master_subnet: bool = False
+    # None: the node service's default decides.
+    ip_conflict_detection: bool | None = None
+    gateway_detection: bool | None = None
+    detection_profile: str | None = None
 
 
 @dataclass(frozen=True)
@@ -55,7 +64,7 @@ def _bad(key: str, why: str) -> CNIError:
 
 def parse_ipam(ipam: Mapping[str, Any]) -> IpamConf:
     """Check the `ipam` section; raises CNIError 7 naming the key."""
-    known = {*_STR_KEYS, *_INT_KEYS, *_BOOL_KEYS, *_LIST_KEYS}
+    known = {*_STR_KEYS, *_INT_KEYS, *_BOOL_KEYS, *_LIST_KEYS, *_DETECT_KEYS, _PROFILE_KEY}
     for key in ipam:
         if key not in known:
             raise _bad(key, f"unknown key (known: {', '.join(sorted(known))})")
@@ -66,9 +75,12 @@ def parse_ipam(ipam: Mapping[str, Any]) -> IpamConf:
         value = ipam.get(key)
         if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
             raise _bad(key, "expected an integer")
-    for key in _BOOL_KEYS:
+    for key in (*_BOOL_KEYS, *_DETECT_KEYS):
         if key in ipam and not isinstance(ipam[key], bool):
             raise _bad(key, "expected true or false")
+    profile = ipam.get(_PROFILE_KEY)
+    if profile is not None and profile not in PROFILES:
+        raise _bad(_PROFILE_KEY, f"expected one of {', '.join(PROFILES)}")
     lists: dict[str, tuple[str, ...]] = {}
     for key in _LIST_KEYS:
         value = ipam.get(key, [])
@@ -80,6 +92,9 @@ def parse_ipam(ipam: Mapping[str, Any]) -> IpamConf:
         default_ipv6_ippool=lists["default_ipv6_ippool"],
         clean_gateway=bool(ipam.get("clean_gateway", False)),
         match_master_subnet=bool(ipam.get("match_master_subnet", False)),
+        ip_conflict_detection=ipam.get("enableIPConflictDetection"),
+        gateway_detection=ipam.get("enableGatewayDetection"),
+        detection_profile=profile,
     )
 
 

@@ -197,3 +197,44 @@ class NoAccess:
 def test_a_source_of_the_other_family_fails_before_any_socket() -> None:
     with pytest.raises(ValueError, match="different families"):
         resolve(NoAccess(), None, "eth0", TARGET4, src=POD6)  # type: ignore[arg-type]
+
+
+# -- timing profiles -------------------------------------------------------------------------
+
+
+def test_the_fast_profile_is_spiderpools() -> None:
+    import random
+
+    from spidernet.node.detect.probe import profile
+
+    for version in (4, 6):
+        first, windows = profile("fast", version).windows(random.Random(1))
+        assert (first, windows) == (0.0, [0.1, 0.1, 0.1])
+
+
+def test_the_rfc_profiles_follow_rfc_5227_and_rfc_4862() -> None:
+    import random
+
+    from spidernet.node.detect.probe import profile
+
+    rng = random.Random(7)
+    for _ in range(50):
+        first, windows = profile("rfc", 4).windows(rng)
+        # PROBE_WAIT, then PROBE_NUM probes PROBE_MIN..PROBE_MAX apart, ANNOUNCE_WAIT last.
+        assert 0 <= first <= 1.0
+        assert len(windows) == 3
+        assert all(1.0 <= w <= 2.0 for w in windows[:2])
+        assert windows[2] == 2.0
+        first6, windows6 = profile("rfc", 6).windows(rng)
+        # MAX_RTR_SOLICITATION_DELAY, then DupAddrDetectTransmits NS and RetransTimer.
+        assert 0 <= first6 <= 1.0
+        assert windows6 == [1.0]
+
+
+def test_an_unknown_profile_is_refused_by_name() -> None:
+    import pytest
+
+    from spidernet.node.detect.probe import profile
+
+    with pytest.raises(ValueError, match="unknown probe profile 'slow' \\(known: fast, rfc\\)"):
+        profile("slow", 4)
