@@ -40,9 +40,15 @@ def _serve(args: argparse.Namespace) -> int:
     import trio
 
     from spidernet.control.client import socket_path, state_dir
+    from spidernet.control.service.conflicts import parse_link
     from spidernet.control.service.detection import Settings
     from spidernet.control.service.serve import ServeConfig, ServiceError, serve
 
+    try:
+        links = [parse_link(text) for text in args.watch_link]
+    except ValueError as bad:
+        print(f"spidernet: --watch-link: {bad}", file=sys.stderr)
+        return EXIT_USAGE
     metrics: tuple[str, int] | None = None
     if args.metrics_address != "off":
         host, _, port = args.metrics_address.rpartition(":")
@@ -58,6 +64,7 @@ def _serve(args: argparse.Namespace) -> int:
         detection=Settings(
             args.ip_conflict_detection, args.gateway_detection, args.detection_profile
         ),
+        watch_links=tuple(links),
     )
 
     async def main() -> None:
@@ -225,6 +232,14 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         action="store_true",
         help="at ADD, fail when the pool's gateway does not answer ARP/NDP "
         "(a network's ipam enableGatewayDetection overrides)",
+    )
+    serve.add_argument(
+        "--watch-link",
+        action="append",
+        default=[],
+        metavar="IF[@NETNS]",
+        help="watch this link (the underlay master) for claims on pods' addresses from other "
+        "MACs: eBPF where it can run, else a packet socket; repeatable",
     )
     serve.add_argument(
         "--detection-profile",

@@ -25,6 +25,8 @@ ANNO_CONTAINER = "spidernet.io/container-id"
 ANNO_NETWORKS = "spidernet.io/networks"
 ANNO_ATTACHED = "spidernet.io/attached"
 ANNO_NETNS = "spidernet.io/netns"
+# Written by the conflict watch (conflicts.py); kept when the document is rebuilt.
+ANNO_CONFLICTS = "spidernet.io/conflicts"
 
 
 def key_of(namespace: str, name: str) -> Key:
@@ -97,8 +99,10 @@ def build(
     attached: Iterable[str],
     *,
     netns: str = "",
+    previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A complete endpoint document."""
+    """A complete endpoint document (`previous`: the document it replaces, whose recorded
+    conflicts it keeps)."""
     annotations = {
         ANNO_CONTAINER: container_id,
         ANNO_NETWORKS: json.dumps(dict(networks), sort_keys=True),
@@ -106,6 +110,9 @@ def build(
     }
     if netns:
         annotations[ANNO_NETNS] = netns
+    kept = _annotations(previous or {}).get(ANNO_CONFLICTS)
+    if kept:
+        annotations[ANNO_CONFLICTS] = str(kept)
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,

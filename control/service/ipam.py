@@ -40,6 +40,7 @@ from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.ipam.plugin import Address, IpamCall
 
 from . import endpoints as ep
+from .conflicts import ConflictWatch
 from .detection import CannotProbe, Detector, Unreachable
 from .metrics import Metrics
 from .pools import PoolView
@@ -94,6 +95,9 @@ class IpamCore:
     ) -> None:
         self.store = store
         self.detector = detector
+        # The conflict watch (conflicts.py) when the service watches links: told of every
+        # address allocated and released, outside the store lock.
+        self.watch: ConflictWatch | None = None
         self.node = node or socket.gethostname()
         self.rng = rng or random.SystemRandom()
         self.view = PoolView(store)
@@ -109,6 +113,12 @@ class IpamCore:
         start = time.perf_counter()
         try:
             out = self._allocate_checked(call)
+            if self.watch is not None:
+                pod = call.pod
+                ips = [
+                    ipaddress.ip_interface(a.address).ip for a in out if a.interface == call.ifname
+                ]
+                self.watch.track(pod.namespace, pod.name, call.netns, call.ifname, ips)
         except AllocationError as e:
             self.metrics.allocation_failures.labels(e.reason.value).inc()
             raise _cni_error(e) from e
@@ -124,7 +134,11 @@ class IpamCore:
         start = time.perf_counter()
         try:
             with self._lock, _store_errors(f"release for {call.container_id}"):
+                before = self._held(call)
                 self._release(call)
+                gone = before - self._held(call)
+            if self.watch is not None and gone:
+                self.watch.untrack(gone)
         except CNIError:
             self.metrics.release_failures.inc()
             raise
@@ -259,6 +273,18 @@ class IpamCore:
             avoid |= {(pools[str(ip)], int(ip)) for ip, _ in problem.held if str(ip) in pools}
         raise _conflict_error(call, conflicts)
 
+    def _held(self, call: IpamCall) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        """The addresses the call's pod holds on every interface (empty: no record)."""
+        current = self._endpoint(facts(self.store, call, self.node))
+        if current is None:
+            return set()
+        return {
+            ipaddress.ip_interface(str(entry[fam])).ip
+            for entry in ep.entries_of(current.body)
+            for fam in ("ipv4", "ipv6")
+            if entry.get(fam)
+        }
+
     def _pools_of(self, call: IpamCall) -> dict[str, str]:
         """Address (no prefix) -> pool, for the call's interface."""
         current = self._endpoint(facts(self.store, call, self.node))
@@ -346,7 +372,9 @@ class IpamCore:
                 nets[nic] = call.network
                 writes.extend(self._claim(lease, pod) for lease in leases)
         attached.add(nic)
-        new = ep.build(pod, call.container_id, entries, nets, attached, netns=call.netns)
+        new = ep.build(
+            pod, call.container_id, entries, nets, attached, netns=call.netns, previous=doc
+        )
         if new != doc:
             writes.append(Update(current.key, new, current.version))
         return writes, entries
@@ -367,6 +395,7 @@ class IpamCore:
                     ep.networks_of(doc),
                     attached,
                     netns=ep.netns_of(doc),
+                    previous=doc,
                 )
                 try:
                     self.store.update(current.key, new, current.version)
@@ -406,7 +435,15 @@ class IpamCore:
                 owner_kind=str(doc.get("status", {}).get("ownerControllerType", "")),
                 owner_name=str(doc.get("status", {}).get("ownerControllerName", "")),
             )
-            new = ep.build(pod, ep.container_of(doc), kept, nets, attached, netns=ep.netns_of(doc))
+            new = ep.build(
+                pod,
+                ep.container_of(doc),
+                kept,
+                nets,
+                attached,
+                netns=ep.netns_of(doc),
+                previous=doc,
+            )
             writes.append(Update(current.key, new, current.version))
         else:
             writes.append(Delete(current.key, current.version))

@@ -64,6 +64,12 @@ class Metrics:
             ["kind"],
             registry=r,
         )
+        self.ip_conflicts = Counter(
+            "spidernet_ip_conflict_counts",
+            "Claims on a pod's address from another MAC, seen by the conflict watch",
+            ["link"],
+            registry=r,
+        )
         self.releases = Counter("spidernet_ipam_release_counts", "DEL/GC releases", registry=r)
         self.release_failures = Counter(
             "spidernet_ipam_release_failure_counts", "Failed releases", registry=r

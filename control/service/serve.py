@@ -10,22 +10,28 @@ from __future__ import annotations
 import errno
 import os
 import socket
+from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import trio
 
 from spidernet.control.client import DEFAULT_SOCKET, DEFAULT_STATE_DIR
+from spidernet.control.store.base import Store
 from spidernet.control.store.embedded import open_store
 from spidernet.node.access.broker import Broker, BrokerError
+from spidernet.node.detect.watch import WatchError
+from spidernet.node.netns import NetnsGone
 
 from .app import App, default_uids
+from .conflicts import ConflictWatch
 from .detection import Detector, Settings
 from .http import Handler, Request, Response, serve_connection
 from .ipam import IpamCore
 
 DEFAULT_METRICS = ("127.0.0.1", 5711)
 DRAIN_S = 10.0
+POLL_S = 0.5
 
 
 class ServiceError(Exception):
@@ -42,6 +48,8 @@ class ServeConfig:
     node: str | None = None
     # ADD-time probes, unless a network's ipam section says otherwise (detection.py).
     detection: Settings = field(default_factory=Settings)
+    # Links to watch for conflicting claims on pods' addresses: (netns path or None, link).
+    watch_links: tuple[tuple[str | None, str], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -102,6 +110,29 @@ def _metrics_handler(core: IpamCore, limiter: trio.CapacityLimiter) -> Handler:
     return handle
 
 
+async def _start_watch(
+    config: ServeConfig, broker: Broker, store: Store, core: IpamCore, stack: ExitStack
+) -> ConflictWatch:
+    """The conflict watch on `config.watch_links` (inactive when there are none), told of
+    every SpiderEndpoint's addresses and hooked to the IPAM core; closed with `stack`."""
+    watch = ConflictWatch(broker, store, core.metrics)
+    stack.callback(watch.close)
+    try:
+        await trio.to_thread.run_sync(watch.open, config.watch_links)
+    except (WatchError, NetnsGone) as e:
+        raise ServiceError(f"failed to watch for conflicts: {e}") from e
+    if watch.active:
+        await trio.to_thread.run_sync(watch.sync)
+        core.watch = watch
+    return watch
+
+
+async def _poll_conflicts(watch: ConflictWatch) -> None:
+    """Read the conflict watchers until cancelled (each poll waits at most POLL_S)."""
+    while True:
+        await trio.to_thread.run_sync(watch.poll, POLL_S)
+
+
 async def serve(
     config: ServeConfig,
     stop: trio.Event,
@@ -116,6 +147,7 @@ async def serve(
     # The namespace broker: a helper process that opens sockets in pods' namespaces for the
     # coordinator (node/access/); started before the first call, stopped on the way out.
     broker = Broker()
+    stack = ExitStack()  # what closes with the service: the conflict watchers
     try:
         try:
             await trio.to_thread.run_sync(broker.ping)
@@ -126,6 +158,7 @@ async def serve(
             store, core, allowed_uids=default_uids(), state_dir=config.state_dir, access=broker
         )
         await trio.to_thread.run_sync(core.view.sync)
+        watch = await _start_watch(config, broker, store, core, stack)
         listeners: list[tuple[trio.SocketListener, Handler]] = []
         unix = await _unix_listener(config.socket)
         listeners.append((unix, app))
@@ -145,15 +178,19 @@ async def serve(
                 async with trio.open_nursery() as accepting:
                     for listener, handler in listeners:
                         accepting.start_soon(_accept, listener, handler, conns)
+                    if watch.active:
+                        accepting.start_soon(_poll_conflicts, watch)
                     task_status.started(Ready(config.socket, metrics_port))
                     await stop.wait()
                     for listener, _ in listeners:
                         await listener.aclose()
+                    accepting.cancel_scope.cancel()  # the conflict poller, too
                 # Requests in flight finish; stragglers are cancelled after DRAIN_S.
                 conns.cancel_scope.deadline = trio.current_time() + DRAIN_S
         finally:
             config.socket.unlink(missing_ok=True)
     finally:
         with trio.CancelScope(shield=True):
+            await trio.to_thread.run_sync(stack.close)
             await trio.to_thread.run_sync(broker.close)
         store.close()

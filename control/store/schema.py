@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -78,7 +79,7 @@ def connect(path: Path, *, synchronous: str, busy_timeout: float) -> sqlite3.Con
     except sqlite3.Error as exc:
         raise translate(exc, None, f"open store '{path}'") from exc
     try:
-        _configure(conn, level, path)
+        _configure(conn, level, path, busy_timeout)
         _migrate(conn, path)
     except sqlite3.Error as exc:
         conn.close()
@@ -89,11 +90,27 @@ def connect(path: Path, *, synchronous: str, busy_timeout: float) -> sqlite3.Con
     return conn
 
 
-def _configure(conn: sqlite3.Connection, level: str, path: Path) -> None:
+def _journal_mode_wal(conn: sqlite3.Connection, busy_timeout: float) -> str:
+    """Switch to WAL. Changing the journal mode needs an exclusive lock, and SQLite answers
+    SQLITE_BUSY for it at once, without its busy handler, while another connection holds the
+    file (a race of processes opening a new store shows it): retried until `busy_timeout`."""
+    deadline = time.monotonic() + busy_timeout
+    while True:
+        try:
+            (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            return str(mode)
+        except sqlite3.OperationalError as exc:
+            busy = "locked" in str(exc) or "busy" in str(exc)
+            if not busy or time.monotonic() >= deadline:
+                raise
+            time.sleep(0.01)
+
+
+def _configure(conn: sqlite3.Connection, level: str, path: Path, busy_timeout: float) -> None:
     # WAL: readers never block the writer nor the writer them, and a commit is one append to
     # the -wal file, so a crash at any point leaves either the whole transaction or none of it
     # (https://www.sqlite.org/wal.html). The mode is persistent, stored in the file.
-    (mode,) = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+    mode = _journal_mode_wal(conn, busy_timeout)
     if str(mode).lower() != "wal":
         raise BrokenStore(None, f"failed to open store '{path}': journal mode {mode}, not wal")
     # synchronous is per connection. In WAL mode FULL syncs the WAL on every commit, so a

@@ -31,6 +31,7 @@ class ServiceProcess:
     state_dir: Path
     log: Path
     metrics: str = "off"
+    extra_args: tuple[str, ...] = ()  # more `spidernet serve` options
     pid: int = 0
     proc: subprocess.Popen[bytes] | None = None
 
@@ -53,6 +54,7 @@ class ServiceProcess:
             str(self.state_dir),
             "--metrics-address",
             self.metrics,
+            *self.extra_args,
         ]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(
