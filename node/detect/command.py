@@ -13,12 +13,14 @@ watch: keep watching a link (the underlay master, or a pod's) for ARP replies, g
 ARPs and Neighbor Advertisements that claim a watched address from another MAC: eBPF (a tc
 ingress program, bcc) where it can run, a packet socket otherwise (it says which and why).
 The watched set is `--watch IP=MAC` plus every address of the control service's
-SpiderEndpoint records, each owned by the MAC of its pod's interface.
+SpiderEndpoint records, each owned by the MAC of its pod's interface. It first prints the
+conflicts the node service's own watch (`serve --watch-link`) recorded on those records.
 """
 
 from __future__ import annotations
 
 import ipaddress
+import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -36,6 +38,7 @@ from .probe import ProbeError, profile, resolve
 from .watch import WatchError, normal_mac, open_watcher
 
 ANNO_NETNS = "spidernet.io/netns"  # the SpiderEndpoint annotation with the pod's netns
+ANNO_CONFLICTS = "spidernet.io/conflicts"  # what the node service's watch recorded
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -115,6 +118,28 @@ def _owners_from_records(
     return owners
 
 
+def recorded_conflicts(records: Sequence[Mapping[str, Any]]) -> list[str]:
+    """The conflicts the node service's watch recorded on SpiderEndpoints (annotation
+    `spidernet.io/conflicts`), one line each, oldest first per pod."""
+    lines = []
+    for doc in records:
+        meta = doc.get("metadata", {})
+        raw = (meta.get("annotations") or {}).get(ANNO_CONFLICTS)
+        if not raw:
+            continue
+        try:
+            entries = json.loads(raw)
+        except ValueError:
+            continue
+        pod = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
+        for e in entries if isinstance(entries, list) else []:
+            lines.append(
+                f"{e.get('seenAt', '?')} {e.get('address', '?')} claimed by {e.get('mac', '?')} "
+                f"on {e.get('link', '?')} (recorded for {pod})"
+            )
+    return lines
+
+
 def watch_main(
     iface: str,
     *,
@@ -152,6 +177,8 @@ def watch_main(
                 found = {}
             items = found.get("items", []) if isinstance(found, dict) else []
             owners = {**_owners_from_records(broker, items, err), **owners}
+            for line in recorded_conflicts(items):
+                out.write(f"{line}\n")
         if not owners:
             err.write("spidernet detect watch: nothing to watch (no --watch, no records)\n")
             return EXIT_USAGE

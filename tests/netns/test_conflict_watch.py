@@ -9,6 +9,7 @@ import json
 import shutil
 import socket
 import subprocess
+import sys
 import tempfile
 import time
 import urllib.request
@@ -141,6 +142,22 @@ def test_a_rogue_claim_is_recorded_and_the_pods_own_traffic_is_not(
         [entry] = _conflicts(service)
         assert (entry["address"], entry["mac"], entry["link"]) == (str(address), rogue_mac, "eth0")
         assert _metric(service) == 1
+        # `spidernet detect watch` shows what the service recorded before it watches itself.
+        shown = subprocess.run(
+            [
+                sys.executable,
+                *("-m", "spidernet", "detect", "watch", "--iface", "eth0"),
+                *("--netns", world.host, "--backend", "scapy", "--duration", "0.2"),
+                *("--socket", str(service.socket)),
+            ],
+            capture_output=True,
+            text=True,
+            check=False,
+            timeout=60,
+        )
+        assert shown.returncode == 0, shown.stderr
+        want = f"{address} claimed by {rogue_mac} on eth0 (recorded for t/p)"
+        assert want in shown.stdout
         # After DEL the address is no longer watched: the same claim is not counted.
         chain.delete(target)
         _send(rogue, gratuitous_arp(rogue_mac, address), address)

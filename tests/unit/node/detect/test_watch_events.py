@@ -10,16 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from spidernet.node.detect.kheaders import Headers, HeadersMissing, kernel_headers
 from spidernet.node.detect.sniff import Claim, parse_claim
-from spidernet.node.detect.watch import (
-    EVENT,
-    Headers,
-    HeadersMissing,
-    decode_event,
-    kernel_headers,
-    map_key,
-    normal_mac,
-)
+from spidernet.node.detect.watch import EVENT, decode_event, map_key, normal_mac
 
 ROGUE, THIRD = "02:00:00:00:00:02", "02:00:00:00:00:03"
 OWNED4, OTHER4 = v4("192.0.2.10"), v4("192.0.2.66")
