@@ -6,15 +6,12 @@ from __future__ import annotations
 
 import ipaddress
 import json
-import shutil
 import socket
 import subprocess
 import sys
-import tempfile
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
-from pathlib import Path
+from collections.abc import Callable
 
 import pytest
 
@@ -34,21 +31,9 @@ METRIC = "spidernet_ip_conflict_counts_total"
 
 
 @pytest.fixture
-def service(world: World) -> Iterator[ServiceProcess]:
-    base = Path(tempfile.mkdtemp(prefix="snt-cw-"))
-    svc = ServiceProcess(
-        socket=base / "s.sock",
-        state_dir=base / "state",
-        log=base / "log",
-        metrics="127.0.0.1:0",
-        extra_args=("--watch-link", f"eth0@{netns.path_of(world.host)}"),
-    )
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
-        shutil.rmtree(base)
+def service(world: World, start_service: Callable[..., ServiceProcess]) -> ServiceProcess:
+    """The service watching the host namespace's eth0, the pods' macvlan master."""
+    return start_service("--watch-link", f"eth0@{netns.path_of(world.host)}")
 
 
 def _conflicts(svc: ServiceProcess) -> list[dict[str, str]]:

@@ -5,9 +5,7 @@ forwarding yet)."""
 from __future__ import annotations
 
 import json
-import shutil
 import subprocess
-import tempfile
 from collections.abc import Iterator
 from functools import partial
 from pathlib import Path
@@ -35,18 +33,6 @@ from spidernet.node.netlink.records import Route
 GW4, GW6 = GATEWAY4, GATEWAY6
 SERVICE_IP6 = "fd00:96::10"
 SERVICE_CIDRS = [SERVICE_CIDR, "fd00:96::/108"]
-
-
-@pytest.fixture
-def service() -> Iterator[ServiceProcess]:
-    base = Path(tempfile.mkdtemp(prefix="snt-crd-"))
-    svc = ServiceProcess(socket=base / "s.sock", state_dir=base / "state", log=base / "log")
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
-        shutil.rmtree(base)
 
 
 @pytest.fixture

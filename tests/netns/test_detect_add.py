@@ -5,10 +5,6 @@ MACs, a silent gateway fails it; nothing stays allocated either way."""
 from __future__ import annotations
 
 import json
-import shutil
-import tempfile
-from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -24,18 +20,6 @@ from spidernet.node.lab.topology import Topology, iface
 from spidernet.node.netlink.client import netlink
 
 ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"
-
-
-@pytest.fixture
-def service() -> Iterator[ServiceProcess]:
-    base = Path(tempfile.mkdtemp(prefix="snt-det-"))
-    svc = ServiceProcess(socket=base / "s.sock", state_dir=base / "state", log=base / "log")
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
-        shutil.rmtree(base)
 
 
 def _pool(client: Client, name: str, subnet: str, ips: str, gateway: str) -> None:

@@ -7,10 +7,8 @@ from __future__ import annotations
 import io
 import ipaddress
 import json
-import shutil
 import subprocess
 import sys
-import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,18 +33,6 @@ ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"
 GW2 = "198.51.100.1"
 FAR = "203.0.113.9"  # beyond both gateways: only --to reaches it
 ip = ipaddress.ip_address
-
-
-@pytest.fixture
-def service() -> Iterator[ServiceProcess]:
-    base = Path(tempfile.mkdtemp(prefix="snt-diag-"))
-    svc = ServiceProcess(socket=base / "s.sock", state_dir=base / "state", log=base / "log")
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
-        shutil.rmtree(base)
 
 
 def _pool(service: ServiceProcess, name: str, subnet: str, ips: str, gateway: str) -> None:

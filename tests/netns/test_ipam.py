@@ -6,17 +6,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import random
-import shutil
 import signal
-import tempfile
 import threading
 import time
 import urllib.request
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-
-import pytest
 
 from spidernet.control.client import Client
 from spidernet.node import netns
@@ -27,21 +22,6 @@ from spidernet.node.lab.runtime import Chain, Outcome, Target, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, ping
 from spidernet.node.netlink.client import netlink
-
-
-@pytest.fixture
-def service() -> Iterator[ServiceProcess]:
-    """A `spidernet serve` of this test, on a short socket path (sun_path is 108 bytes)."""
-    base = Path(tempfile.mkdtemp(prefix="snt-svc-"))
-    svc = ServiceProcess(
-        socket=base / "s.sock", state_dir=base / "state", log=base / "log", metrics="127.0.0.1:0"
-    )
-    svc.start()
-    try:
-        yield svc
-    finally:
-        svc.stop()
-        shutil.rmtree(base)
 
 
 def pool(name: str, subnet: str, ips: list[str], **spec: object) -> dict[str, object]:
