@@ -239,18 +239,21 @@ class IpamCore:
 
     def _allocate_checked(self, call: IpamCall) -> list[Address]:
         settings = self.detector.settings(call.conf) if self.detector is not None else None
+        checking = settings is not None and settings.enabled
         avoid: set[tuple[str, int]] = set()
         conflicts: list[str] = []
         for _ in range(DETECT_ATTEMPTS):
             try:
                 with self._lock, _store_errors(f"allocate for {call.container_id}"):
                     out = self._allocate(call, avoid)
-                    pools = self._pools_of(call)
+                    # Which pool each address came from: only needed to avoid it after a
+                    # conflict (one more read of the endpoint, so only when checking).
+                    pools = self._pools_of(call) if checking else {}
             except AllocationError as e:
                 if not conflicts:
                     raise
                 raise _conflict_error(call, conflicts) from e
-            if self.detector is None or settings is None or not settings.enabled:
+            if self.detector is None or settings is None or not checking:
                 return out
             try:
                 problem = self.detector.check(call.netns, call.ifname, out, settings)
