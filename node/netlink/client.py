@@ -45,6 +45,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from spidernet.node.netns import check, open_socket_in
 
 from .errors import AlreadyExists, NotFound, classify
+from .messages import addr, getroute, link_of, neighbour_msg, net, route_msg, rule_msg
 from .raw import Reader
 from .records import (
     AF_INET,
@@ -63,7 +64,6 @@ from .records import (
 T = TypeVar("T")
 # set_link's attributes the reader sends itself; any other goes through pyroute2.
 _RAW_LINK_ATTRS = frozenset({"state", "address", "mtu", "txqlen", "master"})
-RT_TABLE_UNSPEC = 0  # rtnetlink.h: the header names no table (RTA_TABLE / FRA_TABLE does)
 # rtnetlink.h: report the FIB table of a looked-up route (RTM_GETROUTE replies).
 RTM_F_LOOKUP_TABLE = 0x1000
 # A dump the kernel marks NLM_F_DUMP_INTR (state changed while dumping) is retried this
@@ -75,52 +75,6 @@ TC_H_CLSACT_INGRESS = 0xFFFFFFF2
 # A filter added without a priority gets one of its own (tc_new_tfilter, tcf_auto_prio), so
 # every filter of ours can have handle 1 in it.
 TC_BPF_HANDLE = 1
-
-
-def _addr(text: str | None) -> IPAddress | None:
-    return ipaddress.ip_address(text) if text else None
-
-
-def _net(
-    text: str | None, length: int, family: int
-) -> ipaddress.IPv4Network | ipaddress.IPv6Network:
-    if not text:
-        text = "0.0.0.0" if family == AF_INET else "::"
-    return ipaddress.ip_network(f"{text}/{length}", strict=False)
-
-
-class _getroute(rtmsg):  # type: ignore[misc]
-    """rtmsg with the lookup attributes pyroute2 0.9 does not name (rtnetlink.h: 24 RTA_PAD
-    to 29 RTA_DPORT), so a route lookup can carry a protocol and port as `ip route get
-    ... ipproto tcp dport N` does."""
-
-    # pyroute2 compiles a class's attribute table on first use and marks the class done;
-    # the mark is looked up through the class hierarchy, so once rtmsg is compiled (any
-    # IPRoute call does it) a subclass would use rtmsg's table unless it has its own mark.
-    _nlmsg_base__compiled_nla = False
-    nla_map = (
-        *rtmsg.nla_map,
-        ("RTA_PAD", "none"),
-        ("RTA_UID", "uint32"),
-        ("RTA_TTL_PROPAGATE", "uint8"),
-        ("RTA_IP_PROTO", "uint8"),
-        ("RTA_SPORT", "be16"),
-        ("RTA_DPORT", "be16"),
-    )
-
-
-def _link(m: nlmsg) -> Link:
-    return Link(
-        index=m["index"],
-        name=m.get("ifname"),
-        kind=m.get(("linkinfo", "kind")) or "",
-        mac=m.get("address") or "",
-        mtu=m.get("mtu") or 0,
-        up=bool(m["flags"] & IFF_UP),
-        master=m.get("master"),
-        link=m.get("link"),
-        link_netnsid=m.get("link_netnsid"),
-    )
 
 
 class Netlink:
@@ -201,14 +155,14 @@ class Netlink:
 
     def links(self) -> list[Link]:
         """Every link in the namespace."""
-        return [_link(m) for m in self._read("links", ifinfmsg, RTM_GETLINK)]
+        return [link_of(m) for m in self._read("links", ifinfmsg, RTM_GETLINK)]
 
     def link_at(self, index: int) -> Link:
         """The link with interface index `index` (one RTM_GETLINK); raises NotFound."""
         msg = ifinfmsg()
         msg["index"] = index
         [m, *_] = self._get("look up", f"link {index}", msg, RTM_GETLINK)
-        return _link(m)
+        return link_of(m)
 
     def link(self, name: str) -> Link:
         """The link called `name`; raises NotFound."""
@@ -263,11 +217,11 @@ class Netlink:
             for m in self._read("routes", rtmsg, RTM_GETROUTE, family, only):
                 out.append(
                     Route(
-                        dst=_net(m.get("dst"), m["dst_len"], family),
+                        dst=net(m.get("dst"), m["dst_len"], family),
                         table=m.get_attr("RTA_TABLE") or m["table"],
-                        gateway=_addr(m.get("gateway")),
+                        gateway=addr(m.get("gateway")),
                         oif=m.get("oif"),
-                        prefsrc=_addr(m.get("prefsrc")),
+                        prefsrc=addr(m.get("prefsrc")),
                         proto=m["proto"],
                         scope=m["scope"],
                         type=m["type"],
@@ -296,7 +250,7 @@ class Netlink:
         field cannot hold tables above 255."""
         family = AF_INET if dst.version == 4 else AF_INET6
         full = 32 if family == AF_INET else 128
-        msg = _getroute()
+        msg = getroute()
         # IPv6 answers always name their table, and a strict IPv6 request may carry no
         # flag but RTM_F_FIB_MATCH (inet6_rtm_valid_getroute_req): EINVAL otherwise.
         lookup_table = RTM_F_LOOKUP_TABLE if family == AF_INET else 0
@@ -314,11 +268,11 @@ class Netlink:
         msg["attrs"] = attrs
         [m, *_] = self._get("look up", f"route to {dst}", msg, RTM_GETROUTE)
         return Route(
-            dst=_net(m.get("dst") or str(dst), m["dst_len"] or full, family),
+            dst=net(m.get("dst") or str(dst), m["dst_len"] or full, family),
             table=m.get_attr("RTA_TABLE") or m["table"],
-            gateway=_addr(m.get_attr("RTA_GATEWAY")),
+            gateway=addr(m.get_attr("RTA_GATEWAY")),
             oif=m.get_attr("RTA_OIF"),
-            prefsrc=_addr(m.get_attr("RTA_PREFSRC")),
+            prefsrc=addr(m.get_attr("RTA_PREFSRC")),
             proto=m["proto"],
             scope=m["scope"],
             type=m["type"],
@@ -351,8 +305,8 @@ class Netlink:
                         family=family,
                         priority=m.get("priority") or 0,
                         table=m.get_attr("FRA_TABLE") or m["table"],
-                        src=_net(src, m["src_len"], family) if src else None,
-                        dst=_net(dst, m["dst_len"], family) if dst else None,
+                        src=net(src, m["src_len"], family) if src else None,
+                        dst=net(dst, m["dst_len"], family) if dst else None,
                         iifname=m.get("iifname") or "",
                         oifname=m.get("oifname") or "",
                         fwmark=m.get("fwmark") or 0,
@@ -498,91 +452,34 @@ class Netlink:
         else:
             self._call(action, obj, lambda: self._reader.delete(msg, msg_type))
 
-    @staticmethod
-    def _route_msg(route: Route) -> rtmsg:
-        msg = rtmsg()
-        msg["family"], msg["dst_len"] = route.family, route.dst.prefixlen
-        # The header's table field is 8 bits; RTA_TABLE carries any table and wins.
-        msg["table"] = route.table if route.table < 256 else RT_TABLE_UNSPEC
-        msg["proto"], msg["scope"], msg["type"] = route.proto, route.scope, route.type
-        attrs: list[tuple[str, Any]] = [("RTA_TABLE", route.table)]
-        if route.dst.prefixlen:
-            attrs.append(("RTA_DST", str(route.dst.network_address)))
-        if route.gateway is not None:
-            attrs.append(("RTA_GATEWAY", str(route.gateway)))
-        if route.oif is not None:
-            attrs.append(("RTA_OIF", route.oif))
-        if route.prefsrc is not None:
-            attrs.append(("RTA_PREFSRC", str(route.prefsrc)))
-        if route.priority:
-            attrs.append(("RTA_PRIORITY", route.priority))
-        msg["attrs"] = attrs
-        return msg
-
     def add_route(self, route: Route) -> None:
         """Install `route`."""
-        msg = self._route_msg(route)
+        msg = route_msg(route)
         self._change("add", f"route {route.dst} table {route.table}", msg, RTM_NEWROUTE)
 
     def delete_route(self, route: Route) -> None:
         """Remove `route`."""
-        msg = self._route_msg(route)
+        msg = route_msg(route)
         self._change("delete", f"route {route.dst} table {route.table}", msg, RTM_DELROUTE)
-
-    @staticmethod
-    def _rule_msg(rule: Rule) -> fibmsg:
-        msg = fibmsg()
-        msg["family"], msg["action"] = rule.family, rule.action
-        msg["table"] = rule.table if rule.table < 256 else RT_TABLE_UNSPEC
-        attrs: list[tuple[str, Any]] = [
-            ("FRA_PRIORITY", rule.priority),
-            ("FRA_TABLE", rule.table),
-        ]
-        if rule.src is not None:
-            msg["src_len"] = rule.src.prefixlen
-            attrs.append(("FRA_SRC", str(rule.src.network_address)))
-        if rule.dst is not None:
-            msg["dst_len"] = rule.dst.prefixlen
-            attrs.append(("FRA_DST", str(rule.dst.network_address)))
-        if rule.iifname:
-            attrs.append(("FRA_IIFNAME", rule.iifname))
-        if rule.oifname:
-            attrs.append(("FRA_OIFNAME", rule.oifname))
-        if rule.fwmark:
-            attrs.append(("FRA_FWMARK", rule.fwmark))
-            attrs.append(("FRA_FWMASK", rule.fwmask or 0xFFFFFFFF))
-        msg["attrs"] = attrs
-        return msg
 
     def add_rule(self, rule: Rule) -> None:
         """Install policy routing `rule`."""
-        msg = self._rule_msg(rule)
+        msg = rule_msg(rule)
         self._change("add", f"rule {rule.priority} table {rule.table}", msg, RTM_NEWRULE)
 
     def delete_rule(self, rule: Rule) -> None:
         """Remove policy routing `rule`."""
-        msg = self._rule_msg(rule)
+        msg = rule_msg(rule)
         self._change("delete", f"rule {rule.priority} table {rule.table}", msg, RTM_DELRULE)
-
-    @staticmethod
-    def _neighbour_msg(neighbour: Neighbour, *, lladdr: bool) -> ndmsg:
-        msg = ndmsg()
-        msg["family"] = AF_INET if neighbour.dst.version == 4 else AF_INET6
-        msg["ifindex"], msg["state"] = neighbour.ifindex, neighbour.state
-        attrs: list[tuple[str, Any]] = [("NDA_DST", str(neighbour.dst))]
-        if lladdr:
-            attrs.append(("NDA_LLADDR", neighbour.lladdr))
-        msg["attrs"] = attrs
-        return msg
 
     def add_neighbour(self, neighbour: Neighbour) -> None:
         """Install a neighbour entry (permanent unless `state` says otherwise)."""
-        msg = self._neighbour_msg(neighbour, lladdr=True)
+        msg = neighbour_msg(neighbour, lladdr=True)
         self._change("add", f"neighbour {neighbour.dst}", msg, RTM_NEWNEIGH)
 
     def delete_neighbour(self, neighbour: Neighbour) -> None:
         """Remove a neighbour entry."""
-        msg = self._neighbour_msg(neighbour, lladdr=False)
+        msg = neighbour_msg(neighbour, lladdr=False)
         msg["state"] = 0
         self._change("delete", f"neighbour {neighbour.dst}", msg, RTM_DELNEIGH)
 
