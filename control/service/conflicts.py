@@ -137,11 +137,7 @@ class ConflictWatch:
             meta = doc.get("metadata", {})
             netns = ep.netns_of(doc)
             for entry in ep.entries_of(doc):
-                ips = [
-                    ipaddress.ip_interface(str(entry[fam])).ip
-                    for fam in ("ipv4", "ipv6")
-                    if entry.get(fam)
-                ]
+                ips = [address.ip for address in ep.interfaces_of(entry)]
                 self.track(
                     str(meta.get("namespace", "")),
                     str(meta.get("name", "")),
@@ -199,11 +195,8 @@ class ConflictWatch:
             except NotFound:
                 return
             doc: dict[str, Any] = json.loads(json.dumps(current.body))
+            recorded = ep.conflicts_of(doc)
             annotations = doc.setdefault("metadata", {}).setdefault("annotations", {})
-            try:
-                recorded = json.loads(annotations.get(ANNO_CONFLICTS, "[]"))
-            except ValueError:
-                recorded = []
             annotations[ANNO_CONFLICTS] = json.dumps([*recorded, entry][-MAX_RECORDED:])
             try:
                 self._store.update(key, doc, current.version)

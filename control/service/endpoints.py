@@ -1,4 +1,6 @@
-"""SpiderEndpoint documents: the record of which addresses each pod holds (pure).
+"""SpiderEndpoint documents: the record of which addresses each pod holds (pure). The
+readers and annotation keys live in control/model/endpoint_doc.py (diag and detect read
+the same documents) and are re-exported here for the service's modules.
 
 The document has Spiderpool's shape (reference/spiderpool.md §1.4): `status.current` with the
 pod UID, node and one entry per interface (`ipv4`, `ipv6`, their pools and gateways, routes,
@@ -16,17 +18,26 @@ from typing import Any
 
 from spidernet.control.allocator.allocate import Lease
 from spidernet.control.allocator.request import PodFacts
+from spidernet.control.model.endpoint_doc import (
+    ANNO_ATTACHED,
+    ANNO_CONFLICTS,
+    ANNO_CONTAINER,
+    ANNO_NETNS,
+    ANNO_NETWORKS,
+    annotations_of,
+    attached_of,
+    conflicts_of,
+    container_of,
+    entries_of,
+    interfaces_of,
+    netns_of,
+    networks_of,
+)
 from spidernet.control.store.base import CLAIM, Key
 from spidernet.node.ipam.plugin import Address
 
 API_VERSION = "spiderpool.spidernet.io/v2beta1"
 KIND = "SpiderEndpoint"
-ANNO_CONTAINER = "spidernet.io/container-id"
-ANNO_NETWORKS = "spidernet.io/networks"
-ANNO_ATTACHED = "spidernet.io/attached"
-ANNO_NETNS = "spidernet.io/netns"
-# Written by the conflict watch (conflicts.py); kept when the document is rebuilt.
-ANNO_CONFLICTS = "spidernet.io/conflicts"
 
 
 def key_of(namespace: str, name: str) -> Key:
@@ -57,40 +68,6 @@ def entries_from(leases: Sequence[Lease]) -> list[dict[str, Any]]:
     return list(by_nic.values())
 
 
-def _annotations(doc: Mapping[str, Any]) -> Mapping[str, str]:
-    anno = doc.get("metadata", {}).get("annotations", {})
-    return anno if isinstance(anno, dict) else {}
-
-
-def container_of(doc: Mapping[str, Any]) -> str:
-    """The container ID of the sandbox that holds the endpoint's addresses."""
-    return str(_annotations(doc).get(ANNO_CONTAINER, ""))
-
-
-def netns_of(doc: Mapping[str, Any]) -> str:
-    """The sandbox's network namespace path as its last ADD named it ("" when unknown)."""
-    return str(_annotations(doc).get(ANNO_NETNS, ""))
-
-
-def networks_of(doc: Mapping[str, Any]) -> dict[str, str]:
-    """Interface -> CNI network name."""
-    raw = _annotations(doc).get(ANNO_NETWORKS, "{}")
-    value = json.loads(raw)
-    return {str(k): str(v) for k, v in value.items()} if isinstance(value, dict) else {}
-
-
-def attached_of(doc: Mapping[str, Any]) -> list[str]:
-    """Interfaces whose ADD has happened."""
-    raw = str(_annotations(doc).get(ANNO_ATTACHED, ""))
-    return [nic for nic in raw.split(",") if nic]
-
-
-def entries_of(doc: Mapping[str, Any]) -> list[dict[str, Any]]:
-    """The AllocationDetail entries of `status.current.ips`."""
-    ips = doc.get("status", {}).get("current", {}).get("ips", [])
-    return [dict(e) for e in ips] if isinstance(ips, list) else []
-
-
 def build(
     pod: PodFacts,
     container_id: str,
@@ -110,7 +87,7 @@ def build(
     }
     if netns:
         annotations[ANNO_NETNS] = netns
-    kept = _annotations(previous or {}).get(ANNO_CONFLICTS)
+    kept = annotations_of(previous or {}).get(ANNO_CONFLICTS)
     if kept:
         annotations[ANNO_CONFLICTS] = str(kept)
     return {
@@ -157,3 +134,29 @@ def claims_of(entries: Iterable[Mapping[str, Any]]) -> list[Key]:
             if entry.get(fam) and entry.get(f"{fam}Pool"):
                 keys.append(claim_key(str(entry[f"{fam}Pool"]), str(entry[fam])))
     return keys
+
+
+# With the readers and keys of control/model/endpoint_doc.py, re-exported.
+__all__ = [
+    "ANNO_ATTACHED",
+    "ANNO_CONFLICTS",
+    "ANNO_CONTAINER",
+    "ANNO_NETNS",
+    "ANNO_NETWORKS",
+    "API_VERSION",
+    "KIND",
+    "addresses_of",
+    "annotations_of",
+    "attached_of",
+    "build",
+    "claim_key",
+    "claims_of",
+    "conflicts_of",
+    "container_of",
+    "entries_from",
+    "entries_of",
+    "interfaces_of",
+    "key_of",
+    "netns_of",
+    "networks_of",
+]

@@ -20,13 +20,13 @@ conflicts the node service's own watch (`serve --watch-link`) recorded on those 
 from __future__ import annotations
 
 import ipaddress
-import json
 import sys
 import time
 from collections.abc import Mapping, Sequence
 from typing import Any, TextIO
 
 from spidernet.control.client import Client, ServiceError, ServiceUnreachable, socket_path
+from spidernet.control.model.endpoint_doc import conflicts_of, entries_of, interfaces_of, netns_of
 from spidernet.node import netns
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.broker import Broker
@@ -36,9 +36,6 @@ from spidernet.node.netlink.errors import NetlinkFailure
 from .announce import IPAddress
 from .probe import ProbeError, profile, resolve
 from .watch import WatchError, normal_mac, open_watcher
-
-ANNO_NETNS = "spidernet.io/netns"  # the SpiderEndpoint annotation with the pod's netns
-ANNO_CONFLICTS = "spidernet.io/conflicts"  # what the node service's watch recorded
 
 EXIT_OK, EXIT_FOUND, EXIT_USAGE = 0, 1, 2
 
@@ -98,9 +95,8 @@ def _owners_from_records(
     owners: dict[IPAddress, str] = {}
     for doc in records:
         meta = doc.get("metadata", {})
-        path = str((meta.get("annotations") or {}).get(ANNO_NETNS, ""))
+        path = netns_of(doc)
         name = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-        entries = doc.get("status", {}).get("current", {}).get("ips", []) or []
         if not path:
             err.write(f"spidernet detect watch: {name}: its record names no netns; skipped\n")
             continue
@@ -110,11 +106,10 @@ def _owners_from_records(
         except (netns.NetnsGone, NetlinkFailure) as e:
             err.write(f"spidernet detect watch: {name}: {e}; skipped\n")
             continue
-        for entry in entries:
+        for entry in entries_of(doc):
             mac = macs.get(str(entry.get("interface", "")))
-            for fam in ("ipv4", "ipv6"):
-                if entry.get(fam) and mac:
-                    owners[ipaddress.ip_interface(str(entry[fam])).ip] = mac
+            if mac:
+                owners.update({address.ip: mac for address in interfaces_of(entry)})
     return owners
 
 
@@ -124,15 +119,8 @@ def recorded_conflicts(records: Sequence[Mapping[str, Any]]) -> list[str]:
     lines = []
     for doc in records:
         meta = doc.get("metadata", {})
-        raw = (meta.get("annotations") or {}).get(ANNO_CONFLICTS)
-        if not raw:
-            continue
-        try:
-            entries = json.loads(raw)
-        except ValueError:
-            continue
         pod = f"{meta.get('namespace', '')}/{meta.get('name', '')}"
-        for e in entries if isinstance(entries, list) else []:
+        for e in conflicts_of(doc):
             lines.append(
                 f"{e.get('seenAt', '?')} {e.get('address', '?')} claimed by {e.get('mac', '?')} "
                 f"on {e.get('link', '?')} (recorded for {pod})"

@@ -11,6 +11,13 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Literal
 
 from spidernet.control.client import Client, ServiceError, ServiceUnreachable
+from spidernet.control.model.endpoint_doc import (
+    attached_of,
+    container_of,
+    entries_of,
+    interfaces_of,
+    netns_of,
+)
 from spidernet.node.access.base import Namespaces
 from spidernet.node.detect import probe as arp
 from spidernet.node.netlink.client import Netlink
@@ -20,7 +27,6 @@ from spidernet.node.netlink.records import State
 from .model import (
     VETH0,
     Answer,
-    IPInterface,
     LookupSpec,
     ProbeResult,
     ProbeSpec,
@@ -31,9 +37,6 @@ from .model import (
 from .plan import nics
 
 ENDPOINT_KIND = "SpiderEndpoint"
-ANNO_CONTAINER = "spidernet.io/container-id"
-ANNO_NETNS = "spidernet.io/netns"
-ANNO_ATTACHED = "spidernet.io/attached"
 
 
 def pod_sysctl_keys(links: Sequence[str]) -> list[str]:
@@ -126,25 +129,17 @@ def run_probe(access: Namespaces, netns: str, spec: ProbeSpec, timing: arp.Timin
 # -- the control service -----------------------------------------------------------------
 
 
-def _ifaces(entry: Mapping[str, Any]) -> tuple[IPInterface, ...]:
-    return tuple(
-        ipaddress.ip_interface(str(entry[fam])) for fam in ("ipv4", "ipv6") if entry.get(fam)
-    )
-
-
 def record_from(doc: Mapping[str, Any]) -> Record:
     """A SpiderEndpoint document as a Record: only the interfaces an ADD configured."""
     meta = doc.get("metadata", {})
-    annotations = meta.get("annotations", {}) or {}
-    attached = [n for n in str(annotations.get(ANNO_ATTACHED, "")).split(",") if n]
-    entries = doc.get("status", {}).get("current", {}).get("ips", []) or []
-    wanted = [e for e in entries if not attached or e.get("interface") in attached]
+    attached = attached_of(doc)
+    wanted = [e for e in entries_of(doc) if not attached or e.get("interface") in attached]
     return Record(
         namespace=str(meta.get("namespace", "")),
         name=str(meta.get("name", "")),
-        container_id=str(annotations.get(ANNO_CONTAINER, "")),
-        netns=str(annotations.get(ANNO_NETNS, "")),
-        nics={str(e["interface"]): _ifaces(e) for e in wanted},
+        container_id=container_of(doc),
+        netns=netns_of(doc),
+        nics={str(e["interface"]): tuple(interfaces_of(e)) for e in wanted},
         gateways={
             str(e["interface"]): tuple(
                 ipaddress.ip_address(str(e[f"{fam}Gateway"]))

@@ -26,7 +26,7 @@ from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface
 from spidernet.node.netlink.client import netlink
-from spidernet.node.netlink.records import AF_INET, Route, Rule
+from spidernet.node.netlink.records import AF_INET, Route
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "diag.schema.json").read_text())
 ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"
@@ -462,10 +462,3 @@ def test_the_table_output_names_the_findings(underlay: Pod) -> None:
 def test_the_schema_knows_every_finding_kind() -> None:
     item = SCHEMA["properties"]["findings"]["items"]["properties"]["kind"]
     assert item["enum"] == list(KINDS)
-
-
-def test_a_rule_the_pod_never_had_is_not_needed_for_a_healthy_report() -> None:
-    # A guard for the helpers above: Rule records compare by value, so deleting and adding
-    # back the same record restores the kernel's rule exactly.
-    a = Rule(AF_INET, 1000, 101, src=ipaddress.ip_network("198.51.100.50/32"))
-    assert a == Rule(AF_INET, 1000, 101, src=ipaddress.ip_network("198.51.100.50/32"))

@@ -25,3 +25,15 @@ def test_a_rebuilt_document_keeps_recorded_conflicts_and_the_netns() -> None:
     fresh = ep.build(POD, "ctr2", [ENTRY], {"eth0": "net"}, ["eth0"])
     assert ep.ANNO_CONFLICTS not in fresh["metadata"]["annotations"]
     assert ep.netns_of(fresh) == ""
+
+
+def test_recorded_conflicts_and_entry_addresses_are_read_back() -> None:
+    doc = ep.build(POD, "ctr", [{**ENTRY, "ipv6": "fd01::10/64"}], {}, ["eth0"])
+    assert ep.conflicts_of(doc) == []
+    entry = {"address": "10.1.0.10", "mac": "02:00:00:00:00:09", "link": "eth0"}
+    doc["metadata"]["annotations"][ep.ANNO_CONFLICTS] = json.dumps([entry])
+    assert ep.conflicts_of(doc) == [entry]
+    doc["metadata"]["annotations"][ep.ANNO_CONFLICTS] = "not json"
+    assert ep.conflicts_of(doc) == []
+    [only] = ep.entries_of(doc)
+    assert [str(a) for a in ep.interfaces_of(only)] == ["10.1.0.10/24", "fd01::10/64"]

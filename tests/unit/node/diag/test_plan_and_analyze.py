@@ -12,7 +12,7 @@ import pytest
 
 from spidernet.node.diag import plan
 from spidernet.node.diag.analyze import KINDS, Answers, findings, ip_command
-from spidernet.node.diag.model import Answer, LookupSpec, ProbeResult, ProbeSpec, Record, Side
+from spidernet.node.diag.model import Answer, LookupSpec, ProbeResult, Record, Side
 from spidernet.node.diag.render import document
 from spidernet.node.diag.run import PathResult, Report
 from spidernet.node.netlink.records import (
@@ -249,4 +249,3 @@ def test_confirm_commands_name_the_namespace_the_way_it_was_given() -> None:
     assert ip_command(HOST, "route") == "ip route"
     other = Side("pod", "/proc/42/ns/net", POD.state)
     assert ip_command(other, "route") == "nsenter --net=/proc/42/ns/net ip route"
-    assert ProbeSpec("gateway", "eth0", ip("192.0.2.1"), None).kind in ("gateway", "conflict")
