@@ -20,6 +20,7 @@ from spidernet.node.access.spawn import Spawning
 from spidernet.node.cni.config import parse_conflist
 from spidernet.node.detect.announce import announce, gratuitous_arp
 from spidernet.node.lab.harness import GATEWAY4, World
+from spidernet.node.lab.pools import add_pool
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology
@@ -76,20 +77,7 @@ def _until(check: Callable[[], object], deadline_s: float) -> bool:
 def test_a_rogue_claim_is_recorded_and_the_pods_own_traffic_is_not(
     world: World, topo: Topology, cni_path: tuple[str, ...], service: ServiceProcess
 ) -> None:
-    service.client.request(
-        "POST",
-        "/v1/resources",
-        {
-            "apiVersion": "spiderpool.spidernet.io/v2beta1",
-            "kind": "SpiderIPPool",
-            "metadata": {"name": "v4"},
-            "spec": {
-                "subnet": "192.0.2.0/24",
-                "ips": ["192.0.2.50-192.0.2.59"],
-                "gateway": GATEWAY4,
-            },
-        },
-    )
+    add_pool(service.client, "v4", "192.0.2.0/24", ["192.0.2.50-192.0.2.59"], gateway=GATEWAY4)
     conflist = {
         "cniVersion": "1.0.0",
         "name": "underlay",

@@ -24,6 +24,7 @@ from spidernet.node.lab.harness import (
     SERVICE_IP,
     World,
 )
+from spidernet.node.lab.pools import add_pool
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target, find_plugin, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
@@ -55,16 +56,7 @@ def lab(topo: Topology) -> Iterator[World]:
 
 def pools(service: ServiceProcess, *docs: tuple[str, str, list[str], str]) -> None:
     for name, subnet, ips, gateway in docs:
-        service.client.request(
-            "POST",
-            "/v1/resources",
-            {
-                "apiVersion": "spiderpool.spidernet.io/v2beta1",
-                "kind": "SpiderIPPool",
-                "metadata": {"name": name},
-                "spec": {"subnet": subnet, "ips": ips, "gateway": gateway},
-            },
-        )
+        add_pool(service.client, name, subnet, ips, gateway=gateway)
 
 
 def chain(

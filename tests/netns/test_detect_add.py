@@ -9,35 +9,17 @@ from typing import Any
 
 import pytest
 
-from spidernet.control.client import Client
 from spidernet.node import netns
 from spidernet.node.cni.config import parse_conflist
 from spidernet.node.cni.errors import Code
 from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, World
+from spidernet.node.lab.pools import add_pool, allocated
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface
 from spidernet.node.netlink.client import netlink
 
 ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"
-
-
-def _pool(client: Client, name: str, subnet: str, ips: str, gateway: str) -> None:
-    client.request(
-        "POST",
-        "/v1/resources",
-        {
-            "apiVersion": "spiderpool.spidernet.io/v2beta1",
-            "kind": "SpiderIPPool",
-            "metadata": {"name": name},
-            "spec": {"subnet": subnet, "ips": [ips], "gateway": gateway},
-        },
-    )
-
-
-def _allocated(client: Client, name: str) -> int:
-    found = client.request("GET", f"/v1/resources/SpiderIPPool/{name}")
-    return int(found["status"]["allocatedIPCount"])
 
 
 def _chain(world: World, cni_path: tuple[str, ...], service: ServiceProcess, **ipam: Any) -> Chain:
@@ -82,7 +64,7 @@ def _pod_links(world: World) -> list[str]:
 def test_a_held_address_is_skipped_and_the_pod_gets_the_free_one(
     world: World, topo: Topology, cni_path: tuple[str, ...], service: ServiceProcess
 ) -> None:
-    _pool(service.client, "v4", "192.0.2.0/24", "192.0.2.50-192.0.2.51", GATEWAY4)
+    add_pool(service.client, "v4", "192.0.2.0/24", ["192.0.2.50-192.0.2.51"], gateway=GATEWAY4)
     rogue, _ = _rogue(topo, world, "192.0.2.50/24")
     chain = _chain(
         world, cni_path, service, default_ipv4_ippool=["v4"], enableIPConflictDetection=True
@@ -93,9 +75,9 @@ def test_a_held_address_is_skipped_and_the_pod_gets_the_free_one(
         for _ in range(4):
             [ip] = chain.add(target).ips
             assert str(ip.address) == "192.0.2.51/24"
-            assert _allocated(service.client, "v4") == 1
+            assert allocated(service.client, "v4") == 1
             chain.delete(target)
-            assert _allocated(service.client, "v4") == 0
+            assert allocated(service.client, "v4") == 0
     finally:
         chain.delete(target)
         _leave(rogue)
@@ -104,8 +86,8 @@ def test_a_held_address_is_skipped_and_the_pod_gets_the_free_one(
 def test_every_address_held_fails_the_add_naming_them_and_leaves_nothing(
     world: World, topo: Topology, cni_path: tuple[str, ...], service: ServiceProcess
 ) -> None:
-    _pool(service.client, "v4", "192.0.2.0/24", "192.0.2.50-192.0.2.51", GATEWAY4)
-    _pool(service.client, "v6", "2001:db8:1::/64", "2001:db8:1::50", GATEWAY6)
+    add_pool(service.client, "v4", "192.0.2.0/24", ["192.0.2.50-192.0.2.51"], gateway=GATEWAY4)
+    add_pool(service.client, "v6", "2001:db8:1::/64", ["2001:db8:1::50"], gateway=GATEWAY6)
     one, mac_one = _rogue(topo, world, "192.0.2.50/24")
     two, mac_two = _rogue(topo, world, "192.0.2.51/24", "2001:db8:1::50/64")
     target = Target("ctr-d2", netns.path_of(world.pods[0]), "eth0", ARGS)
@@ -130,8 +112,8 @@ def test_every_address_held_fails_the_add_naming_them_and_leaves_nothing(
             for address, mac in held.items():
                 assert f"{address} on eth0 is held by {mac}" in error.msg
             chain.delete(target)  # what the runtime does after a failed ADD
-            assert _allocated(service.client, "v4") == 0
-            assert _allocated(service.client, "v6") == 0
+            assert allocated(service.client, "v4") == 0
+            assert allocated(service.client, "v6") == 0
             assert _pod_links(world) == ["lo"]  # macvlan removed its link
     finally:
         _leave(one)
@@ -141,7 +123,7 @@ def test_every_address_held_fails_the_add_naming_them_and_leaves_nothing(
 def test_a_silent_gateway_fails_the_add_and_nothing_stays_allocated(
     world: World, cni_path: tuple[str, ...], service: ServiceProcess
 ) -> None:
-    _pool(service.client, "v4", "192.0.2.0/24", "192.0.2.50-192.0.2.59", "192.0.2.254")
+    add_pool(service.client, "v4", "192.0.2.0/24", ["192.0.2.50-192.0.2.59"], gateway="192.0.2.254")
     chain = _chain(
         world, cni_path, service, default_ipv4_ippool=["v4"], enableGatewayDetection=True
     )
@@ -155,21 +137,21 @@ def test_a_silent_gateway_fails_the_add_and_nothing_stays_allocated(
         Code.GATEWAY_UNREACHABLE,
         "gateway 192.0.2.254 does not answer on eth0: its addresses were released",
     )
-    assert _allocated(service.client, "v4") == 0
+    assert allocated(service.client, "v4") == 0
     assert _pod_links(world) == ["lo"]
     # With the gateway there, the same ADD succeeds.
-    _pool(service.client, "ok", "192.0.2.0/24", "192.0.2.60-192.0.2.69", GATEWAY4)
+    add_pool(service.client, "ok", "192.0.2.0/24", ["192.0.2.60-192.0.2.69"], gateway=GATEWAY4)
     good = _chain(world, cni_path, service, default_ipv4_ippool=["ok"], enableGatewayDetection=True)
     [ip] = good.add(target).ips
     assert str(ip.gateway) == GATEWAY4
     good.delete(target)
-    assert _allocated(service.client, "ok") == 0
+    assert allocated(service.client, "ok") == 0
 
 
 def test_detection_is_off_unless_asked_for(
     world: World, topo: Topology, cni_path: tuple[str, ...], service: ServiceProcess
 ) -> None:
-    _pool(service.client, "v4", "192.0.2.0/24", "192.0.2.50", GATEWAY4)
+    add_pool(service.client, "v4", "192.0.2.0/24", ["192.0.2.50"], gateway=GATEWAY4)
     rogue, _ = _rogue(topo, world, "192.0.2.50/24")
     chain = _chain(world, cni_path, service, default_ipv4_ippool=["v4"])
     target = Target("ctr-d4", netns.path_of(world.pods[0]), "eth0", ARGS)

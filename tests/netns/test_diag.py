@@ -22,6 +22,7 @@ from spidernet.node.cni.config import parse_conflist
 from spidernet.node.diag import command
 from spidernet.node.diag.analyze import KINDS
 from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_IP, World
+from spidernet.node.lab.pools import add_pool
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface
@@ -36,16 +37,7 @@ ip = ipaddress.ip_address
 
 
 def _pool(service: ServiceProcess, name: str, subnet: str, ips: str, gateway: str) -> None:
-    service.client.request(
-        "POST",
-        "/v1/resources",
-        {
-            "apiVersion": "spiderpool.spidernet.io/v2beta1",
-            "kind": "SpiderIPPool",
-            "metadata": {"name": name},
-            "spec": {"subnet": subnet, "ips": [ips], "gateway": gateway},
-        },
-    )
+    add_pool(service.client, name, subnet, [ips], gateway=gateway)
 
 
 def _chain(

@@ -13,24 +13,16 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from spidernet.control.client import Client
 from spidernet.node import netns
 from spidernet.node.cni.config import parse_conflist
 from spidernet.node.cni.errors import Code
 from spidernet.node.lab.harness import GATEWAY4, World
+from spidernet.node.lab.pools import allocated
+from spidernet.node.lab.pools import ippool as pool
 from spidernet.node.lab.runtime import Chain, Outcome, Target, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, ping
 from spidernet.node.netlink.client import netlink
-
-
-def pool(name: str, subnet: str, ips: list[str], **spec: object) -> dict[str, object]:
-    return {
-        "apiVersion": "spiderpool.spidernet.io/v2beta1",
-        "kind": "SpiderIPPool",
-        "metadata": {"name": name},
-        "spec": {"subnet": subnet, "ips": ips, **spec},
-    }
 
 
 def ipam_conf(svc: ServiceProcess, **ipam: object) -> dict[str, object]:
@@ -40,12 +32,6 @@ def ipam_conf(svc: ServiceProcess, **ipam: object) -> dict[str, object]:
         "type": "macvlan",
         "ipam": {"type": "spidernet-ipam", "ipam_unix_socket_path": str(svc.socket), **ipam},
     }
-
-
-def allocated(client: Client, name: str) -> int:
-    return int(
-        client.request("GET", f"/v1/resources/SpiderIPPool/{name}")["status"]["allocatedIPCount"]
-    )
 
 
 def test_fifty_macvlan_pods_get_distinct_addresses_and_give_them_back(
