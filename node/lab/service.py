@@ -6,10 +6,14 @@ The process is found again by the pid recorded at start, and only that pid is si
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -146,3 +150,24 @@ def exited(pid: int) -> bool:
     except OSError:
         return True
     return stat.rsplit(")", 1)[1].split()[0] == "Z"
+
+
+@contextmanager
+def scratch_service(*extra_args: str) -> Iterator[ServiceProcess]:
+    """A `spidernet serve` in a throw-away directory (metrics on a free loopback port),
+    stopped and its directory removed on exit. The directory is short: a socket's path
+    must fit sun_path's 108 bytes."""
+    base = Path(tempfile.mkdtemp(prefix="snt-svc-"))
+    svc = ServiceProcess(
+        socket=base / "s.sock",
+        state_dir=base / "state",
+        log=base / "log",
+        metrics="127.0.0.1:0",
+        extra_args=extra_args,
+    )
+    try:
+        svc.start()
+        yield svc
+    finally:
+        svc.stop()
+        shutil.rmtree(base, ignore_errors=True)

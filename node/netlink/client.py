@@ -45,13 +45,25 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from spidernet.node.netns import check, open_socket_in
 
 from .errors import AlreadyExists, NotFound, classify
-from .messages import addr, getroute, link_of, neighbour_msg, net, route_msg, rule_msg
+from .messages import (
+    addr,
+    alias_msg,
+    bond_msg,
+    getroute,
+    link_of,
+    neighbour_msg,
+    net,
+    route_msg,
+    rule_msg,
+    vlan_msg,
+)
 from .raw import Reader
 from .records import (
     AF_INET,
     AF_INET6,
     IFF_UP,
     Address,
+    BondValue,
     IPAddress,
     IPInterface,
     Link,
@@ -404,6 +416,31 @@ class Netlink:
         nla |= {"master": "IFLA_MASTER"}
         msg["attrs"] = [(nla[k], v) for k, v in attrs.items() if k != "state"]
         # RTM_NEWLINK without NLM_F_CREATE on an index changes that link (rtnl_newlink).
+        self._call("set", f"link '{name}'", lambda: self._reader.change(msg, RTM_NEWLINK))
+
+    def add_vlan(self, name: str, parent: str, vlan_id: int) -> None:
+        """Create VLAN `vlan_id` called `name` on link `parent` (left down)."""
+        msg = vlan_msg(name, self.index(parent), vlan_id)
+        self._call("add", f"vlan '{name}'", lambda: self._reader.create(msg, RTM_NEWLINK))
+
+    def add_bond(self, name: str, options: Sequence[tuple[str, BondValue]]) -> None:
+        """Create bond `name` with `options` by kernel name, mode first (left down)."""
+        msg = bond_msg(name, self._bond_values(options))
+        self._call("add", f"bond '{name}'", lambda: self._reader.create(msg, RTM_NEWLINK))
+
+    def set_bond(self, name: str, options: Sequence[tuple[str, BondValue]]) -> None:
+        """Change options of the existing bond `name` (active_slave, once it has slaves)."""
+        msg = bond_msg(None, self._bond_values(options), self.index(name))
+        self._call("set", f"bond '{name}'", lambda: self._reader.change(msg, RTM_NEWLINK))
+
+    def _bond_values(self, options: Sequence[tuple[str, BondValue]]) -> list[tuple[str, BondValue]]:
+        # netlink names a bond's primary and active slave by index; the config by name
+        by_index = ("primary", "active_slave")
+        return [(k, self.index(str(v)) if k in by_index else v) for k, v in options]
+
+    def set_alias(self, name: str, alias: str) -> None:
+        """Set link `name`'s alias (IFLA_IFALIAS; "" removes it)."""
+        msg = alias_msg(self.index(name), alias)
         self._call("set", f"link '{name}'", lambda: self._reader.change(msg, RTM_NEWLINK))
 
     def delete_link(self, name: str, *, missing_ok: bool = False) -> None:

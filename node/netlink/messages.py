@@ -4,14 +4,27 @@ or read field by field, for the client's own socket (raw.py)."""
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Sequence
 from typing import Any
 
 from pyroute2.netlink import nlmsg
 from pyroute2.netlink.rtnl.fibmsg import fibmsg
+from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
+from pyroute2.netlink.rtnl.ifinfmsg.plugins.bond import bond
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from .records import AF_INET, AF_INET6, IFF_UP, IPAddress, Link, Neighbour, Route, Rule
+from .records import (
+    AF_INET,
+    AF_INET6,
+    IFF_UP,
+    BondValue,
+    IPAddress,
+    Link,
+    Neighbour,
+    Route,
+    Rule,
+)
 
 RT_TABLE_UNSPEC = 0  # rtnetlink.h: the header names no table (RTA_TABLE / FRA_TABLE does)
 
@@ -50,16 +63,21 @@ class getroute(rtmsg):  # type: ignore[misc]
 
 def link_of(m: nlmsg) -> Link:
     """A link record from an RTM_NEWLINK message."""
+    kind = m.get(("linkinfo", "kind")) or ""
+    data = m.get(("linkinfo", "data")) if kind in ("vlan", "bond") else None
     return Link(
         index=m["index"],
         name=m.get("ifname"),
-        kind=m.get(("linkinfo", "kind")) or "",
+        kind=kind,
         mac=m.get("address") or "",
         mtu=m.get("mtu") or 0,
         up=bool(m["flags"] & IFF_UP),
         master=m.get("master"),
         link=m.get("link"),
         link_netnsid=m.get("link_netnsid"),
+        alias=m.get("ifalias") or "",
+        vlan_id=data.get("vlan_id") if data is not None and kind == "vlan" else None,
+        bond_mode=data.get("bond_mode") if data is not None and kind == "bond" else None,
     )
 
 
@@ -120,4 +138,100 @@ def neighbour_msg(neighbour: Neighbour, *, lladdr: bool) -> ndmsg:
     if lladdr:
         attrs.append(("NDA_LLADDR", neighbour.lladdr))
     msg["attrs"] = attrs
+    return msg
+
+
+# -- links the ifacer makes: VLANs and bonds ---------------------------------------------
+
+
+class _BondData(bond):  # type: ignore[misc]  # pyroute2 is untyped
+    """pyroute2's bond attributes plus IFLA_BOND_PEER_NOTIF_DELAY (Linux 5.3), which it
+    lacks; registered below as the IFLA_INFO_DATA of kind "bond"."""
+
+    _nlmsg_base__compiled_nla = False  # compile our own table, not the parent's
+    nla_map = (*bond.nla_map, ("IFLA_BOND_PEER_NOTIF_DELAY", "uint32"))
+
+
+ifinfmsg.ifinfo.register_link_kind(module={"bond": _BondData})
+
+# Bond options by their kernel (sysfs) names -> IFLA_BOND_* attribute. Values arrive typed
+# (node/ifacer/config.py checks them): integers, an interface *index* for primary and
+# active_slave (netlink takes indexes where sysfs takes names), IPv4 texts for
+# arp_ip_target, a MAC text for ad_actor_system.
+BOND_ATTRS: dict[str, str] = {
+    "mode": "IFLA_BOND_MODE",
+    "active_slave": "IFLA_BOND_ACTIVE_SLAVE",
+    "miimon": "IFLA_BOND_MIIMON",
+    "updelay": "IFLA_BOND_UPDELAY",
+    "downdelay": "IFLA_BOND_DOWNDELAY",
+    "use_carrier": "IFLA_BOND_USE_CARRIER",
+    "arp_interval": "IFLA_BOND_ARP_INTERVAL",
+    "arp_ip_target": "IFLA_BOND_ARP_IP_TARGET",
+    "arp_validate": "IFLA_BOND_ARP_VALIDATE",
+    "arp_all_targets": "IFLA_BOND_ARP_ALL_TARGETS",
+    "primary": "IFLA_BOND_PRIMARY",
+    "primary_reselect": "IFLA_BOND_PRIMARY_RESELECT",
+    "fail_over_mac": "IFLA_BOND_FAIL_OVER_MAC",
+    "xmit_hash_policy": "IFLA_BOND_XMIT_HASH_POLICY",
+    "resend_igmp": "IFLA_BOND_RESEND_IGMP",
+    "num_peer_notif": "IFLA_BOND_NUM_PEER_NOTIF",
+    "all_slaves_active": "IFLA_BOND_ALL_SLAVES_ACTIVE",
+    "min_links": "IFLA_BOND_MIN_LINKS",
+    "lp_interval": "IFLA_BOND_LP_INTERVAL",
+    "packets_per_slave": "IFLA_BOND_PACKETS_PER_SLAVE",
+    "lacp_rate": "IFLA_BOND_AD_LACP_RATE",
+    "ad_select": "IFLA_BOND_AD_SELECT",
+    "ad_actor_sys_prio": "IFLA_BOND_AD_ACTOR_SYS_PRIO",
+    "ad_user_port_key": "IFLA_BOND_AD_USER_PORT_KEY",
+    "ad_actor_system": "IFLA_BOND_AD_ACTOR_SYSTEM",
+    "tlb_dynamic_lb": "IFLA_BOND_TLB_DYNAMIC_LB",
+    "peer_notif_delay": "IFLA_BOND_PEER_NOTIF_DELAY",
+}
+
+
+def _bond_attr(option: str, value: BondValue) -> tuple[str, Any]:
+    attr = BOND_ATTRS[option]
+    if option == "ad_actor_system":
+        return attr, bytes.fromhex(str(value).replace(":", ""))
+    if option == "arp_ip_target":
+        return attr, list(value) if isinstance(value, tuple) else [value]
+    return attr, value
+
+
+def _linkinfo(kind: str, data: list[tuple[str, Any]]) -> tuple[str, Any]:
+    info: list[tuple[str, Any]] = [("IFLA_INFO_KIND", kind)]
+    if data:
+        info.append(("IFLA_INFO_DATA", {"attrs": data}))
+    return ("IFLA_LINKINFO", {"attrs": info})
+
+
+def vlan_msg(name: str, parent: int, vlan_id: int) -> ifinfmsg:
+    """The RTM_NEWLINK that creates VLAN `vlan_id` called `name` on link index `parent`."""
+    msg = ifinfmsg()
+    msg["attrs"] = [
+        ("IFLA_IFNAME", name),
+        ("IFLA_LINK", parent),
+        _linkinfo("vlan", [("IFLA_VLAN_ID", vlan_id)]),
+    ]
+    return msg
+
+
+def bond_msg(
+    name: str | None, options: Sequence[tuple[str, BondValue]], index: int = 0
+) -> ifinfmsg:
+    """The RTM_NEWLINK that creates bond `name` with `options` (the first being its mode),
+    or, with `index` and no name, that changes those options on an existing bond."""
+    msg = ifinfmsg()
+    msg["index"] = index
+    attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", name)] if name else []
+    attrs.append(_linkinfo("bond", [_bond_attr(k, v) for k, v in options]))
+    msg["attrs"] = attrs
+    return msg
+
+
+def alias_msg(index: int, alias: str) -> ifinfmsg:
+    """The RTM_NEWLINK that sets link `index`'s alias (IFLA_IFALIAS)."""
+    msg = ifinfmsg()
+    msg["index"] = index
+    msg["attrs"] = [("IFLA_IFALIAS", alias)]
     return msg

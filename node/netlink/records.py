@@ -33,10 +33,16 @@ NUD_PERMANENT = 0x80
 # if.h
 IFF_UP = 0x1
 
+# A bond option's value (node/ifacer/config.py): a number, an interface or MAC text, or
+# arp_ip_target's IPv4 texts.
+BondValue = int | str | tuple[str, ...]
+
 
 @dataclass(frozen=True)
 class Link:
-    """A network interface. `link` is the peer (veth) or parent (macvlan, vlan) index."""
+    """A network interface. `link` is the peer (veth) or parent (macvlan, vlan) index;
+    `vlan_id` is set for VLAN links and `bond_mode` (0-6) for bonds; `alias` is the free-text
+    IFLA_IFALIAS (`ip link set X alias ...`)."""
 
     index: int
     name: str
@@ -47,6 +53,9 @@ class Link:
     master: int | None = None
     link: int | None = None
     link_netnsid: int | None = None
+    alias: str = ""
+    vlan_id: int | None = None
+    bond_mode: int | None = None
 
 
 @dataclass(frozen=True)

@@ -45,10 +45,12 @@ from spidernet.node.netlink.records import (
 from .describe import describe
 from .ops import (
     AddAddress,
+    AddBond,
     AddNeighbour,
     AddRoute,
     AddRule,
     AddVeth,
+    AddVlan,
     Announce,
     DeleteAddress,
     DeleteLink,
@@ -56,8 +58,11 @@ from .ops import (
     DeleteRoute,
     DeleteRule,
     DropReplyViaLink,
+    Enslave,
     Op,
+    Release,
     ReplyViaLink,
+    SetBondOptions,
     SetLinkDown,
     SetLinkUp,
     SetMac,
@@ -65,6 +70,21 @@ from .ops import (
     SetTxQueueLen,
     Side,
     undo_all,
+)
+
+# Operations on links (the rest act on addresses, routes, rules, neighbours and sysctls).
+_LinkOp = (
+    AddVeth
+    | DeleteLink
+    | SetLinkUp
+    | SetLinkDown
+    | SetMac
+    | SetTxQueueLen
+    | AddVlan
+    | AddBond
+    | SetBondOptions
+    | Enslave
+    | Release
 )
 
 Announcer = Callable[[socket.socket, str, IPAddress], None]
@@ -165,18 +185,20 @@ class _Executor:
     def run(self, op: Op, *, undoing: bool) -> None:
         """Execute one operation."""
         match op:
-            case AddVeth():
-                self._add_veth(op)
-            case DeleteLink():
-                self._nl(op.side).delete_link(op.name)
-            case SetLinkUp():
-                self._nl(op.side).set_link(op.name, state="up")
-            case SetLinkDown():
-                self._nl(op.side).set_link(op.name, state="down")
-            case SetMac():
-                self._nl(op.side).set_link(op.name, address=op.mac)
-            case SetTxQueueLen():
-                self._nl(op.side).set_link(op.name, txqlen=op.qlen)
+            case (
+                AddVeth()
+                | DeleteLink()
+                | SetLinkUp()
+                | SetLinkDown()
+                | SetMac()
+                | SetTxQueueLen()
+                | AddVlan()
+                | AddBond()
+                | SetBondOptions()
+                | Enslave()
+                | Release()
+            ):
+                self._link(op)
             case AddAddress():
                 self._nl(op.side).add_address(op.name, op.address)
             case DeleteAddress():
@@ -214,6 +236,62 @@ class _Executor:
                         self._access.discard(sock)
             case _:  # pragma: no cover - mypy checks that every op has a case
                 assert_never(op)
+
+    def _link(self, op: _LinkOp) -> None:
+        match op:
+            case AddVeth():
+                self._add_veth(op)
+            case DeleteLink():
+                self._nl(op.side).delete_link(op.name)
+            case SetLinkUp():
+                self._nl(op.side).set_link(op.name, state="up")
+            case SetLinkDown():
+                self._nl(op.side).set_link(op.name, state="down")
+            case SetMac():
+                self._nl(op.side).set_link(op.name, address=op.mac)
+            case SetTxQueueLen():
+                self._nl(op.side).set_link(op.name, txqlen=op.qlen)
+            case AddVlan() | AddBond():
+                self._add_master(op)
+            case SetBondOptions():
+                self._nl(op.side).set_bond(op.name, op.options)
+            case Enslave():
+                self._enslave(op)
+            case Release():
+                self._release(op)
+            case _:  # pragma: no cover - mypy checks that every op has a case
+                assert_never(op)
+
+    def _add_master(self, op: AddVlan | AddBond) -> None:
+        nl = self._nl(op.side)
+        if isinstance(op, AddVlan):
+            nl.add_vlan(op.name, op.parent, op.vlan_id)
+        else:
+            nl.add_bond(op.name, op.options)
+        if op.alias:
+            try:
+                nl.set_alias(op.name, op.alias)
+            except BaseException:
+                nl.delete_link(op.name, missing_ok=True)
+                raise
+
+    def _enslave(self, op: Enslave) -> None:
+        # Down, enslave, up: the order Spiderpool and ifenslave use.
+        nl = self._nl(op.side)
+        nl.set_link(op.name, state="down")
+        try:
+            nl.set_link(op.name, master=nl.index(op.master))
+        except BaseException:
+            if op.was_up:
+                nl.set_link(op.name, state="up")
+            raise
+        nl.set_link(op.name, state="up")
+
+    def _release(self, op: Release) -> None:
+        nl = self._nl(op.side)
+        nl.set_link(op.name, master=0)
+        if op.up:
+            nl.set_link(op.name, state="up")
 
     def _add_veth(self, op: AddVeth) -> None:
         # Both MACs are given at creation: a MAC the kernel picked at random is one udev's

@@ -15,10 +15,12 @@ from .ops import (
     SCOPE_LINK,
     SCOPE_UNIVERSE,
     AddAddress,
+    AddBond,
     AddNeighbour,
     AddRoute,
     AddRule,
     AddVeth,
+    AddVlan,
     Announce,
     DeleteAddress,
     DeleteLink,
@@ -26,8 +28,11 @@ from .ops import (
     DeleteRoute,
     DeleteRule,
     DropReplyViaLink,
+    Enslave,
     Op,
+    Release,
     ReplyViaLink,
+    SetBondOptions,
     SetLinkDown,
     SetLinkUp,
     SetMac,
@@ -66,6 +71,13 @@ def _rule(op: AddRule | DeleteRule) -> str:
     return " ".join(words)
 
 
+def _options(options: tuple[tuple[str, object], ...]) -> str:
+    def text(value: object) -> str:
+        return ",".join(value) if isinstance(value, tuple) else str(value)
+
+    return " ".join(f"{k} {text(v)}" for k, v in options)
+
+
 def _phrase(op: Op) -> str:
     match op:
         case AddVeth():
@@ -75,6 +87,16 @@ def _phrase(op: Op) -> str:
             )
         case DeleteLink():
             return f"delete link '{op.name}'"
+        case AddVlan():
+            return f"add vlan {op.vlan_id} '{op.name}' on '{op.parent}'"
+        case AddBond():
+            return f"add bond '{op.name}' ({_options(op.options)})"
+        case SetBondOptions():
+            return f"set {_options(op.options)} on bond '{op.name}'"
+        case Enslave():
+            return f"enslave '{op.name}' to '{op.master}'"
+        case Release():
+            return f"release '{op.name}' from its master"
         case SetLinkUp():
             return f"set link '{op.name}' up"
         case SetLinkDown():

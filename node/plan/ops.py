@@ -17,6 +17,8 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
+from spidernet.node.netlink.records import BondValue
+
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -291,8 +293,86 @@ class Announce:
         return ()
 
 
+@dataclass(frozen=True)
+class AddVlan:
+    """VLAN `vlan_id` called `name` on link `parent`, with `alias` (the ifacer's mark) as its
+    IFLA_IFALIAS; left down."""
+
+    side: Side
+    name: str
+    parent: str
+    vlan_id: int
+    alias: str = ""
+
+    def undo(self) -> tuple[Op, ...]:
+        """Delete it."""
+        return (DeleteLink(self.side, self.name),)
+
+
+@dataclass(frozen=True)
+class AddBond:
+    """Bond `name` with `options` ((kernel option name, value), the mode first) and `alias`
+    as its IFLA_IFALIAS; left down and without slaves."""
+
+    side: Side
+    name: str
+    options: tuple[tuple[str, BondValue], ...]
+    alias: str = ""
+
+    def undo(self) -> tuple[Op, ...]:
+        """Delete it (which releases its slaves)."""
+        return (DeleteLink(self.side, self.name),)
+
+
+@dataclass(frozen=True)
+class SetBondOptions:
+    """Options of bond `name` that need its slaves in place (active_slave)."""
+
+    side: Side
+    name: str
+    options: tuple[tuple[str, BondValue], ...]
+
+    def undo(self) -> tuple[Op, ...]:
+        """Nothing: only planned on a bond the same plan made."""
+        return ()
+
+
+@dataclass(frozen=True)
+class Enslave:
+    """Make link `name` a slave of bond `master`: down, enslaved, up again. `was_up`: its
+    state before, which releasing it restores."""
+
+    side: Side
+    name: str
+    master: str
+    was_up: bool = True
+
+    def undo(self) -> tuple[Op, ...]:
+        """Release it."""
+        return (Release(self.side, self.name, self.was_up),)
+
+
+@dataclass(frozen=True)
+class Release:
+    """Release link `name` from its master (only ever as an undo); the kernel takes a
+    released slave down, so it is brought up again when `up`."""
+
+    side: Side
+    name: str
+    up: bool = True
+
+    def undo(self) -> tuple[Op, ...]:
+        """Not reversible; never planned forward."""
+        return ()
+
+
 Op = (
     AddVeth
+    | AddVlan
+    | AddBond
+    | SetBondOptions
+    | Enslave
+    | Release
     | DeleteLink
     | SetLinkUp
     | SetLinkDown

@@ -12,10 +12,9 @@ removed in every case, on failure too.
 from __future__ import annotations
 
 import os
-import shutil
 import sys
-import tempfile
 from collections.abc import Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -30,7 +29,7 @@ from spidernet.node.lab.harness import (
     ProcessSnapshot,
     World,
 )
-from spidernet.node.lab.service import ServiceProcess
+from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.node.lab.topology import Topology, iface
 
 REFERENCE_PLUGINS = Path("/usr/lib/cni")
@@ -113,29 +112,9 @@ def access(request: pytest.FixtureRequest) -> Iterator[Namespaces]:
 @pytest.fixture
 def start_service() -> Iterator[Callable[..., ServiceProcess]]:
     """Start a `spidernet serve` of this test with extra options; every one started is
-    stopped and its directory removed afterwards. A short socket path: sun_path is 108
-    bytes."""
-    started: list[tuple[ServiceProcess, Path]] = []
-
-    def start(*extra_args: str) -> ServiceProcess:
-        base = Path(tempfile.mkdtemp(prefix="snt-svc-"))
-        svc = ServiceProcess(
-            socket=base / "s.sock",
-            state_dir=base / "state",
-            log=base / "log",
-            metrics="127.0.0.1:0",
-            extra_args=extra_args,
-        )
-        started.append((svc, base))
-        svc.start()
-        return svc
-
-    try:
-        yield start
-    finally:
-        for svc, base in reversed(started):
-            svc.stop()
-            shutil.rmtree(base, ignore_errors=True)
+    stopped and its directory removed afterwards."""
+    with ExitStack() as stack:
+        yield lambda *extra_args: stack.enter_context(scratch_service(*extra_args))
 
 
 @pytest.fixture

@@ -14,10 +14,12 @@ from spidernet.node.plan.ops import (
     MAIN,
     SCOPE_LINK,
     AddAddress,
+    AddBond,
     AddNeighbour,
     AddRoute,
     AddRule,
     AddVeth,
+    AddVlan,
     Announce,
     DeleteAddress,
     DeleteLink,
@@ -25,8 +27,11 @@ from spidernet.node.plan.ops import (
     DeleteRoute,
     DeleteRule,
     DropReplyViaLink,
+    Enslave,
     Op,
+    Release,
     ReplyViaLink,
+    SetBondOptions,
     SetLinkDown,
     SetLinkUp,
     SetMac,
@@ -76,6 +81,12 @@ UNDOS: list[tuple[Op, tuple[Op, ...]]] = [
     (ReplyViaLink("pod", "veth0", 1, 100), (DropReplyViaLink("pod", "veth0", 1, 100),)),
     (DropReplyViaLink("pod", "veth0", 1, 100), ()),
     (Announce("pod", "eth0", SRC), ()),
+    (AddVlan("host", "eth1.100", "eth1", 100, "spidernet-ifacer"),
+     (DeleteLink("host", "eth1.100"),)),
+    (AddBond("host", "bond0", (("mode", 1), ("miimon", 100))), (DeleteLink("host", "bond0"),)),
+    (SetBondOptions("host", "bond0", (("active_slave", "eth1"),)), ()),
+    (Enslave("host", "eth1", "bond0", was_up=False), (Release("host", "eth1", up=False),)),
+    (Release("host", "eth1"), ()),
 ]  # fmt: skip
 
 
@@ -156,6 +167,13 @@ def test_undo_all_of_undos_is_empty_for_removals() -> None:
         (ReplyViaLink("pod", "veth0", 1, 100),
          "mark connections arriving on 'veth0' for replies through it (mark 0x1, table 100)"
          " in the pod"),
+        (AddVlan("host", "eth1.100", "eth1", 100), "add vlan 100 'eth1.100' on 'eth1' in the host"),
+        (AddBond("host", "b0", (("mode", 4), ("arp_ip_target", ("10.0.0.1", "10.0.0.2")))),
+         "add bond 'b0' (mode 4 arp_ip_target 10.0.0.1,10.0.0.2) in the host"),
+        (SetBondOptions("host", "b0", (("active_slave", "eth1"),)),
+         "set active_slave eth1 on bond 'b0' in the host"),
+        (Enslave("host", "eth1", "b0"), "enslave 'eth1' to 'b0' in the host"),
+        (Release("host", "eth1"), "release 'eth1' from its master in the host"),
     ],
 )  # fmt: skip
 def test_describe_names_the_operation_and_its_side(op: Op, words: str) -> None:
@@ -165,5 +183,6 @@ def test_describe_names_the_operation_and_its_side(op: Op, words: str) -> None:
 @pytest.mark.parametrize("op", [op for op, _ in UNDOS], ids=lambda x: type(x).__name__)
 def test_every_operation_can_be_described(op: Op) -> None:
     words = describe(op)
-    assert words.split()[0] in {"add", "delete", "set", "mark", "remove", "announce"}
+    verbs = {"add", "delete", "set", "mark", "remove", "announce", "enslave", "release"}
+    assert words.split()[0] in verbs
     assert words.endswith(("in the pod", "in the host", ")"))
