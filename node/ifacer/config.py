@@ -79,7 +79,7 @@ _RANGES: dict[str, tuple[int, int]] = {
     "peer_notif_delay": (0, 300000),
 }
 # Options that name one of the bond's interfaces.
-_SLAVE_OPTIONS = ("primary", "active_slave")
+_SLAVE_OPTIONS = ("primary",)
 # Spiderpool's spellings of the kernel's names.
 _ALIASES = {"up_delay": "updelay", "down_delay": "downdelay", "num_grat_arp": "num_peer_notif"}
 # Options a mode does not take: the kernel refuses them (bond_opt_check_deps).
@@ -90,7 +90,6 @@ _ONLY_IN: dict[str, tuple[int, ...]] = {
     "ad_user_port_key": (LACP,),
     "ad_actor_system": (LACP,),
     "primary": (ACTIVE_BACKUP, TLB, ALB),
-    "active_slave": (ACTIVE_BACKUP, TLB, ALB),
     "packets_per_slave": (0,),
     "tlb_dynamic_lb": (TLB, ALB),
     "arp_interval": (0, ACTIVE_BACKUP, 2, 3),
@@ -99,6 +98,7 @@ _ONLY_IN: dict[str, tuple[int, ...]] = {
 KNOWN_OPTIONS = tuple(
     sorted({*_ENUMS, *_RANGES, *_SLAVE_OPTIONS, "arp_ip_target", "ad_actor_system"})
 )
+_ZERONET = ipaddress.IPv4Network("0.0.0.0/8")
 _NAME_RE = re.compile(r"^[^\s/:]+$")
 _MAC_RE = re.compile(r"^([0-9a-fA-F]{2}:){5}[0-9a-fA-F]{2}$")
 
@@ -199,9 +199,11 @@ def _option_value(key: str, text: str, interfaces: tuple[str, ...]) -> BondValue
         raise _fail(bad + f"give 1 to {MAX_ARP_TARGETS} IPv4 addresses, not '{text}'")
     for t in targets:
         try:
-            ipaddress.IPv4Address(t)
+            address = ipaddress.IPv4Address(t)
         except ValueError:
             raise _fail(bad + f"'{t}' is not an IPv4 address") from None
+        if address in _ZERONET or address == ipaddress.IPv4Address("255.255.255.255"):
+            raise _fail(bad + f"'{t}' is not a usable ARP target (0.0.0.0/8 or broadcast)")
     return targets
 
 
@@ -223,6 +225,13 @@ def parse_options(
         key = _ALIASES.get(key, key)
         if key == "mode":
             raise _fail("bond option 'mode': set bond.mode instead")
+        if key == "active_slave":
+            # The kernel takes it only from a running bond whose named slave has link,
+            # and forgets it at the next failover: a command, not a setting.
+            raise _fail(
+                "bond option 'active_slave' switches a running bond once and is not kept;"
+                " use primary=<interface>, which the bond keeps choosing"
+            )
         if key not in KNOWN_OPTIONS:
             raise _fail(f"bond option '{key}' is unknown; known: {', '.join(KNOWN_OPTIONS)}")
         if key in out:

@@ -14,13 +14,11 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spidernet.node.netlink.records import Link
-from spidernet.node.plan.ops import AddBond, AddVlan, Enslave, Op, SetBondOptions, SetLinkUp
+from spidernet.node.plan.ops import AddBond, AddVlan, Enslave, Op, SetLinkUp
 
 from .config import MODES, IfacerConf
 
 IFACER_ALIAS = "spidernet-ifacer"
-# Bond options the kernel takes only once the bond has slaves.
-_AFTER_SLAVES = ("active_slave",)
 
 
 class PlanError(ValueError):
@@ -65,8 +63,7 @@ def _bond_ops(conf: IfacerConf, by_name: dict[str, Link], by_index: dict[int, Li
                 f" the config asks for {MODES[bond.mode]}"
             )
     else:
-        first = tuple((k, v) for k, v in bond.options if k not in _AFTER_SLAVES)
-        ops.append(AddBond("host", bond.name, (("mode", bond.mode), *first), IFACER_ALIAS))
+        ops.append(AddBond("host", bond.name, (("mode", bond.mode), *bond.options), IFACER_ALIAS))
     bond_index = existing.index if existing is not None else None
     for name in conf.interfaces:
         nic = by_name[name]
@@ -77,9 +74,6 @@ def _bond_ops(conf: IfacerConf, by_name: dict[str, Link], by_index: dict[int, Li
             owner = f"'{master.name}'" if master else f"link {nic.master}"
             raise PlanError(f"interface '{name}' is already enslaved to {owner}")
         ops.append(Enslave("host", name, bond.name, nic.up))
-    later = tuple((k, v) for k, v in bond.options if k in _AFTER_SLAVES)
-    if later and existing is None:
-        ops.append(SetBondOptions("host", bond.name, later))
     if existing is None or not existing.up:
         ops.append(SetLinkUp("host", bond.name))
     return ops

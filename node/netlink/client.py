@@ -428,15 +428,9 @@ class Netlink:
         msg = bond_msg(name, self._bond_values(options))
         self._call("add", f"bond '{name}'", lambda: self._reader.create(msg, RTM_NEWLINK))
 
-    def set_bond(self, name: str, options: Sequence[tuple[str, BondValue]]) -> None:
-        """Change options of the existing bond `name` (active_slave, once it has slaves)."""
-        msg = bond_msg(None, self._bond_values(options), self.index(name))
-        self._call("set", f"bond '{name}'", lambda: self._reader.change(msg, RTM_NEWLINK))
-
     def _bond_values(self, options: Sequence[tuple[str, BondValue]]) -> list[tuple[str, BondValue]]:
-        # netlink names a bond's primary and active slave by index; the config by name
-        by_index = ("primary", "active_slave")
-        return [(k, self.index(str(v)) if k in by_index else v) for k, v in options]
+        # netlink names a bond's primary by index; the config by name
+        return [(k, self.index(str(v)) if k == "primary" else v) for k, v in options]
 
     def set_alias(self, name: str, alias: str) -> None:
         """Set link `name`'s alias (IFLA_IFALIAS; "" removes it)."""

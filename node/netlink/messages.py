@@ -155,12 +155,11 @@ class _BondData(bond):  # type: ignore[misc]  # pyroute2 is untyped
 ifinfmsg.ifinfo.register_link_kind(module={"bond": _BondData})
 
 # Bond options by their kernel (sysfs) names -> IFLA_BOND_* attribute. Values arrive typed
-# (node/ifacer/config.py checks them): integers, an interface *index* for primary and
-# active_slave (netlink takes indexes where sysfs takes names), IPv4 texts for
+# (node/ifacer/config.py checks them): integers, an interface *index* for primary
+# (netlink takes indexes where sysfs takes names), IPv4 texts for
 # arp_ip_target, a MAC text for ad_actor_system.
 BOND_ATTRS: dict[str, str] = {
     "mode": "IFLA_BOND_MODE",
-    "active_slave": "IFLA_BOND_ACTIVE_SLAVE",
     "miimon": "IFLA_BOND_MIIMON",
     "updelay": "IFLA_BOND_UPDELAY",
     "downdelay": "IFLA_BOND_DOWNDELAY",
@@ -216,16 +215,13 @@ def vlan_msg(name: str, parent: int, vlan_id: int) -> ifinfmsg:
     return msg
 
 
-def bond_msg(
-    name: str | None, options: Sequence[tuple[str, BondValue]], index: int = 0
-) -> ifinfmsg:
-    """The RTM_NEWLINK that creates bond `name` with `options` (the first being its mode),
-    or, with `index` and no name, that changes those options on an existing bond."""
+def bond_msg(name: str, options: Sequence[tuple[str, BondValue]]) -> ifinfmsg:
+    """The RTM_NEWLINK that creates bond `name` with `options` (the first being its mode)."""
     msg = ifinfmsg()
-    msg["index"] = index
-    attrs: list[tuple[str, Any]] = [("IFLA_IFNAME", name)] if name else []
-    attrs.append(_linkinfo("bond", [_bond_attr(k, v) for k, v in options]))
-    msg["attrs"] = attrs
+    msg["attrs"] = [
+        ("IFLA_IFNAME", name),
+        _linkinfo("bond", [_bond_attr(k, v) for k, v in options]),
+    ]
     return msg
 
 

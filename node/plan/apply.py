@@ -62,7 +62,6 @@ from .ops import (
     Op,
     Release,
     ReplyViaLink,
-    SetBondOptions,
     SetLinkDown,
     SetLinkUp,
     SetMac,
@@ -82,7 +81,6 @@ _LinkOp = (
     | SetTxQueueLen
     | AddVlan
     | AddBond
-    | SetBondOptions
     | Enslave
     | Release
 )
@@ -194,7 +192,6 @@ class _Executor:
                 | SetTxQueueLen()
                 | AddVlan()
                 | AddBond()
-                | SetBondOptions()
                 | Enslave()
                 | Release()
             ):
@@ -253,8 +250,6 @@ class _Executor:
                 self._nl(op.side).set_link(op.name, txqlen=op.qlen)
             case AddVlan() | AddBond():
                 self._add_master(op)
-            case SetBondOptions():
-                self._nl(op.side).set_bond(op.name, op.options)
             case Enslave():
                 self._enslave(op)
             case Release():

@@ -32,7 +32,6 @@ from .ops import (
     Op,
     Release,
     ReplyViaLink,
-    SetBondOptions,
     SetLinkDown,
     SetLinkUp,
     SetMac,
@@ -91,8 +90,6 @@ def _phrase(op: Op) -> str:
             return f"add vlan {op.vlan_id} '{op.name}' on '{op.parent}'"
         case AddBond():
             return f"add bond '{op.name}' ({_options(op.options)})"
-        case SetBondOptions():
-            return f"set {_options(op.options)} on bond '{op.name}'"
         case Enslave():
             return f"enslave '{op.name}' to '{op.master}'"
         case Release():

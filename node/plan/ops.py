@@ -325,19 +325,6 @@ class AddBond:
 
 
 @dataclass(frozen=True)
-class SetBondOptions:
-    """Options of bond `name` that need its slaves in place (active_slave)."""
-
-    side: Side
-    name: str
-    options: tuple[tuple[str, BondValue], ...]
-
-    def undo(self) -> tuple[Op, ...]:
-        """Nothing: only planned on a bond the same plan made."""
-        return ()
-
-
-@dataclass(frozen=True)
 class Enslave:
     """Make link `name` a slave of bond `master`: down, enslaved, up again. `was_up`: its
     state before, which releasing it restores."""
@@ -370,7 +357,6 @@ Op = (
     AddVeth
     | AddVlan
     | AddBond
-    | SetBondOptions
     | Enslave
     | Release
     | DeleteLink

@@ -14,7 +14,6 @@ from spidernet.node.plan.ops import (
     AddBond,
     AddVlan,
     Enslave,
-    SetBondOptions,
     SetLinkUp,
     undo_all,
 )
@@ -89,15 +88,14 @@ def test_new_bond_with_a_vlan_on_top() -> None:
         {
             "interfaces": ["eth1", "eth2"],
             "vlanID": 100,
-            "bond": {"name": "bond0", "mode": 1, "options": "miimon=100;active_slave=eth2"},
+            "bond": {"name": "bond0", "mode": 1, "options": "miimon=100;primary=eth2"},
         }
     )
     plan = plan_add(conf, HOST)
     assert plan.ops == (
-        AddBond("host", "bond0", (("mode", 1), ("miimon", 100)), IFACER_ALIAS),
+        AddBond("host", "bond0", (("mode", 1), ("miimon", 100), ("primary", "eth2")), IFACER_ALIAS),
         Enslave("host", "eth1", "bond0", was_up=True),
         Enslave("host", "eth2", "bond0", was_up=False),
-        SetBondOptions("host", "bond0", (("active_slave", "eth2"),)),
         SetLinkUp("host", "bond0"),
         AddVlan("host", "bond0.100", "bond0", 100, IFACER_ALIAS),
         SetLinkUp("host", "bond0.100"),

@@ -47,13 +47,6 @@ def test_bond_message_carries_every_kind_of_value() -> None:
     assert b"02:aa" not in raw
 
 
-def test_bond_change_message_names_the_bond_by_index() -> None:
-    back = roundtrip(bond_msg(None, (("active_slave", 9),), index=5))
-    assert back["index"] == 5
-    assert back.get("ifname") is None
-    assert back.get(("linkinfo", "data")).get("bond_active_slave") == 9
-
-
 def test_alias_message() -> None:
     back = roundtrip(alias_msg(5, "spidernet-ifacer"))
     assert (back["index"], back.get("ifalias")) == (5, "spidernet-ifacer")
