@@ -34,7 +34,7 @@ class Installed:
     """One executable written; `note` says why a fallback was taken."""
 
     path: Path
-    kind: str  # "compiled forwarder", "python forwarder" or "python launcher"
+    kind: str  # "compiled forwarder" or "python forwarder"
     note: str = ""
 
 
@@ -131,7 +131,6 @@ def install_cni(bin_dir: Path, python: str, *, forwarder: str = "auto") -> list[
             else:
                 written.append(Installed(path, "compiled forwarder"))
                 continue
-        kind = "python forwarder" if name in FORWARDED else "python launcher"
         path = _place(bin_dir, name, partial(_write_into, text))
-        written.append(Installed(path, kind, note))
+        written.append(Installed(path, "python forwarder", note))
     return written

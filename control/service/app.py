@@ -2,8 +2,9 @@
 
 Routes (JSON unless noted):
 - `GET  /v1/healthz`
-- `POST /v1/cni/spidernet-ipam`, `POST /v1/cni/spidernet-coordinator`: a forwarded CNI call
-  (see `node/cni/forward.py`); the coordinator's host side is the caller's namespace
+- `POST /v1/cni/spidernet-ipam`, `/v1/cni/spidernet-coordinator`, `/v1/cni/spidernet-ifacer`:
+  a forwarded CNI call (see `node/cni/forward.py`); the host side of the coordinator and
+  the ifacer is the caller's namespace
 - `POST /v1/ipam/allocate`, `POST /v1/ipam/release`: the same operations as typed JSON
 - `GET  /v1/endpoints/NAMESPACE/NAME`: a pod's SpiderEndpoint
 - `GET  /v1/coordinator/config?podNamespace=NS&podName=NAME`: SpiderCoordinator settings,
@@ -38,6 +39,9 @@ from spidernet.node.coordinator.commands import NAME as COORDINATOR
 from spidernet.node.coordinator.commands import Context
 from spidernet.node.coordinator.commands import make_plugin as coordinator_plugin
 from spidernet.node.detect.announce import announce
+from spidernet.node.ifacer.commands import NAME as IFACER
+from spidernet.node.ifacer.commands import Context as IfacerContext
+from spidernet.node.ifacer.commands import make_plugin as ifacer_plugin
 from spidernet.node.ipam.conf import IpamConf, PodMeta
 from spidernet.node.ipam.plugin import NAME as IPAM_PLUGIN
 from spidernet.node.ipam.plugin import IpamCall, make_plugin
@@ -86,7 +90,7 @@ class App:
         if request.peer.uid not in self.allowed_uids:
             return _error(403, f"uid {request.peer.uid} may not use this socket")
         limiter = self.limiter
-        if request.path == f"/v1/cni/{COORDINATOR}":
+        if request.path in (f"/v1/cni/{COORDINATOR}", f"/v1/cni/{IFACER}"):
             limiter = self.node_limiter
         try:
             return await trio.to_thread.run_sync(self._route, request, limiter=limiter)
@@ -134,6 +138,10 @@ class App:
                     access=self.access,
                 )
             )
+        elif plugin == IFACER:
+            # The ifacer works in the host namespace, which is the caller's.
+            host = caller_netns(request.peer.pid)
+            cni = ifacer_plugin(IfacerContext(host_netns=host, access=self.access))
         else:
             return _error(404, f"the service does not serve plugin {plugin!r}")
         environ: dict[str, str] = {}

@@ -3,9 +3,10 @@
 A runtime starts a plugin process for every call, and CPython pays for each import on each
 call (DESIGN.md, "Thin plugins, hot node service"). Every executable therefore runs with
 `-I -S` (no site packages, nothing imported but builtins) and answers VERSION itself.
-Plugins served by the node service (`FORWARDED`) carry the source of `forward.py` and send
-every other call to the service's socket; the others hand it, with the same stdin and
-environment, to the plugin module under the interpreter that installed them.
+Every plugin is served by the node service: its executable carries the source of
+`forward.py` (or is compiled from `forward.c`, see install.py) and sends every other call
+to the service's socket. The coordinator and the ifacer (`FALLBACK`) do the work in a
+process of their own when no service listens.
 """
 
 from __future__ import annotations
@@ -24,36 +25,14 @@ PLUGINS: dict[str, str] = {
 }
 
 # Plugins whose work happens in the node service; the executable only forwards the call.
-FORWARDED = frozenset({"spidernet-ipam", "spidernet-coordinator"})
+FORWARDED = frozenset(PLUGINS)
 # Forwarded plugins that, with no service listening, do the work themselves: the executable
 # then runs `<python> -I -m <module>` in its place, with the same stdin (DESIGN.md). IPAM has
 # no such fallback: its state is the service's.
-FALLBACK = frozenset({"spidernet-coordinator"})
+FALLBACK = frozenset({"spidernet-coordinator", "spidernet-ifacer"})
 
 # The kernel reads at most this many bytes of a "#!" line (BINPRM_BUF_SIZE - 1 on Linux).
 MAX_SHEBANG = 255
-
-_TEMPLATE = """\
-#!{python} -IS
-# {name}: written by `spidernet install-cni`; do not edit. It answers VERSION without
-# loading site packages and runs every other verb as `{python} -I -m {module}`.
-import os
-import sys
-
-if os.environ.get("CNI_COMMAND") == "VERSION":
-    sys.stdout.write({version_json!r})
-    sys.exit(0)
-try:
-    os.execv({python!r}, [{python!r}, "-I", "-m", {module!r}])
-except OSError as e:
-    import json
-
-    msg = "{name}: failed to start " + {python!r} + ": " + str(e.strerror)
-    sys.stdout.write(json.dumps({{"cniVersion": "{current}", "code": 5, "msg": msg}}) + "\\n")
-    sys.stderr.write(msg + "\\n")
-    sys.exit(1)
-"""
-
 
 _FORWARDER_TAIL = """
 if __name__ == "__main__":
@@ -73,15 +52,7 @@ def render(name: str, python: str) -> str:
         raise LauncherError(f"interpreter path '{python}' must be absolute without spaces")
     if len(f"#!{python} -IS") > MAX_SHEBANG:
         raise LauncherError(f"interpreter path '{python}' is too long for a '#!' line")
-    if name in FORWARDED:
-        return _forwarder(name, python)
-    return _TEMPLATE.format(
-        name=name,
-        python=python,
-        module=PLUGINS[name],
-        version_json=cni_version.version_info_json(),
-        current=cni_version.CURRENT,
-    )
+    return _forwarder(name, python)
 
 
 def _forwarder(name: str, python: str) -> str:

@@ -10,13 +10,17 @@ missing or down; STATUS says whether the configured NICs are there.
 from __future__ import annotations
 
 import errno
+from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 
+from spidernet.node.access.base import Namespaces
 from spidernet.node.access.spawn import Spawning
 from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.cni.result import Result
 from spidernet.node.cni.skel import CallArgs, Plugin
-from spidernet.node.netlink import NetlinkFailure, open_netlink
+from spidernet.node.netlink import NetlinkFailure
+from spidernet.node.netlink.records import Link
 from spidernet.node.plan.apply import ApplyFailed, Target, apply
 from spidernet.node.plan.describe import describe
 from spidernet.node.plan.ops import AddBond, AddVlan
@@ -30,9 +34,22 @@ NAME = "spidernet-ifacer"
 _NO_DRIVER = (errno.EOPNOTSUPP, errno.ENODEV)
 
 
-def _plan(conf: IfacerConf) -> IfacerPlan:
-    with open_netlink() as nl:
-        links = nl.links()
+@dataclass(frozen=True)
+class Context:
+    """Where the ifacer acts: the host namespace (None: this process's own, the in-process
+    fallback; the node service passes its caller's) and how it is reached."""
+
+    host_netns: str | None = None
+    access: Namespaces = field(default_factory=Spawning)
+
+
+def _links(ctx: Context) -> list[Link]:
+    with ctx.access.netlink(ctx.host_netns) as nl:
+        return nl.links()
+
+
+def _plan(ctx: Context, conf: IfacerConf) -> IfacerPlan:
+    links = _links(ctx)
     try:
         return plan_add(conf, links)
     except PlanError as e:
@@ -49,18 +66,18 @@ def _apply_failed(e: ApplyFailed) -> CNIError:
     return CNIError(Code.INTERNAL, msg)
 
 
-def _add(args: CallArgs) -> Result:
+def _add(ctx: Context, args: CallArgs) -> Result:
     conf = parse_ifacer(args.conf.raw)
     root = users.state_dir(conf.state_dir)
     env = args.env
     with users.locked(root):
-        plan = _plan(conf)
-        user = users.User(
-            args.conf.name, env.container_id, env.ifname, env.netns, users.host_ns(), plan.uses
-        )
+        plan = _plan(ctx, conf)
+        host = users.host_ns(ctx.host_netns)
+        user = users.User(args.conf.name, env.container_id, env.ifname, env.netns, host, plan.uses)
         users.save(root, user)
         try:
-            apply(plan.ops, Target(env.netns or "/nonexistent", None), access=Spawning())
+            target = Target(env.netns or "/nonexistent", ctx.host_netns)
+            apply(plan.ops, target, access=ctx.access)
         except ApplyFailed as e:
             users.remove(root, env.container_id, env.ifname)
             raise _apply_failed(e) from e
@@ -78,15 +95,15 @@ def _state_root(args: CallArgs) -> Path:
     return users.state_dir(given if isinstance(given, str) else "")
 
 
-def _delete(args: CallArgs) -> None:
+def _delete(_: Context, args: CallArgs) -> None:
     root = _state_root(args)
     with users.locked(root):
         users.remove(root, args.env.container_id, args.env.ifname)
 
 
-def _check(args: CallArgs) -> None:
+def _check(ctx: Context, args: CallArgs) -> None:
     conf = parse_ifacer(args.conf.raw)
-    plan = _plan(conf)
+    plan = _plan(ctx, conf)
     if plan.ops:
         missing = "; ".join(describe(op).removesuffix(" in the host") for op in plan.ops)
         raise CNIError(
@@ -94,10 +111,9 @@ def _check(args: CallArgs) -> None:
         )
 
 
-def _status(args: CallArgs) -> None:
+def _status(ctx: Context, args: CallArgs) -> None:
     conf = parse_ifacer(args.conf.raw)
-    with open_netlink() as nl:
-        names = {link.name for link in nl.links()}
+    names = {link.name for link in _links(ctx)}
     missing = [n for n in conf.interfaces if n not in names]
     if missing:
         raise CNIError(
@@ -105,26 +121,26 @@ def _status(args: CallArgs) -> None:
         )
 
 
-def _gc(args: CallArgs) -> None:
+def _gc(ctx: Context, args: CallArgs) -> None:
     valid = args.conf.valid_attachments
     if valid is None:
         return
     keep = {(a.container_id, a.ifname) for a in valid}
     root = _state_root(args)
     with users.locked(root):
-        for user in users.load_all(root, users.host_ns()):
+        for user in users.load_all(root, users.host_ns(ctx.host_netns)):
             if user.network == args.conf.name and (user.container_id, user.ifname) not in keep:
                 users.remove(root, user.container_id, user.ifname)
 
 
-def make_plugin() -> Plugin:
-    """spidernet-ifacer."""
+def make_plugin(ctx: Context) -> Plugin:
+    """spidernet-ifacer acting through `ctx`."""
     return Plugin(
         name=NAME,
-        add=_add,
-        delete=_delete,
-        check=_check,
-        status=_status,
-        gc=_gc,
+        add=partial(_add, ctx),
+        delete=partial(_delete, ctx),
+        check=partial(_check, ctx),
+        status=partial(_status, ctx),
+        gc=partial(_gc, ctx),
         about=f"{NAME}: VLAN and bond masters for underlay NICs",
     )

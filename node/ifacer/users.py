@@ -45,9 +45,9 @@ def state_dir(explicit: str = "") -> Path:
     return Path(explicit or os.environ.get("SPIDERNET_IFACER_DIR") or DEFAULT_DIR)
 
 
-def host_ns() -> int:
-    """The inode of this process's network namespace."""
-    return os.stat("/proc/self/ns/net").st_ino
+def host_ns(path: str | None = None) -> int:
+    """The inode of the network namespace at `path` (None: this process's)."""
+    return os.stat(path or "/proc/self/ns/net").st_ino
 
 
 def _path(root: Path, container_id: str, ifname: str) -> Path:

@@ -8,6 +8,7 @@ error with nothing left behind, and a chain that fails at the ifacer undone by D
 from __future__ import annotations
 
 import json
+import os
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from spidernet.node.cni.config import Attachment, parse_conflist
 from spidernet.node.cni.errors import Code
 from spidernet.node.lab.harness import GATEWAY4, SUBNET4, World
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target, invoke
+from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.netlink.client import netlink
 
 PLUGIN = "spidernet-ifacer"
@@ -62,6 +64,7 @@ def test_every_verb_from_the_host_namespace(
     # One NIC and no VLAN: nothing to make; an empty result (it runs first in a chain)
     add = call("ADD", conf(tmp_path), netns_path=pod)
     assert add.ok, add.stderr
+    assert "running in-process" in add.stderr  # no service here: the fallback says so
     assert json.loads(add.stdout) == {"cniVersion": "1.0.0"}
     assert records(tmp_path) == ["ctr-9-net1.json"]
     assert host_links(world) == before
@@ -239,3 +242,33 @@ def test_gc_forgets_attachments_the_runtime_no_longer_has(
     chain.gc(keep=(Attachment("ctr-b", "net1"),))
     assert records(tmp_path) == ["ctr-b-net1.json"]
     chain.status()
+
+
+def test_the_node_service_does_the_work_in_the_callers_namespace(
+    world: World, cni_path: tuple[str, ...], service: ServiceProcess, tmp_path: Path
+) -> None:
+    exe = str(Path(cni_path[0], PLUGIN))
+    pod = netns.path_of(world.pods[0])
+    call = partial(
+        invoke,
+        exe,
+        container_id="ctr-5",
+        ifname="net1",
+        netns_path=pod,
+        host_netns=world.host,
+        extra_env={"SPIDERNET_SOCKET": str(service.socket)},
+    )
+    before = host_links(world)
+    add = call("ADD", conf(tmp_path))
+    assert add.ok, add.stderr
+    assert "running in-process" not in add.stderr  # forwarded, not the fallback
+    [record] = (tmp_path / "users").glob("*.json")
+    # the record belongs to the namespace the runtime called from (the test's "host")
+    assert json.loads(record.read_text())["host_ns"] == os.stat(netns.path_of(world.host)).st_ino
+    vlan = call("ADD", conf(tmp_path, vlanID=100), container_id="ctr-6")
+    assert vlan.error is not None
+    assert "kernel module '8021q'" in vlan.error.msg
+    assert "running in-process" not in vlan.stderr
+    assert call("DEL", conf(tmp_path)).ok
+    assert records(tmp_path) == []
+    assert host_links(world) == before
