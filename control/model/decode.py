@@ -14,12 +14,14 @@ from spidernet.control.model import rules
 from spidernet.control.model.decode_ipam import (
     ADDRESS_FIELDS,
     POOL_FIELDS,
+    RESERVED_FIELDS,
     decode_pool,
     decode_reserved,
     decode_subnet,
 )
 from spidernet.control.model.decode_node import (
     COORDINATOR_FIELDS,
+    ENDPOINT_STATUS_FIELDS,
     decode_coordinator,
     decode_endpoint,
 )
@@ -77,10 +79,12 @@ RETIRED: dict[str, dict[str, str]] = {
 _STATUS_KINDS = (IPPool.KIND, Subnet.KIND, Coordinator.KIND, Endpoint.KIND)
 
 
-_SPEC_FIELDS = {
+# The spec fields each kind accepts (a SpiderEndpoint has none: its status is its content,
+# ENDPOINT_STATUS_FIELDS). deploy/crds declares the same (tests/unit/test_crds.py compares).
+SPEC_FIELDS: dict[str, tuple[str, ...]] = {
     IPPool.KIND: POOL_FIELDS,
     Subnet.KIND: ADDRESS_FIELDS,
-    ReservedIP.KIND: ("ipVersion", "ips"),
+    ReservedIP.KIND: RESERVED_FIELDS,
     Coordinator.KIND: COORDINATOR_FIELDS,
 }
 _DECODERS: dict[str, Callable[[str, Meta, Fields], Resource]] = {
@@ -128,13 +132,13 @@ def decode(doc: Mapping[str, Any]) -> Resource:
     )
     record: Resource
     if kind == Endpoint.KIND:
-        status = top.sub("status", ("current", "ownerControllerType", "ownerControllerName"))
+        status = top.sub("status", ENDPOINT_STATUS_FIELDS)
         if not top.has("status"):
             c.add("status", "is required")
         record = decode_endpoint(name, c.namespace, meta, status)
     else:
         # A cluster-scoped object's namespace is dropped, as the API server does.
-        spec = top.sub(body, _SPEC_FIELDS[kind], RETIRED.get(kind, {}))
+        spec = top.sub(body, SPEC_FIELDS[kind], RETIRED.get(kind, {}))
         record = _DECODERS[kind](name, meta, spec)
     rules.check(record)
     return record

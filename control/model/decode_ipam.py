@@ -34,6 +34,7 @@ POOL_FIELDS = (
     "default",
     "disable",
 )
+RESERVED_FIELDS = ("ipVersion", "ips")
 
 
 def read_version(spec: Fields) -> int | None:

@@ -35,6 +35,9 @@ COORDINATOR_FIELDS = (
     "vethLinkAddress",
     "vethMTU",
 )
+# A SpiderEndpoint's status (its content) and its `current` allocation.
+ENDPOINT_STATUS_FIELDS = ("current", "ownerControllerType", "ownerControllerName")
+CURRENT_FIELDS = ("uid", "node", "ips")
 DETAIL_FIELDS = (
     "interface",
     "ipv4",
@@ -160,7 +163,7 @@ def decode_endpoint(name: str, namespace: str, meta: Meta, status: Fields) -> En
     if not status.has("current"):
         c.add(status.at("current"), "is required")
     else:
-        current = status.sub("current", ("uid", "node", "ips"))
+        current = status.sub("current", CURRENT_FIELDS)
         uid = current.string("uid", required=True)
         node = current.string("node", required=True)
         details = [

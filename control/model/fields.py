@@ -19,6 +19,11 @@ from spidernet.control.model.labels import LabelSelector, Requirement, frozen_ma
 from spidernet.control.model.resources import IPAddress, IPNetwork, Route
 
 NO_RETIRED: Mapping[str, str] = {}
+# The keys of the nested Kubernetes shapes Spiderpool's specs use; deploy/crds declares the
+# same ones (tests/unit/test_crds.py compares).
+ROUTE_FIELDS = ("dst", "gw")
+SELECTOR_FIELDS = ("matchLabels", "matchExpressions")
+REQUIREMENT_FIELDS = ("key", "operator", "values")
 
 T = TypeVar("T")
 
@@ -192,12 +197,10 @@ class Fields:
         """A `metav1.LabelSelector`, or None when absent."""
         if not self.has(key):
             return None
-        sel = self.sub(key, ("matchLabels", "matchExpressions"))
+        sel = self.sub(key, SELECTOR_FIELDS)
         exprs = []
         for i, item in enumerate(sel.items("matchExpressions")):
-            f = Fields(
-                self.c, item, f"{sel.at('matchExpressions')}[{i}]", ("key", "operator", "values")
-            )
+            f = Fields(self.c, item, f"{sel.at('matchExpressions')}[{i}]", REQUIREMENT_FIELDS)
             req_key = f.string("key", required=True)
             operator = f.string("operator", required=True)
             values = f.strings("values")
@@ -209,7 +212,7 @@ class Fields:
         """A list of {dst, gw}. `loose_dst` takes a bare IP (as /32 or /128) or host bits."""
         out = []
         for i, item in enumerate(self.items(key)):
-            f = Fields(self.c, item, f"{self.at(key)}[{i}]", ("dst", "gw"))
+            f = Fields(self.c, item, f"{self.at(key)}[{i}]", ROUTE_FIELDS)
             dst_text = f.string("dst", required=True)
             dst = None
             if dst_text is not None:
