@@ -136,6 +136,12 @@ class Unavailable(StoreError):
     """The backend cannot be reached or is busy; retrying later may succeed."""
 
 
+class Invalid(StoreError, ValueError):
+    """The backend refused the body itself (a Kubernetes 400 or 422: a field its schema does
+    not declare, a value it does not allow). A ValueError, as the embedded store's refusal of
+    a body that is not JSON is."""
+
+
 class Store(Protocol):
     """What the allocator and the service need from a backend. Calls block; they are made
     from a worker thread in the service."""

@@ -1,0 +1,674 @@
+"""The Kubernetes store: the `Store` contract on a kube-apiserver, through the official client.
+
+Where documents live:
+- Spiderpool's six kinds are objects of their CRDs (deploy/crds, spiderpool.spidernet.io/
+  v2beta1), cluster-scoped or namespaced as the CRD says; the body is the Kubernetes document.
+  The store fills `apiVersion`, `kind`, `metadata.name` (and `metadata.namespace`) from the key
+  and refuses a body that names another; a read gives the object as the API server holds it
+  (with the defaults its schema fills) minus the server's bookkeeping (`resourceVersion`, `uid`,
+  `generation`, `creationTimestamp`, `managedFields`). A namespaced kind needs its Namespace.
+- Every other kind (IPClaim, Pod, ...) is one object of the internal CRD
+  `spidernetobjects.internal.spidernet.io` (cluster-scoped): `spec` = {kind, namespace, name,
+  body}, the body kept as given (`x-kubernetes-preserve-unknown-fields`). The object's name is a
+  readable slug of the key plus 80 bits of its SHA-256 (`object_name`), DNS-1123-safe; labels
+  carry the kind and namespace (`label_value`), so `list(kind, namespace)` is one label-selected
+  list, filtered again on the exact `spec` fields. An IPClaim is one small object per address:
+  `create` is one POST and the API server is the arbiter (409 AlreadyExists), so nodes never
+  contend for a shared pool object.
+
+Versions are `metadata.resourceVersion`. `update` and `delete` send the expected one (in the
+object, as a delete precondition) and the API server enforces it: 409 is Conflict, 404
+NotFound, 400/422 Invalid (writes send `fieldValidation=Strict`, so an unknown field is refused,
+not dropped), 410 Expired; connection errors, timeouts, 429 and 5xx are Unavailable.
+
+Status subresource (SpiderIPPool, SpiderSubnet, SpiderCoordinator): the main resource ignores
+`status`, so a write whose body's status differs from the stored one takes a second request to
+`/status`, at the version the first one returned. The two are not atomic: another writer (or a
+watcher) may see the object between them. A create whose status write fails is deleted again;
+an update whose status write fails keeps its spec and raises, and the caller's next update,
+made at its old version, gets Conflict and re-reads.
+
+`commit`: Kubernetes has no multi-object transaction. A commit of one write is that write. For
+more, the store first reads every key and checks the whole sequence (existence, expected
+versions) as the embedded store would apply it, raising the first failing write's error before
+anything is written: the common failure (an address taken) leaves no trace, not even in
+`changes`. Then it applies the writes in order; if one fails (someone wrote in between), it
+undoes those already applied, newest first (deletes what it created, puts back the previous
+body of what it updated, re-creates what it deleted: a new object, with a new uid) and raises
+the original error, with any failed undo as a note. So: all or none on errors; not isolated
+(readers and watchers may see the intermediate state, and the undo as events); not crash-safe
+(a crash between writes leaves what was written, e.g. claims without an endpoint, for the GC;
+so does a write whose answer is lost, a timeout after the server applied it: Unavailable, not
+undone, since the store cannot know).
+
+`changes(kind, since)`: a watch from `since`. The store first lists one object to learn the
+current revision `now` (a consistent read), then watches and collects events until one is at
+`now` or later, or no event arrives for `watch_idle` seconds, or the server ends the watch after
+`watch_timeout`. The next revision is the last event's (a bookmark's when the server sends one):
+never past an event not yet seen, so nothing is skipped, but a kind that is quiet while others
+write keeps its old position (Kubernetes gives no progress marker on demand). A position older
+than the API server's watch cache is 410 Gone: Expired, and the caller lists again, as any
+informer does. Revisions are the API server's; the store only compares them (as integers) to
+refuse one newer than the server (a replaced cluster) with Expired.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import json
+import re
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass
+from types import TracebackType
+from typing import Any
+
+import urllib3.exceptions
+import urllib3.response
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from spidernet.control.store.base import (
+    AlreadyExists,
+    Conflict,
+    Create,
+    Delete,
+    Event,
+    EventType,
+    Expired,
+    Invalid,
+    Key,
+    Listing,
+    NotFound,
+    Stored,
+    StoreError,
+    Unavailable,
+    Update,
+    Write,
+)
+from spidernet.control.store.embedded import encode
+
+SPIDER_GROUP = "spiderpool.spidernet.io"
+SPIDER_VERSION = "v2beta1"
+INTERNAL_GROUP = "internal.spidernet.io"
+INTERNAL_VERSION = "v1alpha1"
+INTERNAL_KIND = "SpidernetObject"
+INTERNAL_PLURAL = "spidernetobjects"
+LABEL_KIND = f"{INTERNAL_GROUP}/kind"
+LABEL_NAMESPACE = f"{INTERNAL_GROUP}/namespace"
+# The metadata the API server writes for itself; a read leaves it out of the body.
+BOOKKEEPING = ("resourceVersion", "uid", "generation", "creationTimestamp", "managedFields")
+
+_HASH_HEX = 20  # 80 bits of SHA-256 in an object name
+_READABLE_MAX = 200  # + "-" + hash stays under the 253 of a DNS-1123 subdomain
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+_UNAVAILABLE_CODES = frozenset({0, 401, 403, 408, 429})
+
+
+@dataclass(frozen=True)
+class Resource:
+    """Where one kind's objects live on the API server."""
+
+    group: str
+    version: str
+    plural: str
+    namespaced: bool
+    status: bool  # has the status subresource
+
+    @property
+    def api_version(self) -> str:
+        return f"{self.group}/{self.version}"
+
+
+# As deploy/crds declares them (tests/k8s/test_kube_store.py compares).
+SPIDER_KINDS = {
+    "SpiderIPPool": Resource(SPIDER_GROUP, SPIDER_VERSION, "spiderippools", False, True),
+    "SpiderSubnet": Resource(SPIDER_GROUP, SPIDER_VERSION, "spidersubnets", False, True),
+    "SpiderReservedIP": Resource(SPIDER_GROUP, SPIDER_VERSION, "spiderreservedips", False, False),
+    "SpiderEndpoint": Resource(SPIDER_GROUP, SPIDER_VERSION, "spiderendpoints", True, False),
+    "SpiderCoordinator": Resource(SPIDER_GROUP, SPIDER_VERSION, "spidercoordinators", False, True),
+    "SpiderMultusConfig": Resource(
+        SPIDER_GROUP, SPIDER_VERSION, "spidermultusconfigs", True, False
+    ),
+}
+INTERNAL = Resource(INTERNAL_GROUP, INTERNAL_VERSION, INTERNAL_PLURAL, False, False)
+
+Doc = dict[str, Any]
+
+
+def object_name(key: Key) -> str:
+    """The internal object's name for `key`: a readable slug of it, then a hash of the exact
+    key, so two keys that slug alike still differ (`ipclaim-pool-a-10-0-0-5-<20 hex>`)."""
+    exact = json.dumps([key.kind, key.namespace, key.name]).encode()
+    digest = hashlib.sha256(exact).hexdigest()[:_HASH_HEX]
+    slug = _NOT_SLUG.sub("-", f"{key.kind}-{key.namespace}-{key.name}".lower()).strip("-")
+    slug = slug[:_READABLE_MAX].rstrip("-")
+    return f"{slug}-{digest}" if slug else digest
+
+
+def label_value(text: str) -> str:
+    """`text` when it is a valid label value, else 'h.' + a hash of it. Selection by label is
+    then narrowed on the exact `spec` fields, so a clash only costs a larger list."""
+    if len(text) <= 63 and _LABEL_VALUE.fullmatch(text):
+        return text
+    return "h." + hashlib.sha256(text.encode()).hexdigest()[:40]
+
+
+class KubeStore:
+    """A `Store` on the API server `api` reaches (a `kubernetes.client.ApiClient`), with the
+    CRDs of deploy/crds installed. Calls block; any number of threads may share the store.
+
+    `timeout`: seconds for each request. `watch_idle`, `watch_timeout`: how `changes` decides it
+    has caught up (module docstring). `close()` closes `api` only when `owns_client`.
+    """
+
+    def __init__(
+        self,
+        api: client.ApiClient,
+        *,
+        timeout: float = 10.0,
+        watch_idle: float = 0.25,
+        watch_timeout: int = 2,
+        owns_client: bool = False,
+    ) -> None:
+        self._api = api
+        self._custom = client.CustomObjectsApi(api)
+        self._timeout = timeout
+        self._watch_idle = watch_idle
+        self._watch_timeout = watch_timeout
+        self._owns = owns_client
+        self._closed = False
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_kubeconfig(cls, path: str) -> KubeStore:
+        """A store with a client of its own, configured from the kubeconfig at `path`."""
+        from kubernetes import config
+
+        # kubernetes.config has no annotations.
+        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+            config_file=path
+        )
+        return cls(api, owns_client=True)
+
+    # -- the contract ------------------------------------------------------------------------
+
+    def get(self, key: Key) -> Stored:
+        """The object at `key`; raises NotFound."""
+        return self._get(key)
+
+    def list(self, kind: str, namespace: str | None = None) -> Listing:
+        """Every object of `kind` (in `namespace` when given), ordered by key, and the revision
+        they were read at (one consistent list)."""
+        res = _resource(kind)
+        if res is not INTERNAL and namespace is not None and bool(namespace) != res.namespaced:
+            # A cluster-scoped kind has nothing in a namespace, a namespaced one nothing in ''.
+            return Listing((), self._now(kind))
+        doc = self._call(
+            None,
+            f"list {kind}",
+            self._list_call(kind, namespace),
+        )
+        items = [s for s in (_decode(res, o) for o in doc.get("items", [])) if s.key.kind == kind]
+        if namespace is not None:
+            items = [s for s in items if s.key.namespace == namespace]
+        items.sort(key=lambda s: s.key)
+        return Listing(tuple(items), str(doc["metadata"]["resourceVersion"]))
+
+    def create(self, key: Key, body: Mapping[str, Any]) -> Stored:
+        """Store a new object; raises AlreadyExists."""
+        return self._create(key, _body(key, body))
+
+    def update(self, key: Key, body: Mapping[str, Any], expected: str) -> Stored:
+        """Replace the object if its version is `expected`; raises NotFound or Conflict."""
+        return self._update(key, _body(key, body), expected)
+
+    def delete(self, key: Key, expected: str | None = None) -> None:
+        """Remove the object (at version `expected` when given); raises NotFound or Conflict."""
+        self._delete(key, expected)
+
+    def commit(self, writes: Sequence[Write]) -> tuple[Stored | None, ...]:
+        """Apply the writes in order, all or none on errors (module docstring: checked first,
+        undone on a later failure; not isolated, not crash-safe). Returns what each stored."""
+        bodies = [None if isinstance(w, Delete) else _body(w.key, w.body) for w in writes]
+        if len(writes) == 1:
+            return (self._apply(writes[0], bodies[0]),)
+        before: dict[Key, Stored | None] = {}
+        for w in writes:
+            if w.key not in before:
+                before[w.key] = self._find(w.key)
+        _check(writes, before)
+        state = dict(before)
+        done: list[tuple[Write, Stored | None, Stored | None]] = []
+        results: list[Stored | None] = []
+        for write, body in zip(writes, bodies, strict=True):
+            try:
+                result = self._apply(write, body)
+            except Exception as e:
+                self._undo(done, e)
+                raise
+            done.append((write, state[write.key], result))
+            state[write.key] = result
+            results.append(result)
+        return tuple(results)
+
+    def changes(self, kind: str, since: str) -> tuple[tuple[Event, ...], str]:
+        """Events of `kind` after revision `since`, oldest first, and the revision to ask from
+        next; raises Expired when the API server no longer has `since` or never gave it out."""
+        after = _revision(since)
+        res = _resource(kind)
+        now = self._now(kind)
+        if after > int(now):
+            raise Expired(None, f"revision {after} is ahead of the API server's {now}")
+        if after == int(now):
+            return (), since
+        events: list[Event] = []
+        position = since
+        stream = self._send(None, f"watch {kind}", self._watch_call(kind, since))
+        assert isinstance(stream, urllib3.response.BaseHTTPResponse)  # (_preload_content=False)
+        try:
+            for event in _lines(stream):
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    raise _watch_error(kind, obj)
+                revision = str(obj.get("metadata", {}).get("resourceVersion", ""))
+                if event.get("type") != "BOOKMARK":
+                    stored = _decode(res, obj)
+                    if stored.key.kind == kind:
+                        events.append(Event(EventType(event["type"]), stored, revision))
+                position = revision or position
+                if int(position) >= int(now):
+                    break
+        except urllib3.exceptions.ReadTimeoutError:
+            pass  # quiet for `watch_idle` seconds: caught up
+        except urllib3.exceptions.HTTPError as e:
+            raise Unavailable(None, f"watch {kind}: {e}") from e
+        finally:
+            stream.close()
+            stream.release_conn()
+        return tuple(events), position
+
+    def close(self) -> None:
+        """Refuse later calls (ValueError); close the client if the store owns it."""
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True
+        if self._owns:
+            self._api.close()  # type: ignore[no-untyped-call]  # ApiClient.close: no annotations
+
+    def __enter__(self) -> KubeStore:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    # -- single writes -----------------------------------------------------------------------
+
+    def _apply(self, write: Write, body: Doc | None) -> Stored | None:
+        if isinstance(write, Create):
+            assert body is not None
+            return self._create(write.key, body)
+        if isinstance(write, Update):
+            assert body is not None
+            return self._update(write.key, body, write.expected)
+        self._delete(write.key, write.expected)
+        return None
+
+    def _get(self, key: Key) -> Stored:
+        res, namespace, name = _place(key)
+        kw = _where(res, namespace) | {"_request_timeout": self._timeout}
+        doc = self._call(
+            key, "get", lambda: self._custom_call("get", res, namespace)(**kw, name=name)
+        )
+        return _decoded_at(key, res, doc)
+
+    def _find(self, key: Key) -> Stored | None:
+        try:
+            return self._get(key)
+        except NotFound:
+            return None
+
+    def _create(self, key: Key, body: Doc) -> Stored:
+        res, namespace, name = _place(key)
+        doc = _encode(key, res, name, body)
+        kw = _where(res, namespace) | {"_request_timeout": self._timeout}
+        created = self._call(
+            key,
+            "create",
+            lambda: self._custom_call("create", res, namespace)(
+                **kw, body=doc, field_validation="Strict"
+            ),
+        )
+        if not _status_differs(res, doc, created):
+            return _decoded_at(key, res, created)
+        try:
+            return _decoded_at(key, res, self._write_status(key, res, namespace, doc, created))
+        except StoreError:
+            # Left for the caller to see when this fails too; the status error says why.
+            with contextlib.suppress(StoreError):
+                self._delete(key, str(created["metadata"]["resourceVersion"]))
+            raise
+
+    def _update(self, key: Key, body: Doc, expected: str) -> Stored:
+        res, namespace, name = _place(key)
+        doc = _encode(key, res, name, body)
+        doc["metadata"]["resourceVersion"] = expected
+        kw = _where(res, namespace) | {"_request_timeout": self._timeout}
+        replaced = self._call(
+            key,
+            "update",
+            lambda: self._custom_call("replace", res, namespace)(
+                **kw, name=name, body=doc, field_validation="Strict"
+            ),
+        )
+        if _status_differs(res, doc, replaced):
+            replaced = self._write_status(key, res, namespace, doc, replaced)
+        return _decoded_at(key, res, replaced)
+
+    def _write_status(
+        self, key: Key, res: Resource, namespace: str | None, doc: Doc, current: Doc
+    ) -> Doc:
+        """PUT `doc`'s status over `current` (at its version) to the status subresource."""
+        sent = copy.deepcopy(current)
+        if "status" in doc:
+            sent["status"] = doc["status"]
+        else:
+            sent.pop("status", None)
+        kw = _where(res, namespace) | {"_request_timeout": self._timeout}
+        return self._call(
+            key,
+            "update status",
+            lambda: self._custom_call("replace_status", res, namespace)(
+                **kw, name=sent["metadata"]["name"], body=sent, field_validation="Strict"
+            ),
+        )
+
+    def _delete(self, key: Key, expected: str | None) -> None:
+        res, namespace, name = _place(key)
+        options = client.V1DeleteOptions(
+            preconditions=None
+            if expected is None
+            else client.V1Preconditions(resource_version=expected)
+        )
+        kw = _where(res, namespace) | {"_request_timeout": self._timeout}
+        self._call(
+            key,
+            "delete",
+            lambda: self._custom_call("delete", res, namespace)(**kw, name=name, body=options),
+        )
+
+    def _undo(
+        self, done: Sequence[tuple[Write, Stored | None, Stored | None]], error: Exception
+    ) -> None:
+        """Reverse the applied writes of a failed commit, newest first; failures become notes
+        on `error`."""
+        for write, before, after in reversed(done):
+            try:
+                if isinstance(write, Create):
+                    assert after is not None
+                    self._delete(write.key, after.version)
+                elif isinstance(write, Update):
+                    assert before is not None
+                    assert after is not None
+                    self._update(write.key, dict(before.body), after.version)
+                else:
+                    assert before is not None
+                    self._create(write.key, dict(before.body))
+            except Exception as e:  # reported on the original error
+                error.add_note(f"undo of {type(write).__name__.lower()} {write.key} failed: {e}")
+
+    # -- requests ----------------------------------------------------------------------------
+
+    def _custom_call(
+        self, verb: str, res: Resource, namespace: str | None
+    ) -> Callable[..., object]:
+        """The CustomObjectsApi method for `verb` on `res` (namespaced when `namespace`)."""
+        scope = "namespaced" if namespace is not None else "cluster"
+        suffix = "_status" if verb == "replace_status" else ""
+        verb = verb.removesuffix("_status")
+        method: Callable[..., object] = getattr(
+            self._custom, f"{verb}_{scope}_custom_object{suffix}"
+        )
+        return method
+
+    def _lister(self, kind: str, namespace: str | None, kw: dict[str, Any]) -> Callable[[], object]:
+        """A list (or, with watch=True, a watch) of `kind`'s objects, in `namespace` when given:
+        a label-selected list of internal objects, or of a Spiderpool kind's CRD."""
+        res = _resource(kind)
+        if res is INTERNAL:
+            selector = _selector(kind, namespace)
+            return lambda: self._custom.list_cluster_custom_object(
+                res.group, res.version, res.plural, label_selector=selector, **kw
+            )
+        if res.namespaced and namespace is not None:
+            return lambda: self._custom.list_namespaced_custom_object(
+                res.group, res.version, namespace, res.plural, **kw
+            )
+        if res.namespaced:
+            return lambda: self._custom.list_custom_object_for_all_namespaces(
+                res.group, res.version, res.plural, **kw
+            )
+        return lambda: self._custom.list_cluster_custom_object(
+            res.group, res.version, res.plural, **kw
+        )
+
+    def _list_call(self, kind: str, namespace: str | None) -> Callable[[], object]:
+        return self._lister(kind, namespace, {"_request_timeout": self._timeout})
+
+    def _now(self, kind: str) -> str:
+        """The API server's current revision, from a consistent list of at most one object."""
+        call = self._lister(kind, None, {"limit": 1, "_request_timeout": self._timeout})
+        return str(self._call(None, f"list {kind}", call)["metadata"]["resourceVersion"])
+
+    def _watch_call(self, kind: str, since: str) -> Callable[[], object]:
+        kw = {
+            "watch": True,
+            "resource_version": since,
+            "allow_watch_bookmarks": True,
+            "timeout_seconds": self._watch_timeout,
+            "_preload_content": False,
+            "_request_timeout": (self._timeout, self._watch_idle),
+        }
+        return self._lister(kind, None, kw)
+
+    def _call(self, key: Key | None, doing: str, call: Callable[[], object]) -> Doc:
+        """The object `call()` answers, with the client's errors turned into store errors."""
+        answer = self._send(key, doing, call)
+        if not isinstance(answer, dict):
+            raise Unavailable(key, f"{doing}: the API server answered {type(answer).__name__}")
+        return answer
+
+    def _send(self, key: Key | None, doing: str, call: Callable[[], object]) -> object:
+        if self._closed:
+            raise ValueError("store is closed")
+        try:
+            return call()
+        except ApiException as e:
+            raise _translate(e, key, doing) from e
+        except urllib3.exceptions.HTTPError as e:
+            raise Unavailable(key, f"{doing}: {e}") from e
+
+
+# -- mapping between keys, bodies and objects -----------------------------------------------------
+
+
+def _resource(kind: str) -> Resource:
+    return SPIDER_KINDS.get(kind, INTERNAL)
+
+
+def _place(key: Key) -> tuple[Resource, str | None, str]:
+    """The resource, Kubernetes namespace (None: cluster-scoped) and object name of `key`."""
+    res = _resource(key.kind)
+    if res is INTERNAL:
+        return res, None, object_name(key)
+    if res.namespaced and not key.namespace:
+        raise ValueError(f"{key}: {key.kind} is namespaced; the key needs a namespace")
+    if not res.namespaced and key.namespace:
+        raise ValueError(f"{key}: {key.kind} is cluster-scoped; the key's namespace must be ''")
+    return res, key.namespace or None, key.name
+
+
+def _where(res: Resource, namespace: str | None) -> dict[str, Any]:
+    kw: dict[str, Any] = {"group": res.group, "version": res.version, "plural": res.plural}
+    if namespace is not None:
+        kw["namespace"] = namespace
+    return kw
+
+
+def _selector(kind: str, namespace: str | None) -> str:
+    selector = f"{LABEL_KIND}={label_value(kind)}"
+    if namespace is not None:
+        selector += f",{LABEL_NAMESPACE}={label_value(namespace)}"
+    return selector
+
+
+def _body(key: Key, body: Mapping[str, Any]) -> Doc:
+    """A private copy of `body`, checked as the embedded store checks it (TypeError or
+    ValueError when it is not a JSON object)."""
+    copied: Doc = json.loads(encode(key, body))
+    return copied
+
+
+def _encode(key: Key, res: Resource, name: str, body: Doc) -> Doc:
+    """The object to send for `key` with `body`."""
+    if res is INTERNAL:
+        labels = {LABEL_KIND: label_value(key.kind), LABEL_NAMESPACE: label_value(key.namespace)}
+        return {
+            "apiVersion": res.api_version,
+            "kind": INTERNAL_KIND,
+            "metadata": {"name": name, "labels": labels},
+            "spec": {"kind": key.kind, "namespace": key.namespace, "name": key.name, "body": body},
+        }
+    doc = dict(body)
+    for field, value in (("apiVersion", res.api_version), ("kind", key.kind)):
+        if doc.setdefault(field, value) != value:
+            raise Invalid(key, f"{field}: {doc[field]!r} does not match the key ({value!r})")
+    meta = doc.get("metadata", {})
+    if not isinstance(meta, dict):
+        raise Invalid(key, "metadata: expected an object")
+    meta = dict(meta)
+    for field, value in (("name", key.name), ("namespace", key.namespace)):
+        if not value:
+            continue
+        if meta.setdefault(field, value) != value:
+            raise Invalid(key, f"metadata.{field}: {meta[field]!r} does not match the key")
+    for field in BOOKKEEPING:
+        meta.pop(field, None)
+    doc["metadata"] = meta
+    return doc
+
+
+def _decode(res: Resource, obj: Mapping[str, Any]) -> Stored:
+    """The stored document of an object the API server returned."""
+    meta = obj.get("metadata", {})
+    version = str(meta.get("resourceVersion", ""))
+    if res is INTERNAL:
+        spec = obj.get("spec", {})
+        key = Key(
+            str(spec.get("kind", "")), str(spec.get("namespace", "")), str(spec.get("name", ""))
+        )
+        return Stored(key, spec.get("body", {}), version)
+    body = dict(obj)
+    body["metadata"] = {k: v for k, v in meta.items() if k not in BOOKKEEPING}
+    key = Key(str(obj.get("kind", "")), str(meta.get("namespace", "")), str(meta.get("name", "")))
+    return Stored(key, body, version)
+
+
+def _decoded_at(key: Key, res: Resource, obj: Mapping[str, Any]) -> Stored:
+    """`obj` decoded, checked to be the object of `key` (an internal name's hash clash)."""
+    stored = _decode(res, obj)
+    if stored.key != key:
+        raise Conflict(key, f"object {obj['metadata']['name']!r} holds {stored.key}")
+    return stored
+
+
+def _status_differs(res: Resource, sent: Doc, stored: Doc) -> bool:
+    return res.status and sent.get("status") != stored.get("status")
+
+
+def _check(writes: Sequence[Write], before: Mapping[Key, Stored | None]) -> None:
+    """Raise the error the first failing write would meet, applying them in order to the
+    versions in `before` (None: absent); a written object's new version matches nothing."""
+    versions: dict[Key, str | None] = {
+        k: None if s is None else s.version for k, s in before.items()
+    }
+    unknown = "\0written"
+    for w in writes:
+        version = versions[w.key]
+        if isinstance(w, Create):
+            if version is not None:
+                raise AlreadyExists(w.key, "already exists")
+            versions[w.key] = unknown
+            continue
+        if version is None:
+            raise NotFound(w.key, "not found")
+        if w.expected is not None and w.expected != version:
+            shown = "another" if version == unknown else version
+            raise Conflict(w.key, f"version {w.expected} expected, {shown} stored")
+        versions[w.key] = unknown if isinstance(w, Update) else None
+
+
+def _revision(text: str) -> int:
+    if not (text.isascii() and text.isdigit()):
+        raise ValueError(f"not a store revision: {text!r}")
+    return int(text)
+
+
+def _lines(stream: urllib3.response.BaseHTTPResponse) -> Iterator[Doc]:
+    """The watch events of a streaming response, one JSON object a line."""
+    for line in stream:
+        if line.strip():
+            event: Doc = json.loads(line)
+            yield event
+
+
+def _watch_error(kind: str, status: Mapping[str, Any]) -> StoreError:
+    code = status.get("code")
+    message = f"watch {kind}: {status.get('message', status)}"
+    if code == 410:
+        return Expired(None, message)
+    return Unavailable(None, message)
+
+
+def _message(e: ApiException) -> str:
+    try:
+        status = json.loads(e.body or "")
+    except ValueError:
+        status = None
+    if isinstance(status, dict) and status.get("message"):
+        return str(status["message"])
+    return f"{e.status} {e.reason}"
+
+
+def _reason(e: ApiException) -> str:
+    try:
+        status = json.loads(e.body or "")
+    except ValueError:
+        return ""
+    return str(status.get("reason", "")) if isinstance(status, dict) else ""
+
+
+def _translate(e: ApiException, key: Key | None, doing: str) -> StoreError:
+    code = e.status or 0
+    if code == 404:
+        return NotFound(key, "not found")
+    if code == 409:
+        if _reason(e) == "AlreadyExists":
+            return AlreadyExists(key, "already exists")
+        return Conflict(key, _message(e))
+    if code == 410:
+        return Expired(key, f"{doing}: {_message(e)}")
+    if code in (400, 422):
+        return Invalid(key, f"{doing}: {_message(e)}")
+    if code in _UNAVAILABLE_CODES or code >= 500:
+        return Unavailable(key, f"{doing}: {_message(e)}")
+    return StoreError(key, f"{doing}: {_message(e)}")

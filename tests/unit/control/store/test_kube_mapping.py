@@ -1,0 +1,120 @@
+"""The Kubernetes store's pure parts, without a server: object names, label values, the
+documents it sends and reads back, and commit's check before writing. The store against a
+real API server is tests/k8s/test_kube_store.py and the shared contract suite."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from spidernet.control.store import kube
+from spidernet.control.store.base import (
+    CLAIM,
+    AlreadyExists,
+    Conflict,
+    Create,
+    Delete,
+    Invalid,
+    Key,
+    NotFound,
+    Stored,
+    Update,
+)
+
+DNS_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
+
+
+def test_object_names_are_dns_safe_readable_and_distinct() -> None:
+    keys = [
+        Key(CLAIM, "pool-a", "10.0.0.5"),
+        Key(CLAIM, "pool-a", "10-0-0-5"),  # slugs alike
+        Key(CLAIM, "pool.a", "10.0.0.5"),
+        Key(CLAIM, "pool-a", "fd00::5"),
+        Key("Pod", "", "a" * 300),
+        Key("Pod", "", "A" * 300),
+        Key("_", "", "_"),
+        Key("Pod", "default", "web-0"),
+        Key("Pod", "default-web", "0"),
+    ]
+    names = [kube.object_name(k) for k in keys]
+    assert len(set(names)) == len(names)
+    for name in names:
+        assert len(name) <= 253
+        assert DNS_SUBDOMAIN.fullmatch(name), name
+    assert names[0].startswith("ipclaim-pool-a-10-0-0-5-")
+    assert kube.object_name(keys[0]) == names[0]  # stable
+
+
+def test_label_values_are_valid_and_kept_when_possible() -> None:
+    assert kube.label_value("IPClaim") == "IPClaim"
+    assert kube.label_value("") == ""
+    for text in ("x" * 64, "pool:a", "-a", "a b", "p" * 253):
+        value = kube.label_value(text)
+        assert value != text
+        assert len(value) <= 63
+        assert LABEL_VALUE.fullmatch(value)
+    assert kube.label_value("x" * 64) != kube.label_value("x" * 65)
+
+
+def test_internal_documents_round_trip() -> None:
+    key = Key(CLAIM, "pool-a", "10.0.0.5")
+    body = {"pod": "default/web-0", "n": [1, {"x": None}]}
+    doc = kube._encode(key, kube.INTERNAL, kube.object_name(key), body)
+    assert doc["metadata"]["labels"] == {kube.LABEL_KIND: CLAIM, kube.LABEL_NAMESPACE: "pool-a"}
+    doc["metadata"]["resourceVersion"] = "42"
+    assert kube._decode(kube.INTERNAL, doc) == Stored(key, body, "42")
+
+
+def test_spider_documents_take_their_name_from_the_key() -> None:
+    res = kube.SPIDER_KINDS["SpiderEndpoint"]
+    key = Key("SpiderEndpoint", "ns", "web-0")
+    doc = kube._encode(key, res, "web-0", {"status": {"x": 1}, "metadata": {"uid": "u"}})
+    assert doc == {
+        "apiVersion": "spiderpool.spidernet.io/v2beta1",
+        "kind": "SpiderEndpoint",
+        "metadata": {"name": "web-0", "namespace": "ns"},
+        "status": {"x": 1},
+    }
+    with pytest.raises(Invalid, match=r"metadata\.name"):
+        kube._encode(key, res, "web-0", {"metadata": {"name": "web-1"}})
+    with pytest.raises(Invalid, match="kind"):
+        kube._encode(key, res, "web-0", {"kind": "SpiderIPPool"})
+    read = doc | {"metadata": doc["metadata"] | {"resourceVersion": "7", "uid": "u", "x": "y"}}
+    stored = kube._decode(res, read)
+    assert stored.key == key
+    assert stored.version == "7"
+    assert stored.body["metadata"] == {"name": "web-0", "namespace": "ns", "x": "y"}
+
+
+def test_keys_must_fit_the_kinds_scope() -> None:
+    with pytest.raises(ValueError, match="namespaced"):
+        kube._place(Key("SpiderEndpoint", "", "web-0"))
+    with pytest.raises(ValueError, match="cluster-scoped"):
+        kube._place(Key("SpiderIPPool", "ns", "pool-a"))
+    assert kube._place(Key("SpiderIPPool", "", "pool-a"))[1:] == (None, "pool-a")
+
+
+A, B = Key(CLAIM, "p", "10.0.0.1"), Key(CLAIM, "p", "10.0.0.2")
+
+
+def _stored(key: Key, version: str) -> Stored:
+    return Stored(key, {}, version)
+
+
+def test_commit_check_finds_the_first_failing_write() -> None:
+    present = {A: _stored(A, "5"), B: None}
+    kube._check([Update(A, {}, "5"), Create(B, {}), Delete(B), Create(B, {})], present)
+    with pytest.raises(AlreadyExists) as taken:
+        kube._check([Create(B, {}), Create(A, {})], present)
+    assert taken.value.key == A
+    with pytest.raises(NotFound) as missing:
+        kube._check([Create(B, {}), Delete(B), Delete(B)], present)
+    assert missing.value.key == B
+    with pytest.raises(Conflict) as stale:
+        kube._check([Delete(A, "4")], present)
+    assert type(stale.value) is Conflict
+    # An updated object's new version is not known in advance: it matches no expectation.
+    with pytest.raises(Conflict):
+        kube._check([Update(A, {}, "5"), Update(A, {}, "5")], present)
