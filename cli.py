@@ -37,6 +37,8 @@ def _install_cni(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import os
+
     import trio
 
     from spidernet.control.client import socket_path, state_dir
@@ -56,11 +58,20 @@ def _serve(args: argparse.Namespace) -> int:
             print("spidernet: --metrics-address must be HOST:PORT or 'off'", file=sys.stderr)
             return EXIT_USAGE
         metrics = (host, int(port))
+    if args.kubeconfig and not args.kube:
+        print("spidernet: --kubeconfig needs --kube", file=sys.stderr)
+        return EXIT_USAGE
+    node = args.node
+    if args.kube and not node:
+        # In a DaemonSet the downward API gives the node's name (spec.nodeName) as NODE_NAME.
+        node = os.environ.get("NODE_NAME") or None
     config = ServeConfig(
         socket=Path(socket_path(args.socket)),
         state_dir=state_dir(args.state_dir),
         metrics=metrics,
-        node=args.node,
+        node=node,
+        kube=args.kube,
+        kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
         detection=Settings(
             args.ip_conflict_detection, args.gateway_detection, args.detection_profile
         ),
@@ -221,7 +232,8 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     serve = sub.add_parser(
         "serve",
         help="run the control service (IPAM) on its unix socket",
-        description="Serve IPAM and resources on a unix socket; state in a SQLite file.",
+        description="Serve IPAM and resources on a unix socket; state in a SQLite file, or "
+        "with --kube in the Kubernetes API server.",
     )
     _add_socket(serve)
     serve.add_argument(
@@ -232,7 +244,20 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         default="127.0.0.1:5711",
         help="Prometheus metrics HOST:PORT on loopback, or 'off' (default: 127.0.0.1:5711)",
     )
-    serve.add_argument("--node", help="this node's name (default: the host name)")
+    serve.add_argument(
+        "--node",
+        help="this node's name (default: the host name; with --kube, $NODE_NAME first)",
+    )
+    serve.add_argument(
+        "--kube",
+        action="store_true",
+        help="Kubernetes mode: pools, endpoints and IP claims in the API server (deploy/crds), "
+        "pod facts from its Pods, Namespaces and Nodes",
+    )
+    serve.add_argument(
+        "--kubeconfig",
+        help="with --kube: the kubeconfig (default: $KUBECONFIG, else in-cluster)",
+    )
     serve.add_argument(
         "--ip-conflict-detection",
         action="store_true",

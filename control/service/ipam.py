@@ -92,6 +92,7 @@ class IpamCore:
         rng: random.Random | None = None,
         metrics: Metrics | None = None,
         detector: Detector | None = None,
+        parallel_sync: bool = False,
     ) -> None:
         self.store = store
         self.detector = detector
@@ -100,7 +101,8 @@ class IpamCore:
         self.watch: ConflictWatch | None = None
         self.node = node or socket.gethostname()
         self.rng = rng or random.SystemRandom()
-        self.view = PoolView(store)
+        # parallel_sync: the Kubernetes store's mirrors catch up at once (pools.py).
+        self.view = PoolView(store, parallel=parallel_sync)
         self.metrics = metrics or Metrics(self.view.stats)
         self._lock = threading.Lock()
 

@@ -3,6 +3,11 @@
 `serve(config, task_status=...)` signals readiness with the bound addresses (STYLE.md §7).
 Shutdown is graceful: when `stop` is set the listeners close, requests in flight get
 `DRAIN_S` to finish, then the store is closed and the socket file removed.
+
+The store is the embedded SQLite file in the state directory, or, with `ServeConfig.kube`
+(`spidernet serve --kube`), the Kubernetes API server (control/store/kube.py): pools and
+endpoints in their CRDs, one IPClaim object per address, and pod facts from the cluster's own
+Pods, Namespaces, Nodes and StatefulSets (docs/kube-store.md, "Kubernetes mode").
 """
 
 from __future__ import annotations
@@ -17,7 +22,7 @@ from pathlib import Path
 import trio
 
 from spidernet.control.client import DEFAULT_SOCKET, DEFAULT_STATE_DIR
-from spidernet.control.store.base import Store
+from spidernet.control.store.base import Store, StoreError
 from spidernet.control.store.embedded import open_store
 from spidernet.node.access.broker import Broker, BrokerError
 from spidernet.node.detect.watch import WatchError
@@ -32,6 +37,11 @@ from .ipam import IpamCore
 DEFAULT_METRICS = ("127.0.0.1", 5711)
 DRAIN_S = 10.0
 POLL_S = 0.5
+# Kubernetes mode: how long a mirror's watch waits for more events before it counts as caught
+# up (KubeStore `watch_idle`). Every allocation syncs its mirrors, and a kind that is quiet
+# while others are written (pools, while claims are) waits this long; a stale mirror only
+# costs a lost claim, which the API server refuses and the core retries.
+KUBE_WATCH_IDLE_S = 0.05
 
 
 class ServiceError(Exception):
@@ -50,6 +60,10 @@ class ServeConfig:
     detection: Settings = field(default_factory=Settings)
     # Links to watch for conflicting claims on pods' addresses: (netns path or None, link).
     watch_links: tuple[tuple[str | None, str], ...] = ()
+    # Kubernetes mode: the store is the API server (kubeconfig None: $KUBECONFIG, else the
+    # in-cluster service account); the state directory keeps only the coordinator's state.
+    kube: bool = False
+    kubeconfig: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -133,6 +147,22 @@ async def _poll_conflicts(watch: ConflictWatch) -> None:
         await trio.to_thread.run_sync(watch.poll, POLL_S)
 
 
+def open_config_store(config: ServeConfig) -> Store:
+    """The store `config` names: the API server's, or the state directory's SQLite file."""
+    if config.kube:
+        from spidernet.control.store.kube import KubeStore
+
+        kubeconfig = str(config.kubeconfig) if config.kubeconfig is not None else None
+        try:
+            return KubeStore.connect(kubeconfig, watch_idle=KUBE_WATCH_IDLE_S)
+        except StoreError as e:
+            raise ServiceError(f"failed to connect to the Kubernetes API server: {e}") from e
+    try:
+        return open_store(config.state_dir)
+    except OSError as e:
+        raise ServiceError(f"failed to open state directory '{config.state_dir}': {e}") from e
+
+
 async def serve(
     config: ServeConfig,
     stop: trio.Event,
@@ -140,10 +170,7 @@ async def serve(
     task_status: trio.TaskStatus[Ready] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Run until `stop` is set, then drain and clean up."""
-    try:
-        store = open_store(config.state_dir)
-    except OSError as e:
-        raise ServiceError(f"failed to open state directory '{config.state_dir}': {e}") from e
+    store = open_config_store(config)
     # The namespace broker: a helper process that opens sockets in pods' namespaces for the
     # coordinator (node/access/); started before the first call, stopped on the way out.
     broker = Broker()
@@ -153,11 +180,19 @@ async def serve(
             await trio.to_thread.run_sync(broker.ping)
         except (BrokerError, OSError) as e:
             raise ServiceError(f"failed to start the namespace broker: {e}") from e
-        core = IpamCore(store, node=config.node, detector=Detector(broker, config.detection))
+        core = IpamCore(
+            store,
+            node=config.node,
+            detector=Detector(broker, config.detection),
+            parallel_sync=config.kube,
+        )
         app = App(
             store, core, allowed_uids=default_uids(), state_dir=config.state_dir, access=broker
         )
-        await trio.to_thread.run_sync(core.view.sync)
+        try:
+            await trio.to_thread.run_sync(core.view.sync)
+        except StoreError as e:
+            raise ServiceError(f"failed to read pools and claims: {e}") from e
         watch = await _start_watch(config, broker, store, core, stack)
         listeners: list[tuple[trio.SocketListener, Handler]] = []
         unix = await _unix_listener(config.socket)

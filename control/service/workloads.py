@@ -1,5 +1,6 @@
-"""Pod facts in embedded mode: the CNI call's own facts over records registered with
-`spidernet apply` (v1 Pod, Namespace and Node documents, apps/v1 StatefulSet).
+"""Pod facts: the CNI call's own facts over the store's v1 Pod, Namespace and Node documents
+and apps/v1 StatefulSets. In embedded mode these are records registered with `spidernet apply`;
+in Kubernetes mode (`serve --kube`) the store reads them from the cluster's own objects.
 
 A runtime tells a CNI plugin only the pod's namespace, name and UID (CNI_ARGS K8S_POD_*).
 Labels, annotations and the owner, which pool selection needs, come from a registered Pod

@@ -136,6 +136,11 @@ class Unavailable(StoreError):
     """The backend cannot be reached or is busy; retrying later may succeed."""
 
 
+class ReadOnly(StoreError):
+    """The backend only reads this kind: the Kubernetes store serves Pods, Namespaces, Nodes
+    and StatefulSets from the cluster's own objects and never writes them."""
+
+
 class Invalid(StoreError, ValueError):
     """The backend refused the body itself (a Kubernetes 400 or 422: a field its schema does
     not declare, a value it does not allow). A ValueError, as the embedded store's refusal of

@@ -7,7 +7,7 @@ Where documents live:
   and refuses a body that names another; a read gives the object as the API server holds it
   (with the defaults its schema fills) minus the server's bookkeeping (`resourceVersion`, `uid`,
   `generation`, `creationTimestamp`, `managedFields`). A namespaced kind needs its Namespace.
-- Every other kind (IPClaim, Pod, ...) is one object of the internal CRD
+- Every other kind (IPClaim, ...) but the four below is one object of the internal CRD
   `spidernetobjects.internal.spidernet.io` (cluster-scoped): `spec` = {kind, namespace, name,
   body}, the body kept as given (`x-kubernetes-preserve-unknown-fields`). The object's name is a
   readable slug of the key plus 80 bits of its SHA-256 (`object_name`), DNS-1123-safe; labels
@@ -15,6 +15,11 @@ Where documents live:
   list, filtered again on the exact `spec` fields. An IPClaim is one small object per address:
   `create` is one POST and the API server is the arbiter (409 AlreadyExists), so nodes never
   contend for a shared pool object.
+- Kubernetes' own Pod, Namespace, Node (core/v1) and StatefulSet (apps/v1), which the IPAM core
+  reads for pod facts, are the cluster's real objects, read-only (`BUILTIN_KINDS`): `get`,
+  `list` and `changes` read them (the body keeps `metadata.uid`; only `resourceVersion`, the
+  version, and `managedFields` are left out), and any write to them raises ReadOnly before
+  anything is sent.
 
 Versions are `metadata.resourceVersion`. `update` and `delete` send the expected one (in the
 object, as a delete precondition) and the API server enforces it: 409 is Conflict, 404
@@ -58,6 +63,7 @@ import contextlib
 import copy
 import hashlib
 import json
+import os
 import re
 import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -82,6 +88,7 @@ from spidernet.control.store.base import (
     Key,
     Listing,
     NotFound,
+    ReadOnly,
     Stored,
     StoreError,
     Unavailable,
@@ -136,6 +143,26 @@ SPIDER_KINDS = {
 }
 INTERNAL = Resource(INTERNAL_GROUP, INTERNAL_VERSION, INTERNAL_PLURAL, False, False)
 
+
+@dataclass(frozen=True)
+class Builtin:
+    """One of Kubernetes' own kinds, read through the typed client as raw JSON."""
+
+    api_version: str  # "v1" (CoreV1Api) or "apps/v1" (AppsV1Api)
+    stem: str  # the client's method stem: read_namespaced_<stem>, list_<stem>, ...
+    namespaced: bool
+
+
+# Read-only: the cluster's objects, written by Kubernetes, never by spidernet.
+BUILTIN_KINDS = {
+    "Pod": Builtin("v1", "pod", True),
+    "Namespace": Builtin("v1", "namespace", False),
+    "Node": Builtin("v1", "node", False),
+    "StatefulSet": Builtin("apps/v1", "stateful_set", True),
+}
+# What a read of a builtin object leaves out of its body.
+BUILTIN_BOOKKEEPING = ("resourceVersion", "managedFields")
+
 Doc = dict[str, Any]
 
 
@@ -176,6 +203,8 @@ class KubeStore:
     ) -> None:
         self._api = api
         self._custom = client.CustomObjectsApi(api)
+        self._core = client.CoreV1Api(api)
+        self._apps = client.AppsV1Api(api)
         self._timeout = timeout
         self._watch_idle = watch_idle
         self._watch_timeout = watch_timeout
@@ -194,17 +223,46 @@ class KubeStore:
         )
         return cls(api, owns_client=True)
 
+    @classmethod
+    def connect(
+        cls, kubeconfig: str | None = None, *, timeout: float = 10.0, watch_idle: float = 0.25
+    ) -> KubeStore:
+        """A store with a client of its own: from `kubeconfig`, else `$KUBECONFIG`, else the
+        pod's service account when `$KUBERNETES_SERVICE_HOST` is set (in-cluster). `timeout`,
+        `watch_idle`: as the constructor's. Raises Unavailable when no configuration is usable."""
+        from kubernetes import config
+
+        path = kubeconfig or os.environ.get("KUBECONFIG", "")
+        try:
+            if path:
+                api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
+                    config_file=path
+                )
+            elif os.environ.get("KUBERNETES_SERVICE_HOST"):
+                conf = client.Configuration()
+                config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
+                api = client.ApiClient(conf)
+            else:
+                raise Unavailable(None, "no kubeconfig given, no $KUBECONFIG and not in a cluster")
+        except (config.ConfigException, OSError, ValueError) as e:
+            where = f"kubeconfig '{path}'" if path else "the in-cluster configuration"
+            raise Unavailable(None, f"failed to load {where}: {e}") from e
+        return cls(api, timeout=timeout, watch_idle=watch_idle, owns_client=True)
+
     # -- the contract ------------------------------------------------------------------------
 
     def get(self, key: Key) -> Stored:
         """The object at `key`; raises NotFound."""
+        if key.kind in BUILTIN_KINDS:
+            return self._get_builtin(key)
         return self._get(key)
 
     def list(self, kind: str, namespace: str | None = None) -> Listing:
         """Every object of `kind` (in `namespace` when given), ordered by key, and the revision
         they were read at (one consistent list)."""
         res = _resource(kind)
-        if res is not INTERNAL and namespace is not None and bool(namespace) != res.namespaced:
+        namespaced = _namespaced(kind)
+        if namespaced is not None and namespace is not None and bool(namespace) != namespaced:
             # A cluster-scoped kind has nothing in a namespace, a namespaced one nothing in ''.
             return Listing((), self._now(kind))
         doc = self._call(
@@ -212,7 +270,8 @@ class KubeStore:
             f"list {kind}",
             self._list_call(kind, namespace),
         )
-        items = [s for s in (_decode(res, o) for o in doc.get("items", [])) if s.key.kind == kind]
+        decoded = (_decode_as(kind, res, o) for o in doc.get("items", []))
+        items = [s for s in decoded if s.key.kind == kind]
         if namespace is not None:
             items = [s for s in items if s.key.namespace == namespace]
         items.sort(key=lambda s: s.key)
@@ -220,19 +279,24 @@ class KubeStore:
 
     def create(self, key: Key, body: Mapping[str, Any]) -> Stored:
         """Store a new object; raises AlreadyExists."""
+        _writable(key)
         return self._create(key, _body(key, body))
 
     def update(self, key: Key, body: Mapping[str, Any], expected: str) -> Stored:
         """Replace the object if its version is `expected`; raises NotFound or Conflict."""
+        _writable(key)
         return self._update(key, _body(key, body), expected)
 
     def delete(self, key: Key, expected: str | None = None) -> None:
         """Remove the object (at version `expected` when given); raises NotFound or Conflict."""
+        _writable(key)
         self._delete(key, expected)
 
     def commit(self, writes: Sequence[Write]) -> tuple[Stored | None, ...]:
         """Apply the writes in order, all or none on errors (module docstring: checked first,
         undone on a later failure; not isolated, not crash-safe). Returns what each stored."""
+        for w in writes:
+            _writable(w.key)
         bodies = [None if isinstance(w, Delete) else _body(w.key, w.body) for w in writes]
         if len(writes) == 1:
             return (self._apply(writes[0], bodies[0]),)
@@ -276,7 +340,7 @@ class KubeStore:
                     raise _watch_error(kind, obj)
                 revision = str(obj.get("metadata", {}).get("resourceVersion", ""))
                 if event.get("type") != "BOOKMARK":
-                    stored = _decode(res, obj)
+                    stored = _decode_as(kind, res, obj)
                     if stored.key.kind == kind:
                         events.append(Event(EventType(event["type"]), stored, revision))
                 position = revision or position
@@ -330,6 +394,20 @@ class KubeStore:
             key, "get", lambda: self._custom_call("get", res, namespace)(**kw, name=name)
         )
         return _decoded_at(key, res, doc)
+
+    def _get_builtin(self, key: Key) -> Stored:
+        kind = BUILTIN_KINDS[key.kind]
+        if kind.namespaced != bool(key.namespace):
+            raise NotFound(key, "not found")
+        api = self._core if kind.api_version == "v1" else self._apps
+        timeout = {"_request_timeout": self._timeout, "_preload_content": False}
+        if kind.namespaced:
+            read = getattr(api, f"read_namespaced_{kind.stem}")
+            doc = self._call(key, "get", lambda: _json_of(read(key.name, key.namespace, **timeout)))
+        else:
+            read = getattr(api, f"read_{kind.stem}")
+            doc = self._call(key, "get", lambda: _json_of(read(key.name, **timeout)))
+        return _decode_builtin(key.kind, doc)
 
     def _find(self, key: Key) -> Stored | None:
         try:
@@ -443,6 +521,8 @@ class KubeStore:
     def _lister(self, kind: str, namespace: str | None, kw: dict[str, Any]) -> Callable[[], object]:
         """A list (or, with watch=True, a watch) of `kind`'s objects, in `namespace` when given:
         a label-selected list of internal objects, or of a Spiderpool kind's CRD."""
+        if kind in BUILTIN_KINDS:
+            return self._builtin_lister(BUILTIN_KINDS[kind], namespace, kw)
         res = _resource(kind)
         if res is INTERNAL:
             selector = _selector(kind, namespace)
@@ -460,6 +540,24 @@ class KubeStore:
         return lambda: self._custom.list_cluster_custom_object(
             res.group, res.version, res.plural, **kw
         )
+
+    def _builtin_lister(
+        self, kind: Builtin, namespace: str | None, kw: dict[str, Any]
+    ) -> Callable[[], object]:
+        """A list (or watch) of one of Kubernetes' own kinds: the raw JSON (a list), or the
+        raw stream (a watch, which asks for `_preload_content=False` itself)."""
+        api = self._core if kind.api_version == "v1" else self._apps
+        args: tuple[str, ...] = ()
+        if kind.namespaced and namespace is not None:
+            method = getattr(api, f"list_namespaced_{kind.stem}")
+            args = (namespace,)
+        elif kind.namespaced:
+            method = getattr(api, f"list_{kind.stem}_for_all_namespaces")
+        else:
+            method = getattr(api, f"list_{kind.stem}")
+        if kw.get("watch"):
+            return lambda: method(*args, **kw)
+        return lambda: _json_of(method(*args, **kw, _preload_content=False))
 
     def _list_call(self, kind: str, namespace: str | None) -> Callable[[], object]:
         return self._lister(kind, namespace, {"_request_timeout": self._timeout})
@@ -503,6 +601,54 @@ class KubeStore:
 
 def _resource(kind: str) -> Resource:
     return SPIDER_KINDS.get(kind, INTERNAL)
+
+
+def _namespaced(kind: str) -> bool | None:
+    """Whether `kind` is namespaced on the API server (None: an internal object's kind, which
+    may be either)."""
+    if kind in BUILTIN_KINDS:
+        return BUILTIN_KINDS[kind].namespaced
+    res = _resource(kind)
+    return None if res is INTERNAL else res.namespaced
+
+
+def _writable(key: Key) -> None:
+    """Raise ReadOnly for the cluster's own kinds."""
+    kind = BUILTIN_KINDS.get(key.kind)
+    if kind is not None:
+        raise ReadOnly(
+            key,
+            f"read-only: the cluster's own {kind.api_version} {key.kind}, which spidernet reads "
+            "and never writes in Kubernetes mode",
+        )
+
+
+def _json_of(response: object) -> object:
+    """The JSON document of a raw (`_preload_content=False`) response."""
+    assert isinstance(response, urllib3.response.BaseHTTPResponse)
+    try:
+        doc: object = json.loads(response.data)
+    finally:
+        response.release_conn()  # (back to the pool; the body is read)
+    return doc
+
+
+def _decode_builtin(kind: str, obj: Mapping[str, Any]) -> Stored:
+    """A builtin object as a stored document (list items carry no kind: it is filled in)."""
+    meta = obj.get("metadata", {})
+    body = dict(obj)
+    body["apiVersion"] = BUILTIN_KINDS[kind].api_version
+    body["kind"] = kind
+    body["metadata"] = {k: v for k, v in meta.items() if k not in BUILTIN_BOOKKEEPING}
+    key = Key(kind, str(meta.get("namespace", "")), str(meta.get("name", "")))
+    return Stored(key, body, str(meta.get("resourceVersion", "")))
+
+
+def _decode_as(kind: str, res: Resource, obj: Mapping[str, Any]) -> Stored:
+    """An object of a list or watch of `kind` as a stored document."""
+    if kind in BUILTIN_KINDS:
+        return _decode_builtin(kind, obj)
+    return _decode(res, obj)
 
 
 def _place(key: Key) -> tuple[Resource, str | None, str]:

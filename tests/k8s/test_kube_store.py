@@ -31,6 +31,7 @@ from spidernet.control.store.base import (
     Invalid,
     Key,
     NotFound,
+    ReadOnly,
     Unavailable,
     Update,
 )
@@ -259,6 +260,54 @@ def test_namespaced_spider_kind(store: KubeStore, namespace: str) -> None:
         store.get(Key("SpiderEndpoint", "", "web-0"))
     assert store.list("SpiderEndpoint", "").items == ()
     assert store.list("SpiderIPPool", namespace).items == ()
+
+
+def test_the_clusters_pods_namespaces_and_nodes_are_read_only(
+    store: KubeStore, k8s_api: client.ApiClient, namespace: str
+) -> None:
+    """Kubernetes' own kinds are the real objects (uid, labels, owner), read through the store,
+    watched through `changes`, and never written by it."""
+    core = client.CoreV1Api(k8s_api)
+    core.create_namespaced_service_account(
+        namespace, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
+    )
+    before = store.list("Pod", namespace)
+    assert before.items == ()
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(name="web-0", labels={"app": "web"}),
+        spec=client.V1PodSpec(containers=[client.V1Container(name="c", image="pause")]),
+    )
+    created = core.create_namespaced_pod(namespace, pod).metadata
+    assert created is not None
+
+    got = store.get(Key("Pod", namespace, "web-0"))
+    assert got.version == created.resource_version
+    assert got.body["kind"] == "Pod"
+    assert got.body["metadata"]["uid"] == created.uid
+    assert got.body["metadata"]["labels"] == {"app": "web"}
+    assert [s.key for s in store.list("Pod", namespace).items] == [got.key]
+    assert store.list("Pod", "").items == ()
+    events, _ = store.changes("Pod", before.revision)
+    assert [(e.type, e.obj.key) for e in events] == [(EventType.ADDED, got.key)]
+    ns = store.get(Key("Namespace", "", namespace))
+    assert ns.body["metadata"]["name"] == namespace
+    assert any(s.key == ns.key for s in store.list("Namespace").items)
+    with pytest.raises(NotFound):
+        store.get(Key("Node", "", f"node-{uuid.uuid4().hex[:8]}"))
+    with pytest.raises(NotFound):
+        store.get(Key("Pod", namespace, "web-1"))
+
+    for write in (
+        lambda: store.create(Key("Pod", namespace, "web-1"), {"metadata": {}}),
+        lambda: store.update(got.key, dict(got.body), got.version),
+        lambda: store.delete(got.key),
+        lambda: store.commit([Delete(got.key), Create(Key(CLAIM, "p", "10.0.0.1"), {})]),
+    ):
+        with pytest.raises(ReadOnly, match="read-only"):
+            write()
+    assert store.get(got.key).version == got.version
+    with pytest.raises(NotFound):
+        store.get(Key(CLAIM, "p", "10.0.0.1"))
 
 
 def test_revisions_the_server_never_had_or_forgot_are_expired(store: KubeStore) -> None:

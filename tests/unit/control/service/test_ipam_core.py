@@ -250,6 +250,32 @@ def test_reserved_ips_are_skipped_by_allocation(core: IpamCore) -> None:
     assert err["code"] == 111
 
 
+def test_parallel_mirror_sync_sees_what_another_core_wrote(core: IpamCore) -> None:
+    """`parallel_sync` (Kubernetes mode) syncs pools, reserved IPs and claims in threads of
+    their own: the same view as one after the other."""
+    other = IpamCore(core.store, node="node2", rng=random.Random(3), parallel_sync=True)
+    assert other.view.parallel
+    for i in range(9):
+        assert cni(core if i % 2 else other, "ADD", f"c{i}")[0] == 0
+    reserved = {
+        "apiVersion": "spiderpool.spidernet.io/v2beta1",
+        "kind": "SpiderReservedIP",
+        "metadata": {"name": "r"},
+        "spec": {"ips": ["10.1.0.10-10.1.0.19"]},
+    }
+    resources.apply(core.store, reserved)
+    # One address left, and it is reserved: both views know.
+    for c in (core, other):
+        status, err = cni(c, "ADD", "last")
+        assert (status, err["code"]) == (1, 111)
+    assert held(core, "v4") == 9
+    core.view.sync()
+    other.view.sync()
+    assert other.view.claims.taken("v4") == core.view.claims.taken("v4")
+    assert set(other.view.pools) == set(core.view.pools) == {"v4", "v6", "side"}
+    assert other.view.reserved[4] == core.view.reserved[4]
+
+
 def test_status_needs_an_enabled_pool(core: IpamCore, tmp_path: Path) -> None:
     assert cni(core, "STATUS", "", version="1.1.0")[0] == 0
     empty = IpamCore(EmbeddedStore(tmp_path / "empty"), node="n")

@@ -184,6 +184,17 @@ async def test_a_second_service_on_the_same_socket_is_refused(svc: Running) -> N
         await serve(config, trio.Event())
 
 
+async def test_kubernetes_mode_without_a_cluster_is_refused(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    config = ServeConfig(socket=tmp_path / "s.sock", state_dir=tmp_path, metrics=None, kube=True)
+    with pytest.raises(StartError, match="Kubernetes API server: no kubeconfig"):
+        await serve(config, trio.Event())
+    assert not config.socket.exists()
+
+
 async def test_stop_removes_the_socket(svc: Running) -> None:
     svc.stop.set()
     with trio.fail_after(10):

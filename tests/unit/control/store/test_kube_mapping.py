@@ -5,6 +5,7 @@ real API server is tests/k8s/test_kube_store.py and the shared contract suite.""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 
@@ -18,7 +19,9 @@ from spidernet.control.store.base import (
     Invalid,
     Key,
     NotFound,
+    ReadOnly,
     Stored,
+    Unavailable,
     Update,
 )
 
@@ -118,3 +121,46 @@ def test_commit_check_finds_the_first_failing_write() -> None:
     # An updated object's new version is not known in advance: it matches no expectation.
     with pytest.raises(Conflict):
         kube._check([Update(A, {}, "5"), Update(A, {}, "5")], present)
+
+
+def test_the_clusters_own_kinds_are_read_as_they_are_and_never_written() -> None:
+    item = {  # a list item: no kind, no apiVersion
+        "metadata": {
+            "name": "web-0",
+            "namespace": "prod",
+            "uid": "5e0c",
+            "resourceVersion": "42",
+            "labels": {"app": "web"},
+            "ownerReferences": [{"kind": "StatefulSet", "name": "web", "controller": True}],
+            "managedFields": [{"manager": "kubectl"}],
+        },
+        "spec": {"nodeName": "node-a"},
+    }
+    stored = kube._decode_as("Pod", kube.INTERNAL, item)
+    assert stored.key == Key("Pod", "prod", "web-0")
+    assert stored.version == "42"
+    assert stored.body["apiVersion"] == "v1"
+    assert stored.body["kind"] == "Pod"
+    meta = stored.body["metadata"]
+    assert (meta["uid"], meta["labels"]) == ("5e0c", {"app": "web"})
+    assert meta["ownerReferences"][0]["kind"] == "StatefulSet"
+    assert "managedFields" not in meta
+    assert "resourceVersion" not in meta
+    assert kube._namespaced("Pod") is True
+    assert kube._namespaced("Node") is False
+    assert kube._namespaced(CLAIM) is None
+    for kind in ("Pod", "Namespace", "Node", "StatefulSet"):
+        with pytest.raises(ReadOnly, match="read-only"):
+            kube._writable(Key(kind, "", "x"))
+    kube._writable(Key(CLAIM, "p", "10.0.0.1"))
+
+
+def test_connect_without_any_configuration_is_unavailable(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.delenv("KUBECONFIG", raising=False)
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    with pytest.raises(Unavailable, match="no kubeconfig"):
+        kube.KubeStore.connect()
+    with pytest.raises(Unavailable, match="failed to load kubeconfig"):
+        kube.KubeStore.connect(str(tmp_path / "missing"))
