@@ -221,6 +221,40 @@ def _detect_watch(args: argparse.Namespace) -> int:
     )
 
 
+def _controller(args: argparse.Namespace) -> int:
+    import os
+    import signal
+    import socket
+    import threading
+
+    from spidernet.control.controller import gc
+    from spidernet.control.controller.run import Elector, reconcilers, run
+    from spidernet.control.store.base import Unavailable
+    from spidernet.control.store.kube import KubeStore
+
+    if args.gc_interval <= 0 or args.lease_duration <= 0:
+        print("spidernet: --gc-interval and --lease-duration must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    try:
+        store = KubeStore.connect(args.kubeconfig)
+    except Unavailable as e:
+        print(f"spidernet: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
+    elector = Elector(
+        store, args.lease_namespace, args.lease_name, identity, duration_s=args.lease_duration
+    )
+    policy = gc.Policy(margin_s=args.gc_margin, orphan_grace_s=args.orphan_grace)
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda _n, _f: stop.set())
+    try:
+        run(elector, reconcilers(policy), interval_s=args.gc_interval, stop=stop)
+    finally:
+        store.close()
+    return EXIT_OK
+
+
 def _add_socket(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--socket",
@@ -310,6 +344,37 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     delete.add_argument("name", metavar="NAME")
     delete.add_argument("-n", "--namespace")
     delete.set_defaults(func=_delete)
+
+    ctl = sub.add_parser(
+        "controller",
+        help="the cluster's controller: IP garbage collection and pool status, on a Lease",
+        description="Reclaim the addresses of pods that are gone, finished, past their deletion "
+        "grace or on a node that is gone (StatefulSet pods are kept while wanted), and keep "
+        "each SpiderIPPool's allocatedIPCount current. Only the holder of the Lease acts.",
+    )
+    ctl.add_argument("--kubeconfig", help="the kubeconfig (default: $KUBECONFIG, else in-cluster)")
+    ctl.add_argument(
+        "--gc-interval", type=float, default=30.0, help="seconds between full scans (30)"
+    )
+    ctl.add_argument(
+        "--gc-margin",
+        type=float,
+        default=30.0,
+        help="seconds past a terminating pod's grace period before its addresses go (30)",
+    )
+    ctl.add_argument(
+        "--orphan-grace",
+        type=float,
+        default=60.0,
+        help="seconds a claim no endpoint lists is left before it is reclaimed (60)",
+    )
+    ctl.add_argument("--lease-name", default="spidernet-controller", help="the Lease's name")
+    ctl.add_argument("--lease-namespace", default="kube-system", help="the Lease's namespace")
+    ctl.add_argument(
+        "--lease-duration", type=int, default=15, help="seconds a Lease holds unrenewed (15)"
+    )
+    ctl.add_argument("--identity", help="this candidate's name (default: host name and pid)")
+    ctl.set_defaults(func=_controller)
 
     lab = sub.add_parser(
         "lab",

@@ -249,6 +249,49 @@ class KubeStore:
             raise Unavailable(None, f"failed to load {where}: {e}") from e
         return cls(api, timeout=timeout, watch_idle=watch_idle, owns_client=True)
 
+    # -- leases (coordination.k8s.io/v1), for the controller's leader election ---------------
+
+    def read_lease(self, namespace: str, name: str) -> Stored:
+        """The Lease `namespace/name`: its `spec` as the body; raises NotFound."""
+        key = Key("Lease", namespace, name)
+        coord = client.CoordinationV1Api(self._api)
+        opts: dict[str, Any] = {"_request_timeout": self._timeout, "_preload_content": False}
+        doc = self._call(
+            key, "get", lambda: _json_of(coord.read_namespaced_lease(name, namespace, **opts))
+        )
+        return Stored(key, dict(doc.get("spec", {})), str(doc["metadata"]["resourceVersion"]))
+
+    def write_lease(
+        self, namespace: str, name: str, spec: Mapping[str, Any], expected: str | None
+    ) -> Stored:
+        """Create the Lease (`expected` None; AlreadyExists when taken) or replace it at version
+        `expected` (Conflict when someone else wrote it since)."""
+        key = Key("Lease", namespace, name)
+        coord = client.CoordinationV1Api(self._api)
+        meta: dict[str, Any] = {"name": name, "namespace": namespace}
+        if expected is not None:
+            meta["resourceVersion"] = expected
+        body: Any = {
+            "apiVersion": "coordination.k8s.io/v1",
+            "kind": "Lease",
+            "metadata": meta,
+            "spec": dict(spec),
+        }
+        opts: dict[str, Any] = {"_request_timeout": self._timeout, "_preload_content": False}
+        if expected is None:
+            doc = self._call(
+                key,
+                "create",
+                lambda: _json_of(coord.create_namespaced_lease(namespace, body, **opts)),
+            )
+        else:
+            doc = self._call(
+                key,
+                "update",
+                lambda: _json_of(coord.replace_namespaced_lease(name, namespace, body, **opts)),
+            )
+        return Stored(key, dict(doc.get("spec", {})), str(doc["metadata"]["resourceVersion"]))
+
     # -- the contract ------------------------------------------------------------------------
 
     def get(self, key: Key) -> Stored:
@@ -818,3 +861,93 @@ def _translate(e: ApiException, key: Key | None, doing: str) -> StoreError:
     if code in _UNAVAILABLE_CODES or code >= 500:
         return Unavailable(key, f"{doing}: {_message(e)}")
     return StoreError(key, f"{doing}: {_message(e)}")
+
+
+# -- SpiderMultusConfig -> NetworkAttachmentDefinition (spidernet.control.controller.multus) ------
+
+NAD_GROUP = "k8s.cni.cncf.io"
+NAD_VERSION = "v1"
+NAD_PLURAL = "network-attachment-definitions"
+
+
+class KubeMultusApi:
+    """The few calls the multus reconciler makes, on a KubeStore's client: SpiderMultusConfigs
+    and NetworkAttachmentDefinitions as the API server's raw JSON (uid and resourceVersion
+    kept, which the store's documents leave out). Errors are the store's (NotFound, Conflict,
+    Invalid, Unavailable, ...)."""
+
+    def __init__(self, store: KubeStore) -> None:
+        self._store = store
+
+    def _list(self, group: str, version: str, plural: str) -> list[Doc]:
+        store = self._store
+        doc = store._call(
+            None,
+            f"list {plural}",
+            lambda: store._custom.list_custom_object_for_all_namespaces(
+                group, version, plural, _request_timeout=store._timeout
+            ),
+        )
+        return [dict(item) for item in doc.get("items", [])]
+
+    def list_multus_configs(self) -> list[Doc]:
+        res = SPIDER_KINDS["SpiderMultusConfig"]
+        return self._list(res.group, res.version, res.plural)
+
+    def list_nads(self) -> list[Doc]:
+        return self._list(NAD_GROUP, NAD_VERSION, NAD_PLURAL)
+
+    def create_nad(self, doc: Mapping[str, Any]) -> None:
+        store = self._store
+        meta = doc["metadata"]
+        key = Key("NetworkAttachmentDefinition", meta["namespace"], meta["name"])
+        store._call(
+            key,
+            "create",
+            lambda: store._custom.create_namespaced_custom_object(
+                NAD_GROUP,
+                NAD_VERSION,
+                meta["namespace"],
+                NAD_PLURAL,
+                dict(doc),
+                _request_timeout=store._timeout,
+            ),
+        )
+
+    def replace_nad(self, doc: Mapping[str, Any]) -> None:
+        """Replace the NAD at `doc["metadata"]["resourceVersion"]` (Conflict when stale)."""
+        store = self._store
+        meta = doc["metadata"]
+        key = Key("NetworkAttachmentDefinition", meta["namespace"], meta["name"])
+        store._call(
+            key,
+            "update",
+            lambda: store._custom.replace_namespaced_custom_object(
+                NAD_GROUP,
+                NAD_VERSION,
+                meta["namespace"],
+                NAD_PLURAL,
+                meta["name"],
+                dict(doc),
+                _request_timeout=store._timeout,
+            ),
+        )
+
+    def delete_nad(self, namespace: str, name: str, uid: str) -> None:
+        """Delete the NAD, only if it is still the object `uid` (a precondition)."""
+        store = self._store
+        key = Key("NetworkAttachmentDefinition", namespace, name)
+        body: Any = {"preconditions": {"uid": uid}} if uid else None
+        store._call(
+            key,
+            "delete",
+            lambda: store._custom.delete_namespaced_custom_object(
+                NAD_GROUP,
+                NAD_VERSION,
+                namespace,
+                NAD_PLURAL,
+                name,
+                body=body,
+                _request_timeout=store._timeout,
+            ),
+        )

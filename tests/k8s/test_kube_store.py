@@ -89,12 +89,15 @@ def test_resources_match_deploy_crds(store_crds: list[str]) -> None:
             "status" in version.get("subresources", {}),
         )
     internal = found.pop("SpidernetObject")
+    nad = found.pop("NetworkAttachmentDefinition")  # Multus' CRD, for the multus controller
+    assert nad == ("k8s.cni.cncf.io", "v1", "network-attachment-definitions", True, False)
     assert internal == (INTERNAL.group, INTERNAL.version, INTERNAL.plural, False, False)
     assert found == {
         kind: (r.group, r.version, r.plural, r.namespaced, r.status)
         for kind, r in SPIDER_KINDS.items()
     }
-    assert sorted(store_crds) == sorted(f"{v[2]}.{v[0]}" for v in [*found.values(), internal])
+    every = [*found.values(), internal, nad]
+    assert sorted(store_crds) == sorted(f"{v[2]}.{v[0]}" for v in every)
 
 
 def test_two_clients_race_for_each_address(
