@@ -28,6 +28,8 @@ class NicFacts:
     addresses: tuple[IPInterface, ...] = ()
     # A veth's peer index in the other namespace (the overlay NIC's host end).
     peer_index: int | None = None
+    # IFF_NOARP (ipvlan L3): neighbours never ask it, so nothing is announced on it.
+    noarp: bool = False
 
     def family(self, version: int) -> tuple[IPInterface, ...]:
         """Its addresses of one IP version."""

@@ -52,6 +52,7 @@ def gather_pod(nl: Netlink, sysctls: dict[str, str]) -> PodState:
             up=link.up,
             addresses=tuple(addresses.get(link.index, ())),
             peer_index=link.link if link.kind == "veth" else None,
+            noarp=link.noarp,
         )
         for link in links
     }

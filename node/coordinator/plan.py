@@ -319,7 +319,8 @@ def plan_add(
         if first:
             ops += _overlay_symmetry(pod, conf.pod_default_cni_nic)
         ops += _policy_routes(req, nic, table)
-    ops += [Announce("pod", nic.name, a.ip) for a in nic.addresses]
+    if not nic.noarp:
+        ops += [Announce("pod", nic.name, a.ip) for a in nic.addresses]
     return tuple(ops)
 
 

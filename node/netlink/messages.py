@@ -17,6 +17,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 from .records import (
     AF_INET,
     AF_INET6,
+    IFF_NOARP,
     IFF_UP,
     BondValue,
     IPAddress,
@@ -72,6 +73,7 @@ def link_of(m: nlmsg) -> Link:
         mac=m.get("address") or "",
         mtu=m.get("mtu") or 0,
         up=bool(m["flags"] & IFF_UP),
+        noarp=bool(m["flags"] & IFF_NOARP),
         master=m.get("master"),
         link=m.get("link"),
         link_netnsid=m.get("link_netnsid"),

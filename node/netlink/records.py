@@ -32,6 +32,7 @@ NUD_NOARP = 0x40
 NUD_PERMANENT = 0x80
 # if.h
 IFF_UP = 0x1
+IFF_NOARP = 0x80
 
 # A bond option's value (node/ifacer/config.py): a number, an interface or MAC text, or
 # arp_ip_target's IPv4 texts.
@@ -56,6 +57,7 @@ class Link:
     alias: str = ""
     vlan_id: int | None = None
     bond_mode: int | None = None
+    noarp: bool = False  # IFF_NOARP: no ARP/ND on it (ipvlan in L3 mode)
 
 
 @dataclass(frozen=True)

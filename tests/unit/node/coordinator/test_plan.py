@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
 import socket
 from typing import Any
@@ -115,6 +116,15 @@ def test_dual_stack_underlay_enables_ipv6_and_routes_both_families() -> None:
         Announce("pod", "eth0", ip("192.0.2.10")),
         Announce("pod", "eth0", ip("2001:db8:1::10")),
     ]
+
+
+def test_nothing_is_announced_on_a_noarp_nic() -> None:
+    # ipvlan in L3 mode: IFF_NOARP; a packet socket cannot send ARP or NA on it (ENOBUFS)
+    # and no neighbour would ask anyway.
+    pod = PodState(nics=(dataclasses.replace(ETH0_DUAL, noarp=True),), sysctls=SYSCTLS)
+    ops = plan_add(request(), pod, HOST, mode="underlay", first=True, nic_index=0)
+    assert not [o for o in ops if isinstance(o, Announce)]
+    assert AddRule("host", socket.AF_INET6, 1000, 500, shared=True) in ops  # the rest stays
 
 
 def test_tuning_mac_prefix_and_txqueuelen_happen_in_the_pod() -> None:
