@@ -26,6 +26,7 @@ from spidernet.control.controller.lease import (
     state_of,
     step,
 )
+from spidernet.control.controller.multus import reconcile_multus
 from spidernet.control.model.documents import parse
 from spidernet.control.model.errors import ValidationError
 from spidernet.control.model.resources import IPPool
@@ -40,6 +41,7 @@ from spidernet.control.store.base import (
     StoreError,
     Unavailable,
 )
+from spidernet.control.store.kube import KubeMultusApi, KubeStore
 
 DEFAULT_GC_INTERVAL_S = 30.0
 
@@ -140,9 +142,23 @@ class PoolStatus:
             )
 
 
+@dataclass
+class MultusNads:
+    """The NetworkAttachmentDefinitions of the SpiderMultusConfigs (multus.py); only a store
+    on a cluster has them."""
+
+    name: str = "multus"
+
+    def reconcile(self, store: Store, now: float, log: Log) -> None:
+        if not isinstance(store, KubeStore):
+            return
+        for line in reconcile_multus(KubeMultusApi(store)):
+            log(f"NetworkAttachmentDefinition {line}")
+
+
 def reconcilers(policy: gc.Policy) -> list[Reconciler]:
     """The controller's concerns, in the order each pass runs them."""
-    return [GarbageCollector(policy), PoolStatus()]
+    return [GarbageCollector(policy), PoolStatus(), MultusNads()]
 
 
 @dataclass

@@ -10,6 +10,7 @@ a node stays Terminating after its delete, and a StatefulSet makes no pods of it
 from __future__ import annotations
 
 import ipaddress
+import json
 import random
 import signal
 import subprocess
@@ -407,3 +408,43 @@ def test_only_the_lease_holder_reclaims_and_a_standby_takes_over(
 
     assert two.stop() == 0  # SIGTERM: a clean stop clears the holder
     assert not lease_holder(k8s_api, namespace)
+
+
+def test_the_controller_generates_the_nad_of_a_spidermultusconfig(
+    store_crds: list[str],
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    start_controller: Callable[[str], Controller],
+) -> None:
+    smc = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SpiderMultusConfig",
+        "metadata": {"name": "vlan100", "namespace": namespace},
+        "spec": {
+            "cniType": "macvlan",
+            "macvlan": {"master": ["eth1"], "vlanID": 100, "ippools": {"ipv4": ["v4"]}},
+        },
+    }
+    custom.create_namespaced_custom_object(GROUP, VERSION, namespace, "spidermultusconfigs", smc)
+    start_controller("multus")
+    nad_api = ("k8s.cni.cncf.io", "v1", namespace, "network-attachment-definitions")
+
+    def nad() -> dict[str, Any] | None:
+        try:
+            got: dict[str, Any] = custom.get_namespaced_custom_object(*nad_api, "vlan100")
+        except ApiException as e:
+            if e.status == 404:
+                return None
+            raise
+        return got
+
+    wait_for("the NAD", lambda: nad() is not None)
+    found = nad()
+    assert found is not None
+    plugins = [p["type"] for p in json.loads(found["spec"]["config"])["plugins"]]
+    assert plugins == ["spidernet-ifacer", "macvlan", "spidernet-coordinator"]
+    # the controller also removes it once its SpiderMultusConfig is gone
+    custom.delete_namespaced_custom_object(
+        GROUP, VERSION, namespace, "spidermultusconfigs", "vlan100"
+    )
+    wait_for("the NAD's removal", lambda: nad() is None)
