@@ -431,11 +431,12 @@ def test_the_controller_generates_the_nad_of_a_spidermultusconfig(
 
     def nad() -> dict[str, Any] | None:
         try:
-            got: dict[str, Any] = custom.get_namespaced_custom_object(*nad_api, "vlan100")
+            got = custom.get_namespaced_custom_object(*nad_api, "vlan100")
         except ApiException as e:
             if e.status == 404:
                 return None
             raise
+        assert isinstance(got, dict)
         return got
 
     wait_for("the NAD", lambda: nad() is not None)
