@@ -319,9 +319,13 @@ def plan_add(
         if first:
             ops += _overlay_symmetry(pod, conf.pod_default_cni_nic)
         ops += _policy_routes(req, nic, table)
-    if not nic.noarp:
-        ops += [Announce("pod", nic.name, a.ip) for a in nic.addresses]
-    return tuple(ops)
+    return (*ops, *_announcements(nic))
+
+
+def _announcements(nic: NicFacts) -> list[Op]:
+    """Tell the neighbours about the NIC's addresses, unless it does no ARP/ND (IFF_NOARP:
+    ipvlan in L3 mode, where sending fails with ENOBUFS and no neighbour asks)."""
+    return [] if nic.noarp else [Announce("pod", nic.name, a.ip) for a in nic.addresses]
 
 
 def _overlay_symmetry(pod: PodState, eth0: str) -> list[Op]:
