@@ -10,11 +10,15 @@ PY := $(VENV)/bin/python
 # (`ip netns`), ping, sysctl and nsenter for the lab and tests; the venv module; and bcc
 # (python3-bpfcc; the PyPI "bcc" is another project); gcc and libc6-dev to compile the
 # spidernet-ipam forwarder (install-cni falls back to a slower Python one without them);
-# nftables for the coordinator's reply-path marking inside pods.
-APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc linux-headers-amd64 gcc libc6-dev nftables
+# nftables for the coordinator's reply-path marking inside pods. The kernel lane boots Debian's
+# kernel under QEMU with virtme-ng (PyPI, in the dev extras): qemu-system-x86 runs it (TCG),
+# busybox-static goes into virtme-ng's initramfs, kmod (modprobe, depmod) loads the kernel's
+# modules and indexes them, file tells virtme-ng the kernel's version. The k8s lane makes its
+# test cluster's certificates with openssl.
+APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc linux-headers-amd64 gcc libc6-dev nftables qemu-system-x86 busybox-static kmod file openssl
 VENV_STAMP := $(VENV)/.spidernet-installed
 
-.PHONY: help run test bench setup deps venv lint typecheck contracts unit netns package clean
+.PHONY: help run test bench setup deps venv lint typecheck contracts unit netns kernel k8s package clean
 
 help:
 	@echo "make run    install what is missing, then run the lab"
@@ -63,7 +67,9 @@ bench: setup
 	@$(PY) -m bench.chain $(BENCH_ARGS)
 	@$(PY) -m bench.detect $(BENCH_ARGS)
 
-lint typecheck contracts unit netns package: setup
+# The k8s lane runs a real kube-apiserver and etcd, built once with Go into
+# /var/cache/spidernet (SPIDERNET_CACHE): about ten to fifteen minutes the first time.
+lint typecheck contracts unit netns kernel k8s package: setup
 	@$(PY) tests/lanes.py $@
 
 clean:

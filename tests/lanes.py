@@ -67,17 +67,45 @@ def contracts() -> Outcome:
     return Outcome("contracts", _run([str(BIN / "lint-imports")]), note="import-linter")
 
 
-def _pytest(lane: str, path: str, *, root: bool = False) -> Outcome:
-    if root and os.geteuid() != 0:
-        return Outcome(lane, False, note="needs root (network namespaces)")
+def _report(lane: str) -> Path:
     report = BUILD / f"junit-{lane}.xml"
     report.parent.mkdir(parents=True, exist_ok=True)
     report.unlink(missing_ok=True)
+    return report
+
+
+def _pytest(lane: str, path: str, *, root: bool = False) -> Outcome:
+    if root and os.geteuid() != 0:
+        return Outcome(lane, False, note="needs root (network namespaces)")
+    report = _report(lane)
     start = time.monotonic()
     code = subprocess.run(
         [sys.executable, "-m", "pytest", path, f"--junitxml={report}", "-q"], cwd=ROOT, check=False
     ).returncode
-    out = Outcome(lane, code == 0, seconds=time.monotonic() - start)
+    return _counted(Outcome(lane, code == 0, seconds=time.monotonic() - start), report)
+
+
+def kernel() -> Outcome:
+    """tests/kernel inside a VM running Debian's kernel (spidernet.node.lab.kernelvm): its
+    JUnit report comes back through a shared directory and is counted like any other. A VM
+    that cannot boot, or that writes no report, fails the lane with the reason."""
+    if os.geteuid() != 0:
+        return Outcome("kernel", False, note="needs root (kernel cache, network namespaces)")
+    from spidernet.node.lab import kernelvm
+
+    report = _report("kernel")
+    start = time.monotonic()
+    run = kernelvm.run_lane(ROOT, report)
+    out = _counted(Outcome("kernel", run.ok, seconds=time.monotonic() - start), report)
+    if run.ok and out.ok:
+        out.note = f"{run.note}; kernel fetch {run.fetch_seconds:.0f}s"
+    elif not run.ok:
+        out.note = run.note
+    return out
+
+
+def _counted(out: Outcome, report: Path) -> Outcome:
+    """`out` with the counts of JUnit `report`; a lane that ran zero tests failed."""
     if report.exists():
         for suite in ET.parse(report).getroot().iter("testsuite"):
             total = int(suite.get("tests", 0))
@@ -92,12 +120,32 @@ def _pytest(lane: str, path: str, *, root: bool = False) -> Outcome:
     return out
 
 
+def k8s() -> Outcome:
+    """tests/k8s against a real kube-apiserver and etcd (spidernet.node.lab.kubecluster); the
+    binaries are built with Go first when the cache lacks them (about ten minutes, once)."""
+    from spidernet.node.lab import kubecluster
+
+    start = time.monotonic()
+    try:
+        binaries = kubecluster.ensure_binaries()
+    except kubecluster.BuildFailed as e:
+        print(e, file=sys.stderr)
+        return Outcome("k8s", False, seconds=time.monotonic() - start, note=str(e).splitlines()[0])
+    ready = time.monotonic() - start
+    out = _pytest("k8s", "tests/k8s")
+    if not out.note:
+        out.note = f"kube-apiserver {binaries.versions.kubernetes}, binaries ready in {ready:.0f}s"
+    return out
+
+
 LANES: dict[str, Callable[[], Outcome]] = {
     "lint": lint,
     "typecheck": typecheck,
     "contracts": contracts,
     "unit": partial(_pytest, "unit", "tests/unit"),
     "netns": partial(_pytest, "netns", "tests/netns", root=True),
+    "kernel": kernel,
+    "k8s": k8s,
     "package": partial(_pytest, "package", "tests/package"),
 }
 
