@@ -8,6 +8,7 @@ each test works in namespaces and CRD groups of its own.
 from __future__ import annotations
 
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -83,3 +84,26 @@ def store_crds(k8s_api: client.ApiClient) -> list[str]:
     installed once for the session; their names."""
     ext = client.ApiextensionsV1Api(k8s_api)
     return [install_crd(ext, path) for path in sorted(CRDS.glob("*.yaml"))]
+
+
+@pytest.fixture
+def core(k8s_api: client.ApiClient) -> client.CoreV1Api:
+    return client.CoreV1Api(k8s_api)
+
+
+@pytest.fixture
+def custom(k8s_api: client.ApiClient) -> client.CustomObjectsApi:
+    return client.CustomObjectsApi(k8s_api)
+
+
+@pytest.fixture
+def namespace(core: client.CoreV1Api) -> Iterator[str]:
+    """A namespace of this test's own, with the `default` ServiceAccount pods need (no
+    controller-manager creates it here)."""
+    name = f"t-{uuid.uuid4().hex[:8]}"
+    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
+    core.create_namespaced_service_account(
+        name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
+    )
+    yield name
+    core.delete_namespace(name)

@@ -49,29 +49,6 @@ def agents(k8s_cluster: Cluster, store_crds: list[str]) -> Iterator[list[Service
 
 
 @pytest.fixture
-def core(k8s_api: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(k8s_api)
-
-
-@pytest.fixture
-def custom(k8s_api: client.ApiClient) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(k8s_api)
-
-
-@pytest.fixture
-def namespace(core: client.CoreV1Api) -> Iterator[str]:
-    """A namespace of this test's own, with the `default` ServiceAccount pods need (no
-    controller-manager creates it here)."""
-    name = f"agent-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    core.create_namespaced_service_account(
-        name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
-    )
-    yield name
-    core.delete_namespace(name)
-
-
-@pytest.fixture
 def make_pool(custom: client.CustomObjectsApi) -> Iterator[Callable[[int], tuple[str, str]]]:
     """Create a SpiderIPPool of `size` addresses in a /24 of its own: (name, subnet)."""
     made: list[str] = []

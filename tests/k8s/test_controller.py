@@ -70,29 +70,8 @@ def wait_for(what: str, check: Callable[[], bool], timeout: float = WAIT_S) -> N
 
 
 @pytest.fixture
-def core(k8s_api: client.ApiClient) -> client.CoreV1Api:
-    return client.CoreV1Api(k8s_api)
-
-
-@pytest.fixture
 def apps(k8s_api: client.ApiClient) -> client.AppsV1Api:
     return client.AppsV1Api(k8s_api)
-
-
-@pytest.fixture
-def custom(k8s_api: client.ApiClient) -> client.CustomObjectsApi:
-    return client.CustomObjectsApi(k8s_api)
-
-
-@pytest.fixture
-def namespace(core: client.CoreV1Api) -> Iterator[str]:
-    name = f"gc-{uuid.uuid4().hex[:8]}"
-    core.create_namespace(client.V1Namespace(metadata=client.V1ObjectMeta(name=name)))
-    core.create_namespaced_service_account(
-        name, client.V1ServiceAccount(metadata=client.V1ObjectMeta(name="default"))
-    )
-    yield name
-    core.delete_namespace(name)
 
 
 @pytest.fixture
