@@ -15,9 +15,9 @@ Where documents live:
   list, filtered again on the exact `spec` fields. An IPClaim is one small object per address:
   `create` is one POST and the API server is the arbiter (409 AlreadyExists), so nodes never
   contend for a shared pool object.
-- Kubernetes' own Pod, Namespace, Node (core/v1) and StatefulSet (apps/v1), which the IPAM core
-  reads for pod facts, are the cluster's real objects, read-only (`BUILTIN_KINDS`): `get`,
-  `list` and `changes` read them (the body keeps `metadata.uid`; only `resourceVersion`, the
+- Kubernetes' own Pod, Namespace, Node (core/v1) and StatefulSet, Deployment, ReplicaSet and
+  DaemonSet (apps/v1), which the IPAM core and the controller read, are the cluster's real
+  objects, read-only (`BUILTIN_KINDS`): `get`, `list` and `changes` read them (the body keeps `metadata.uid`; only `resourceVersion`, the
   version, and `managedFields` are left out), and any write to them raises ReadOnly before
   anything is sent.
 
@@ -159,6 +159,11 @@ BUILTIN_KINDS = {
     "Namespace": Builtin("v1", "namespace", False),
     "Node": Builtin("v1", "node", False),
     "StatefulSet": Builtin("apps/v1", "stateful_set", True),
+    # The applications a SpiderSubnet auto pool belongs to (the controller's autopool.py;
+    # the agent follows a pod's ReplicaSet to its Deployment).
+    "Deployment": Builtin("apps/v1", "deployment", True),
+    "ReplicaSet": Builtin("apps/v1", "replica_set", True),
+    "DaemonSet": Builtin("apps/v1", "daemon_set", True),
 }
 # What a read of a builtin object leaves out of its body.
 BUILTIN_BOOKKEEPING = ("resourceVersion", "managedFields")
