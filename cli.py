@@ -11,7 +11,11 @@ from typing import TYPE_CHECKING, Any
 from spidernet import __version__
 
 if TYPE_CHECKING:
+    import threading
+
     from spidernet.control.client import Client
+    from spidernet.control.controller.webhook import Options, WebhookThread
+    from spidernet.control.store.kube import KubeStore
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -229,11 +233,26 @@ def _controller(args: argparse.Namespace) -> int:
 
     from spidernet.control.controller import gc
     from spidernet.control.controller.run import Elector, reconcilers, run
+    from spidernet.control.controller.webhook import Options
     from spidernet.control.store.base import Unavailable
     from spidernet.control.store.kube import KubeStore
 
     if args.gc_interval <= 0 or args.lease_duration <= 0:
         print("spidernet: --gc-interval and --lease-duration must be positive", file=sys.stderr)
+        return EXIT_USAGE
+    hook = Options(
+        args.webhook_address,
+        args.webhook_secret,
+        tuple(args.webhook_dns),
+        tuple(args.webhook_ip),
+        args.webhook_configuration,
+        args.webhook_cert,
+        args.webhook_key,
+    )
+    try:
+        hook_address = hook.check()
+    except ValueError as e:
+        print(f"spidernet: {e}", file=sys.stderr)
         return EXIT_USAGE
     try:
         store = KubeStore.connect(args.kubeconfig)
@@ -249,10 +268,77 @@ def _controller(args: argparse.Namespace) -> int:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _n, _f: stop.set())
     try:
-        run(elector, reconcilers(policy), interval_s=args.gc_interval, stop=stop)
+        server = None
+        if hook_address is not None:
+            try:
+                server = _webhook(hook, hook_address, store, stop)
+            except _Usage as e:
+                print(f"spidernet: {e}", file=sys.stderr)
+                return EXIT_USAGE
+            except Exception as e:  # WebhookError, StoreError, ValueError: said, then exit
+                print(f"spidernet: webhook: {e}", file=sys.stderr)
+                return EXIT_FAILURE
+        try:
+            run(elector, reconcilers(policy), interval_s=args.gc_interval, stop=stop)
+        finally:
+            if server is not None:
+                server.stop()
     finally:
         store.close()
-    return EXIT_OK
+    return EXIT_FAILURE if server is not None and server.failed else EXIT_OK
+
+
+class _Usage(Exception):
+    """A flag's value that cannot be used (exit 2)."""
+
+
+def _webhook(
+    hook: Options, address: tuple[str, int], store: KubeStore, stop: threading.Event
+) -> WebhookThread:
+    """Start the admission webhook of `spidernet controller` (control/controller/webhook.py):
+    its TLS material from the files or the Secret, the caBundle published, then serving."""
+    import ssl
+
+    from spidernet.control.controller import webhook
+    from spidernet.control.store.kube import KubeAdmissionApi
+
+    api = KubeAdmissionApi(store)
+    if hook.cert_file is not None and hook.key_file is not None:
+        try:
+            cert, key = Path(hook.cert_file).read_bytes(), Path(hook.key_file).read_bytes()
+        except OSError as e:
+            raise _Usage(f"--webhook-cert/--webhook-key: cannot read: {e}") from e
+        try:
+            context = webhook.server_context(cert, key)
+        except ssl.SSLError as e:
+            raise _Usage(f"--webhook-cert/--webhook-key: not a certificate and its key: {e}") from e
+        ca = None
+    else:
+        namespace, name = hook.secret_key()
+        bundle = webhook.tls_material(
+            api,
+            namespace=namespace,
+            name=name,
+            dns_names=hook.dns_names,
+            ip_addresses=hook.ip_addresses,
+            log=webhook.stderr_log,
+        )
+        try:
+            context = webhook.server_context(bundle.tls_crt, bundle.tls_key)
+        except ssl.SSLError as e:
+            raise webhook.WebhookError(
+                f"Secret '{hook.secret}': tls.crt and tls.key do not load: {e}"
+            ) from e
+        ca = bundle.ca_crt
+    if hook.configuration is not None:
+        if ca is None:
+            raise _Usage("--webhook-configuration needs --webhook-secret (its ca.crt)")
+        webhook.publish_ca(api, hook.configuration, ca, webhook.stderr_log)
+    server = webhook.WebhookThread(
+        store, context, address, log=webhook.stderr_log, on_failure=stop.set
+    )
+    server.start()
+    return server
 
 
 def _add_socket(parser: argparse.ArgumentParser) -> None:
@@ -260,6 +346,72 @@ def _add_socket(parser: argparse.ArgumentParser) -> None:
         "--socket",
         help="service socket (default: $SPIDERNET_SOCKET or /run/spidernet/spidernet.sock)",
     )
+
+
+def _controller_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    ctl = sub.add_parser(
+        "controller",
+        help="the cluster's controller: IP garbage collection and pool status, on a Lease",
+        description="Reclaim the addresses of pods that are gone, finished, past their deletion "
+        "grace or on a node that is gone (StatefulSet pods are kept while wanted), and keep "
+        "each SpiderIPPool's allocatedIPCount current. Only the holder of the Lease acts.",
+    )
+    ctl.add_argument("--kubeconfig", help="the kubeconfig (default: $KUBECONFIG, else in-cluster)")
+    ctl.add_argument(
+        "--gc-interval", type=float, default=30.0, help="seconds between full scans (30)"
+    )
+    ctl.add_argument(
+        "--gc-margin",
+        type=float,
+        default=30.0,
+        help="seconds past a terminating pod's grace period before its addresses go (30)",
+    )
+    ctl.add_argument(
+        "--orphan-grace",
+        type=float,
+        default=60.0,
+        help="seconds a claim no endpoint lists is left before it is reclaimed (60)",
+    )
+    ctl.add_argument("--lease-name", default="spidernet-controller", help="the Lease's name")
+    ctl.add_argument("--lease-namespace", default="kube-system", help="the Lease's namespace")
+    ctl.add_argument(
+        "--lease-duration", type=int, default=15, help="seconds a Lease holds unrenewed (15)"
+    )
+    ctl.add_argument("--identity", help="this candidate's name (default: host name and pid)")
+    hook = ctl.add_argument_group(
+        "admission webhook",
+        "Validate Spider* objects at admission (every replica serves it; docs/webhook.md).",
+    )
+    hook.add_argument(
+        "--webhook-address", metavar="HOST:PORT", help="serve HTTPS /validate here (default: off)"
+    )
+    hook.add_argument(
+        "--webhook-secret",
+        metavar="NAMESPACE/NAME",
+        help="the kubernetes.io/tls Secret (tls.crt, tls.key, ca.crt); made when missing",
+    )
+    hook.add_argument(
+        "--webhook-dns",
+        metavar="NAME",
+        action="append",
+        default=[],
+        help="a DNS name of the serving certificate (repeatable)",
+    )
+    hook.add_argument(
+        "--webhook-ip",
+        metavar="ADDR",
+        action="append",
+        default=[],
+        help="an IP address of the serving certificate (repeatable)",
+    )
+    hook.add_argument(
+        "--webhook-configuration",
+        metavar="NAME",
+        help="the ValidatingWebhookConfiguration whose caBundle is set to the Secret's ca.crt",
+    )
+    hook.add_argument("--webhook-cert", metavar="FILE", help="serving certificate (PEM)")
+    hook.add_argument("--webhook-key", metavar="FILE", help="its private key (PEM)")
+    ctl.set_defaults(func=_controller)
 
 
 def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -345,36 +497,7 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     delete.add_argument("-n", "--namespace")
     delete.set_defaults(func=_delete)
 
-    ctl = sub.add_parser(
-        "controller",
-        help="the cluster's controller: IP garbage collection and pool status, on a Lease",
-        description="Reclaim the addresses of pods that are gone, finished, past their deletion "
-        "grace or on a node that is gone (StatefulSet pods are kept while wanted), and keep "
-        "each SpiderIPPool's allocatedIPCount current. Only the holder of the Lease acts.",
-    )
-    ctl.add_argument("--kubeconfig", help="the kubeconfig (default: $KUBECONFIG, else in-cluster)")
-    ctl.add_argument(
-        "--gc-interval", type=float, default=30.0, help="seconds between full scans (30)"
-    )
-    ctl.add_argument(
-        "--gc-margin",
-        type=float,
-        default=30.0,
-        help="seconds past a terminating pod's grace period before its addresses go (30)",
-    )
-    ctl.add_argument(
-        "--orphan-grace",
-        type=float,
-        default=60.0,
-        help="seconds a claim no endpoint lists is left before it is reclaimed (60)",
-    )
-    ctl.add_argument("--lease-name", default="spidernet-controller", help="the Lease's name")
-    ctl.add_argument("--lease-namespace", default="kube-system", help="the Lease's namespace")
-    ctl.add_argument(
-        "--lease-duration", type=int, default=15, help="seconds a Lease holds unrenewed (15)"
-    )
-    ctl.add_argument("--identity", help="this candidate's name (default: host name and pid)")
-    ctl.set_defaults(func=_controller)
+    _controller_command(sub)
 
     lab = sub.add_parser(
         "lab",

@@ -59,6 +59,7 @@ refuse one newer than the server (a replaced cluster) with Expired.
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import hashlib
@@ -954,5 +955,75 @@ class KubeMultusApi:
                 name,
                 body=body,
                 _request_timeout=store._timeout,
+            ),
+        )
+
+
+# -- the admission webhook's Secret and ValidatingWebhookConfiguration (controller/webhook.py) ----
+
+
+class KubeAdmissionApi:
+    """The calls the webhook makes at start, on a KubeStore's client: its TLS Secret
+    (core/v1, `data` decoded from base64) and the ValidatingWebhookConfiguration whose
+    caBundle it sets (admissionregistration.k8s.io/v1, raw JSON). Errors are the store's
+    (NotFound, AlreadyExists, Conflict, Invalid, Unavailable, ...)."""
+
+    def __init__(self, store: KubeStore) -> None:
+        self._store = store
+
+    def _opts(self) -> dict[str, Any]:
+        return {"_request_timeout": self._store._timeout, "_preload_content": False}
+
+    def read_secret(self, namespace: str, name: str) -> dict[str, bytes]:
+        """The Secret's data; raises NotFound."""
+        core, key = self._store._core, Key("Secret", namespace, name)
+        doc = self._store._call(
+            key,
+            "get",
+            lambda: _json_of(core.read_namespaced_secret(name, namespace, **self._opts())),
+        )
+        data = doc.get("data") or {}
+        return {k: base64.b64decode(v) for k, v in data.items() if isinstance(v, str)}
+
+    def create_secret(
+        self, namespace: str, name: str, secret_type: str, data: Mapping[str, bytes]
+    ) -> None:
+        """Create the Secret; raises AlreadyExists when another writer made it first."""
+        core, key = self._store._core, Key("Secret", namespace, name)
+        body: Any = {
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "metadata": {"name": name, "namespace": namespace},
+            "type": secret_type,
+            "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
+        }
+        self._store._call(
+            key,
+            "create",
+            lambda: _json_of(core.create_namespaced_secret(namespace, body, **self._opts())),
+        )
+
+    def read_webhook_configuration(self, name: str) -> Doc:
+        """The ValidatingWebhookConfiguration `name` as JSON; raises NotFound."""
+        adm = client.AdmissionregistrationV1Api(self._store._api)
+        key = Key("ValidatingWebhookConfiguration", "", name)
+        return self._store._call(
+            key,
+            "get",
+            lambda: _json_of(adm.read_validating_webhook_configuration(name, **self._opts())),
+        )
+
+    def patch_webhook_configuration(self, name: str, ops: Sequence[Mapping[str, Any]]) -> None:
+        """Apply the JSON patch `ops` (RFC 6902) to the configuration `name`."""
+        adm = client.AdmissionregistrationV1Api(self._store._api)
+        key = Key("ValidatingWebhookConfiguration", "", name)
+        body: Any = [dict(op) for op in ops]
+        self._store._call(
+            key,
+            "patch",
+            lambda: _json_of(
+                adm.patch_validating_webhook_configuration(
+                    name, body, _content_type="application/json-patch+json", **self._opts()
+                )
             ),
         )
