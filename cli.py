@@ -65,6 +65,12 @@ def _serve(args: argparse.Namespace) -> int:
     if args.kubeconfig and not args.kube:
         print("spidernet: --kubeconfig needs --kube", file=sys.stderr)
         return EXIT_USAGE
+    if args.auto_pool_retries < 0 or args.auto_pool_interval <= 0:
+        print(
+            "spidernet: --auto-pool-retries must be >= 0 and --auto-pool-interval positive",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     node = args.node
     if args.kube and not node:
         # In a DaemonSet the downward API gives the node's name (spec.nodeName) as NODE_NAME.
@@ -76,6 +82,8 @@ def _serve(args: argparse.Namespace) -> int:
         node=node,
         kube=args.kube,
         kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
+        auto_pool_retries=args.auto_pool_retries,
+        auto_pool_interval_s=args.auto_pool_interval,
         detection=Settings(
             args.ip_conflict_detection, args.gateway_detection, args.detection_profile
         ),
@@ -443,6 +451,19 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument(
         "--kubeconfig",
         help="with --kube: the kubeconfig (default: $KUBECONFIG, else in-cluster)",
+    )
+    serve.add_argument(
+        "--auto-pool-retries",
+        type=int,
+        default=25,
+        help="with --kube: how many more times an ADD looks for its SpiderSubnet auto pool "
+        "while the controller makes or grows it (default: 25, as Spiderpool)",
+    )
+    serve.add_argument(
+        "--auto-pool-interval",
+        type=float,
+        default=2.0,
+        help="with --kube: seconds between those looks (default: 2)",
     )
     serve.add_argument(
         "--ip-conflict-detection",

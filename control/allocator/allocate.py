@@ -160,11 +160,12 @@ def allocate(
                 leases.append(lease_for(pool, nic.interface, ip, nic.clean_gateway))
                 break
             else:
-                raise AllocationError(
-                    Reason.EXHAUSTED,
-                    f"all IP addresses used out for {nic.interface} IPv{version}: "
-                    + ", ".join(full),
-                )
+                why = f"all IP addresses used out for {nic.interface} IPv{version}: "
+                why += ", ".join(full)
+                if nic.auto_pool_of:
+                    # The controller grows an auto pool after the application scales.
+                    why += f" (the auto pool of {nic.auto_pool_of} is not sized for this pod yet)"
+                raise AllocationError(Reason.EXHAUSTED, why, waiting=bool(nic.auto_pool_of))
     if not leases:
         raise AllocationError(Reason.NO_POOL, "no IPPool available: the candidates name no pool")
     return attach_routes(leases, annotation_routes(request.pod.annotations.get(ANNO_ROUTES)))

@@ -1,6 +1,8 @@
 """Which pools each NIC of a pod may draw from (reference/spiderpool.md §2.2-2.4).
 
 Sources, strictly in this order, the first that applies wins (no fall-through): the pod's
+`ipam.spidernet.io/subnets` or `ipam.spidernet.io/subnet` (its application's SpiderSubnet auto
+pools, autopools.py; Kubernetes mode only), its
 `ipam.spidernet.io/ippools` (several NICs), its `ipam.spidernet.io/ippool` (this NIC), the
 namespace's default-pool annotations, the IPAM config's `default_ipv4_ippool` /
 `default_ipv6_ippool`, and finally every pool marked `default: true`. Names in the first
@@ -18,13 +20,13 @@ from dataclasses import dataclass
 
 from spidernet.control.model.resources import IPPool
 
+from .autopools import APP_KINDS, SubnetWant, affinity_labels, auto_pool_for, subnet_wants
 from .errors import AllocationError, Reason
 from .request import (
     ANNO_IPPOOL,
     ANNO_IPPOOLS,
     ANNO_NS_DEFAULT_V4,
     ANNO_NS_DEFAULT_V6,
-    ANNO_SUBNET,
     ANNO_SUBNETS,
     IpamRequest,
     PodFacts,
@@ -44,6 +46,9 @@ class NicCandidates:
     v6: tuple[str, ...]
     clean_gateway: bool
     source: str
+    # For an auto pool: "SpiderSubnet S of Deployment ns/app"; its pool may be full only
+    # because the controller has not grown it yet (the error is then `waiting`).
+    auto_pool_of: str = ""
 
 
 def _invalid(what: str, why: str) -> AllocationError:
@@ -112,19 +117,76 @@ def _from_ippools(text: str, ifname: str, clean_default: bool) -> list[NicCandid
     return out
 
 
+def _from_subnets(
+    request: IpamRequest, key: str, wants: Sequence[SubnetWant], pools: Sequence[IPPool]
+) -> list[NicCandidates]:
+    """The application's auto pools, one per NIC and family (Spiderpool §2.2 source 1)."""
+    pod = request.pod
+    what = f"annotation {key}"
+    if not request.auto_pools:
+        raise _invalid(
+            what,
+            "SpiderSubnet auto-created pools need Kubernetes mode: `spidernet serve --kube` "
+            f"on the nodes and `spidernet controller` in the cluster; name pools with "
+            f"{ANNO_IPPOOL} instead",
+        )
+    app = pod.app
+    if app is None:
+        raise _invalid(
+            what,
+            f"pod {pod.ref} has no application (Deployment, ReplicaSet, StatefulSet or "
+            f"DaemonSet) owning it; a bare pod cannot use an auto pool, name pools with "
+            f"{ANNO_IPPOOL} instead",
+        )
+    if app.kind not in APP_KINDS:
+        raise _invalid(
+            what,
+            f"pod {pod.ref} belongs to {app.describe}; auto pools serve the pods of a "
+            f"{', '.join(APP_KINDS)}",
+        )
+    if key == ANNO_SUBNETS and request.ifname not in [w.interface for w in wants]:
+        raise _invalid(what, f"no entry for interface {request.ifname!r}")
+    out = []
+    for want in wants:
+        names: dict[int, tuple[str, ...]] = {4: (), 6: ()}
+        for version in (4, 6):
+            subnet = want.subnet(version)
+            if not subnet:
+                continue
+            pool = auto_pool_for(pools, app, want.interface, version, subnet)
+            if pool is None:
+                raise AllocationError(
+                    Reason.NO_POOL,
+                    f"no auto pool yet for {app.describe} ({want.interface} IPv{version}) from "
+                    f"SpiderSubnet {subnet!r}: `spidernet controller` makes it",
+                    waiting=True,
+                )
+            names[version] = (pool.name,)
+        # `subnet` names eth0's pool; it serves the NIC the call is for.
+        nic = request.ifname if key != ANNO_SUBNETS else want.interface
+        subnets = "/".join(s for s in (want.v4, want.v6) if s)
+        out.append(
+            NicCandidates(
+                nic,
+                names[4],
+                names[6],
+                request.clean_gateway,
+                key,
+                auto_pool_of=f"SpiderSubnet {subnets!r} of {app.describe}",
+            )
+        )
+    return out
+
+
 def sources(request: IpamRequest, pools: Sequence[IPPool]) -> list[NicCandidates]:
     """The NICs to allocate for and their candidate pool names, before wildcard expansion
     and filtering. The first entry is not necessarily `request.ifname`."""
     pod = request.pod
     anno = pod.annotations
     clean = request.clean_gateway
-    for key in (ANNO_SUBNETS, ANNO_SUBNET):
-        if key in anno:
-            raise _invalid(
-                f"annotation {key}",
-                "SpiderSubnet auto-created pools need the controller (Kubernetes mode); "
-                f"name pools with {ANNO_IPPOOL} instead",
-            )
+    subnets = subnet_wants(anno)
+    if subnets is not None:
+        return _from_subnets(request, subnets[0], subnets[1], pools)
     if ANNO_IPPOOLS in anno:
         return _from_ippools(anno[ANNO_IPPOOLS], request.ifname, clean)
     if ANNO_IPPOOL in anno:
@@ -204,7 +266,8 @@ def why_not(pool: IPPool | None, name: str, version: int, pod: PodFacts, network
         pod.namespace_labels
     ):
         return f"{name}: namespace {pod.namespace!r} does not match spec.namespaceAffinity"
-    if pool.pod_affinity is not None and not pool.pod_affinity.matches(pod.labels):
+    labels = pod.labels if pod.app is None else {**pod.labels, **affinity_labels(pod.app)}
+    if pool.pod_affinity is not None and not pool.pod_affinity.matches(labels):
         return f"{name}: pod labels do not match spec.podAffinity"
     if pool.multus_name and network not in pool.multus_name:
         return f"{name}: network {network!r} not in spec.multusName"

@@ -21,7 +21,11 @@ class Reason(enum.Enum):
 class AllocationError(Exception):
     """Raised by the allocator; `str()` is the one-line message users see."""
 
-    def __init__(self, reason: Reason, message: str) -> None:
+    def __init__(self, reason: Reason, message: str, *, waiting: bool = False) -> None:
         super().__init__(message)
         self.reason = reason
         self.message = message
+        # True when the answer may change without the pod changing: its SpiderSubnet auto
+        # pool is not created or not sized yet (the controller is on it); the service waits
+        # and asks again, for a bounded time (autopools.py).
+        self.waiting = waiting

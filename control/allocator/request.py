@@ -24,6 +24,23 @@ STATEFUL_OWNERS = frozenset({"StatefulSet"})
 
 
 @dataclass(frozen=True)
+class AppRef:
+    """The pod's top controller (Pod -> ReplicaSet -> Deployment, Pod -> StatefulSet, ...):
+    the application a SpiderSubnet auto pool belongs to."""
+
+    api_version: str  # "apps/v1"
+    kind: str
+    namespace: str
+    name: str
+    uid: str
+
+    @property
+    def describe(self) -> str:
+        """`Deployment ns/name`, for messages."""
+        return f"{self.kind} {self.namespace}/{self.name}"
+
+
+@dataclass(frozen=True)
 class PodFacts:
     """Who the pod is and where it runs: everything pool affinity looks at."""
 
@@ -38,6 +55,8 @@ class PodFacts:
     node_labels: Mapping[str, str] = field(default_factory=dict)
     namespace_labels: Mapping[str, str] = field(default_factory=dict)
     namespace_annotations: Mapping[str, str] = field(default_factory=dict)
+    # The top controller, when pool selection needs it (SpiderSubnet annotations only).
+    app: AppRef | None = None
 
     @property
     def ref(self) -> str:
@@ -65,3 +84,5 @@ class IpamRequest:
     defaults_v4: tuple[str, ...] = ()
     defaults_v6: tuple[str, ...] = ()
     clean_gateway: bool = False
+    # Whether SpiderSubnet auto pools are served (Kubernetes mode, with the controller).
+    auto_pools: bool = False

@@ -33,7 +33,7 @@ from spidernet.control.model.resources import Coordinator
 from spidernet.control.store.base import Key, NotFound, Store, StoreError
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.spawn import Spawning
-from spidernet.node.cni.errors import CNIError
+from spidernet.node.cni.errors import CNIError, Deferred
 from spidernet.node.cni.skel import plugin_main
 from spidernet.node.coordinator.commands import NAME as COORDINATOR
 from spidernet.node.coordinator.commands import Context
@@ -93,7 +93,13 @@ class App:
         if request.path in (f"/v1/cni/{COORDINATOR}", f"/v1/cni/{IFACER}"):
             limiter = self.node_limiter
         try:
-            return await trio.to_thread.run_sync(self._route, request, limiter=limiter)
+            while True:
+                try:
+                    return await trio.to_thread.run_sync(self._route, request, limiter=limiter)
+                except Deferred as later:
+                    # An ADD waiting for its auto pool: the worker serves other calls
+                    # meanwhile (IpamCore.auto_pool_wait bounds the wait).
+                    await trio.sleep(later.after_s)
         except resources.Rejected as e:
             return _error(422, str(e))
         except NotFound as e:

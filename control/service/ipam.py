@@ -14,8 +14,9 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from typing import Any
 
 from spidernet.control.allocator.allocate import Lease, PoolUse, allocate
@@ -36,7 +37,7 @@ from spidernet.control.store.base import (
     Write,
 )
 from spidernet.node.cni.config import Attachment
-from spidernet.node.cni.errors import CNIError, Code
+from spidernet.node.cni.errors import CNIError, Code, Deferred
 from spidernet.node.ipam.plugin import Address, IpamCall
 
 from . import endpoints as ep
@@ -48,6 +49,18 @@ from .workloads import facts, stateful_valid
 
 # Claims lost to concurrent writers before the call gives up with "try again later".
 ATTEMPTS = 32
+
+
+@dataclass(frozen=True)
+class AutoPoolWait:
+    """How long an ADD waits for its SpiderSubnet auto pool to be made or grown by the
+    controller: `retries` more tries, `interval_s` apart (Spiderpool's
+    SPIDERPOOL_WAIT_SUBNET_POOL_MAX_RETRIES = 25 and ..._TIME_IN_SECOND = 2). `enabled` is
+    Kubernetes mode; without it the subnet annotations are a config error."""
+
+    enabled: bool = False
+    retries: int = 25
+    interval_s: float = 2.0
 
 
 def _cni_error(e: AllocationError) -> CNIError:
@@ -93,8 +106,14 @@ class IpamCore:
         metrics: Metrics | None = None,
         detector: Detector | None = None,
         parallel_sync: bool = False,
+        auto_pool_wait: AutoPoolWait | None = None,
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
+        self.auto_pool_wait = auto_pool_wait or AutoPoolWait()
+        self._clock = clock
+        # (container, NIC) -> when its first try found its auto pool missing or full.
+        self._waiting: dict[tuple[str, str], float] = {}
         self.detector = detector
         # The conflict watch (conflicts.py) when the service watches links: told of every
         # address allocated and released, outside the store lock.
@@ -114,7 +133,12 @@ class IpamCore:
         allocated, and an unreachable gateway fails the call with nothing left allocated."""
         start = time.perf_counter()
         try:
-            out = self._allocate_checked(call)
+            try:
+                out = self._allocate_checked(call)
+            except AllocationError as e:
+                self._defer(call, e)
+                raise
+            self._waiting.pop((call.container_id, call.ifname), None)
             if self.watch is not None:
                 pod = call.pod
                 ips = [
@@ -130,6 +154,24 @@ class IpamCore:
         self.metrics.allocations.inc()
         self.metrics.allocation_seconds.observe(time.perf_counter() - start)
         return out
+
+    def _defer(self, call: IpamCall, e: AllocationError) -> None:
+        """Raise Deferred while the call may still wait for its auto pool (e.waiting);
+        afterwards let the error through, saying how long it waited."""
+        key = (call.container_id, call.ifname)
+        wait = self.auto_pool_wait
+        if not e.waiting or not wait.enabled:
+            self._waiting.pop(key, None)
+            return
+        now = self._clock()
+        first = self._waiting.setdefault(key, now)
+        if now - first < wait.retries * wait.interval_s:
+            if len(self._waiting) > 10_000:  # callers that went away: forget the oldest
+                for old in sorted(self._waiting, key=self._waiting.__getitem__)[:5_000]:
+                    del self._waiting[old]
+            raise Deferred(wait.interval_s, e.message)
+        del self._waiting[key]
+        e.message = f"{e.message} (waited {now - first:.0f}s for the controller)"
 
     def release(self, call: IpamCall) -> None:
         """Free the addresses the call's sandbox holds on its interface."""
@@ -206,6 +248,7 @@ class IpamCore:
             defaults_v4=call.conf.default_ipv4_ippool,
             defaults_v6=call.conf.default_ipv6_ippool,
             clean_gateway=call.conf.clean_gateway,
+            auto_pools=self.auto_pool_wait.enabled,
         )
 
     def _claim(self, lease: Lease, pod: PodFacts) -> Create:

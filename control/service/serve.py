@@ -32,7 +32,7 @@ from .app import App, default_uids
 from .conflicts import ConflictWatch
 from .detection import Detector, Settings
 from .http import Handler, Request, Response, serve_connection
-from .ipam import IpamCore
+from .ipam import AutoPoolWait, IpamCore
 
 DEFAULT_METRICS = ("127.0.0.1", 5711)
 DRAIN_S = 10.0
@@ -64,6 +64,9 @@ class ServeConfig:
     # in-cluster service account); the state directory keeps only the coordinator's state.
     kube: bool = False
     kubeconfig: Path | None = None
+    # Kubernetes mode: how long an ADD waits for its SpiderSubnet auto pool (ipam.py).
+    auto_pool_retries: int = 25
+    auto_pool_interval_s: float = 2.0
 
 
 @dataclass(frozen=True)
@@ -185,6 +188,9 @@ async def serve(
             node=config.node,
             detector=Detector(broker, config.detection),
             parallel_sync=config.kube,
+            auto_pool_wait=AutoPoolWait(
+                config.kube, config.auto_pool_retries, config.auto_pool_interval_s
+            ),
         )
         app = App(
             store, core, allowed_uids=default_uids(), state_dir=config.state_dir, access=broker

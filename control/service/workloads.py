@@ -2,6 +2,10 @@
 and apps/v1 StatefulSets. In embedded mode these are records registered with `spidernet apply`;
 in Kubernetes mode (`serve --kube`) the store reads them from the cluster's own objects.
 
+A pod that asks for SpiderSubnet auto pools (`ipam.spidernet.io/subnet(s)`) also gets its
+application: its top controller, Pod -> ReplicaSet -> Deployment, or Pod -> StatefulSet /
+DaemonSet / ReplicaSet.
+
 A runtime tells a CNI plugin only the pod's namespace, name and UID (CNI_ARGS K8S_POD_*).
 Labels, annotations and the owner, which pool selection needs, come from a registered Pod
 record, or from the config's `args["spidernet.io"]`, which wins key by key.
@@ -12,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from spidernet.control.allocator.request import PodFacts
+from spidernet.control.allocator.request import ANNO_SUBNET, ANNO_SUBNETS, AppRef, PodFacts
 from spidernet.control.store.base import Key, NotFound, Store
 from spidernet.node.ipam.plugin import IpamCall
 
@@ -43,6 +47,33 @@ def _owner(meta: Mapping[str, Any]) -> tuple[str, str]:
     return "", ""
 
 
+def _controller_ref(meta: Mapping[str, Any], namespace: str) -> AppRef | None:
+    refs = meta.get("ownerReferences") or []
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, dict) and ref.get("controller"):
+            return AppRef(
+                api_version=str(ref.get("apiVersion", "")),
+                kind=str(ref.get("kind", "")),
+                namespace=namespace,
+                name=str(ref.get("name", "")),
+                uid=str(ref.get("uid", "")),
+            )
+    return None
+
+
+def application(store: Store, pod_meta: Mapping[str, Any], namespace: str) -> AppRef | None:
+    """The pod's top controller (Spiderpool's `GetPodTopController`): a ReplicaSet's own
+    controller (its Deployment) when it has one, else the pod's controller; None for a bare
+    pod. Only a ReplicaSet costs a read."""
+    ref = _controller_ref(pod_meta, namespace)
+    if ref is None or ref.kind != "ReplicaSet":
+        return ref
+    rs = _meta(store, Key("ReplicaSet", namespace, ref.name)).get("metadata", {})
+    if rs.get("uid") not in (None, ref.uid):
+        return ref  # (a new ReplicaSet of that name: the pod's own reference stands)
+    return _controller_ref(rs, namespace) or ref
+
+
 def facts(store: Store, call: IpamCall, node: str) -> PodFacts:
     """Everything pool selection looks at for this call's pod."""
     namespace = call.pod.namespace or ANONYMOUS_NAMESPACE
@@ -51,18 +82,22 @@ def facts(store: Store, call: IpamCall, node: str) -> PodFacts:
     ns = _meta(store, Key("Namespace", "", namespace)).get("metadata", {})
     node_meta = _meta(store, Key("Node", "", node)).get("metadata", {})
     owner_kind, owner_name = _owner(pod)
+    annotations = {**_strs(pod.get("annotations")), **call.pod.annotations}
+    # The application is read only for pods that ask for its SpiderSubnet auto pool.
+    wants_app = ANNO_SUBNET in annotations or ANNO_SUBNETS in annotations
     return PodFacts(
         namespace=namespace,
         name=name,
         uid=call.pod.uid or str(pod.get("uid", "")),
         labels={**_strs(pod.get("labels")), **call.pod.labels},
-        annotations={**_strs(pod.get("annotations")), **call.pod.annotations},
+        annotations=annotations,
         owner_kind=call.pod.owner_kind or owner_kind,
         owner_name=call.pod.owner_name or owner_name,
         node=node,
         node_labels=_strs(node_meta.get("labels")),
         namespace_labels=_strs(ns.get("labels")),
         namespace_annotations=_strs(ns.get("annotations")),
+        app=application(store, pod, namespace) if wants_app else None,
     )
 
 

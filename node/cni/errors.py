@@ -63,3 +63,15 @@ class CNIError(Exception):
 
     def __repr__(self) -> str:
         return f"CNIError(code={self.code}, msg={self.msg!r}, details={self.details!r})"
+
+
+class Deferred(Exception):
+    """Raised by a plugin served in the node service when it cannot answer yet but may
+    soon (a SpiderSubnet auto pool the controller has not made or grown): the skel lets it
+    through, and the service runs the call again after `after_s` seconds, without holding
+    its worker in between."""
+
+    def __init__(self, after_s: float, why: str) -> None:
+        super().__init__(why)
+        self.after_s = after_s
+        self.why = why

@@ -18,7 +18,7 @@ from typing import BinaryIO, TextIO
 from . import version as cni_version
 from .config import PluginConf, config_version, decode_json, plugin_conf_from
 from .env import CniEnv, parse_env, validate_name
-from .errors import CNIError, Code
+from .errors import CNIError, Code, Deferred
 from .result import Result, to_dict
 
 
@@ -112,6 +112,8 @@ def plugin_main(
         except OSError as e:
             raise CNIError(Code.IO_FAILURE, f"failed to read stdin: {e}") from e
         _dispatch(plugin, env, data, stdout)
+    except Deferred:
+        raise  # the node service calls again later (errors.Deferred)
     except CNIError as e:
         stdout.write(e.to_json(_error_version(data)))
         stderr.write(f"{plugin.name}: {e.msg}{': ' + e.details if e.details else ''}\n")
