@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from spidernet import __version__
 
 if TYPE_CHECKING:
+    import ssl
     import threading
 
     from spidernet.control.client import Client
@@ -241,8 +242,8 @@ def _controller(args: argparse.Namespace) -> int:
 
     from spidernet.control.controller import gc
     from spidernet.control.controller.run import Elector, reconcilers, run
-    from spidernet.control.controller.webhook import Options
-    from spidernet.control.store.base import Unavailable
+    from spidernet.control.controller.webhook import Options, WebhookError
+    from spidernet.control.store.base import StoreError, Unavailable
     from spidernet.control.store.kube import KubeStore
 
     if args.gc_interval <= 0 or args.lease_duration <= 0:
@@ -259,6 +260,7 @@ def _controller(args: argparse.Namespace) -> int:
     )
     try:
         hook_address = hook.check()
+        hook_context = hook.file_context() if hook_address is not None else None
     except ValueError as e:
         print(f"spidernet: {e}", file=sys.stderr)
         return EXIT_USAGE
@@ -279,11 +281,8 @@ def _controller(args: argparse.Namespace) -> int:
         server = None
         if hook_address is not None:
             try:
-                server = _webhook(hook, hook_address, store, stop)
-            except _Usage as e:
-                print(f"spidernet: {e}", file=sys.stderr)
-                return EXIT_USAGE
-            except Exception as e:  # WebhookError, StoreError, ValueError: said, then exit
+                server = _webhook(hook, hook_address, hook_context, store, stop)
+            except (WebhookError, StoreError, ValueError, OSError) as e:
                 print(f"spidernet: webhook: {e}", file=sys.stderr)
                 return EXIT_FAILURE
         try:
@@ -296,30 +295,25 @@ def _controller(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if server is not None and server.failed else EXIT_OK
 
 
-class _Usage(Exception):
-    """A flag's value that cannot be used (exit 2)."""
-
-
 def _webhook(
-    hook: Options, address: tuple[str, int], store: KubeStore, stop: threading.Event
+    hook: Options,
+    address: tuple[str, int],
+    context: ssl.SSLContext | None,
+    store: KubeStore,
+    stop: threading.Event,
 ) -> WebhookThread:
     """Start the admission webhook of `spidernet controller` (control/controller/webhook.py):
-    its TLS material from the files or the Secret, the caBundle published, then serving."""
+    its TLS material (`context`, from the files, or the Secret's), the caBundle published,
+    then serving."""
+    import functools
     import ssl
 
     from spidernet.control.controller import webhook
+    from spidernet.control.store.base import NotFound
     from spidernet.control.store.kube import KubeAdmissionApi
 
     api = KubeAdmissionApi(store)
-    if hook.cert_file is not None and hook.key_file is not None:
-        try:
-            cert, key = Path(hook.cert_file).read_bytes(), Path(hook.key_file).read_bytes()
-        except OSError as e:
-            raise _Usage(f"--webhook-cert/--webhook-key: cannot read: {e}") from e
-        try:
-            context = webhook.server_context(cert, key)
-        except ssl.SSLError as e:
-            raise _Usage(f"--webhook-cert/--webhook-key: not a certificate and its key: {e}") from e
+    if context is not None:
         ca = None
     else:
         namespace, name = hook.secret_key()
@@ -338,12 +332,21 @@ def _webhook(
                 f"Secret '{hook.secret}': tls.crt and tls.key do not load: {e}"
             ) from e
         ca = bundle.ca_crt
+    publish = None
     if hook.configuration is not None:
-        if ca is None:
-            raise _Usage("--webhook-configuration needs --webhook-secret (its ca.crt)")
-        webhook.publish_ca(api, hook.configuration, ca, webhook.stderr_log)
+        assert ca is not None  # Options.check: the configuration goes with the Secret
+        publish = functools.partial(
+            webhook.publish_ca, api, hook.configuration, ca, webhook.stderr_log
+        )
+        try:
+            publish()
+        except NotFound:
+            webhook.stderr_log(
+                f"webhook: no ValidatingWebhookConfiguration '{hook.configuration}' yet; its "
+                f"caBundle is set once it exists (checked every {webhook.CA_RECHECK_S:.0f}s)"
+            )
     server = webhook.WebhookThread(
-        store, context, address, log=webhook.stderr_log, on_failure=stop.set
+        store, context, address, log=webhook.stderr_log, on_failure=stop.set, publish_ca=publish
     )
     server.start()
     return server

@@ -45,6 +45,9 @@ MAX_BODY = 8 * 1024 * 1024  # an AdmissionReview carries two objects; Kubernetes
 READ_CHUNK = 65536
 IDLE_TIMEOUT_S = 90.0  # a kept-alive connection with no request for this long is closed
 START_TIMEOUT_S = 10.0
+# How often the caBundle is checked again: a configuration created after the controller, or
+# re-applied from a manifest without the caBundle, gets it within this time.
+CA_RECHECK_S = 30.0
 
 Log = Callable[[str], None]
 
@@ -122,6 +125,10 @@ class Options:
             raise ValueError("--webhook-cert/--webhook-key and --webhook-secret exclude each other")
         if files and (self.cert_file is None or self.key_file is None):
             raise ValueError("--webhook-cert and --webhook-key go together")
+        if files and self.configuration is not None:
+            raise ValueError(
+                "--webhook-configuration needs --webhook-secret (its ca.crt is the caBundle)"
+            )
         if not files and self.secret is None:
             raise ValueError(
                 "--webhook-address needs --webhook-secret NAMESPACE/NAME, "
@@ -135,6 +142,22 @@ class Options:
                     "--webhook-dns NAME or --webhook-ip ADDR (repeatable)"
                 )
         return host_port
+
+    def file_context(self) -> ssl.SSLContext | None:
+        """The server context of --webhook-cert/--webhook-key (None without them); ValueError
+        naming the flags when the files cannot be read or are not a certificate and its key."""
+        if self.cert_file is None or self.key_file is None:
+            return None
+        try:
+            cert, key = Path(self.cert_file).read_bytes(), Path(self.key_file).read_bytes()
+        except OSError as e:
+            raise ValueError(f"--webhook-cert/--webhook-key: cannot read: {e}") from e
+        try:
+            return server_context(cert, key)
+        except ssl.SSLError as e:
+            raise ValueError(
+                f"--webhook-cert/--webhook-key: not a PEM certificate and its key: {e}"
+            ) from e
 
     def secret_key(self) -> tuple[str, str]:
         """(namespace, name) of --webhook-secret; ValueError when it is not NAMESPACE/NAME."""
@@ -359,8 +382,10 @@ class WebhookThread:
         *,
         log: Log,
         on_failure: Callable[[], None] = lambda: None,
+        publish_ca: Callable[[], object] | None = None,
     ) -> None:
         self._args = (store, context, *address, log)
+        self._publish = publish_ca
         self._log = log
         self._on_failure = on_failure
         self._ready = threading.Event()
@@ -377,6 +402,18 @@ class WebhookThread:
             async with trio.open_nursery() as nursery:
                 self.address = await nursery.start(serve, *self._args)
                 self._ready.set()
+                if self._publish is not None:
+                    nursery.start_soon(self._republish, self._publish)
+
+    async def _republish(self, publish: Callable[[], object]) -> None:
+        while True:
+            await trio.sleep(CA_RECHECK_S)
+            try:
+                await trio.to_thread.run_sync(publish)
+            except NotFound:
+                pass  # not (yet) there: looked at again next time
+            except StoreError as e:
+                self._log(f"webhook: caBundle not set: {e}")
 
     def _main(self) -> None:
         try:

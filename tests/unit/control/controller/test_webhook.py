@@ -17,6 +17,7 @@ import trio
 from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 
+from spidernet import cli
 from spidernet.control.controller import certs, webhook
 from spidernet.control.controller.webhook import Options
 from spidernet.control.store.base import AlreadyExists, Key, NotFound
@@ -239,3 +240,49 @@ async def test_https_round_trip_keeps_the_connection_alive(tmp_path: Path) -> No
     message = doc["response"]["status"]["message"]
     assert "SpiderCoordinator 'default': spec.vethMTU: 0 is not an MTU" in message
     assert any("denied CREATE SpiderCoordinator 'default'" in line for line in log)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["--webhook-address", "nope"], "--webhook-address: 'nope' is not HOST:PORT"),
+        (["--webhook-address", "127.0.0.1:9443", "--webhook-secret", "tls"], "NAMESPACE/NAME"),
+        (["--webhook-dns", "a.svc"], "--webhook-dns needs --webhook-address"),
+        (
+            ["--webhook-address", "127.0.0.1:9443", "--webhook-cert", "/nonexistent/c"],
+            "go together",
+        ),
+        (
+            [
+                *("--webhook-address", "127.0.0.1:9443"),
+                *("--webhook-cert", "/nonexistent/c", "--webhook-key", "/nonexistent/k"),
+            ],
+            "--webhook-cert/--webhook-key: cannot read: ",
+        ),
+        (
+            [
+                *("--webhook-address", "127.0.0.1:9443", "--webhook-cert", "c"),
+                *("--webhook-key", "k", "--webhook-configuration", "v"),
+            ],
+            "--webhook-configuration needs --webhook-secret",
+        ),
+    ],
+)
+def test_controller_usage_errors_exit_2_before_connecting(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # No kubeconfig is given: a flag error must come first.
+    assert cli.main(["controller", *argv]) == 2
+    assert message in capsys.readouterr().err
+
+
+def test_controller_refuses_files_that_are_not_a_certificate_and_key(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    bundle = certs.generate(["a"], [], NOW)
+    cert, key = tmp_path / "c.pem", tmp_path / "k.pem"
+    cert.write_bytes(bundle.tls_crt)
+    key.write_bytes(bundle.ca_crt)  # a certificate where the key should be
+    argv = ["--webhook-address", "127.0.0.1:9443", "--webhook-cert", str(cert)]
+    assert cli.main(["controller", *argv, "--webhook-key", str(key)]) == 2
+    assert "not a PEM certificate and its key" in capsys.readouterr().err
