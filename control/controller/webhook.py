@@ -432,6 +432,7 @@ class WebhookThread:
         if not self._ready.wait(START_TIMEOUT_S):
             raise WebhookError(f"the webhook did not listen within {START_TIMEOUT_S:.0f}s")
         if self.address is None:
+            self._thread.join()  # it ended: trio.run raised
             cause = self._error
             if isinstance(cause, BaseExceptionGroup) and len(cause.exceptions) == 1:
                 cause = cause.exceptions[0]

@@ -6,7 +6,9 @@ from __future__ import annotations
 import base64
 import datetime
 import json
+import socket
 import ssl
+import threading
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -286,3 +288,28 @@ def test_controller_refuses_files_that_are_not_a_certificate_and_key(
     argv = ["--webhook-address", "127.0.0.1:9443", "--webhook-cert", str(cert)]
     assert cli.main(["controller", *argv, "--webhook-key", str(key)]) == 2
     assert "not a PEM certificate and its key" in capsys.readouterr().err
+
+
+def test_thread_serves_then_stops_leaving_no_thread_or_socket(tmp_path: Path) -> None:
+    bundle = certs.generate([], ["127.0.0.1"], NOW)
+    context = webhook.server_context(bundle.tls_crt, bundle.tls_key)
+    store = EmbeddedStore(tmp_path / "db")
+    log: list[str] = []
+    failed: list[bool] = []
+    server = webhook.WebhookThread(
+        store, context, ("127.0.0.1", 0), log=log.append, on_failure=lambda: failed.append(True)
+    )
+    host, port = server.start()
+    # Another server on the same port cannot start, and says why.
+    busy = webhook.WebhookThread(store, context, (host, port), log=log.append)
+    with pytest.raises(webhook.WebhookError, match=f"failed to listen on 127.0.0.1:{port}"):
+        busy.start()
+    with socket.create_connection((host, port), timeout=5):
+        pass
+    server.stop()
+    store.close()
+    assert not server.failed
+    assert failed == []
+    assert [t.name for t in threading.enumerate() if t.name == "webhook"] == []
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection((host, port), timeout=5).close()
