@@ -23,7 +23,7 @@ VENV_STAMP := $(VENV)/.spidernet-installed
 help:
 	@echo "make run    install what is missing, then run the lab"
 	@echo "make test   install what is missing, then run every test lane"
-	@echo "make bench  spidernet-ipam vs host-local, allocation vs pool fill, the CNI chain, detection (BENCH_ARGS=--quick)"
+	@echo "make bench  spidernet-ipam vs host-local, allocation vs pool fill, the CNI chain, detection, 1000 pods vs Whereabouts (BENCH_ARGS=--quick)"
 
 setup: deps venv
 
@@ -60,12 +60,15 @@ test: setup
 # chain (macvlan + spidernet-ipam + spidernet-coordinator vs Go macvlan + host-local) in
 # network namespaces: tables on stdout, bench/results/{ipam,chain}.{json,png}; then what
 # ARP/NDP detection costs (one probe per profile; ADD with detection off and on),
-# bench/results/detect.json.
+# bench/results/detect.json; then 1000 pods on 10 simulated nodes on a real kube-apiserver,
+# spidernet's agents against Whereabouts (built with Go from the module proxy into
+# /var/cache/spidernet), bench/results/cluster.{json,png}.
 # BENCH_ARGS (e.g. --quick) goes to each.
 bench: setup
 	@$(PY) -m bench.ipam $(BENCH_ARGS)
 	@$(PY) -m bench.chain $(BENCH_ARGS)
 	@$(PY) -m bench.detect $(BENCH_ARGS)
+	@$(PY) -m bench.cluster $(BENCH_ARGS)
 
 # The k8s lane runs a real kube-apiserver and etcd, built once with Go into
 # /var/cache/spidernet (SPIDERNET_CACHE): about ten to fifteen minutes the first time.

@@ -12,8 +12,10 @@ committed: its CRDs are read at run time from the module's directory in the Go m
 What its source says about calling it (v0.9.2, cmd/whereabouts.go, pkg/config,
 pkg/storage/kubernetes/ipam.go):
 
-- `ipam.kubernetes.kubeconfig` is mandatory; its current context's namespace (kube-system when
-  empty) holds the IPPool objects and the Lease.
+- `kubernetes.kubeconfig` is mandatory, in the network config or in the node's flat file
+  (`whereabouts.d/whereabouts.conf`, which must exist: without it every call fails); the
+  kubeconfig's current context's namespace (kube-system when empty) holds the IPPool objects
+  and the Lease.
 - `K8S_POD_NAME` and `K8S_POD_NAMESPACE` in CNI_ARGS are required (no pod name: an error); the
   plugin never reads the Pod object itself (only the separate ip-reconciler lists pods).
 - Every ADD and DEL first wins a leader election on one Lease, `whereabouts`, for the whole
@@ -207,17 +209,25 @@ def ensure_whereabouts(
         partial = layout.binary.with_name("whereabouts.partial")
         partial.parent.mkdir(parents=True, exist_ok=True)
         _go(build_argv(go, layout.version, partial), layout.module_dir, env, layout.log)
-        found = reported_version(partial)
-        if found != layout.version:
-            raise WhereaboutsBuildFailed(f"built {partial}, but it reports version {found}")
+        reported = reported_version(partial)
+        if reported != layout.version:
+            raise WhereaboutsBuildFailed(f"built {partial}, but it reports version {reported}")
         partial.replace(layout.binary)
         layout.stamp.write_text(json.dumps({"version": layout.version, "source": str(source)}))
         say(f"built {layout.binary} in {time.monotonic() - started:.0f}s")
         return Whereabouts(layout.binary, source, layout.version)
 
 
-def net_config(kubeconfig: Path, subnet: str, start: str, end: str, name: str) -> dict[str, Any]:
-    """A macvlan network with Whereabouts as its IPAM, as its README configures it; the
+def flat_config(kubeconfig: Path) -> dict[str, Any]:
+    """The node-wide file its DaemonSet writes (script/lib.sh generateWhereaboutsConf, to
+    /etc/cni/net.d/whereabouts.d/whereabouts.conf); without one the plugin refuses every call
+    ("config file not found")."""
+    return {"datastore": "kubernetes", "kubernetes": {"kubeconfig": str(kubeconfig)}}
+
+
+def net_config(flat_file: Path, subnet: str, start: str, end: str, name: str) -> dict[str, Any]:
+    """A macvlan network with Whereabouts as its IPAM, as its README configures it, pointing
+    at the flat file (`configuration_path`, looked up before the /etc paths); the
     leader-election timings and overlapping ranges left at their defaults."""
     return {
         "cniVersion": "1.0.0",
@@ -229,7 +239,7 @@ def net_config(kubeconfig: Path, subnet: str, start: str, end: str, name: str) -
             "range": subnet,
             "range_start": start,
             "range_end": end,
-            "kubernetes": {"kubeconfig": str(kubeconfig)},
+            "configuration_path": str(flat_file),
             "log_level": "error",
         },
     }
