@@ -346,6 +346,9 @@ def apiserver_argv(binary: Path, files: ClusterFiles, ports: Ports) -> list[str]
         f"--service-account-signing-key-file={files.key('sa')}",
         f"--service-cluster-ip-range={SERVICE_CLUSTER_IP_RANGE}",
         "--authorization-mode=RBAC",
+        # As kubeadm and every CNI-capable cluster set it: a CNI agent's DaemonSet is
+        # privileged (deploy/manifests/agent-daemonset.yaml); the default refuses it.
+        "--allow-privileged=true",
         # The `kubernetes` Service's endpoints would be 127.0.0.1, which Endpoints validation
         # refuses (loopback); with no reconciler, nothing writes them.
         "--endpoint-reconciler-type=none",
