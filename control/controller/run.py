@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Protocol, TextIO
 
 from spidernet.control.controller import gc
+from spidernet.control.controller.autopool_sync import AutoPools
 from spidernet.control.controller.lease import (
     DEFAULT_DURATION_S,
     Step,
@@ -158,7 +159,7 @@ class MultusNads:
 
 def reconcilers(policy: gc.Policy) -> list[Reconciler]:
     """The controller's concerns, in the order each pass runs them."""
-    return [GarbageCollector(policy), PoolStatus(), MultusNads()]
+    return [GarbageCollector(policy), AutoPools(), PoolStatus(), MultusNads()]
 
 
 @dataclass

@@ -1,0 +1,123 @@
+"""The auto-pool reconciler's effects: read the applications, subnets, pools, reserved
+addresses and claims from the store, let autopool.plan decide, write at the versions read.
+
+Writes go one object at a time (Kubernetes has no transaction over objects). A pool created,
+grown or shrunk by another writer in between is Conflict or AlreadyExists: skipped, and looked
+at again next pass with fresh reads. An agent allocates by creating an IPClaim, without writing
+the pool, so a shrink at the pool's version does not exclude an agent that chose an address
+from the pool as it was: that claim then lies outside its pool until the next pass puts the
+address back (autopool.py). Shrinks give back only addresses free at the read, of a pool that
+is larger than its application needs, so the window is one pass for an address that a new pod
+of a shrinking application takes.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from spidernet.control.allocator.autopools import APP_KINDS
+from spidernet.control.model.documents import parse
+from spidernet.control.model.errors import ValidationError
+from spidernet.control.model.iprange import IntervalSet
+from spidernet.control.model.resources import IPPool, ReservedIP, Subnet
+from spidernet.control.store.base import (
+    CLAIM,
+    AlreadyExists,
+    Conflict,
+    Key,
+    NotFound,
+    Store,
+    Stored,
+)
+
+from . import autopool
+
+Log = Callable[[str], None]
+
+
+def _record(obj: Stored) -> object:
+    try:
+        return parse(obj.body)
+    except (ValueError, ValidationError):
+        return None
+
+
+@dataclass
+class AutoPools:
+    """SpiderSubnet auto pools: made, sized and reclaimed with their applications."""
+
+    name: str = "autopool"
+
+    def snapshot(
+        self, store: Store
+    ) -> tuple[
+        list[autopool.Application],
+        dict[str, autopool.SubnetState],
+        dict[str, autopool.PoolState],
+        dict[int, IntervalSet],
+    ]:
+        apps = []
+        for kind in APP_KINDS:
+            for obj in store.list(kind).items:
+                app = autopool.application_of(kind, obj.body)
+                if app is not None:
+                    apps.append(app)
+        subnets = {}
+        for obj in store.list(Subnet.KIND).items:
+            rec = _record(obj)
+            if isinstance(rec, Subnet):
+                subnets[rec.name] = autopool.SubnetState(rec, obj.body, obj.version)
+        in_use: dict[str, set[int]] = {}
+        for claim in store.list(CLAIM).items:
+            try:
+                ip = int(ipaddress.ip_address(claim.key.name))
+            except ValueError:
+                continue
+            in_use.setdefault(claim.key.namespace, set()).add(ip)
+        pools = {}
+        for obj in store.list(IPPool.KIND).items:
+            rec = _record(obj)
+            if isinstance(rec, IPPool):
+                used = frozenset(in_use.get(rec.name, ()))
+                pools[rec.name] = autopool.PoolState(rec, obj.body, obj.version, used)
+        reserved = {4: IntervalSet(), 6: IntervalSet()}
+        for obj in store.list(ReservedIP.KIND).items:
+            rec = _record(obj)
+            if isinstance(rec, ReservedIP):
+                reserved[rec.ip_version] = reserved[rec.ip_version].union(rec.ips)
+        return apps, subnets, pools, reserved
+
+    def reconcile(self, store: Store, now: float, log: Log) -> None:
+        plan = autopool.plan(*self.snapshot(store))
+        for problem in plan.problems:
+            log(f"auto pool: {problem}")
+        for c in plan.creates:
+            try:
+                store.create(Key(IPPool.KIND, "", c.name), c.body)
+            except (AlreadyExists, Conflict) as e:
+                log(f"auto pool {c.name}: not created until the next pass: {e}")
+                continue
+            log(f"created auto pool {c.name}: {c.why}")
+        for r in plan.resizes:
+            try:
+                store.update(Key(IPPool.KIND, "", r.name), r.body, r.version)
+            except (Conflict, NotFound) as e:
+                log(f"auto pool {r.name}: not resized until the next pass: {e}")
+                continue
+            log(f"resized auto pool {r.name}: {r.why}")
+        for d in plan.removes:
+            try:
+                store.delete(Key(IPPool.KIND, "", d.name), d.version)
+            except (Conflict, NotFound) as e:
+                log(f"auto pool {d.name}: not deleted until the next pass: {e}")
+                continue
+            log(f"deleted auto pool {d.name}: {d.why}")
+        for s in plan.statuses:
+            try:
+                store.update(Key(Subnet.KIND, "", s.name), s.body, s.version)
+            except (Conflict, NotFound) as e:
+                log(f"status of SpiderSubnet {s.name}: skipped until the next pass: {e}")
+                continue
+            log(f"status of SpiderSubnet {s.name}: {s.why}")
