@@ -50,6 +50,7 @@ def _serve(args: argparse.Namespace) -> int:
     from spidernet.control.service.conflicts import parse_link
     from spidernet.control.service.detection import Settings
     from spidernet.control.service.serve import ServeConfig, ServiceError, serve
+    from spidernet.node.cni.forward import TIMEOUT_S as FORWARD_TIMEOUT_S
 
     try:
         links = [parse_link(text) for text in args.watch_link]
@@ -69,6 +70,14 @@ def _serve(args: argparse.Namespace) -> int:
     if args.auto_pool_retries < 0 or args.auto_pool_interval <= 0:
         print(
             "spidernet: --auto-pool-retries must be >= 0 and --auto-pool-interval positive",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if args.auto_pool_retries * args.auto_pool_interval >= FORWARD_TIMEOUT_S:
+        # The CNI forwarders wait this long for the service's answer (node/cni/forward.py).
+        print(
+            "spidernet: --auto-pool-retries x --auto-pool-interval must stay below the CNI "
+            f"plugins' {FORWARD_TIMEOUT_S:.0f} s wait for the service",
             file=sys.stderr,
         )
         return EXIT_USAGE

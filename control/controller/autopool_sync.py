@@ -3,7 +3,9 @@ addresses and claims from the store, let autopool.plan decide, write at the vers
 
 Writes go one object at a time (Kubernetes has no transaction over objects). A pool created,
 grown or shrunk by another writer in between is Conflict or AlreadyExists: skipped, and looked
-at again next pass with fresh reads. An agent allocates by creating an IPClaim, without writing
+at again next pass with fresh reads; any other refusal (the API server's schema or admission
+webhook: a label value too long for an application's long name, say) is logged the same way
+and does not stop the pass. An agent allocates by creating an IPClaim, without writing
 the pool, so a shrink at the pool's version does not exclude an agent that chose an address
 from the pool as it was: that claim then lies outside its pool until the next pass puts the
 address back (autopool.py). Shrinks give back only addresses free at the read, of a pool that
@@ -16,6 +18,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 
 from spidernet.control.allocator.autopools import APP_KINDS
 from spidernet.control.model.documents import parse
@@ -24,12 +27,11 @@ from spidernet.control.model.iprange import IntervalSet
 from spidernet.control.model.resources import IPPool, ReservedIP, Subnet
 from spidernet.control.store.base import (
     CLAIM,
-    AlreadyExists,
-    Conflict,
     Key,
-    NotFound,
     Store,
     Stored,
+    StoreError,
+    Unavailable,
 )
 
 from . import autopool
@@ -94,30 +96,36 @@ class AutoPools:
         for problem in plan.problems:
             log(f"auto pool: {problem}")
         for c in plan.creates:
-            try:
-                store.create(Key(IPPool.KIND, "", c.name), c.body)
-            except (AlreadyExists, Conflict) as e:
-                log(f"auto pool {c.name}: not created until the next pass: {e}")
-                continue
-            log(f"created auto pool {c.name}: {c.why}")
+            write = partial(store.create, _pool(c.name), c.body)
+            if _attempt(log, f"auto pool {c.name}", write):
+                log(f"created auto pool {c.name}: {c.why}")
         for r in plan.resizes:
-            try:
-                store.update(Key(IPPool.KIND, "", r.name), r.body, r.version)
-            except (Conflict, NotFound) as e:
-                log(f"auto pool {r.name}: not resized until the next pass: {e}")
-                continue
-            log(f"resized auto pool {r.name}: {r.why}")
+            write = partial(store.update, _pool(r.name), r.body, r.version)
+            if _attempt(log, f"auto pool {r.name}", write):
+                log(f"resized auto pool {r.name}: {r.why}")
         for d in plan.removes:
-            try:
-                store.delete(Key(IPPool.KIND, "", d.name), d.version)
-            except (Conflict, NotFound) as e:
-                log(f"auto pool {d.name}: not deleted until the next pass: {e}")
-                continue
-            log(f"deleted auto pool {d.name}: {d.why}")
-        for s in plan.statuses:
-            try:
-                store.update(Key(Subnet.KIND, "", s.name), s.body, s.version)
-            except (Conflict, NotFound) as e:
-                log(f"status of SpiderSubnet {s.name}: skipped until the next pass: {e}")
-                continue
-            log(f"status of SpiderSubnet {s.name}: {s.why}")
+            delete = partial(store.delete, _pool(d.name), d.version)
+            if _attempt(log, f"auto pool {d.name}", delete):
+                log(f"deleted auto pool {d.name}: {d.why}")
+        for st in plan.statuses:
+            what = f"status of SpiderSubnet {st.name}"
+            write = partial(store.update, Key(Subnet.KIND, "", st.name), st.body, st.version)
+            if _attempt(log, what, write):
+                log(f"{what}: {st.why}")
+
+
+def _pool(name: str) -> Key:
+    return Key(IPPool.KIND, "", name)
+
+
+def _attempt(log: Log, what: str, write: Callable[[], object]) -> bool:
+    """Run one write; a refusal is logged (the next pass reads again and retries), an API
+    server that is unavailable ends the pass."""
+    try:
+        write()
+    except Unavailable:
+        raise
+    except StoreError as e:
+        log(f"{what}: skipped until the next pass: {e}")
+        return False
+    return True

@@ -138,7 +138,7 @@ def controller(k8s_cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator
 
 def template(app: str, annotations: dict[str, str]) -> client.V1PodTemplateSpec:
     return client.V1PodTemplateSpec(
-        metadata=client.V1ObjectMeta(labels={"app": app}, annotations=annotations),
+        metadata=client.V1ObjectMeta(labels={"app": app[:63]}, annotations=annotations),
         spec=client.V1PodSpec(
             containers=[client.V1Container(name="app", image="registry.k8s.io/pause:3.10")]
         ),
@@ -262,7 +262,7 @@ def make_deployment(
             metadata=client.V1ObjectMeta(name=name),
             spec=client.V1DeploymentSpec(
                 replicas=replicas,
-                selector=client.V1LabelSelector(match_labels={"app": name}),
+                selector=client.V1LabelSelector(match_labels={"app": name[:63]}),
                 template=template(name, annotations),
             ),
         ),
@@ -276,7 +276,7 @@ def make_deployment(
             ),
             spec=client.V1ReplicaSetSpec(
                 replicas=replicas,
-                selector=client.V1LabelSelector(match_labels={"app": name}),
+                selector=client.V1LabelSelector(match_labels={"app": name[:63]}),
                 template=template(name, annotations),
             ),
         ),
@@ -414,6 +414,10 @@ def test_statefulset_pod_gets_its_address_back_and_reclaim_false_keeps_the_pool(
         "ipam.spidernet.io/ippool-ip-number": "2",
     }
     keep_uid, _ = make_deployment(apps, namespace, "keep", 1, kept_anno)
+    # A name too long for a label value (63): the API server refuses that pool; the
+    # controller logs it and serves the others.
+    long_name = "l" * 70
+    make_deployment(apps, namespace, long_name, 1, anno)
 
     uid = make_pod(core, namespace, "db-0", "StatefulSet", "db", sts_uid, anno)
     address, _ = allocate(agent, namespace, "db-0", uid)
@@ -421,6 +425,14 @@ def test_statefulset_pod_gets_its_address_back_and_reclaim_false_keeps_the_pool(
     assert address in pool_ips(pool)
     kept = wait_for("the fixed pool of 2", sized(custom, keep_uid, 2))
     assert kept["metadata"]["labels"]["ipam.spidernet.io/ippool-reclaim"] == "false"
+    refused = wait_for(
+        "the refusal of the long name's pool",
+        lambda: [line for line in controller.read_text().splitlines() if long_name in line],
+    )
+    assert "skipped until the next pass" in refused[0]
+    assert "metadata.labels" in refused[0]
+    apps.delete_namespaced_replica_set(f"{long_name}-rs", namespace)
+    apps.delete_namespaced_deployment(long_name, namespace)
 
     # The pod is deleted (DEL first, as a kubelet does) and made again with a new uid.
     release(agent, namespace, "db-0", uid)
