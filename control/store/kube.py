@@ -17,9 +17,9 @@ Where documents live:
   contend for a shared pool object.
 - Kubernetes' own Pod, Namespace, Node (core/v1) and StatefulSet, Deployment, ReplicaSet and
   DaemonSet (apps/v1), which the IPAM core and the controller read, are the cluster's real
-  objects, read-only (`BUILTIN_KINDS`): `get`, `list` and `changes` read them (the body keeps `metadata.uid`; only `resourceVersion`, the
-  version, and `managedFields` are left out), and any write to them raises ReadOnly before
-  anything is sent.
+  objects, read-only (`BUILTIN_KINDS`): `get`, `list` and `changes` read them (the body keeps
+  `metadata.uid`; only `resourceVersion`, the version, and `managedFields` are left out), and
+  any write to them raises ReadOnly before anything is sent.
 
 Versions are `metadata.resourceVersion`. `update` and `delete` send the expected one (in the
 object, as a delete precondition) and the API server enforces it: 409 is Conflict, 404
