@@ -12,7 +12,9 @@ SpiderIPPool per (application, NIC, IP family), carved out of the named SpiderSu
   A shrinking pool gives back free addresses (lowest first, as Spiderpool), never one in use;
   when the in-use addresses do not fit the new size, it is left as it is, with a reason. An
   address claimed from a pool (an IPClaim) is in use; one claimed just after a shrink dropped
-  it (the agent had read the pool before) is put back into its pool by the next pass.
+  it (the agent had read the pool before) is put back into its pool by the next pass; the
+  addresses a shrink gives back go to no other pool in the same pass, so that claim cannot meet
+  another pool's.
 - name `auto<4|6>-<app>-<nic>-<first 5 characters of the uid's last segment>`, labels naming
   the subnet, the application (gv, kind, namespace, name, uid), the NIC, the IP version and
   whether to reclaim it; podAffinity on the application's identity (autopools.py), so only
@@ -430,8 +432,11 @@ class _Pass:
                 ips = base.difference(lowest(spare, have - want.size))
         if ips == pool.ips:
             return
+        # Addresses a shrink gives back stay held for the rest of this pass: an agent may have
+        # chosen one from the pool as it read it, and its claim shows up by the next pass
+        # (which puts it back) before another pool's growth could take it.
         v = want.version
-        self.held[v] = self.held[v].difference(pool.ips).union(ips)
+        self.held[v] = self.held[v].union(ips)
         self.final[pool.name] = ips
         why = f"{pool.ips.count} -> {ips.count} addresses for {describe}"
         body = _resized(current, ips, want)

@@ -8,9 +8,9 @@ webhook: a label value too long for an application's long name, say) is logged t
 and does not stop the pass. An agent allocates by creating an IPClaim, without writing
 the pool, so a shrink at the pool's version does not exclude an agent that chose an address
 from the pool as it was: that claim then lies outside its pool until the next pass puts the
-address back (autopool.py). Shrinks give back only addresses free at the read, of a pool that
-is larger than its application needs, so the window is one pass for an address that a new pod
-of a shrinking application takes.
+address back, and no other pool gets the addresses a shrink gave back in that same pass
+(autopool.py): two pools could claim one address only through an agent whose view of the pool
+is older than a whole pass (the agents catch up with a watch before every allocation).
 """
 
 from __future__ import annotations

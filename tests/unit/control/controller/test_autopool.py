@@ -331,3 +331,17 @@ def test_manual_pools_are_never_reclaimed() -> None:
     }
     p = run([], {"manual": state_of(doc)})
     assert p.removes == []
+
+
+def test_addresses_a_shrink_gives_back_go_to_no_other_pool_in_the_same_pass() -> None:
+    a = app(name="a", uid="u-aaaaa", replicas=5)
+    pool = created([a])  # .10-.15
+    b = app(name="b", uid="u-bbbbb", replicas=1)
+    p = run([app(name="a", uid="u-aaaaa", replicas=1), b], {pool.record.name: pool})
+    dropped = pool.record.ips.difference(ips_of(p.resizes[0].body))
+    assert dropped.count == 4
+    assert not ips_of(p.creates[0].body).overlaps(dropped)
+    # The next pass may hand them out.
+    shrunk = state_of(p.resizes[0].body)
+    p2 = run([app(name="c", uid="u-ccccc", replicas=1)], {shrunk.record.name: shrunk})
+    assert ips_of(p2.creates[0].body).overlaps(dropped)
