@@ -251,6 +251,11 @@ def run(
                         part.reconcile(elector.store, clock(), log)
                     except Unavailable as e:
                         log(f"{part.name}: pass skipped: {e}")
+                    except StoreError as e:
+                        # Any other refusal (a write the API server would not take, an object
+                        # that vanished mid-pass) ends this reconciler's pass, never the loop:
+                        # the next pass reads everything again.
+                        log(f"{part.name}: pass ended early: {e}")
                 next_pass = now + interval_s
             stop.wait(min(renew_every, max(next_pass - clock(), 0.05)) if leading else renew_every)
     finally:
