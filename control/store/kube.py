@@ -380,7 +380,14 @@ class KubeStore:
             return (), since
         events: list[Event] = []
         position = since
-        stream = self._send(None, f"watch {kind}", self._watch_call(kind, since))
+        try:
+            stream = self._send(None, f"watch {kind}", self._watch_call(kind, since))
+        except Unavailable as e:
+            if not _read_timed_out(e.__cause__):
+                raise
+            # A loaded API server did not even answer the watch within `watch_idle`: nothing
+            # was seen, so nothing is skipped; the caller asks from `since` again next time.
+            return (), since
         assert isinstance(stream, urllib3.response.BaseHTTPResponse)  # (_preload_content=False)
         try:
             for event in _lines(stream):
@@ -646,6 +653,13 @@ class KubeStore:
 
 
 # -- mapping between keys, bodies and objects -----------------------------------------------------
+
+
+def _read_timed_out(error: BaseException | None) -> bool:
+    """A read timeout, also when urllib3's retries wrapped it in MaxRetryError."""
+    if isinstance(error, urllib3.exceptions.MaxRetryError):
+        error = error.reason
+    return isinstance(error, urllib3.exceptions.ReadTimeoutError)
 
 
 def _resource(kind: str) -> Resource:
