@@ -362,8 +362,7 @@ def run(cfg: Config, console: Console) -> None:
     results: list[PeerResult] = []
     facts: dict[str, str] = {}
     try:
-        with running_cluster(binaries) as cluster:
-            api = KubeApi(cluster)
+        with running_cluster(binaries) as cluster, KubeApi(cluster) as api:
             install_store_crds(api)
             facts = {"kubernetes": cluster.versions.kubernetes, "etcd": cluster.versions.etcd}
             for peer in cfg.peers:

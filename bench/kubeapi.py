@@ -41,6 +41,21 @@ class KubeApi:
         files = cluster.files
         self.context.load_cert_chain(str(files.crt("admin")), str(files.key("admin")))
         self._local = threading.local()
+        self._lock = threading.Lock()
+        self._opened: list[http.client.HTTPSConnection] = []
+
+    def __enter__(self) -> KubeApi:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close every thread's connection (threads of a finished pool leave theirs behind)."""
+        with self._lock:
+            opened, self._opened = self._opened, []
+        for conn in opened:
+            conn.close()
 
     def _conn(self) -> http.client.HTTPSConnection:
         conn: http.client.HTTPSConnection | None = getattr(self._local, "conn", None)
@@ -49,6 +64,8 @@ class KubeApi:
                 "127.0.0.1", self.port, timeout=TIMEOUT_S, context=self.context
             )
             self._local.conn = conn
+            with self._lock:
+                self._opened.append(conn)
         return conn
 
     def raw(self, method: str, path: str, body: dict[str, Any] | None = None) -> tuple[int, str]:
