@@ -67,7 +67,7 @@ from .cluster_sides import (
 )
 from .kubeapi import KubeApi, KubeApiError, request_codes
 from .runs import machine_facts, machine_line, sigterm_as_exit
-from .whereabouts import WhereaboutsBuildFailed, ensure_whereabouts, flat_config
+from .whereabouts import ensure_whereabouts, flat_config
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 PODS, QUICK_PODS = 1000, 100
@@ -428,7 +428,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 130
     except (
         BuildFailed,
-        WhereaboutsBuildFailed,
         ClusterStartFailed,
         ServiceStartFailed,
         KubeApiError,

@@ -35,11 +35,13 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spidernet.node.lab.gotools import GoTool
+from spidernet.node.lab.kubecluster import BuildFailed, _go
 from spidernet.node.lab.kubespec import Layout, cache_root, go_env
 
 WHEREABOUTS_MODULE = "github.com/k8snetworkplumbingwg/whereabouts"
@@ -57,41 +59,19 @@ NAMESPACE = "kube-system"  # where it keeps pools and its Lease (our kubeconfig 
 LEASE = "whereabouts"
 
 
-class WhereaboutsBuildFailed(Exception):
-    """Go is missing, or `go` failed; the message holds the end of its output."""
+def whereabouts_tool(root: Path) -> GoTool:
+    """`<root>/whereabouts/<version>/`: the binary, the log and the lock (gotools' layout)."""
+    return GoTool(root, "whereabouts", WHEREABOUTS_MODULE, WHEREABOUTS_VERSION)
 
 
-@dataclass(frozen=True)
-class WhereaboutsLayout:
-    """`<root>/whereabouts/<version>/`: the throw-away module, the binary, the log, the lock."""
+def _module_dir(tool: GoTool) -> Path:
+    """The throw-away module that builds it."""
+    return tool.dir / "src"
 
-    root: Path
-    version: str = WHEREABOUTS_VERSION
 
-    @property
-    def dir(self) -> Path:
-        return self.root / "whereabouts" / self.version
-
-    @property
-    def module_dir(self) -> Path:
-        return self.dir / "src"
-
-    @property
-    def binary(self) -> Path:
-        return self.dir / "bin" / "whereabouts"
-
-    @property
-    def stamp(self) -> Path:
-        """Written after a successful build: the version and the module directory."""
-        return self.dir / "bin" / "whereabouts.json"
-
-    @property
-    def lock(self) -> Path:
-        return self.dir / ".build.lock"
-
-    @property
-    def log(self) -> Path:
-        return self.dir / "build.log"
+def _stamp(tool: GoTool) -> Path:
+    """Written after a successful build: the version and the module's source directory."""
+    return tool.dir / "bin" / "whereabouts.json"
 
 
 @dataclass(frozen=True)
@@ -134,25 +114,9 @@ def build_argv(go: str, version: str, output: Path) -> list[str]:
     ]
 
 
-def _go(argv: list[str], cwd: Path, env: Mapping[str, str], log: Path) -> str:
-    with log.open("a") as out:
-        out.write(f"$ {' '.join(argv)}\n")
-        out.flush()
-        done = subprocess.run(
-            argv, cwd=cwd, env=dict(env), stdout=subprocess.PIPE, stderr=out, text=True, check=False
-        )
-        out.write(done.stdout)
-    if done.returncode != 0:
-        tail = "\n".join(log.read_text(errors="replace").splitlines()[-30:])
-        raise WhereaboutsBuildFailed(
-            f"failed to run '{' '.join(argv[:4])} ...' (exit {done.returncode}):\n{tail}"
-        )
-    return done.stdout
-
-
-def _stamped(layout: WhereaboutsLayout) -> Whereabouts | None:
+def _stamped(layout: GoTool) -> Whereabouts | None:
     try:
-        doc = json.loads(layout.stamp.read_text())
+        doc = json.loads(_stamp(layout).read_text())
     except (OSError, ValueError):
         return None
     source = Path(str(doc.get("source", "")))
@@ -186,8 +150,10 @@ def reported_version(binary: Path) -> str | None:
 def ensure_whereabouts(
     root: Path | None = None, progress: Callable[[str], None] | None = None
 ) -> Whereabouts:
-    """The cached Whereabouts binary and its module source, built first when missing."""
-    layout = WhereaboutsLayout(root or cache_root(os.environ))
+    """The cached Whereabouts binary and its module source, built first when missing; raises
+    kubecluster's BuildFailed (no Go, or `go` failed: the end of its output), as every
+    Go-built fixture does."""
+    layout = whereabouts_tool(root or cache_root(os.environ))
     say = progress or (lambda msg: None)
     layout.dir.mkdir(parents=True, exist_ok=True)
     with layout.lock.open("w") as lock:
@@ -197,23 +163,24 @@ def ensure_whereabouts(
             return found
         go = shutil.which("go")
         if go is None:
-            raise WhereaboutsBuildFailed("failed to build Whereabouts: no `go` on PATH")
+            raise BuildFailed("failed to build Whereabouts: no `go` on PATH")
         env = go_env(Layout(layout.root), os.environ)
         started = time.monotonic()
-        layout.module_dir.mkdir(parents=True, exist_ok=True)
+        moddir = _module_dir(layout)
+        moddir.mkdir(parents=True, exist_ok=True)
         layout.log.write_text("")
-        (layout.module_dir / "go.mod").write_text(build_gomod(layout.version))
+        (moddir / "go.mod").write_text(build_gomod(layout.version))
         say(f"building Whereabouts {layout.version} with {go} (log: {layout.log}) ...")
         argv = [go, "mod", "download", "-json", f"{WHEREABOUTS_MODULE}@{layout.version}"]
-        source = Path(json.loads(_go(argv, layout.module_dir, env, layout.log))["Dir"])
+        source = Path(json.loads(_go(argv, moddir, env, layout.log))["Dir"])
         partial = layout.binary.with_name("whereabouts.partial")
         partial.parent.mkdir(parents=True, exist_ok=True)
-        _go(build_argv(go, layout.version, partial), layout.module_dir, env, layout.log)
+        _go(build_argv(go, layout.version, partial), moddir, env, layout.log)
         reported = reported_version(partial)
         if reported != layout.version:
-            raise WhereaboutsBuildFailed(f"built {partial}, but it reports version {reported}")
+            raise BuildFailed(f"built {partial}, but it reports version {reported}")
         partial.replace(layout.binary)
-        layout.stamp.write_text(json.dumps({"version": layout.version, "source": str(source)}))
+        _stamp(layout).write_text(json.dumps({"version": layout.version, "source": str(source)}))
         say(f"built {layout.binary} in {time.monotonic() - started:.0f}s")
         return Whereabouts(layout.binary, source, layout.version)
 
