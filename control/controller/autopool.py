@@ -210,6 +210,8 @@ class SubnetState:
 
 @dataclass(frozen=True)
 class Create:
+    """Make the auto pool `name` (a SpiderIPPool document); `why` is logged."""
+
     name: str
     body: dict[str, Any]
     why: str
@@ -217,6 +219,8 @@ class Create:
 
 @dataclass(frozen=True)
 class Resize:
+    """Replace pool `name`'s addresses, at the `version` read; `why` is logged."""
+
     name: str
     version: str
     body: dict[str, Any]
@@ -225,6 +229,8 @@ class Resize:
 
 @dataclass(frozen=True)
 class Remove:
+    """Delete pool `name` (its application is gone), at the `version` read."""
+
     name: str
     version: str
     why: str
@@ -232,6 +238,8 @@ class Remove:
 
 @dataclass(frozen=True)
 class SubnetStatus:
+    """Write SpiderSubnet `name`'s status (its auto pools and counts), at the `version` read."""
+
     name: str
     version: str
     body: dict[str, Any]
