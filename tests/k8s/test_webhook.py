@@ -209,7 +209,7 @@ def test_webhook_refuses_what_the_rules_refuse_through_the_api_server(
     pools: list[str],
     webhook_configuration: Callable[[int], str],
     tmp_path: Path,
-    record_property: Callable[[str, object], None],
+    record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     started = time.monotonic()
     # The configuration exists first (no caBundle): a controller sets it at start.
@@ -359,4 +359,4 @@ def test_webhook_refuses_what_the_rules_refuse_through_the_api_server(
             socket.create_connection(("127.0.0.1", ctl.port), timeout=2).close()
         with socket.socket() as s:
             s.bind(("127.0.0.1", ctl.port))
-    record_property("webhook_test_seconds", f"{time.monotonic() - started:.1f}")
+    record_testsuite_property("webhook_test_seconds", f"{time.monotonic() - started:.1f}")
