@@ -183,14 +183,20 @@ def test_bond_with_vlan_100_carries_macvlan_pods_to_the_gateway(
         assert details(host, nic)["master"] == "bond0"
 
     # DEL leaves the shared bond and VLAN; prune removes them once no pod uses them.
-    delete_pods(topo, c, 1)
     env = ["--state-dir", str(tmp_path)]
-    assert spidernet(host, "ifacer", "prune", *env).stdout == "nothing to prune\n"
-    delete_pods(topo, c, 2)
-    listed = json.loads(spidernet(host, "ifacer", "list", "-o", "json", *env).stdout)
-    # the VLAN is unused; the bond is used by the VLAN only, so prune takes both, VLAN first
-    assert {(m["name"], m["unused"]) for m in listed} == {("bond0", False), ("bond0.100", True)}
-    assert [m["uppers"] for m in listed if m["name"] == "bond0"] == [["bond0.100"]]
+    if mode == 1:
+        # What list and an early prune say does not depend on the bond's mode, and each
+        # `spidernet` process costs about 20 s of Python start-up under emulation: once.
+        delete_pods(topo, c, 1)
+        assert spidernet(host, "ifacer", "prune", *env).stdout == "nothing to prune\n"
+        delete_pods(topo, c, 2)
+        listed = json.loads(spidernet(host, "ifacer", "list", "-o", "json", *env).stdout)
+        # the VLAN is unused; the bond is used by the VLAN only: prune takes both, VLAN first
+        unused = {(m["name"], m["unused"]) for m in listed}
+        assert unused == {("bond0", False), ("bond0.100", True)}
+        assert [m["uppers"] for m in listed if m["name"] == "bond0"] == [["bond0.100"]]
+    else:
+        delete_pods(topo, c, 2)
     pruned = spidernet(host, "ifacer", "prune", *env)
     assert pruned.returncode == 0, pruned.stderr
     assert pruned.stdout.splitlines() == ["removed bond0.100", "removed bond0"]
