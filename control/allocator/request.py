@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 # Pod annotations (Spiderpool's keys, reference/spiderpool.md §2.9).
 ANNO_IPPOOL = "ipam.spidernet.io/ippool"
@@ -38,6 +39,22 @@ class AppRef:
     def describe(self) -> str:
         """`Deployment ns/name`, for messages."""
         return f"{self.kind} {self.namespace}/{self.name}"
+
+
+def controller_ref(meta: Mapping[str, Any], namespace: str) -> AppRef | None:
+    """The `ownerReferences` entry of an object's `metadata` marked `controller: true`, or
+    None (a bare pod, a ReplicaSet no Deployment owns)."""
+    refs = meta.get("ownerReferences") or []
+    for ref in refs if isinstance(refs, list) else []:
+        if isinstance(ref, dict) and ref.get("controller"):
+            return AppRef(
+                api_version=str(ref.get("apiVersion", "")),
+                kind=str(ref.get("kind", "")),
+                namespace=namespace,
+                name=str(ref.get("name", "")),
+                uid=str(ref.get("uid", "")),
+            )
+    return None
 
 
 @dataclass(frozen=True)

@@ -57,7 +57,7 @@ from spidernet.control.allocator.autopools import (
     subnet_wants,
 )
 from spidernet.control.allocator.errors import AllocationError
-from spidernet.control.allocator.request import AppRef
+from spidernet.control.allocator.request import AppRef, controller_ref
 from spidernet.control.model.iprange import IntervalSet
 from spidernet.control.model.resources import API_VERSION, IPPool, Subnet
 
@@ -82,8 +82,7 @@ def application_of(kind: str, body: Mapping[str, Any]) -> Application | None:
     if kind not in APP_KINDS:
         return None
     meta = body.get("metadata") or {}
-    refs = meta.get("ownerReferences") or []
-    if kind == "ReplicaSet" and any(isinstance(r, dict) and r.get("controller") for r in refs):
+    if kind == "ReplicaSet" and controller_ref(meta, "") is not None:
         return None
     spec = body.get("spec") or {}
     if kind == "DaemonSet":

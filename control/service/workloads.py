@@ -16,7 +16,13 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from spidernet.control.allocator.request import ANNO_SUBNET, ANNO_SUBNETS, AppRef, PodFacts
+from spidernet.control.allocator.request import (
+    ANNO_SUBNET,
+    ANNO_SUBNETS,
+    AppRef,
+    PodFacts,
+    controller_ref,
+)
 from spidernet.control.store.base import Key, NotFound, Store
 from spidernet.node.ipam.plugin import IpamCall
 
@@ -40,38 +46,21 @@ def _strs(obj: object) -> dict[str, str]:
 
 
 def _owner(meta: Mapping[str, Any]) -> tuple[str, str]:
-    refs = meta.get("ownerReferences") or []
-    for ref in refs if isinstance(refs, list) else []:
-        if isinstance(ref, dict) and ref.get("controller"):
-            return str(ref.get("kind", "")), str(ref.get("name", ""))
-    return "", ""
-
-
-def _controller_ref(meta: Mapping[str, Any], namespace: str) -> AppRef | None:
-    refs = meta.get("ownerReferences") or []
-    for ref in refs if isinstance(refs, list) else []:
-        if isinstance(ref, dict) and ref.get("controller"):
-            return AppRef(
-                api_version=str(ref.get("apiVersion", "")),
-                kind=str(ref.get("kind", "")),
-                namespace=namespace,
-                name=str(ref.get("name", "")),
-                uid=str(ref.get("uid", "")),
-            )
-    return None
+    ref = controller_ref(meta, "")
+    return (ref.kind, ref.name) if ref is not None else ("", "")
 
 
 def application(store: Store, pod_meta: Mapping[str, Any], namespace: str) -> AppRef | None:
     """The pod's top controller (Spiderpool's `GetPodTopController`): a ReplicaSet's own
     controller (its Deployment) when it has one, else the pod's controller; None for a bare
     pod. Only a ReplicaSet costs a read."""
-    ref = _controller_ref(pod_meta, namespace)
+    ref = controller_ref(pod_meta, namespace)
     if ref is None or ref.kind != "ReplicaSet":
         return ref
     rs = _meta(store, Key("ReplicaSet", namespace, ref.name)).get("metadata", {})
     if rs.get("uid") not in (None, ref.uid):
         return ref  # (a new ReplicaSet of that name: the pod's own reference stands)
-    return _controller_ref(rs, namespace) or ref
+    return controller_ref(rs, namespace) or ref
 
 
 def facts(store: Store, call: IpamCall, node: str) -> PodFacts:
