@@ -3,9 +3,9 @@
 Every controller replica serves it (not only the Lease holder): the API server may call any
 of them through the Service. `POST /validate` answers an AdmissionReview with the verdict of
 `admission.py` on the objects the store holds now (read in a worker thread: the store
-blocks); `GET /healthz` answers `ok`. HTTP/1.1 framing is h11's, on trio TLS streams, with
-keep-alive (the API server reuses its connections; a TLS handshake per review would cost more
-than the review).
+blocks); `GET /healthz` answers `ok`. HTTP/1.1 is the node service's (control/http.py, h11),
+on trio TLS streams, with keep-alive (the API server reuses its connections; a TLS handshake
+per review would cost more than the review).
 
 Start-up (`tls_material`, `publish_ca`), before serving: the TLS Secret is read; when missing,
 a CA and a serving certificate are generated (`certs.py`) and the Secret created; if another
@@ -33,16 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
-import h11
 import trio
 
 from spidernet.control.controller import admission, certs
+from spidernet.control.http import Handler, Request, Response, serve_connection
 from spidernet.control.model.resources import IPPool, Subnet
 from spidernet.control.store.base import CLAIM, AlreadyExists, NotFound, Store, StoreError
 
 SECRET_TYPE = "kubernetes.io/tls"
-MAX_BODY = 8 * 1024 * 1024  # an AdmissionReview carries two objects; Kubernetes caps at 3 MiB
-READ_CHUNK = 65536
 IDLE_TIMEOUT_S = 90.0  # a kept-alive connection with no request for this long is closed
 START_TIMEOUT_S = 10.0
 # How often the caBundle is checked again: a configuration created after the controller, or
@@ -246,18 +244,11 @@ def read_facts(store: Store, needs: admission.Needs) -> admission.Facts:
     return admission.Facts(pools, subnets, claimed)
 
 
-@dataclass(frozen=True)
-class _Answer:
-    status: int
-    body: bytes
-    content_type: str = "application/json"
+def _json(status: int, doc: object) -> Response:
+    return Response(status, json.dumps(doc).encode() + b"\n")
 
 
-def _json(status: int, doc: object) -> _Answer:
-    return _Answer(status, json.dumps(doc).encode() + b"\n")
-
-
-async def review(store: Store, body: bytes, log: Log) -> _Answer:
+async def review(store: Store, body: bytes, log: Log) -> Response:
     """The answer to one POST /validate."""
     try:
         rev = admission.read_review(json.loads(body))
@@ -282,65 +273,17 @@ async def review(store: Store, body: bytes, log: Log) -> _Answer:
     return _json(200, admission.response(rev.uid, verdict))
 
 
-async def _route(store: Store, method: str, path: str, body: bytes, log: Log) -> _Answer:
-    if path == "/healthz":
-        return _Answer(200, b"ok\n", "text/plain")
-    if path != "/validate":
-        return _json(404, {"error": f"no such path {path}; use /validate"})
-    if method != "POST":
-        return _json(405, {"error": "use POST"})
-    return await review(store, body, log)
+def _handler(store: Store, log: Log) -> Handler:
+    async def route(request: Request) -> Response:
+        if request.path == "/healthz":
+            return Response(200, b"ok\n", "text/plain")
+        if request.path != "/validate":
+            return _json(404, {"error": f"no such path {request.path}; use /validate"})
+        if request.method != "POST":
+            return _json(405, {"error": "use POST"})
+        return await review(store, request.body, log)
 
-
-async def _next_request(
-    stream: trio.abc.Stream, conn: h11.Connection
-) -> tuple[str, str, bytes] | None:
-    """(method, path, body) of the next request, or None when the peer is done or broken."""
-    method, path, body = "", "", bytearray()
-    with trio.move_on_after(IDLE_TIMEOUT_S):
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                conn.receive_data(bytes(await stream.receive_some(READ_CHUNK)))
-            elif isinstance(event, h11.Request):
-                method = event.method.decode()
-                path = event.target.decode("latin-1").partition("?")[0]
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_BODY:
-                    return None
-            elif isinstance(event, h11.EndOfMessage):
-                return method, path, bytes(body)
-            else:  # ConnectionClosed (or PAUSED: nothing is pipelined before an answer)
-                return None
-    return None
-
-
-async def _send(stream: trio.abc.Stream, conn: h11.Connection, answer: _Answer) -> None:
-    headers = [("Content-Type", answer.content_type), ("Content-Length", str(len(answer.body)))]
-    head = h11.Response(status_code=answer.status, headers=headers)
-    await stream.send_all(conn.send(head) or b"")
-    await stream.send_all(conn.send(h11.Data(data=answer.body)) or b"")
-    await stream.send_all(conn.send(h11.EndOfMessage()) or b"")
-
-
-async def serve_connection(stream: trio.abc.Stream, store: Store, log: Log) -> None:
-    """Requests on one (TLS) connection, kept alive while both sides want it."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BODY)
-    async with stream:
-        while True:
-            try:
-                request = await _next_request(stream, conn)
-                if request is None:
-                    return
-                await _send(stream, conn, await _route(store, *request, log))
-            except (trio.BrokenResourceError, trio.ClosedResourceError):
-                return  # the peer went away, or its TLS handshake failed
-            except h11.ProtocolError:
-                return
-            if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
-                return
-            conn.start_next_cycle()
+    return route
 
 
 async def serve(
@@ -357,9 +300,11 @@ async def serve(
     listeners = await trio.open_tcp_listeners(port, host=host)
     tls = [trio.SSLListener(lst, context, https_compatible=True) for lst in listeners]
 
+    route = _handler(store, log)
+
     async def handle(stream: trio.SSLStream[trio.SocketStream]) -> None:
         try:
-            await serve_connection(stream, store, log)
+            await serve_connection(stream, route, keep_alive=True, idle_timeout_s=IDLE_TIMEOUT_S)
         except Exception as e:  # one connection's bug must not end the server
             log(f"webhook: connection failed: {type(e).__name__}: {e}")
 

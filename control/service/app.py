@@ -28,6 +28,7 @@ from typing import Any
 
 import trio
 
+from spidernet.control.http import Request, Response
 from spidernet.control.model.documents import parse, to_document
 from spidernet.control.model.resources import Coordinator
 from spidernet.control.store.base import Key, NotFound, Store, StoreError
@@ -48,7 +49,6 @@ from spidernet.node.ipam.plugin import IpamCall, make_plugin
 
 from . import endpoints as ep
 from . import resources
-from .http import Request, Response
 from .ipam import IpamCore
 
 ANNO_DEFAULT_ROUTE_NIC = "ipam.spidernet.io/default-route-nic"

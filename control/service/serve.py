@@ -22,6 +22,7 @@ from pathlib import Path
 import trio
 
 from spidernet.control.client import DEFAULT_SOCKET, DEFAULT_STATE_DIR
+from spidernet.control.http import Handler, Request, Response, serve_connection
 from spidernet.control.store.base import Store, StoreError
 from spidernet.control.store.embedded import open_store
 from spidernet.node.access.broker import Broker, BrokerError
@@ -31,7 +32,6 @@ from spidernet.node.netns import NetnsGone
 from .app import App, default_uids
 from .conflicts import ConflictWatch
 from .detection import Detector, Settings
-from .http import Handler, Request, Response, serve_connection
 from .ipam import AutoPoolWait, IpamCore
 
 DEFAULT_METRICS = ("127.0.0.1", 5711)

@@ -16,8 +16,8 @@ import pytest
 import trio
 
 from spidernet.control.client import Client, ServiceError, ServiceUnreachable
+from spidernet.control.http import Peer, Request
 from spidernet.control.service.app import App
-from spidernet.control.service.http import Peer, Request
 from spidernet.control.service.ipam import IpamCore
 from spidernet.control.service.serve import Ready, ServeConfig, serve
 from spidernet.control.service.serve import ServiceError as StartError
