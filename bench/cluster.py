@@ -3,7 +3,7 @@
     python -m bench.cluster [--quick] [--pods N] [--nodes M] [--concurrency C] [--out DIR]
                             [--peers spidernet,whereabouts]
 
-It starts its own throw-away kube-apiserver + etcd (`spidernet.node.lab.kubecluster`, the k8s
+It starts its own throw-away kube-apiserver + etcd (`spidernet.testbed.kubecluster`, the k8s
 lane's binaries) and runs the peers one after the other on it, each on a world of its own:
 namespaces, one Node object per node, and N Pods bound round-robin to the nodes. Each peer's
 ADDs are runs of its real CNI IPAM executable (bench/cluster_sides.py), C at a time, each on its
@@ -39,14 +39,14 @@ from rich.console import Console
 from rich.table import Table
 
 from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
-from spidernet.node.lab.kubecluster import (
+from spidernet.node.lab.service import ServiceStartFailed
+from spidernet.testbed.kubecluster import (
     BuildFailed,
     Cluster,
     ClusterStartFailed,
     ensure_binaries,
     running_cluster,
 )
-from spidernet.node.lab.service import ServiceStartFailed
 
 from .cluster_sides import (
     Call,

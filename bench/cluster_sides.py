@@ -31,9 +31,9 @@ from typing import Any, TypeVar
 
 import yaml
 
-from spidernet.node.lab.kubecluster import Cluster
 from spidernet.node.lab.runtime import Outcome, invoke
 from spidernet.node.lab.service import ServiceProcess, scratch_service
+from spidernet.testbed.kubecluster import Cluster
 
 from .kubeapi import KubeApi
 from .whereabouts import NAMESPACE, Whereabouts, net_config

@@ -18,7 +18,7 @@ from collections import Counter
 from collections.abc import Iterable
 from typing import Any
 
-from spidernet.node.lab.kubecluster import Cluster
+from spidernet.testbed.kubecluster import Cluster
 
 TIMEOUT_S = 30.0
 ESTABLISHED_TIMEOUT_S = 60.0

@@ -2,7 +2,7 @@
 module proxy, its CRDs read from the module's own files, and its network config.
 
 `github.com/k8snetworkplumbingwg/whereabouts` cannot be `go install`ed at a version (its go.mod
-has a `replace` directive), so, as `spidernet.node.lab.kubecluster` does for kube-apiserver, a
+has a `replace` directive), so, as `spidernet.testbed.kubecluster` does for kube-apiserver, a
 throw-away module requires it at WHEREABOUTS_VERSION (with the same replace) and builds its
 `cmd` package (upstream's hack/build-go.sh builds `./cmd/` with CGO_ENABLED=0 and stamps
 pkg/version.Version). Everything lives under `<cache root>/whereabouts/<version>/` with a lock,
@@ -40,9 +40,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from spidernet.node.lab.gotools import GoTool
-from spidernet.node.lab.kubecluster import BuildFailed, _go
-from spidernet.node.lab.kubespec import Layout, cache_root, go_env
+from spidernet.testbed.gotools import GoTool
+from spidernet.testbed.kubecluster import BuildFailed, _go
+from spidernet.testbed.kubespec import Layout, cache_root, go_env
 
 WHEREABOUTS_MODULE = "github.com/k8snetworkplumbingwg/whereabouts"
 WHEREABOUTS_VERSION = "v0.9.2"

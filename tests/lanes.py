@@ -57,7 +57,8 @@ def typecheck() -> Outcome:
     link = base / "spidernet"
     if not link.is_symlink():
         link.symlink_to(Path("..", ".."))
-    targets = ["__init__.py", "__main__.py", "cli.py", "node", "control", "bench", "tests"]
+    targets = ["__init__.py", "__main__.py", "cli.py", "node", "control", "bench", "testbed"]
+    targets.append("tests")
     cmd = [str(BIN / "mypy"), "--config-file", str(ROOT / "pyproject.toml")]
     cmd += [f"spidernet/{t}" for t in targets]
     return Outcome("typecheck", _run(cmd, cwd=base), note="mypy --strict")
@@ -121,9 +122,9 @@ def _counted(out: Outcome, report: Path) -> Outcome:
 
 
 def k8s() -> Outcome:
-    """tests/k8s against a real kube-apiserver and etcd (spidernet.node.lab.kubecluster); the
+    """tests/k8s against a real kube-apiserver and etcd (spidernet.testbed.kubecluster); the
     binaries are built with Go first when the cache lacks them (about ten minutes, once)."""
-    from spidernet.node.lab import kubecluster
+    from spidernet.testbed import kubecluster
 
     start = time.monotonic()
     try:

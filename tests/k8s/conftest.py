@@ -1,6 +1,6 @@
 """k8s lane: a real kube-apiserver and etcd, built from the Go module proxy, on loopback.
 
-The binaries are built once into the cache (`python -m spidernet.node.lab.kubecluster build`;
+The binaries are built once into the cache (`python -m spidernet.testbed.kubecluster build`;
 about ten minutes the first time) and reused afterwards. One cluster serves the whole session:
 each test works in namespaces and CRD groups of its own.
 """
@@ -17,7 +17,7 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
-from spidernet.node.lab.kubecluster import Cluster, ensure_binaries, running_cluster
+from spidernet.testbed.kubecluster import Cluster, ensure_binaries, running_cluster
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 
 from spidernet.bench.whereabouts import ensure_whereabouts
-from spidernet.node.lab.kubecluster import ensure_binaries
+from spidernet.testbed.kubecluster import ensure_binaries
 
 PODS, NODES = 12, 3
 

@@ -14,7 +14,7 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
-from spidernet.node.lab.kubecluster import Cluster
+from spidernet.testbed.kubecluster import Cluster
 
 GROUP = "test.spidernet.io"
 ESTABLISHED_TIMEOUT_S = 30.0

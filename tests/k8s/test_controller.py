@@ -27,8 +27,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
-from spidernet.node.lab.kubecluster import Cluster
 from spidernet.node.lab.service import ServiceProcess, scratch_service
+from spidernet.testbed.kubecluster import Cluster
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 WAIT_S = 30.0

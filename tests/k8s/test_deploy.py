@@ -1,7 +1,7 @@
 """deploy/ on a real kube-apiserver: rendered by a real kustomize, linted by the API server,
 and its RBAC exercised by real processes.
 
-- `kustomize build deploy/` (kustomize built from the Go module proxy, node/lab/gotools.py)
+- `kustomize build deploy/` (kustomize built from the Go module proxy, testbed/gotools.py)
   gives exactly the objects the manifests declare, with the image set once.
 - Every rendered object, and every example network, goes through a server-side apply with
   `dryRun=All` and `fieldValidation=Strict`: the API server's own schema validation of the
@@ -34,9 +34,9 @@ from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 
 from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
-from spidernet.node.lab.gotools import ensure_kustomize
-from spidernet.node.lab.kubecluster import Cluster, free_port
 from spidernet.node.lab.service import scratch_service
+from spidernet.testbed.gotools import ensure_kustomize
+from spidernet.testbed.kubecluster import Cluster, free_port
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"

@@ -36,7 +36,7 @@ from spidernet.control.store.base import (
     Update,
 )
 from spidernet.control.store.kube import INTERNAL, SPIDER_KINDS, KubeStore
-from spidernet.node.lab.kubecluster import Cluster, free_port
+from spidernet.testbed.kubecluster import Cluster, free_port
 
 CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
 

@@ -44,7 +44,7 @@ from spidernet.bench.cluster_sides import (
 )
 from spidernet.bench.kubeapi import KubeApi, request_codes
 from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
-from spidernet.node.lab.kubecluster import Cluster
+from spidernet.testbed.kubecluster import Cluster
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 NODES, PODS, NAMESPACES, CONCURRENCY = 10, 1000, 4, 20

@@ -32,8 +32,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
-from spidernet.node.lab.kubecluster import Cluster, free_port
 from spidernet.node.lab.service import ServiceProcess, scratch_service
+from spidernet.testbed.kubecluster import Cluster, free_port
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 WAIT_S = 30.0

@@ -1,10 +1,10 @@
-"""node/lab/gotools.py: where kustomize is cached and how its version is read (no build)."""
+"""testbed/gotools.py: where kustomize is cached and how its version is read (no build)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from spidernet.node.lab.gotools import (
+from spidernet.testbed.gotools import (
     KUSTOMIZE_MODULE,
     KUSTOMIZE_VERSION,
     kustomize_tool,

@@ -6,7 +6,7 @@ and the API server on free loopback ports with a PKI made by the `openssl` CLI, 
 /readyz, writes a kubeconfig for an admin identity (client certificate in `system:masters`)
 and, on leaving, stops both processes by their pids and removes the directory, on failure too.
 
-    python -m spidernet.node.lab.kubecluster build   # build or find both; print their paths
+    python -m spidernet.testbed.kubecluster build   # build or find both; print their paths
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from spidernet.node.lab.kubespec import (
+from spidernet.testbed.kubespec import (
     APISERVER_PACKAGE,
     ETCD_MODULE,
     OPENSSL_CNF,
@@ -291,7 +291,7 @@ def running_cluster(binaries: Binaries, parent: Path | None = None) -> Iterator[
 def main(argv: list[str]) -> int:
     """`build`: build or find the binaries and print their paths."""
     if argv != ["build"]:
-        print("usage: python -m spidernet.node.lab.kubecluster build", file=sys.stderr)
+        print("usage: python -m spidernet.testbed.kubecluster build", file=sys.stderr)
         return 2
     try:
         binaries = ensure_binaries()

@@ -1,10 +1,10 @@
-"""The k8s lane's build recipe and command lines, as data (spidernet.node.lab.kubespec)."""
+"""The k8s lane's build recipe and command lines, as data (spidernet.testbed.kubespec)."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from spidernet.node.lab.kubespec import (
+from spidernet.testbed.kubespec import (
     ADMIN_GROUP,
     ClusterFiles,
     Layout,

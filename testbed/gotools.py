@@ -6,7 +6,7 @@ binary reports that version. Its go.mod has no `replace` directives, so, unlike 
 (kubespec), it needs no throw-away module. The Go caches and environment are the k8s lane's
 (kubespec.go_env), so modules downloaded once serve every build.
 
-    python -m spidernet.node.lab.gotools kustomize   # build or find it; print its path
+    python -m spidernet.testbed.gotools kustomize   # build or find it; print its path
 """
 
 from __future__ import annotations
@@ -22,8 +22,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from spidernet.node.lab.kubecluster import BuildFailed, _go
-from spidernet.node.lab.kubespec import Layout, cache_root, go_env
+from spidernet.testbed.kubecluster import BuildFailed, _go
+from spidernet.testbed.kubespec import Layout, cache_root, go_env
 
 KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
 # The newest release whose go.mod accepts this machine's Go 1.26 (v5.8.3 asks for Go 1.27).
@@ -117,7 +117,7 @@ def ensure_kustomize(
 def main(argv: list[str]) -> int:
     """`kustomize`: build or find kustomize and print its path."""
     if argv != ["kustomize"]:
-        print("usage: python -m spidernet.node.lab.gotools kustomize", file=sys.stderr)
+        print("usage: python -m spidernet.testbed.gotools kustomize", file=sys.stderr)
         return 2
     try:
         print(ensure_kustomize())
