@@ -139,6 +139,43 @@ def k8s() -> Outcome:
     return out
 
 
+def node() -> Outcome:
+    """tests/node on a real node (spidernet.testbed.node): the node's programs and the images
+    are built first where the cache lacks them, on this machine's network; then pytest runs
+    in network and mount namespaces of its own, where the node lives. Afterwards the kernel
+    settings the kubelet needs are checked to be back as they were, and no cgroup of the
+    node is left, even if pytest itself died."""
+    if os.geteuid() != 0:
+        return Outcome("node", False, note="needs root (namespaces, mounts, cgroups)")
+    from spidernet.testbed import nodehost, nodelane
+    from spidernet.testbed.kubecluster import BuildFailed
+    from spidernet.testbed.nodespec import KUBELET_SYSCTLS
+
+    start = time.monotonic()
+    try:
+        nodelane.prepare()
+    except BuildFailed as e:
+        print(e, file=sys.stderr)
+        return Outcome("node", False, seconds=time.monotonic() - start, note=str(e).splitlines()[0])
+    ready = time.monotonic() - start
+    before = {key: nodehost.sysctl_path(key).read_text().strip() for key in KUBELET_SYSCTLS}
+    report = _report("node")
+    argv = ["unshare", "--net", "--mount", "--propagation", "slave", "--"]
+    argv += [sys.executable, "-m", "pytest", "tests/node", f"--junitxml={report}", "-q"]
+    try:
+        code = subprocess.run(argv, cwd=ROOT, check=False).returncode
+    finally:
+        nodehost.restore_settings(before)
+        left = nodehost.remove_leftover_cgroups()
+    out = _counted(Outcome("node", code == 0, seconds=time.monotonic() - start), report)
+    if left:
+        out.ok = False
+        out.note = f"cgroups left: {', '.join(left)}"
+    elif not out.note:
+        out.note = f"programs and images ready in {ready:.0f}s"
+    return out
+
+
 LANES: dict[str, Callable[[], Outcome]] = {
     "lint": lint,
     "typecheck": typecheck,
@@ -147,6 +184,7 @@ LANES: dict[str, Callable[[], Outcome]] = {
     "netns": partial(_pytest, "netns", "tests/netns", root=True),
     "kernel": kernel,
     "k8s": k8s,
+    "node": node,
     "package": partial(_pytest, "package", "tests/package"),
 }
 

@@ -1,0 +1,123 @@
+"""Talking to the real node's cluster the way a user does: kubectl, with JSON to read back.
+
+The node lane and `bench.node` share these: install spidernet from deploy/ with the image
+built here (a kustomize overlay, as deploy/README.md tells users to make), apply documents,
+read objects, wait for rollouts and pods, and run commands in pods with `kubectl exec`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+from spidernet.testbed.node import RealNode, wait_for
+from spidernet.testbed.nodespec import json_text
+
+ROOT = Path(__file__).resolve().parent.parent
+DEPLOY = ROOT / "deploy"
+AGENT = ("kube-system", "spidernet-agent")
+CONTROLLER = ("kube-system", "spidernet-controller")
+GROUP = "spiderpool.spidernet.io"
+
+
+def apply(node: RealNode, docs: Iterable[Mapping[str, Any]]) -> None:
+    """Server-side apply of `docs` (as `kubectl apply --server-side -f -`)."""
+    text = "\n---\n".join(json_text(d) for d in docs)
+    node.kubectl("apply", "--server-side", "--force-conflicts", "-f", "-", stdin=text)
+
+
+def get(node: RealNode, *args: str) -> dict[str, Any]:
+    """`kubectl get ARGS -o json`, decoded."""
+    out: dict[str, Any] = json.loads(node.kubectl("get", *args, "-o", "json").stdout)
+    return out
+
+
+def items(node: RealNode, *args: str) -> list[dict[str, Any]]:
+    """The items of a `kubectl get` list."""
+    found: list[dict[str, Any]] = get(node, *args).get("items", [])
+    return found
+
+
+def overlay(node: RealNode, image: str) -> Path:
+    """A kustomization over deploy/ that names the image built here (what a user does with
+    `kustomize edit set image`), in the node's directory."""
+    name, _, tag = image.rpartition(":")
+    top = node.files.dir / "install"
+    top.mkdir(parents=True, exist_ok=True)
+    doc = {
+        "apiVersion": "kustomize.config.k8s.io/v1beta1",
+        "kind": "Kustomization",
+        "resources": [os.path.relpath(DEPLOY, top)],
+        "images": [{"name": "ghcr.io/spidernet/spidernet", "newName": name, "newTag": tag}],
+    }
+    (top / "kustomization.yaml").write_text(json_text(doc))
+    return top
+
+
+def install_spidernet(node: RealNode, image: str, timeout_s: float = 300) -> float:
+    """`kubectl apply --server-side -k` of deploy/ with `image`; waits until the agent
+    DaemonSet and the controller Deployment are ready. Returns the seconds it took."""
+    node.kubectl("apply", "--server-side", "-k", str(overlay(node, image)), timeout=300)
+    return wait_for("spidernet agent and controller ready", lambda: installed(node), timeout_s, 1.0)
+
+
+def installed(node: RealNode) -> bool:
+    """True when every agent pod and both controller replicas are ready."""
+    ds = get(node, "daemonset", "-n", AGENT[0], AGENT[1]).get("status", {})
+    dep = get(node, "deployment", "-n", CONTROLLER[0], CONTROLLER[1]).get("status", {})
+    agents = ds.get("desiredNumberScheduled", 0) > 0 and ds.get("numberReady") == ds.get(
+        "desiredNumberScheduled"
+    )
+    return bool(agents and dep.get("readyReplicas", 0) >= 2)
+
+
+def pods(node: RealNode, namespace: str, selector: str = "") -> list[dict[str, Any]]:
+    """Pods of `namespace` (matching label `selector`)."""
+    args = ["pods", "-n", namespace]
+    if selector:
+        args += ["-l", selector]
+    return items(node, *args)
+
+
+def running(pod: Mapping[str, Any]) -> bool:
+    """True when the pod is Running and every container ready."""
+    status = pod.get("status", {})
+    ready = [c.get("ready") for c in status.get("containerStatuses", [])]
+    return status.get("phase") == "Running" and bool(ready) and all(ready)
+
+
+def wait_pods(
+    node: RealNode, namespace: str, selector: str, count: int, timeout_s: float
+) -> list[dict[str, Any]]:
+    """Wait until exactly `count` pods match and all run; returns them."""
+    found: list[dict[str, Any]] = []
+
+    def done() -> bool:
+        nonlocal found
+        found = [
+            p for p in pods(node, namespace, selector) if not p["metadata"].get("deletionTimestamp")
+        ]
+        return len(found) == count and all(running(p) for p in found)
+
+    wait_for(f"{count} running pods '{selector}' in {namespace}", done, timeout_s, 1.0)
+    return found
+
+
+def exec_in(
+    node: RealNode, namespace: str, pod: str, *argv: str, check: bool = True, container: str = ""
+) -> str:
+    """`kubectl exec` of `argv` in the pod; its stdout."""
+    args = ["exec", "-n", namespace, pod]
+    if container:
+        args += ["-c", container]
+    return node.kubectl(*args, "--", *argv, check=check, timeout=180).stdout
+
+
+def network_status(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
+    """The pod's `k8s.v1.cni.cncf.io/network-status` annotation (written by Multus)."""
+    raw = pod["metadata"].get("annotations", {}).get("k8s.v1.cni.cncf.io/network-status", "[]")
+    found: list[dict[str, Any]] = json.loads(raw)
+    return found

@@ -1,0 +1,78 @@
+"""spidernet installed on a real node as a user installs it: deploy/ with the image built here.
+
+`kubectl apply --server-side -k` of a kustomization over deploy/ that names the local image
+(the conftest's `spidernet` fixture); the kubelet runs the agent DaemonSet and the controller
+Deployment from it, the agent's initContainer writes the CNI executables into the node's CNI
+bin dir, and the agent serves the plugins' socket on the node.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from spidernet.control.client import Client
+from spidernet.testbed import nodekube
+from spidernet.testbed.node import NodeCommandFailed, RealNode
+from spidernet.testbed.nodelane import Prepared
+from spidernet.testbed.nodespec import CNI_BIN_DIR, NODE_NAME
+
+AGENT_SELECTOR = "app.kubernetes.io/name=spidernet-agent"
+CONTROLLER_SELECTOR = "app.kubernetes.io/name=spidernet-controller"
+PLUGINS = ("spidernet-ipam", "spidernet-coordinator", "spidernet-ifacer")
+
+
+def test_agent_and_controller_run_from_the_image_built_here(
+    spidernet: RealNode, lane: Prepared
+) -> None:
+    agents = nodekube.pods(spidernet, "kube-system", AGENT_SELECTOR)
+    controllers = nodekube.pods(spidernet, "kube-system", CONTROLLER_SELECTOR)
+    assert [p["spec"]["nodeName"] for p in agents] == [NODE_NAME]
+    assert len(controllers) == 2
+    for pod in agents + controllers:
+        assert nodekube.running(pod), pod["status"]
+        for status in pod["status"]["containerStatuses"]:
+            assert status["image"] == lane.spidernet_image
+            assert status["imageID"], status  # the image containerd holds, imported here
+    # The agent's init container ran to completion before the agent started.
+    (init,) = agents[0]["status"]["initContainerStatuses"]
+    assert init["state"]["terminated"]["exitCode"] == 0
+
+
+def test_the_init_container_installed_the_cni_executables(spidernet: RealNode) -> None:
+    for name in PLUGINS:
+        path = Path(CNI_BIN_DIR) / name
+        assert path.is_file(), path
+        assert os.access(path, os.X_OK)
+        assert path.read_bytes()[:4] == b"\x7fELF"  # the compiled forwarders of the image
+        version = subprocess.run(
+            [str(path)], env={"CNI_COMMAND": "VERSION"}, capture_output=True, text=True, check=False
+        )
+        assert version.returncode == 0, version.stderr
+        assert "1.1.0" in json.loads(version.stdout)["supportedVersions"]
+
+
+def test_the_agent_serves_the_plugins_socket_on_the_node(spidernet: RealNode) -> None:
+    answer = Client("/run/spidernet/spidernet.sock").request("GET", "/v1/healthz")
+    assert answer == {"ok": True, "node": NODE_NAME}
+
+
+def test_the_controller_leads_and_its_webhook_refuses_a_bad_pool(spidernet: RealNode) -> None:
+    lease = nodekube.get(spidernet, "lease", "-n", "kube-system", "spidernet-controller")
+    holder = lease["spec"].get("holderIdentity", "")
+    names = {
+        p["metadata"]["name"] for p in nodekube.pods(spidernet, "kube-system", CONTROLLER_SELECTOR)
+    }
+    assert any(holder.startswith(name) for name in names), (holder, names)
+    bad = {
+        "apiVersion": "spiderpool.spidernet.io/v2beta1",
+        "kind": "SpiderIPPool",
+        "metadata": {"name": "outside-its-subnet"},
+        "spec": {"subnet": "198.51.100.0/24", "ips": ["198.51.101.10"]},
+    }
+    with pytest.raises(NodeCommandFailed, match=r"(?s)denied the request.*198\.51\.101\.10"):
+        nodekube.apply(spidernet, [bad])
