@@ -205,10 +205,15 @@ def make_pki(files: ClusterFiles) -> None:
 
 
 @contextmanager
-def _process(argv: list[str], log: Path) -> Iterator[subprocess.Popen[bytes]]:
-    """Run `argv` with its output in `log`; on leaving, SIGTERM its pid, then SIGKILL."""
+def _process(
+    argv: list[str], log: Path, preexec: Callable[[], None] | None = None
+) -> Iterator[subprocess.Popen[bytes]]:
+    """Run `argv` with its output in `log` (`preexec` runs in the child before the exec); on
+    leaving, SIGTERM its pid, then SIGKILL."""
     with log.open("ab") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+        proc = subprocess.Popen(
+            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, preexec_fn=preexec
+        )
     try:
         yield proc
     finally:

@@ -66,6 +66,9 @@ from spidernet.testbed.nodespec import (
 )
 
 READY_TIMEOUT_S = 180.0
+# Below the kubelet's cgroup root, beside its kubepods: every node process (and what it forks:
+# containerd's shims) lives here, so nothing outlives the lane even if its process dies.
+DAEMONS_CGROUP = "daemons"
 # Debian's reference plugins the node's networks use (containernetworking-plugins).
 DEBIAN_CNI_DIR = Path("/usr/lib/cni")
 DEBIAN_PLUGINS = ("bridge", "host-local", "loopback", "macvlan", "ipvlan", "portmap", "tuning")
@@ -228,7 +231,8 @@ class _Starter:
         self, name: str, argv: list[str], ready: Callable[[], bool] | None = None
     ) -> subprocess.Popen[bytes]:
         log = self.files.log(name)
-        proc = self.stack.enter_context(_process(argv, log))
+        confine = nodehost.confine(f"{self.node.cgroup_root}/{DAEMONS_CGROUP}")
+        proc = self.stack.enter_context(_process(argv, log, confine))
         self.node.pids[name] = proc.pid
         if ready is not None:
             started = time.monotonic()
@@ -352,9 +356,8 @@ def running_node(
             node.ctr("images", "import", str(archive))
         _install_cni(tools, files)
         _write(files.kube_proxy_config, json_text(kube_proxy_config(files)))
-        start.start(
-            "kube-proxy", kube_proxy_argv(tools.kube_proxy, files), _http_ok(10256, "/healthz")
-        )
+        # kube-proxy reports healthy once its Node exists: it is waited for after the kubelet.
+        start.start("kube-proxy", kube_proxy_argv(tools.kube_proxy, files))
         _write(files.resolv_conf, "nameserver 192.0.2.1\n")
         _write(files.kubelet_config, json_text(kubelet_config(files, cgroup)))
         files.kubelet_root.mkdir(parents=True, exist_ok=True)
@@ -365,6 +368,17 @@ def running_node(
         except TimeoutError as e:
             state = "running" if kubelet.poll() is None else f"exited {kubelet.returncode}"
             raise NodeStartFailed(f"{e} (kubelet {state}):\n{_tail(files.log('kubelet'))}") from e
+        node.timings["kube-proxy"] = wait_for(
+            "kube-proxy healthy", _http_ok(10256, "/healthz"), READY_TIMEOUT_S, 0.2
+        )
+        # The controller-manager gives each namespace its `default` ServiceAccount; no pod
+        # is admitted before it exists.
+        node.timings["service-accounts"] = wait_for(
+            "the default ServiceAccount",
+            lambda: node.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
+            READY_TIMEOUT_S,
+            0.2,
+        )
         node.timings["total"] = time.monotonic() - started
         _say(f"node {NODE_NAME} Ready in {node.timings['total']:.0f}s")
         yield node

@@ -23,7 +23,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
 
@@ -36,16 +36,20 @@ class NotIsolated(Exception):
     """The lane was started in this machine's own network or mount namespace."""
 
 
-def _ns(pid: str, kind: str) -> tuple[int, int]:
-    st = os.stat(f"/proc/{pid}/ns/{kind}")
+def _ns(pid: str, kind: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(f"/proc/{pid}/ns/{kind}")
+    except PermissionError:
+        return None  # an init that forbids it (this machine's pid 1 does)
     return st.st_dev, st.st_ino
 
 
 def check_isolated() -> None:
-    """Raise NotIsolated unless this process has network and mount namespaces of its own
-    (compared with pid 1's)."""
+    """Raise NotIsolated unless this process has network and mount namespaces of its own:
+    other than pid 1's where that can be read, and other than its parent's."""
     for kind in ("net", "mnt"):
-        if _ns("self", kind) == _ns("1", kind):
+        mine = _ns("self", kind)
+        if mine in (_ns("1", kind), _ns(str(os.getppid()), kind)):
             raise NotIsolated(
                 f"the node lane runs in a {kind} namespace of its own: start it with "
                 "`tests/lanes.py node` (or under `unshare --net --mount --propagation slave`)"
@@ -180,9 +184,7 @@ def cgroup_root(name: str) -> Iterator[str]:
         for hierarchy in hierarchies():
             top = hierarchy / name
             top.mkdir(exist_ok=True)
-            for knob in ("cpuset.cpus", "cpuset.mems"):
-                if (top / knob).exists() and not (top / knob).read_text().strip():
-                    (top / knob).write_text((hierarchy / knob).read_text())
+            _inherit_cpuset(top)
         yield "/" + name
     finally:
         remove_cgroup(name)
@@ -242,6 +244,40 @@ def descendants(root: int | None = None) -> set[int]:
                 out.add(pid)
                 break
     return {p for p in out if _alive(p)}
+
+
+PR_SET_PDEATHSIG = 1
+
+
+def confine(cgroup: str) -> Callable[[], None]:
+    """A `preexec_fn` for a node process: it joins cgroup `cgroup` (a path below the node's
+    root) in every hierarchy, so whatever it forks is found and stopped even when the lane's
+    own process died, and it gets SIGKILL if the lane's process dies first."""
+    procs = [str(h / cgroup.strip("/") / "cgroup.procs") for h in hierarchies()]
+    for path in procs:
+        Path(path).parent.mkdir(exist_ok=True)
+        _inherit_cpuset(Path(path).parent)
+    libc = ctypes.CDLL(None, use_errno=True)
+
+    def preexec() -> None:
+        pid = str(os.getpid()).encode()
+        for path in procs:
+            fd = os.open(path, os.O_WRONLY)
+            try:
+                os.write(fd, pid)
+            finally:
+                os.close(fd)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+
+    return preexec
+
+
+def _inherit_cpuset(group: Path) -> None:
+    """cpuset children start with no CPUs and no memory nodes in v1: copy the parent's."""
+    for knob in ("cpuset.cpus", "cpuset.mems"):
+        mine, parents = group / knob, group.parent / knob
+        if mine.exists() and not mine.read_text().strip():
+            mine.write_text(parents.read_text())
 
 
 @contextmanager

@@ -331,7 +331,10 @@ def scheduler_argv(binary: Path, files: NodeFiles) -> list[str]:
 def containerd_config(files: NodeFiles, pause_image: str) -> str:
     """containerd 1.6's config (version 2): its own root, state and socket; the CRI plugin
     with runc through the cgroupfs driver (cgroup v1, no systemd), the lane's pause image,
-    and the standard CNI directories (private to the lane)."""
+    and the standard CNI directories (private to the lane). `restrict_oom_score_adj`: a
+    container's OOM score may not go below containerd's own, as where containerd lacks
+    CAP_SYS_RESOURCE (this machine's root does), runc could not lower it and every sandbox
+    would fail."""
     cri = 'plugins."io.containerd.grpc.v1.cri"'
     return "\n".join(
         [
@@ -347,7 +350,7 @@ def containerd_config(files: NodeFiles, pause_image: str) -> str:
             '  stream_server_address = "127.0.0.1"',
             "  enable_selinux = false",
             "  disable_apparmor = true",
-            "  restrict_oom_score_adj = false",
+            "  restrict_oom_score_adj = true",
             "  max_concurrent_downloads = 3",
             f"[{cri}.containerd]",
             '  snapshotter = "overlayfs"',
