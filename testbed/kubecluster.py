@@ -212,7 +212,13 @@ def _process(
     leaving, SIGTERM its pid, then SIGKILL."""
     with log.open("ab") as out:
         proc = subprocess.Popen(
-            argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, preexec_fn=preexec
+            # The node lane's preexec only writes files and calls prctl, from its main
+            # thread, before any other thread of the lane starts a process.
+            argv,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=out,
+            preexec_fn=preexec,  # noqa: PLW1509
         )
     try:
         yield proc
