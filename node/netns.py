@@ -4,6 +4,12 @@ A namespace belongs to a thread, not a process (CNI pkg/ns README), so nothing h
 setns. Sockets are opened *in* a namespace by the netlink adapter (pyroute2 forks a child
 for that); commands run in one through `ip netns exec`, a new process. A missing namespace
 is reported as NetnsGone and is never created by accident.
+
+A path is a name in a mount namespace. The node service works for callers whose mounts may
+differ from its own (a runtime with private mounts, an agent in a container): for the length
+of one call, `seen_as` installs the caller's view (node/access/callers.py makes it), and
+every opener here and above (`check`, `open_fd`, `open_socket_in`, `exec_argv`, the
+broker) opens `openable(path)` instead of `path`. Records keep the path the caller gave.
 """
 
 from __future__ import annotations
@@ -13,6 +19,10 @@ import fcntl
 import os
 import socket
 import subprocess
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass
 from pathlib import Path
 
 RUN_DIR = Path("/run/netns")
@@ -33,15 +43,82 @@ class NetnsCommandError(Exception):
     """Raised when `ip netns` fails to create or remove a namespace."""
 
 
+@dataclass(frozen=True)
+class Unopenable:
+    """A path the current call's caller could not open: `code` is the errno of its attempt."""
+
+    code: int
+
+
+# The current call's view: path -> a path this process and its helper processes can open
+# for the call (`/proc/<our pid>/fd/<n>`), or why it cannot be opened. A path not in the
+# view opens as itself. None outside a call.
+_VIEW: ContextVar[Mapping[str, str | Unopenable] | None] = ContextVar(
+    "spidernet_netns_view", default=None
+)
+# ENOENT on a component, or ENOTDIR (a file where the path needs a directory): nothing there.
+_GONE_ERRNOS = (errno.ENOENT, errno.ENOTDIR)
+
+
+@contextmanager
+def seen_as(view: Mapping[str, str | Unopenable]) -> Iterator[None]:
+    """Open paths as `view` says until the block ends (in this thread's context)."""
+    token = _VIEW.set(dict(view))
+    try:
+        yield
+    finally:
+        _VIEW.reset(token)
+
+
+def openable(path: str) -> str:
+    """`path` as this process (and the processes it starts) can open it for the current
+    call. Raises NetnsGone when the call's caller does not see it (ENOENT there: the
+    namespace is gone, whatever this process finds at that path), and OSError for another
+    reason it could not open it."""
+    view = _VIEW.get()
+    found = view.get(path) if view else None
+    if found is None:
+        return path
+    if isinstance(found, str):
+        return found
+    if found.code in _GONE_ERRNOS:
+        raise NetnsGone(f"network namespace '{path}' does not exist")
+    raise OSError(
+        found.code,
+        f"failed to open network namespace '{path}' as the caller sees it: "
+        f"{os.strerror(found.code)}",
+    )
+
+
 def path_of(ref: str) -> str:
     """`ref` as a path: a bare name means /run/netns/NAME, as for `ip netns`."""
     return ref if "/" in ref else str(RUN_DIR / ref)
 
 
+def open_fd(path: str) -> int:
+    """An O_RDONLY descriptor of the network namespace at `path` (the caller closes it);
+    raises NetnsGone or NotANetns."""
+    check(path)
+    try:
+        return os.open(openable(path), os.O_RDONLY | os.O_CLOEXEC)
+    except FileNotFoundError as e:
+        raise NetnsGone(f"network namespace '{path}' does not exist") from e
+
+
+def identity(path: str) -> tuple[int, int] | None:
+    """(st_dev, st_ino) of the namespace at `path` as the current call sees it (two paths
+    name the same namespace when these agree), or None when there is none."""
+    try:
+        st = os.stat(openable(path))
+    except (NetnsGone, OSError):
+        return None
+    return st.st_dev, st.st_ino
+
+
 def check(path: str) -> None:
     """Raise NetnsGone or NotANetns unless `path` is a network namespace."""
     try:
-        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = os.open(openable(path), os.O_RDONLY | os.O_CLOEXEC)
     except FileNotFoundError as e:
         raise NetnsGone(f"network namespace '{path}' does not exist") from e
     try:
@@ -89,8 +166,9 @@ def remove(name: str) -> None:
 
 def exec_argv(name_or_path: str, argv: list[str]) -> list[str]:
     """The argv that runs `argv` inside a namespace (a new process, as a runtime does)."""
-    if "/" in name_or_path:
-        return ["nsenter", f"--net={name_or_path}", "--", *argv]
+    path = path_of(name_or_path)
+    if "/" in name_or_path or openable(path) != path:
+        return ["nsenter", f"--net={openable(path)}", "--", *argv]
     return ["ip", "netns", "exec", name_or_path, *argv]
 
 
@@ -144,7 +222,7 @@ def open_socket_in(netns_path: str, family: int, sock_type: int, proto: int = 0)
 
     check(netns_path)
     try:
-        sock = create_socket(netns_path, family, sock_type, proto, flags=0)
+        sock = create_socket(openable(netns_path), family, sock_type, proto, flags=0)
     except FileNotFoundError as e:
         raise NetnsGone(f"network namespace '{netns_path}' does not exist") from e
     if not isinstance(sock, socket.socket):  # pragma: no cover - pyroute2's contract

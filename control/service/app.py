@@ -4,7 +4,8 @@ Routes (JSON unless noted):
 - `GET  /v1/healthz`
 - `POST /v1/cni/spidernet-ipam`, `/v1/cni/spidernet-coordinator`, `/v1/cni/spidernet-ifacer`:
   a forwarded CNI call (see `node/cni/forward.py`); the host side of the coordinator and
-  the ifacer is the caller's namespace
+  the ifacer is the caller's namespace, and CNI_NETNS is opened as the caller sees it, in
+  its mount namespace (`node/access/callers.py`)
 - `POST /v1/ipam/allocate`, `POST /v1/ipam/release`: the same operations as typed JSON
 - `GET  /v1/endpoints/NAMESPACE/NAME`: a pod's SpiderEndpoint
 - `GET  /v1/coordinator/config?podNamespace=NS&podName=NAME`: SpiderCoordinator settings,
@@ -33,6 +34,7 @@ from spidernet.control.model.documents import parse, to_document
 from spidernet.control.model.resources import Coordinator
 from spidernet.control.store.base import Key, NotFound, Store, StoreError
 from spidernet.node.access.base import Namespaces
+from spidernet.node.access.callers import caller_view
 from spidernet.node.access.spawn import Spawning
 from spidernet.node.cni.errors import CNIError, Deferred
 from spidernet.node.cni.skel import plugin_main
@@ -120,7 +122,7 @@ class App:
         if route[:1] == ["cni"] and len(route) == 2 and method == "POST":
             return self._cni(route[1], request)
         if route[:1] == ["ipam"] and len(route) == 2 and method == "POST":
-            return self._ipam(route[1], json.loads(request.body))
+            return self._ipam(route[1], json.loads(request.body), request.peer.pid)
         if route[:1] == ["endpoints"] and len(route) == 3 and method == "GET":
             return _json(200, dict(self.store.get(ep.key_of(route[1], route[2])).body))
         if route == ["coordinator", "config"] and method == "GET":
@@ -155,13 +157,17 @@ class App:
             name, _, val = value.partition("=")
             environ[name] = val
         out, err = io.StringIO(), io.StringIO()
-        status = plugin_main(
-            cni, environ=environ, stdin=io.BytesIO(request.body), stdout=out, stderr=err
-        )
+        # CNI_NETNS names a namespace in the caller's mount namespace, which need not be
+        # ours: for this call, every opener opens it as the caller sees it (callers.py).
+        # The handler runs in a worker thread; the view is set and reset in its context.
+        with caller_view(request.peer.pid, [environ.get("CNI_NETNS", "")]):
+            status = plugin_main(
+                cni, environ=environ, stdin=io.BytesIO(request.body), stdout=out, stderr=err
+            )
         headers = [("Cni-Exit", str(status))]
         return Response(200, out.getvalue().encode(), headers=headers)
 
-    def _ipam(self, verb: str, body: Mapping[str, Any]) -> Response:
+    def _ipam(self, verb: str, body: Mapping[str, Any], pid: int) -> Response:
         call = IpamCall(
             container_id=str(body["containerID"]),
             ifname=str(body["ifName"]),
@@ -181,10 +187,12 @@ class App:
         if verb not in ("allocate", "release"):
             return _error(404, f"no IPAM operation {verb!r}")
         try:
-            if verb == "release":
-                self.core.release(call)
-                return _json(200, {"released": True})
-            addresses = self.core.allocate(call)
+            # netNamespace is the caller's path, as CNI_NETNS is (ADD-time probes open it).
+            with caller_view(pid, [call.netns]):
+                if verb == "release":
+                    self.core.release(call)
+                    return _json(200, {"released": True})
+                addresses = self.core.allocate(call)
         except CNIError as e:
             return _json(409, {"error": e.msg, "code": int(e.code)})
         return _json(

@@ -13,6 +13,13 @@ its watched set kept in step with allocations, and what it sees recorded.
     MAX_RECORDED: address, MAC, link, time), which `spidernet get spiderendpoint -o yaml`
     shows;
   - a line on the service's log.
+
+The owner's namespace path is the one its ADD gave: a name in that caller's mount namespace
+(node/access/callers.py). The check *now* runs outside any call, in the service's own mount
+namespace; when the path does not name there the namespace it named at ADD (the runtime's
+mounts differ), no MAC is read from whatever is there: the log says so and the claim is
+recorded unchecked. At start the watched set is read from the records, and their paths are
+opened in the service's mount namespace (the records hold no more than the path).
 """
 
 from __future__ import annotations
@@ -31,7 +38,7 @@ from spidernet.control.store.base import NotFound, Store
 from spidernet.node.access.base import Namespaces
 from spidernet.node.detect.watch import Conflict, Watcher, WatchError, open_watcher
 from spidernet.node.netlink.errors import NetlinkFailure
-from spidernet.node.netns import NetnsGone
+from spidernet.node.netns import NetnsGone, identity
 
 from . import endpoints as ep
 from .metrics import Metrics
@@ -50,6 +57,8 @@ class Owner:
     netns: str
     ifname: str
     mac: str
+    # The namespace `netns` named when the address was tracked (st_dev, st_ino).
+    ns_id: tuple[int, int] | None = None
 
 
 def parse_link(text: str) -> tuple[str | None, str]:
@@ -115,9 +124,10 @@ class ConflictWatch:
         if mac is None:
             self._log(f"conflict watch: no '{ifname}' in '{netns}'; its addresses are not watched")
             return
+        ns_id = identity(netns)  # as this call's caller sees the path (callers.py)
         with self._lock:
             for address in addresses:
-                self._owners[address] = Owner(namespace, name, netns, ifname, mac)
+                self._owners[address] = Owner(namespace, name, netns, ifname, mac, ns_id)
                 for watcher in self._watchers:
                     watcher.watch(address, mac)
 
@@ -164,7 +174,7 @@ class ConflictWatch:
             owner = self.watched().get(conflict.address)
             if owner is None:
                 continue  # released since
-            current = self._mac_of(owner.netns, owner.ifname)
+            current = self._current_mac(owner, conflict)
             if current == conflict.rogue_mac.lower():
                 # The owner's MAC changed after it was tracked (podMACPrefix): not a rogue.
                 self.track(
@@ -174,6 +184,25 @@ class ConflictWatch:
             confirmed.append(conflict)
             self._record(owner, conflict)
         return confirmed
+
+    def _current_mac(self, owner: Owner, conflict: Conflict) -> str | None:
+        """The owner interface's MAC now, or None when it cannot be read from the namespace
+        its ADD named (see the module's doc)."""
+        here = identity(owner.netns)
+        if owner.ns_id is not None and here != owner.ns_id:
+            what = (
+                "does not exist in the service's mount namespace (the pod is gone, or its "
+                "runtime sees other mounts)"
+                if here is None
+                else "names another network namespace in the service's mount namespace "
+                "(the pod's runtime sees other mounts)"
+            )
+            self._log(
+                f"conflict watch: cannot check the claim on {conflict.address} against "
+                f"{owner.namespace}/{owner.name}: '{owner.netns}' {what}; recorded unchecked"
+            )
+            return None
+        return self._mac_of(owner.netns, owner.ifname)
 
     def _record(self, owner: Owner, conflict: Conflict) -> None:
         self._metrics.ip_conflicts.labels(conflict.link).inc()

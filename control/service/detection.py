@@ -15,6 +15,7 @@ Switches: the network's `enableIPConflictDetection` / `enableGatewayDetection` /
 
 from __future__ import annotations
 
+import contextvars
 import ipaddress
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -140,4 +141,7 @@ class Detector:
         if not asks:
             return []
         with ThreadPoolExecutor(max_workers=len(asks)) as pool:
-            return list(pool.map(one, asks))
+            # Each probe runs in a copy of this thread's context: it holds the call's view
+            # of namespace paths (node/netns.py), which a pool thread would not have.
+            futures = [pool.submit(contextvars.copy_context().run, one, ask) for ask in asks]
+            return [f.result() for f in futures]

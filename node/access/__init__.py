@@ -6,4 +6,7 @@
 - `broker.Broker`: one long-lived helper *process* (`broker_main`) that enters namespaces
   and hands back sockets and answers, for the node service, where a fork per socket would
   be most of the cost of a CNI call.
+
+`callers` opens a call's namespace paths as the service's caller sees them (its mount
+namespace may not be the service's) and installs that view for the call (`netns.seen_as`).
 """

@@ -20,7 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 
 from spidernet.node.netlink.client import Netlink, netlink_on, open_netlink
-from spidernet.node.netns import NetnsGone
+from spidernet.node.netns import NetnsGone, openable
 from spidernet.node.nft import NftError
 
 from .broker_main import MAX_MESSAGE
@@ -42,6 +42,14 @@ class RequestFailed(Exception):
     def __init__(self, message: str, code: int) -> None:
         super().__init__(message)
         self.errno = code
+
+
+def _where(netns: str | None) -> dict[str, Any]:
+    """A request's namespace: the path the broker opens for the current call (the caller's
+    view, node/netns.py) and the path its messages name."""
+    if netns is None:
+        return {"netns": None}
+    return {"netns": openable(netns), "label": netns}
 
 
 class Broker:
@@ -169,7 +177,7 @@ class Broker:
     ) -> socket.socket:
         if netns is None:
             return socket.socket(family, kind, proto)
-        request = {"op": "socket", "netns": netns, "family": family, "type": kind, "proto": proto}
+        request = {"op": "socket", **_where(netns), "family": family, "type": kind, "proto": proto}
         try:
             _, fds = self._exchange(request)
         except RequestFailed as e:
@@ -202,7 +210,7 @@ class Broker:
         if not keys:
             return {}
         try:
-            answer, _ = self._exchange({"op": "sysctl", "netns": netns, "read": list(keys)})
+            answer, _ = self._exchange({"op": "sysctl", **_where(netns), "read": list(keys)})
         except RequestFailed as e:
             raise OSError(e.errno, str(e)) from e
         return {str(k): str(v) for k, v in answer.get("values", {}).items()}
@@ -210,7 +218,7 @@ class Broker:
     def set_sysctl(self, netns: str | None, key: str, value: str, *, missing_ok: bool) -> None:
         request = {
             "op": "sysctl",
-            "netns": netns,
+            **_where(netns),
             "write": [[key, value]],
             "missing_ok": missing_ok,
         }
@@ -222,7 +230,7 @@ class Broker:
 
     def nft(self, netns: str | None, script: str, action: str) -> None:
         try:
-            self._exchange({"op": "nft", "netns": netns, "script": script})
+            self._exchange({"op": "nft", **_where(netns), "script": script})
         except RequestFailed as e:
             where = netns or "of this process"
             raise NftError(f"failed to {action} in netns '{where}': {e}") from e

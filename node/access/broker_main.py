@@ -140,7 +140,9 @@ class Broker:
         path = request.get("netns")
         if path is None:
             return handler(request)
-        self._enter(str(path))
+        # `label`: the path the service's caller gave, when the broker is handed another
+        # path to the same namespace (node/netns.py, "the caller's view").
+        self._enter(str(path), str(request.get("label") or path))
         try:
             return handler(request)
         finally:
@@ -150,21 +152,21 @@ class Broker:
             except OSError:
                 os._exit(3)
 
-    def _enter(self, path: str) -> None:
+    def _enter(self, path: str, label: str) -> None:
         try:
             check(path)
             fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
         except (NetnsGone, FileNotFoundError) as e:
             raise Failed(
-                f"network namespace '{path}' does not exist", errno.ENOENT, gone=True
+                f"network namespace '{label}' does not exist", errno.ENOENT, gone=True
             ) from e
         except NotANetns as e:
-            raise Failed(str(e)) from e
+            raise Failed(str(e).replace(path, label)) from e
         try:
             self._libc.setns(fd)
         except OSError as e:
             raise Failed(
-                f"failed to enter network namespace '{path}': {e.strerror}", e.errno or 0
+                f"failed to enter network namespace '{label}': {e.strerror}", e.errno or 0
             ) from e
         finally:
             os.close(fd)

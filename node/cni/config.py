@@ -21,6 +21,10 @@ from .result import DNS, Result, parse_dns, parse_result, to_dict
 
 # The GC verb's list of attachments to keep; libcni writes both keys (cni#1101).
 VALID_ATTACHMENTS_KEYS = ("cni.dev/valid-attachments", "cni.dev/attachments")
+# Spiderpool's key for the node agent's socket (reference/spiderpool.md §2.10): under `ipam`
+# for spidernet-ipam, at the top of the coordinator's and the ifacer's config. The
+# forwarders read it (forward.py, forward.c); the plugins only check it.
+SOCKET_KEY = "ipam_unix_socket_path"
 
 
 @dataclass(frozen=True)
@@ -46,6 +50,19 @@ class PluginConf:
     runtime_config: Mapping[str, Any] = field(default_factory=dict)
     args: Mapping[str, Any] = field(default_factory=dict)
     valid_attachments: tuple[Attachment, ...] | None = None
+
+
+def socket_path(value: object) -> str:
+    """A config's `ipam_unix_socket_path`, checked: "" when unset (absent, null or empty,
+    as the forwarders read it), else an absolute path. Raises ValueError: a relative path
+    would be looked up from whatever directory the runtime runs its plugins in."""
+    if value is None or value == "":
+        return ""
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    if not value.startswith("/"):
+        raise ValueError(f"'{value}' is not an absolute path")
+    return value
 
 
 def decode_json(data: bytes, what: str = "network config") -> dict[str, Any]:

@@ -108,9 +108,10 @@ static void fail(int code, const char *details, const char *fmt, ...) {
     exit(1);
 }
 
-/* The config's ipam_unix_socket_path: a plain scan for `"key": "value"`, as forward.py
- * does; the escapes \\ \" and \/ are undone, any other escape is refused. Returns NULL
- * when the key is absent or not followed by a string. */
+/* The config's ipam_unix_socket_path, wherever it stands (under `ipam` for spidernet-ipam,
+ * at the top for the coordinator and the ifacer): a plain scan for `"key": "value"`, as
+ * forward.py does; the escapes \\ \" and \/ are undone, any other escape is refused.
+ * Returns NULL when the key is absent or not followed by a string. */
 static char *config_socket(const char *in, size_t n) {
     const char *at = memmem(in, n, SOCKET_KEY, strlen(SOCKET_KEY));
     if (!at)
@@ -192,7 +193,8 @@ static void run_locally(const struct buf *in) {
 
 static int unreachable(const char *path, const char *what) {
     fail(TRY_AGAIN_LATER,
-         "start it with `spidernet serve`, or point $SPIDERNET_SOCKET at its socket",
+         "start it with `spidernet serve`, or name its socket in the config "
+         "(ipam_unix_socket_path) or $SPIDERNET_SOCKET",
          PLUGIN_NAME ": the spidernet service is not reachable at %s: %s", path, what);
     return 1;
 }

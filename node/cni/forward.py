@@ -23,7 +23,9 @@ if TYPE_CHECKING:
 
 DEFAULT_SOCKET = "/run/spidernet/spidernet.sock"
 SOCKET_ENV = "SPIDERNET_SOCKET"
-# Spiderpool's IPAM config key for the agent socket (reference/spiderpool.md §2.10).
+# Spiderpool's IPAM config key for the agent socket (reference/spiderpool.md §2.10): under
+# `ipam` in a main plugin's config (what spidernet-ipam is given), at the top of the
+# coordinator's and the ifacer's.
 SOCKET_KEY = b"ipam_unix_socket_path"
 # Spiderpool's CNI client gives IPAM calls 100 s (§8).
 TIMEOUT_S = 100.0
@@ -32,10 +34,10 @@ INVALID_ENVIRONMENT = 4
 
 
 def _config_socket(stdin: bytes) -> str:
-    """The config's `ipam_unix_socket_path` (Spiderpool's configs carry it only under
-    `ipam`), found by a plain scan rather than `json`: importing json, and the `re` it pulls
-    in, costs more than the rest of the forwarder. A value with an escape sequence, or a
-    key not in the plain `"key": "value"` form, falls back to json and `ipam`'s value."""
+    """The config's `ipam_unix_socket_path` (at the top, or under `ipam`), found by a plain
+    scan rather than `json`: importing json, and the `re` it pulls in, costs more than the
+    rest of the forwarder. A value with an escape sequence, or a key not in the plain
+    `"key": "value"` form, falls back to json: the top-level value, else `ipam`'s."""
     at = stdin.find(b'"' + SOCKET_KEY + b'"')
     if at < 0:
         return ""
@@ -47,16 +49,20 @@ def _config_socket(stdin: bytes) -> str:
             return rest[1:end].decode("utf-8", "replace")
     import json
 
+    key = SOCKET_KEY.decode()
     try:
-        ipam = json.loads(stdin).get("ipam", {})
-        path = ipam.get("ipam_unix_socket_path") if isinstance(ipam, dict) else None
+        conf = json.loads(stdin)
+        path = conf.get(key)
+        ipam = conf.get("ipam", {})
+        if not isinstance(path, str) and isinstance(ipam, dict):
+            path = ipam.get(key)
     except (ValueError, AttributeError):
         return ""
     return path if isinstance(path, str) else ""
 
 
 def socket_path(stdin: bytes, environ: dict[str, str]) -> str:
-    """The service socket: the config's `ipam.ipam_unix_socket_path`, else $SPIDERNET_SOCKET,
+    """The service socket: the config's `ipam_unix_socket_path`, else $SPIDERNET_SOCKET,
     else the default."""
     return _config_socket(stdin) or environ.get(SOCKET_ENV) or DEFAULT_SOCKET
 
@@ -140,7 +146,10 @@ def error_json(code: int, msg: str, details: str = "") -> bytes:
 def _unreachable(plugin: str, path: str, e: OSError) -> tuple[int, bytes, str]:
     why = e.strerror or type(e).__name__
     msg = f"{plugin}: the spidernet service is not reachable at {path}: {why}"
-    hint = "start it with `spidernet serve`, or point $SPIDERNET_SOCKET at its socket"
+    hint = (
+        "start it with `spidernet serve`, or name its socket in the config "
+        "(ipam_unix_socket_path) or $SPIDERNET_SOCKET"
+    )
     return 1, error_json(TRY_AGAIN_LATER, msg, hint), msg + "\n"
 
 

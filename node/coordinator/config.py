@@ -20,6 +20,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from spidernet.node.cni.config import SOCKET_KEY, socket_path
 from spidernet.node.cni.errors import CNIError, Code
 
 from . import values
@@ -163,7 +164,9 @@ _FIELDS = (
     _Field("veth_link_address", "vethLinkAddress", "vethLinkAddress", values.address),
     _Field("veth_mtu", "vethMTU", "vethMTU", _veth_mtu),
 )
-NAD_KEYS = frozenset({f.nad_key for f in _FIELDS} | {"logOptions"})
+# `ipam_unix_socket_path` names the node service's socket for the forwarder
+# (node/cni/forward.py); the coordinator itself only checks it.
+NAD_KEYS = frozenset({f.nad_key for f in _FIELDS} | {"logOptions", SOCKET_KEY})
 _KNOWN_KEYS = ", ".join(sorted(NAD_KEYS))
 
 
@@ -214,6 +217,10 @@ def parse_coordinator(
             ignored.append(key)
             continue
         raise _bad(key, f"unknown key (known: {_KNOWN_KEYS})")
+    try:
+        socket_path(conf.get(SOCKET_KEY))
+    except ValueError as e:
+        raise _bad(SOCKET_KEY, str(e)) from None
     if "logOptions" in conf and conf["logOptions"] is not None:
         try:
             values.log_options(conf["logOptions"])

@@ -110,7 +110,13 @@ def _netns_of(record: Record) -> str:
     try:
         netns.check(record.netns)
     except netns.NetnsGone as e:
-        raise TargetError(f"{record.namespace}/{record.name}: {e}") from e
+        # The path is a name in the mount namespace of the runtime that made the pod, which
+        # need not be this process's (docs/diag.md).
+        raise TargetError(
+            f"{record.namespace}/{record.name}: {e} in this process's mount namespace (the "
+            "pod is gone, or its runtime sees other mounts: give the pod's namespace as "
+            "/proc/PID/ns/net of one of its processes)"
+        ) from e
     return record.netns
 
 

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from spidernet.node.cni.config import SOCKET_KEY, socket_path
 from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.netlink.records import BondValue
 
@@ -279,6 +280,11 @@ def parse_ifacer(raw: Mapping[str, Any]) -> IfacerConf:
     state_dir = raw.get("stateDir", "")
     if not isinstance(state_dir, str):
         raise _fail("stateDir must be a path")
+    try:
+        # The node service's socket, for the forwarder (node/cni/forward.py): only checked.
+        socket_path(raw.get(SOCKET_KEY))
+    except ValueError as e:
+        raise _fail(f"{SOCKET_KEY}: {e}") from None
     conf = IfacerConf(interfaces, vlan_id, bond, state_dir)
     if vlan_id:
         check_ifname("the VLAN interface name", conf.master)

@@ -1,7 +1,8 @@
 """A minimal container runtime: run CNI plugins exactly as libcni does.
 
 Each call is a new process with the CNI_* environment and the config on stdin, started in
-the "host" namespace given (a real runtime runs plugins in the node's namespace). `Chain`
+the "host" namespace given (a real runtime runs plugins in the node's namespace), and in a
+mount namespace of its own when one is given (a runtime with private mounts). `Chain`
 runs a network config list: ADD in order with each result passed on as `prevResult`, DEL in
 reverse order with the cached ADD result, CHECK in order, GC and STATUS on every plugin.
 """
@@ -81,10 +82,12 @@ def invoke(
     cni_args: str = "",
     cni_path: Sequence[str] = (),
     host_netns: str | None = None,
+    mount_ns: str | None = None,
     extra_env: Mapping[str, str] | None = None,
     timeout: float = DEFAULT_TIMEOUT,
 ) -> Outcome:
-    """Run one plugin process; never raises for a plugin error (see Outcome.error)."""
+    """Run one plugin process; never raises for a plugin error (see Outcome.error).
+    `mount_ns`: a path (`/proc/PID/ns/mnt`) of the mount namespace to run it in."""
     env = {"PATH": os.environ.get("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"), "CNI_COMMAND": command}
     for key, value in (
         ("CNI_CONTAINERID", container_id),
@@ -97,7 +100,7 @@ def invoke(
             env[key] = value
     env.update(extra_env or {})
     stdin = config if isinstance(config, bytes) else json.dumps(config).encode()
-    argv = [executable] if host_netns is None else netns.exec_argv(host_netns, [executable])
+    argv = _argv(executable, host_netns, mount_ns)
     proc = subprocess.run(
         argv, input=stdin, capture_output=True, env=env, timeout=timeout, check=False
     )
@@ -114,6 +117,17 @@ def invoke(
             error = CNIError(Code.DECODING_FAILURE, f"bad ADD result from '{name}': {e}")
             return Outcome(name, command, proc.returncode, stdout, stderr, error=error)
     return Outcome(name, command, proc.returncode, stdout, stderr, result=result)
+
+
+def _argv(executable: str, host_netns: str | None, mount_ns: str | None) -> list[str]:
+    if mount_ns is None:
+        return [executable] if host_netns is None else netns.exec_argv(host_netns, [executable])
+    # nsenter opens every namespace file before it enters any, so the host namespace's path
+    # is looked up here, in this process's mounts.
+    argv = ["nsenter", f"--mount={mount_ns}"]
+    if host_netns is not None:
+        argv.append(f"--net={netns.path_of(host_netns)}")
+    return [*argv, "--", executable]
 
 
 @dataclass(frozen=True)
@@ -136,6 +150,7 @@ class Chain:
     host_netns: str | None = None
     extra_env: Mapping[str, str] = field(default_factory=dict)
     cache: dict[tuple[str, str], Result] = field(default_factory=dict)
+    mount_ns: str | None = None  # see `invoke`
 
     def _run(
         self,
@@ -163,6 +178,7 @@ class Chain:
             cni_args=target.cni_args,
             cni_path=self.cni_path,
             host_netns=self.host_netns,
+            mount_ns=self.mount_ns,
             extra_env=self.extra_env,
         )
         if not outcome.ok:

@@ -42,7 +42,7 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.nsidmsg import nsidmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
-from spidernet.node.netns import check, open_socket_in
+from spidernet.node.netns import open_fd, open_socket_in
 
 from .errors import AlreadyExists, NotFound, classify
 from .messages import (
@@ -294,8 +294,7 @@ class Netlink:
         """The id this namespace gives the namespace at `netns_path` (RTM_GETNSID with
         NETNSA_FD), the id a veth names its peer's namespace by (IFLA_LINK_NETNSID); None
         when it has given that namespace no id. Raises NetnsGone."""
-        check(netns_path)
-        fd = os.open(netns_path, os.O_RDONLY | os.O_CLOEXEC)
+        fd = open_fd(netns_path)
         try:
             msg = nsidmsg()
             msg["attrs"] = [("NETNSA_FD", fd)]
@@ -380,8 +379,7 @@ class Netlink:
         own = {**extra, **({"address": mac} if mac else {})}
         fd = None
         if peer_netns is not None:
-            check(peer_netns)
-            fd = os.open(peer_netns, os.O_RDONLY | os.O_CLOEXEC)
+            fd = open_fd(peer_netns)
             peer_spec["net_ns_fd"] = fd
         try:
             self._call(

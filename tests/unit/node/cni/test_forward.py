@@ -177,9 +177,15 @@ def test_a_line_break_in_a_variable_is_refused_before_sending(
     assert service.requests == []
 
 
+@pytest.mark.parametrize("where", ["ipam", "top"])
 @pytest.mark.parametrize("escaped", [False, True])
-def test_the_config_names_the_socket(exe: Path, service: CannedService, escaped: bool) -> None:
-    conf = json.dumps({"ipam": {"ipam_unix_socket_path": str(service.path)}})
+def test_the_config_names_the_socket(
+    exe: Path, service: CannedService, escaped: bool, where: str
+) -> None:
+    # Under `ipam` in a main plugin's config (spidernet-ipam's), at the top in the
+    # coordinator's and the ifacer's.
+    key = {"ipam_unix_socket_path": str(service.path)}
+    conf = json.dumps({"ipam": key} if where == "ipam" else {"type": "x", **key})
     if escaped:  # JSON may escape "/" as "\/"; both forwarders undo it
         conf = conf.replace("/", "\\/")
     status, out, _ = call(exe, {**ENV, "SPIDERNET_SOCKET": "/nonexistent.sock"}, conf.encode())
@@ -194,6 +200,13 @@ def test_the_config_names_the_socket(exe: Path, service: CannedService, escaped:
         (b'{"ipam": {"ipam_unix_socket_path": "/a\\\\b"}}', "/a\\b"),  # escaped: via json
         (b'{"ipam": {"ipam_unix_socket_path": 5}}', ""),
         (b'{"ipam_unix_socket_path": [1], "ipam": {}}', ""),
+        (b'{"type": "x", "ipam_unix_socket_path": "/top.sock"}', "/top.sock"),
+        (b'{"type": "x", "ipam_unix_socket_path": "/t\\\\op"}', "/t\\op"),  # via json
+        (
+            b'{"ipam_unix_socket_path": "/t\\\\op", "ipam": {"ipam_unix_socket_path": "/i"}}',
+            "/t\\op",
+        ),
+        (b'{"ipam_unix_socket_path": 5, "ipam": {"ipam_unix_socket_path": "/i\\\\x"}}', "/i\\x"),
         (b"{not json", ""),
     ],
 )

@@ -219,6 +219,21 @@ def test_log_options_accepted_and_unused() -> None:
     assert parse(logOptions=logs) == CoordinatorConf()
 
 
+@pytest.mark.parametrize("value", ["/run/spidernet/other.sock", "", None])
+def test_the_service_socket_key_is_accepted_and_unused(value: Any) -> None:
+    # The forwarder reads it (node/cni/forward.py); the coordinator only checks it, and the
+    # in-process fallback, which runs without a service, does not use it either.
+    assert parse(ipam_unix_socket_path=value) == CoordinatorConf()
+
+
+@pytest.mark.parametrize(
+    ("value", "reason"),
+    [("run/spidernet.sock", "is not an absolute path"), (5, "expected a string")],
+)
+def test_the_service_socket_key_must_be_an_absolute_path(value: Any, reason: str) -> None:
+    assert reason in rejects("ipam_unix_socket_path", ipam_unix_socket_path=value).msg
+
+
 @pytest.mark.parametrize("key", ["mode", "podMACPrefix", "vethLinkAddress", "podDefaultCniNic"])
 @pytest.mark.parametrize("unset", [None, ""])
 def test_empty_or_null_string_means_unset(key: str, unset: Any) -> None:

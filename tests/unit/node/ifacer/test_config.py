@@ -154,10 +154,22 @@ def test_malformed_options_are_errors_naming_the_option(
         ({"interfaces": ["a"], "bond": {"options": 5}}, "bond.options must be a string"),
         ({"interfaces": ["eth-long-name"], "vlanID": 100}, "the VLAN interface name"),
         ({"interfaces": ["a"], "stateDir": 1}, "stateDir must be a path"),
+        (
+            {"interfaces": ["a"], "ipam_unix_socket_path": "s.sock"},
+            "ipam_unix_socket_path: 's.sock' is not an absolute path",
+        ),
+        ({"interfaces": ["a"], "ipam_unix_socket_path": ["/s"]}, "expected a string"),
     ],
 )
 def test_bad_configs_are_errors_naming_the_field(raw: dict[str, Any], named: str) -> None:
     assert named in bad(raw)
+
+
+@pytest.mark.parametrize("value", ["/run/spidernet/other.sock", ""])
+def test_the_service_socket_key_is_accepted_and_unused(value: str) -> None:
+    # The forwarder reads it (node/cni/forward.py); the ifacer only checks it.
+    conf = parse_ifacer({"interfaces": ["eth1"], "ipam_unix_socket_path": value})
+    assert conf == IfacerConf(("eth1",))
 
 
 def test_the_known_options_cover_spiderpools_list() -> None:
