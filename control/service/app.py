@@ -23,6 +23,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import time
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
@@ -160,10 +161,15 @@ class App:
         # CNI_NETNS names a namespace in the caller's mount namespace, which need not be
         # ours: for this call, every opener opens it as the caller sees it (callers.py).
         # The handler runs in a worker thread; the view is set and reset in its context.
+        start = time.perf_counter()
         with caller_view(request.peer.pid, [environ.get("CNI_NETNS", "")]):
             status = plugin_main(
                 cni, environ=environ, stdin=io.BytesIO(request.body), stdout=out, stderr=err
             )
+        outcome = "ok" if status == 0 else "error"
+        self.core.metrics.cni_seconds.labels(
+            plugin, environ.get("CNI_COMMAND", ""), outcome
+        ).observe(time.perf_counter() - start)
         headers = [("Cni-Exit", str(status))]
         return Response(200, out.getvalue().encode(), headers=headers)
 

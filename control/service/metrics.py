@@ -86,6 +86,15 @@ class Metrics:
             buckets=BUCKETS,
             registry=r,
         )
+        # Every forwarded plugin call, as its runtime waited for it (the plugin's work in the
+        # service; not the forwarder's start-up): what each ADD of a pod start costs.
+        self.cni_seconds = Histogram(
+            "spidernet_cni_request_duration_seconds",
+            "Time the service took for one forwarded CNI call, by plugin, verb and outcome",
+            ["plugin", "command", "outcome"],
+            buckets=BUCKETS,
+            registry=r,
+        )
         if pool_stats is not None:
             r.register(_Pools(pool_stats))
 

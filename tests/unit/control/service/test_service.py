@@ -6,6 +6,7 @@ from __future__ import annotations
 import io
 import json
 import shutil
+import socket
 import tempfile
 import urllib.request
 from collections.abc import AsyncIterator
@@ -22,6 +23,7 @@ from spidernet.control.service.ipam import IpamCore
 from spidernet.control.service.serve import Ready, ServeConfig, serve
 from spidernet.control.service.serve import ServiceError as StartError
 from spidernet.control.store.embedded import EmbeddedStore
+from spidernet.node.cni import forward
 
 POOL = {
     "apiVersion": "spiderpool.spidernet.io/v2beta1",
@@ -176,6 +178,38 @@ async def test_metrics_are_served_on_loopback(svc: Running) -> None:
     text = await trio.to_thread.run_sync(scrape)
     assert 'spidernet_ippool_total_ips{pool="p4"} 11.0' in text
     assert "spidernet_ipam_allocation_duration_seconds_bucket" in text
+
+
+async def test_forwarded_cni_calls_are_timed_by_plugin_verb_and_outcome(svc: Running) -> None:
+    await svc.call("POST", "/v1/resources", POOL)
+    conf = {"cniVersion": "1.0.0", "name": "n", "type": "macvlan"}
+    conf["ipam"] = {"type": "spidernet-ipam", "default_ipv4_ippool": ["p4"]}
+    env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c9", "CNI_IFNAME": "eth0"}
+    env["CNI_NETNS"] = "/run/netns/none"
+    bad = {**env, "CNI_COMMAND": "DEL", "CNI_IFNAME": ""}  # DEL needs CNI_IFNAME: error 4
+
+    def post(environ: dict[str, str]) -> bytes:
+        body = json.dumps(conf).encode()
+        raw = forward.request_bytes("spidernet-ipam", environ, body)
+        with socket.socket(socket.AF_UNIX) as s:
+            s.connect(str(svc.ready.socket))
+            s.sendall(raw)
+            return b"".join(iter(lambda: s.recv(65536), b""))
+
+    assert b"Cni-Exit: 0" in await trio.to_thread.run_sync(post, env)
+    assert b"Cni-Exit: 1" in await trio.to_thread.run_sync(post, bad)
+    url = f"http://127.0.0.1:{svc.ready.metrics_port}/metrics"
+
+    def scrape() -> str:
+        with urllib.request.urlopen(url, timeout=10) as r:
+            return str(r.read().decode())
+
+    text = await trio.to_thread.run_sync(scrape)
+    count = "spidernet_cni_request_duration_seconds_count"
+    ok = f'{count}{{command="ADD",outcome="ok",plugin="spidernet-ipam"}} 1.0'
+    failed = f'{count}{{command="DEL",outcome="error",plugin="spidernet-ipam"}} 1.0'
+    assert ok in text
+    assert failed in text
 
 
 async def test_a_second_service_on_the_same_socket_is_refused(svc: Running) -> None:
