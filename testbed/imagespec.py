@@ -21,7 +21,9 @@ Cache layout, under `<cache root>/images` (the cache root is $SPIDERNET_CACHE, e
     state/<image>.json              the content key and image ID each image was made from
     logs/<step>.log                 what each tool printed
 
-Run-time state (containers/storage's run root, podman's tmp dir) lives under RUN_ROOT.
+Run-time state (containers/storage's run root, podman's tmp dir and event log) lives in
+`RUN_ROOT/images-<hash of the cache directory>`: /run is where these tools expect state that
+a reboot clears, and one directory per cache root keeps two stores from sharing it.
 """
 
 from __future__ import annotations
@@ -44,7 +46,7 @@ BUSYBOX = "localhost/spidernet/busybox:1"
 SPIDERNET_REPOSITORY = "localhost/spidernet/spidernet"
 # The secret deploy/Dockerfile mounts (at /run/secrets/pip-ca) in its pip steps.
 PIP_CA_SECRET = "pip-ca"
-RUN_ROOT = Path("/run/spidernet-testbed/images")
+RUN_ROOT = Path("/run/spidernet-testbed")
 # The path Debian's ca-certificates keeps the bundle at (what pip is configured with here).
 DEBIAN_CA_BUNDLE = Path("/etc/ssl/certs/ca-certificates.crt")
 LOG_TAIL_LINES = 30
@@ -66,7 +68,7 @@ class Layout:
     """Where the images' inputs, store, archives and logs live; all outside the repository."""
 
     root: Path
-    run: Path = RUN_ROOT
+    run: Path  # the run-time state of the store in `root`: its own, never shared
 
     @property
     def containers_conf(self) -> Path:
@@ -120,7 +122,8 @@ class Layout:
 
 def layout(env: Mapping[str, str]) -> Layout:
     """The layout under the cache root ($SPIDERNET_CACHE, else /var/cache/spidernet)."""
-    return Layout(cache_root(env) / "images")
+    root = cache_root(env) / "images"
+    return Layout(root, RUN_ROOT / f"images-{hashlib.sha256(bytes(root)).hexdigest()[:12]}")
 
 
 def containers_conf(layout: Layout) -> str:

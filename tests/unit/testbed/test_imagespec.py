@@ -55,6 +55,10 @@ def test_names_and_their_files() -> None:
     assert lay.base_tarball.parent == Path("/c/images/base")
     assert lay.base_tarball.name.startswith("debian-trixie-minbase-")
     assert layout({}).root == Path("/var/cache/spidernet/images")
+    # Each store has run-time state of its own, under /run.
+    assert lay.run.parent == layout({}).run.parent == Path("/run/spidernet-testbed")
+    assert lay.run != layout({}).run
+    assert layout({"SPIDERNET_CACHE": "/c"}).run == lay.run
 
 
 def test_podman_and_buildah_run_with_runc_and_touch_no_host_network() -> None:
