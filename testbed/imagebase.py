@@ -190,7 +190,7 @@ def remove_tree(path: Path) -> None:
 
 
 def slim(rootfs: Path) -> None:
-    """What debootstrap installed, trimmed as Debian's slim images are (imagespec)."""
+    """What debootstrap installed, trimmed as Debian's slim images are (basespec)."""
     for relative, text in BASE_FILES.items():
         (rootfs / relative).parent.mkdir(parents=True, exist_ok=True)
         (rootfs / relative).write_text(text)
