@@ -74,12 +74,8 @@ class Tools:
 
     def configure(self) -> None:
         """Write the configuration files (when they differ) and the directories they name."""
-        for path, text in (
-            (self.layout.containers_conf, containers_conf(self.layout)),
-            (self.layout.storage_conf, storage_conf(self.layout)),
-        ):
-            if not path.is_file() or path.read_text() != text:
-                path.write_text(text)
+        write_if_changed(self.layout.containers_conf, containers_conf(self.layout).encode())
+        write_if_changed(self.layout.storage_conf, storage_conf(self.layout).encode())
         self.layout.network_dir.mkdir(parents=True, exist_ok=True)
         self.layout.run.mkdir(parents=True, exist_ok=True)
 
@@ -121,6 +117,14 @@ class Tools:
         """Every name in the store -> its image ID."""
         listed = json.loads(self.query(["podman", "images", "--format", "json"]) or "[]")
         return {name: image["Id"] for image in listed for name in image.get("Names") or []}
+
+
+def write_if_changed(path: Path, content: bytes) -> None:
+    """Write `path` unless it holds `content` already (its time then stays, for COPY caches)."""
+    if path.is_symlink() or not path.is_file() or path.read_bytes() != content:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.unlink(missing_ok=True)
+        path.write_bytes(content)
 
 
 def sync_tree(dest: Path, files: Mapping[str, tuple[str, bytes]]) -> None:

@@ -7,8 +7,8 @@
 - `localhost/spidernet/spidernet:<version>`: `deploy/Dockerfile` built with `buildah bud
   --layers` on that base, from a context holding the checkout's files as git lists them
   (tracked and untracked, not ignored, as they are in the working tree) less what the
-  Dockerfile's .dockerignore leaves out of a public build. Its key hashes those files (the
-  Dockerfile among them), the base's ID and the command line; a second call with the same
+  Dockerfile's .dockerignore leaves out of a public build. Its key hashes those files, the
+  Dockerfile, the base's ID and the command line; a second call with the same
   key builds nothing, and a changed source redoes only the layers after `COPY .`;
 - `localhost/spidernet/pause:1` and `localhost/spidernet/busybox:1` from the host's static
   busybox (Debian's busybox-static);
@@ -35,7 +35,14 @@ from pathlib import Path
 
 from spidernet.testbed import imagebase
 from spidernet.testbed.basespec import BASE
-from spidernet.testbed.imagebase import Image, Tools, read_state, sync_tree, write_state
+from spidernet.testbed.imagebase import (
+    Image,
+    Tools,
+    read_state,
+    sync_tree,
+    write_if_changed,
+    write_state,
+)
 from spidernet.testbed.imagespec import (
     BUSYBOX,
     CONTAINERFILES,
@@ -60,6 +67,7 @@ from spidernet.testbed.imagespec import (
 from spidernet.testbed.kubecluster import BuildFailed
 
 CHECKOUT = Path(__file__).resolve().parents[1]
+DOCKERFILE = "deploy/Dockerfile"
 # BuildKit reads the ignore file beside the Dockerfile; the staged context applies it too.
 DOCKERIGNORE = "deploy/Dockerfile.dockerignore"
 # The Debian packages that provide each tool (`make deps` installs them).
@@ -155,13 +163,17 @@ def _ensure_spidernet(
     context = tools.layout.spidernet_context
     files = context_files(checkout)
     sync_tree(context, files)
+    # The Dockerfile is not in the context (the dockerignore leaves deploy/ out): it is staged
+    # beside it, as BuildKit too receives it apart from the context.
+    dockerfile = context.with_name("spidernet.Dockerfile")
+    write_if_changed(dockerfile, (checkout / DOCKERFILE).read_bytes())
 
     def argv(secrets: Mapping[str, Path] | None) -> list[str]:
         # RUN steps download with apt and pip: host networking, because buildah's default (a
         # private namespace on podman's CNI bridge) would add a bridge and iptables rules here.
         return bud_argv(
             name,
-            context / "deploy" / "Dockerfile",
+            dockerfile,
             context,
             network="host",
             build_args={"BASE_IMAGE": BASE},
@@ -169,7 +181,9 @@ def _ensure_spidernet(
         )
 
     # The CA bundle changes nothing in the image: it stays out of the key.
-    key = content_key(base.id, tree_key((p, k, c) for p, (k, c) in files.items()), *argv(None))
+    tree = [(p, k, c) for p, (k, c) in files.items()]
+    tree.append((DOCKERFILE, "f", dockerfile.read_bytes()))
+    key = content_key(base.id, tree_key(tree), *argv(None))
     ca = pip_ca(tools.env)
     return _ensure_built(tools, name, key, argv({PIP_CA_SECRET: ca} if ca else None), say)
 

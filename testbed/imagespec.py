@@ -15,7 +15,9 @@ Cache layout, under `<cache root>/images` (the cache root is $SPIDERNET_CACHE, e
     storage/                        their image store (graph root), the layer cache included
     cni/                            their CNI network directory: empty, nothing is ever set up
     base/debian-trixie-minbase-<key>.tar   the slimmed debootstrap result (kept: the slow step)
-    context/spidernet/              the build context: the checkout's files as git lists them
+    context/spidernet/              the build context: the checkout's files as git lists them,
+                                    less what deploy/Dockerfile.dockerignore leaves out
+    context/spidernet.Dockerfile    deploy/Dockerfile, passed with -f (not in the context)
     context/busybox/                busybox, its applet links and the two Containerfiles
     archives/<image>.tar            one docker-archive per image
     state/<image>.json              the content key and image ID each image was made from
