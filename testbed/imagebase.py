@@ -45,8 +45,7 @@ class Image:
 
     name: str
     id: str
-    archive: Path | None  # the docker-archive, for ctr and podman load (none for the base)
-    built: bool  # made, or its archive written, by this call
+    built: bool  # made (or, for an ArchivedImage, its archive written) by this call
 
 
 def read_state(path: Path) -> dict[str, Any]:
@@ -235,7 +234,7 @@ def ensure_base(tools: Tools, say: Callable[[str], None]) -> Image:
     state = read_state(state_file)
     current = tools.image_ids().get(BASE)
     if current and state.get("key") == key and state.get("id") == current:
-        return Image(BASE, current, None, built=False)
+        return Image(BASE, current, built=False)
     tools.layout.base_dir.mkdir(parents=True, exist_ok=True)
     if not tools.layout.base_tarball.is_file():
         _debootstrap(tools, say)
@@ -249,4 +248,4 @@ def ensure_base(tools: Tools, say: Callable[[str], None]) -> Image:
         raise BuildFailed(f"failed to import image '{BASE}': the store does not list it")
     write_state(state_file, {"key": key, "id": image_id})
     say(f"imported {BASE} ({image_id[:12]}) from {tools.layout.base_tarball}")
-    return Image(BASE, image_id, None, built=True)
+    return Image(BASE, image_id, built=True)

@@ -30,7 +30,7 @@ import sys
 import time
 import tomllib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
 from spidernet.testbed import imagebase
@@ -82,17 +82,24 @@ TOOLS = {
 
 
 @dataclass(frozen=True)
+class ArchivedImage(Image):
+    """An image with its docker-archive, for `ctr -n k8s.io images import` and `podman load`."""
+
+    archive: Path
+
+
+@dataclass(frozen=True)
 class Images:
     """What `ensure_images` made or found."""
 
     base: Image
-    spidernet: Image
-    pause: Image
-    busybox: Image
+    spidernet: ArchivedImage
+    pause: ArchivedImage
+    busybox: ArchivedImage
     layout: Layout
 
     @property
-    def archived(self) -> tuple[Image, Image, Image]:
+    def archived(self) -> tuple[ArchivedImage, ArchivedImage, ArchivedImage]:
         """The images with archives: spidernet, pause, busybox."""
         return (self.spidernet, self.pause, self.busybox)
 
@@ -142,7 +149,7 @@ def _ensure_built(
     state = read_state(tools.layout.state(name))
     current = tools.image_ids().get(name)
     if current and state.get("key") == key and state.get("id") == current:
-        return Image(name, current, None, built=False)
+        return Image(name, current, built=False)
     log = tools.layout.log(short_name(name))
     say(f"building {name} (log: {log}) ...")
     started = time.monotonic()
@@ -152,7 +159,7 @@ def _ensure_built(
         raise BuildFailed(f"failed to build image '{name}': the store does not list it after")
     write_state(tools.layout.state(name), {"key": key, "id": image_id, "keep": built_ids(output)})
     say(f"built {name} ({image_id[:12]}) in {time.monotonic() - started:.0f}s")
-    return Image(name, image_id, None, built=True)
+    return Image(name, image_id, built=True)
 
 
 def _ensure_spidernet(
@@ -220,13 +227,13 @@ def _ensure_busybox_images(tools: Tools, say: Callable[[str], None]) -> list[Ima
     return made
 
 
-def _ensure_archive(tools: Tools, image: Image, say: Callable[[str], None]) -> Image:
+def _ensure_archive(tools: Tools, image: Image, say: Callable[[str], None]) -> ArchivedImage:
     """The image with its docker-archive, written when missing or of another image ID."""
     archive = tools.layout.archive(image.name)
     state_file = tools.layout.state(image.name)
     state = read_state(state_file)
     if archive.is_file() and state.get("archive") == image.id:
-        return replace(image, archive=archive)
+        return ArchivedImage(image.name, image.id, image.built, archive)
     archive.parent.mkdir(parents=True, exist_ok=True)
     partial = archive.with_name(archive.name + ".partial")
     partial.unlink(missing_ok=True)
@@ -237,7 +244,7 @@ def _ensure_archive(tools: Tools, image: Image, say: Callable[[str], None]) -> I
     write_state(state_file, {**state, "archive": image.id})
     size = archive.stat().st_size / 2**20
     say(f"wrote {archive} ({size:.0f} MiB) in {time.monotonic() - started:.0f}s")
-    return replace(image, archive=archive, built=True)
+    return ArchivedImage(image.name, image.id, True, archive)
 
 
 def _prune(tools: Tools, current: list[Image], say: Callable[[str], None]) -> None:
@@ -300,6 +307,10 @@ def ensure_images(
     return Images(base, spidernet, pause, busybox, tools.layout)
 
 
+def _made(image: Image) -> str:
+    return "made now" if image.built else "cached"
+
+
 def main(argv: list[str]) -> int:
     """Make what is missing; print each image, its ID, archive and whether it was made now."""
     if argv:
@@ -311,14 +322,12 @@ def main(argv: list[str]) -> int:
     except BuildFailed as e:
         print(e, file=sys.stderr)
         return 1
-    for image in (images.base, *images.archived):
-        what = "made now" if image.built else "cached"
-        archive = (
-            f"{image.archive} ({image.archive.stat().st_size / 2**20:.0f} MiB)"
-            if image.archive
-            else "-"
+    print(f"{images.base.name:<40} {images.base.id[:12]}  {_made(images.base)}")
+    for image in images.archived:
+        size = image.archive.stat().st_size / 2**20
+        print(
+            f"{image.name:<40} {image.id[:12]}  {_made(image):<8}  {image.archive} ({size:.0f} MiB)"
         )
-        print(f"{image.name:<40} {image.id[:12]}  {what:<8}  {archive}")
     env = images.env({})
     print(
         f"in {time.monotonic() - started:.0f}s; the store: "
