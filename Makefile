@@ -14,15 +14,22 @@ PY := $(VENV)/bin/python
 # kernel under QEMU with virtme-ng (PyPI, in the dev extras): qemu-system-x86 runs it (TCG),
 # busybox-static goes into virtme-ng's initramfs, kmod (modprobe, depmod) loads the kernel's
 # modules and indexes them, file tells virtme-ng the kernel's version. The k8s lane makes its
-# test cluster's certificates with openssl.
-APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc linux-headers-amd64 gcc libc6-dev nftables qemu-system-x86 busybox-static kmod file openssl
+# test cluster's certificates with openssl. The images (testbed/images.py, `make image`), with
+# no registry: debootstrap and debian-archive-keyring make the Debian base from Debian's
+# archive, buildah builds deploy/Dockerfile on it, podman imports the base, exports archives
+# and runs the image checks, runc is their runtime (crun is refused setrlimit here), git lists
+# the build context, ca-certificates is the CA bundle handed to pip in the build, busybox-static
+# (above) fills the pause and workload images, and containerd's ctr imports the archives in the
+# package lane's check, as a node does.
+APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc linux-headers-amd64 gcc libc6-dev nftables qemu-system-x86 busybox-static kmod file openssl debootstrap debian-archive-keyring buildah podman runc git ca-certificates containerd
 VENV_STAMP := $(VENV)/.spidernet-installed
 
-.PHONY: help run test bench setup deps venv lint typecheck contracts unit netns kernel k8s package clean
+.PHONY: help run test bench image setup deps venv lint typecheck contracts unit netns kernel k8s package clean
 
 help:
 	@echo "make run    install what is missing, then run the lab"
 	@echo "make test   install what is missing, then run every test lane"
+	@echo "make image  install what is missing, then build the images here (base, spidernet, pause, busybox) and their archives"
 	@echo "make bench  spidernet-ipam vs host-local, allocation vs pool fill, the CNI chain, detection, 1000 pods vs Whereabouts (BENCH_ARGS=--quick)"
 
 setup: deps venv
@@ -69,6 +76,13 @@ bench: setup
 	@$(PY) -m bench.chain $(BENCH_ARGS)
 	@$(PY) -m bench.detect $(BENCH_ARGS)
 	@$(PY) -m bench.cluster $(BENCH_ARGS)
+
+# The images, built here with no registry (testbed/images.py; deploy/README.md, "The image"):
+# a debootstrapped Debian base, deploy/Dockerfile on it, a pause and a busybox image, each
+# exported as a docker-archive, all under /var/cache/spidernet/images (SPIDERNET_CACHE). About
+# five minutes the first time; afterwards only what changed is rebuilt.
+image: setup
+	@nice -n 19 $(PY) -m spidernet.testbed.images
 
 # The k8s lane runs a real kube-apiserver and etcd, built once with Go into
 # /var/cache/spidernet (SPIDERNET_CACHE): about ten to fifteen minutes the first time.
