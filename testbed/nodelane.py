@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from spidernet.testbed import images as imagebuild
+from spidernet.testbed.images import ensure_images
 from spidernet.testbed import kubecluster
 from spidernet.testbed.node import NodeImages, NodeTools
 
@@ -31,7 +31,7 @@ def prepare() -> Prepared:
     control = kubecluster.ensure_binaries()
     node = kubecluster.ensure_node_binaries()
     multus = kubecluster.ensure_multus()
-    built = imagebuild.ensure_images()
+    built = ensure_images()
     tools = NodeTools(
         etcd=control.etcd,
         apiserver=control.apiserver,

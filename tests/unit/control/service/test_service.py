@@ -182,7 +182,7 @@ async def test_metrics_are_served_on_loopback(svc: Running) -> None:
 
 async def test_forwarded_cni_calls_are_timed_by_plugin_verb_and_outcome(svc: Running) -> None:
     await svc.call("POST", "/v1/resources", POOL)
-    conf = {"cniVersion": "1.0.0", "name": "n", "type": "macvlan"}
+    conf: dict[str, Any] = {"cniVersion": "1.0.0", "name": "n", "type": "macvlan"}
     conf["ipam"] = {"type": "spidernet-ipam", "default_ipv4_ippool": ["p4"]}
     env = {"CNI_COMMAND": "ADD", "CNI_CONTAINERID": "c9", "CNI_IFNAME": "eth0"}
     env["CNI_NETNS"] = "/run/netns/none"
