@@ -22,7 +22,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from spidernet.testbed.kubecluster import BuildFailed, _go
+from spidernet.testbed.kubebuild import BuildFailed, run_go
 from spidernet.testbed.kubespec import Layout, cache_root, go_env
 
 KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
@@ -106,7 +106,7 @@ def ensure_kustomize(
         env["GOBIN"] = str(tool.binary.parent)
         tool.log.write_text("")
         argv = ["nice", "-n", "19", go, "install", "-trimpath", "-ldflags=-s -w"]
-        _go([*argv, f"{tool.module}@{tool.version}"], tool.dir, env, tool.log)
+        run_go([*argv, f"{tool.module}@{tool.version}"], tool.dir, env, tool.log)
         found = _version_of(tool.binary)
         if found != tool.version:
             raise BuildFailed(f"built {tool.binary}, but it reports version {found}")
