@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import http.client
 import json
+import os
 import secrets
 import shutil
 import socket
@@ -37,6 +38,7 @@ from spidernet.testbed.kubespec import (
     etcd_argv,
     kubeconfig,
     kubectl_argv,
+    kubectl_env,
     openssl_commands,
 )
 
@@ -205,7 +207,13 @@ def kubectl(
     shown = " ".join(["kubectl", *args])
     try:
         done = subprocess.run(
-            argv, input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+            argv,
+            env=kubectl_env(os.environ),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
         )
     except subprocess.TimeoutExpired as e:
         raise KubectlFailed(f"failed to run '{shown}': no answer in {timeout:.0f}s") from e

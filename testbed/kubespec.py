@@ -451,3 +451,11 @@ def kubectl_argv(kubectl: Path, kubeconfig: Path, args: Sequence[str]) -> list[s
         f"--cache-dir={kubeconfig.parent / 'kubectl-cache'}",
         *args,
     ]
+
+
+def kubectl_env(env: Mapping[str, str]) -> dict[str, str]:
+    """kubectl's environment: `env` with no KUBECONFIG (the flag names the cluster) and the
+    user's ~/.kube/kuberc (aliases, default flags) turned off, as kubectl documents KUBERC=off."""
+    out = {k: v for k, v in env.items() if k != "KUBECONFIG"}
+    out["KUBERC"] = "off"
+    return out

@@ -89,13 +89,16 @@ def _cluster(tmp_path: Path) -> Cluster:
     )
 
 
-def test_kubectl_runs_the_given_binary_with_the_clusters_kubeconfig(tmp_path: Path) -> None:
-    binary = _script(tmp_path / "kubectl", 'echo "$@"; cat')
+def test_kubectl_runs_the_given_binary_with_the_clusters_kubeconfig(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    binary = _script(tmp_path / "kubectl", 'echo "$@"; echo "${KUBECONFIG-unset} $KUBERC"; cat')
     cluster = _cluster(tmp_path)
+    monkeypatch.setenv("KUBECONFIG", "/home/u/.kube/config")
     done = kubectl(binary, cluster, ["apply", "-f", "-"], stdin="kind: Pod\n")
     assert done.stdout == (
         f"--kubeconfig={cluster.kubeconfig} --cache-dir={cluster.files.dir}/kubectl-cache"
-        " apply -f -\nkind: Pod\n"
+        " apply -f -\nunset off\nkind: Pod\n"
     )
 
 

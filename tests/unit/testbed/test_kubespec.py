@@ -22,6 +22,7 @@ from spidernet.testbed.kubespec import (
     go_env,
     kubeconfig,
     kubectl_argv,
+    kubectl_env,
     kubernetes_gomod,
     openssl_commands,
     reported_version,
@@ -175,6 +176,11 @@ def test_kubectl_names_its_kubeconfig_and_keeps_its_cache_beside_it() -> None:
         "/b/kubectl", "--kubeconfig=/t d/kubeconfig", "--cache-dir=/t d/kubectl-cache",
         "apply", "-k", "deploy/",
     ]  # fmt: skip
+
+
+def test_kubectl_env_ignores_the_users_kubeconfig_and_kuberc() -> None:
+    env = kubectl_env({"PATH": "/bin", "KUBECONFIG": "/home/u/.kube/config", "KUBERC": "/x"})
+    assert env == {"PATH": "/bin", "KUBERC": "off"}
 
 
 def test_openssl_makes_the_ca_then_signs_server_and_admin() -> None:
