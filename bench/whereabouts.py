@@ -41,7 +41,7 @@ from pathlib import Path
 from typing import Any
 
 from spidernet.testbed.gotools import GoTool
-from spidernet.testbed.kubecluster import BuildFailed, _go
+from spidernet.testbed.kubebuild import BuildFailed, run_go
 from spidernet.testbed.kubespec import Layout, cache_root, go_env
 
 WHEREABOUTS_MODULE = "github.com/k8snetworkplumbingwg/whereabouts"
@@ -172,10 +172,10 @@ def ensure_whereabouts(
         (moddir / "go.mod").write_text(build_gomod(layout.version))
         say(f"building Whereabouts {layout.version} with {go} (log: {layout.log}) ...")
         argv = [go, "mod", "download", "-json", f"{WHEREABOUTS_MODULE}@{layout.version}"]
-        source = Path(json.loads(_go(argv, moddir, env, layout.log))["Dir"])
+        source = Path(json.loads(run_go(argv, moddir, env, layout.log))["Dir"])
         partial = layout.binary.with_name("whereabouts.partial")
         partial.parent.mkdir(parents=True, exist_ok=True)
-        _go(build_argv(go, layout.version, partial), moddir, env, layout.log)
+        run_go(build_argv(go, layout.version, partial), moddir, env, layout.log)
         reported = reported_version(partial)
         if reported != layout.version:
             raise BuildFailed(f"built {partial}, but it reports version {reported}")

@@ -6,12 +6,24 @@ binary reports that version. Its go.mod has no `replace` directives, so, unlike 
 (kubespec), it needs no throw-away module. The Go caches and environment are the k8s lane's
 (kubespec.go_env), so modules downloaded once serve every build.
 
+`ensure_multus` builds Multus's thin plugin, the node lane's CNI (`multus`, package
+gopkg.in/k8snetworkplumbingwg/multus-cni.v4/cmd/multus), into `<cache>/multus/<version>/bin`.
+`go install ...@v4.3.0` is refused here: it asks the module proxy for the module's version
+list (to report a deprecation) and proxy.golang.org answers 403 for that list, although it
+serves the version itself. So a throw-away module requires the release and `go build`s the
+package, as upstream's hack/build-go.sh does (CGO_ENABLED=0, version, commit and date stamped
+into pkg/multus). The thin plugin is enough: the kubelet's runtime calls it as a CNI plugin
+and it reads the pod's NetworkAttachmentDefinitions with a kubeconfig; the thick plugin's
+daemon and shim add nothing a node lane needs.
+
     python -m spidernet.testbed.gotools kustomize   # build or find it; print its path
+    python -m spidernet.testbed.gotools multus      # the same for multus
 """
 
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import re
 import shutil
@@ -22,12 +34,18 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from spidernet.testbed.kubecluster import BuildFailed, _go
-from spidernet.testbed.kubespec import Layout, cache_root, go_env
+from spidernet.testbed.kubebuild import BuildFailed, run_go
+from spidernet.testbed.kubespec import Layout, cache_root, go_build_argv, go_env
 
 KUSTOMIZE_MODULE = "sigs.k8s.io/kustomize/kustomize/v5"
 # The newest release whose go.mod accepts this machine's Go 1.26 (v5.8.3 asks for Go 1.27).
 KUSTOMIZE_VERSION = "v5.8.2"
+# Multus's module path is gopkg.in's (its go.mod's `module` line since v4); the proxy refuses
+# github.com/k8snetworkplumbingwg/multus-cni/v4 (403, "not available").
+MULTUS_MODULE = "gopkg.in/k8snetworkplumbingwg/multus-cni.v4"
+MULTUS_VERSION = "v4.3.0"
+MULTUS_PACKAGE = MULTUS_MODULE + "/cmd/multus"  # the thin plugin
+MULTUS_GO_DIRECTIVE = "1.25.0"  # its own go.mod's
 
 
 @dataclass(frozen=True)
@@ -57,6 +75,11 @@ class GoTool:
     def log(self) -> Path:
         """What `go` printed while building."""
         return self.dir / "build.log"
+
+    @property
+    def module_dir(self) -> Path:
+        """The throw-away module that builds it, for a tool `go install` cannot build."""
+        return self.dir / "src"
 
 
 def kustomize_tool(env: Mapping[str, str] | None = None) -> GoTool:
@@ -106,7 +129,7 @@ def ensure_kustomize(
         env["GOBIN"] = str(tool.binary.parent)
         tool.log.write_text("")
         argv = ["nice", "-n", "19", go, "install", "-trimpath", "-ldflags=-s -w"]
-        _go([*argv, f"{tool.module}@{tool.version}"], tool.dir, env, tool.log)
+        run_go([*argv, f"{tool.module}@{tool.version}"], tool.dir, env, tool.log)
         found = _version_of(tool.binary)
         if found != tool.version:
             raise BuildFailed(f"built {tool.binary}, but it reports version {found}")
@@ -114,13 +137,101 @@ def ensure_kustomize(
     return tool.binary
 
 
+def multus_tool(env: Mapping[str, str] | None = None) -> GoTool:
+    """Multus MULTUS_VERSION under the cache root ($SPIDERNET_CACHE, else /var/cache/spidernet)."""
+    root = cache_root(os.environ if env is None else env)
+    return GoTool(root, "multus", MULTUS_MODULE, MULTUS_VERSION)
+
+
+def multus_gomod(version: str) -> str:
+    """The throw-away module that builds Multus's thin plugin (its go.mod has no `replace`)."""
+    return (
+        "module spidernet.test/multus-build\n\n"
+        f"go {MULTUS_GO_DIRECTIVE}\n\n"
+        f"require {MULTUS_MODULE} {version}\n"
+    )
+
+
+def multus_ldflags(version: str, commit: str, date: str) -> str:
+    """Stripped, with what upstream's hack/build-go.sh stamps into pkg/multus for a release
+    build (a tag, a clean tree, `,released`)."""
+    pkg = MULTUS_MODULE + "/pkg/multus"
+    stamps = {
+        "version": version,
+        "commit": commit,
+        "gitTreeState": "clean",
+        "releaseStatus": ",released",
+        "date": date,
+    }
+    return " ".join(["-s", "-w", *(f"-X {pkg}.{k}={v}" for k, v in stamps.items())])
+
+
+def reported_multus_version(output: str) -> str | None:
+    """The version `multus -version` printed (`multus: version:v4.3.0(clean,released), commit:
+    ..., date: ...`), or None (an unstamped build says `version:master@git`)."""
+    found = re.search(r"^multus: version:(v\d+\.\d+\.\d+)\(", output, re.MULTILINE)
+    return found.group(1) if found else None
+
+
+def _multus_version_of(binary: Path) -> str | None:
+    if not binary.is_file():
+        return None
+    try:
+        out = subprocess.run(
+            [str(binary), "-version"], capture_output=True, text=True, timeout=30, check=False
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return reported_multus_version(out.stdout)
+
+
+def ensure_multus(
+    tool: GoTool | None = None, progress: Callable[[str], None] | None = None
+) -> Path:
+    """The cached `multus` (thin plugin) binary, built first in a throw-away module if missing
+    or of another version; raises BuildFailed."""
+    tool = tool or multus_tool()
+    say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    tool.dir.mkdir(parents=True, exist_ok=True)
+    with tool.lock.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building: wait for it
+        if _multus_version_of(tool.binary) == tool.version:
+            return tool.binary
+        go = shutil.which("go")
+        if go is None:
+            raise BuildFailed(f"failed to build {tool.name}: no `go` on PATH")
+        say(f"building {tool.name} {tool.version} with {go} (log: {tool.log}) ...")
+        started = time.monotonic()
+        env = go_env(Layout(tool.root), os.environ)
+        tool.log.write_text("")
+        tool.module_dir.mkdir(parents=True, exist_ok=True)
+        (tool.module_dir / "go.mod").write_text(multus_gomod(tool.version))
+        # The proxy's .info names the tag's commit (Origin.Hash) and time: what a release
+        # build stamps in as commit and date.
+        argv = [go, "mod", "download", "-json", f"{tool.module}@{tool.version}"]
+        got = json.loads(run_go(argv, tool.module_dir, env, tool.log))
+        info = json.loads(Path(got["Info"]).read_text())
+        commit = str(info.get("Origin", {}).get("Hash", "unknown"))
+        ldflags = multus_ldflags(tool.version, commit, str(info["Time"]))
+        partial = tool.binary.with_name(tool.name + ".partial")
+        partial.parent.mkdir(parents=True, exist_ok=True)
+        run_go(go_build_argv(go, MULTUS_PACKAGE, partial, ldflags), tool.module_dir, env, tool.log)
+        found = _multus_version_of(partial)
+        if found != tool.version:
+            raise BuildFailed(f"built {partial}, but it reports version {found}")
+        partial.replace(tool.binary)
+        say(f"built {tool.binary} in {time.monotonic() - started:.0f}s")
+    return tool.binary
+
+
 def main(argv: list[str]) -> int:
-    """`kustomize`: build or find kustomize and print its path."""
-    if argv != ["kustomize"]:
-        print("usage: python -m spidernet.testbed.gotools kustomize", file=sys.stderr)
+    """`kustomize` or `multus`: build or find it and print its path."""
+    ensure = {"kustomize": ensure_kustomize, "multus": ensure_multus}
+    if len(argv) != 1 or argv[0] not in ensure:
+        print("usage: python -m spidernet.testbed.gotools kustomize|multus", file=sys.stderr)
         return 2
     try:
-        print(ensure_kustomize())
+        print(ensure[argv[0]]())
     except BuildFailed as e:
         print(e, file=sys.stderr)
         return 1

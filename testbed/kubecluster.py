@@ -1,17 +1,17 @@
-"""Build `kube-apiserver` and `etcd` with Go, and run a throw-away cluster of the two on loopback.
+"""Run a throw-away cluster of etcd and kube-apiserver on loopback, and kubectl against it.
 
-`ensure_binaries` builds each binary once into the cache (kubespec.Layout) and afterwards only
-checks that the cached binary reports the expected `--version`. `running_cluster` starts etcd
-and the API server on free loopback ports with a PKI made by the `openssl` CLI, waits for
-/readyz, writes a kubeconfig for an admin identity (client certificate in `system:masters`)
-and, on leaving, stops both processes by their pids and removes the directory, on failure too.
+The binaries come from `kubebuild` (`ensure_binaries`, re-exported here with `Binaries` and
+`BuildFailed` for the lanes and benchmarks). `running_cluster` starts etcd and the API server on
+free loopback ports with a PKI made by the `openssl` CLI, waits for /readyz, writes a
+kubeconfig for an admin identity (client certificate in `system:masters`) and, on leaving,
+stops both processes by their pids and removes the directory, on failure too. `kubectl` runs
+the release's own kubectl (`kubebuild.ensure_node_binaries`) against such a cluster.
 
     python -m spidernet.testbed.kubecluster build   # build or find both; print their paths
 """
 
 from __future__ import annotations
 
-import fcntl
 import http.client
 import json
 import os
@@ -23,151 +23,52 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
+from spidernet.testbed.kubebuild import Binaries, BuildFailed, ensure_binaries, log_tail
 from spidernet.testbed.kubespec import (
-    APISERVER_PACKAGE,
-    ETCD_MODULE,
     OPENSSL_CNF,
     ClusterFiles,
-    Layout,
     Ports,
     Versions,
     apiserver_argv,
-    apiserver_gomod,
-    cache_root,
     etcd_argv,
-    etcd_gomod,
-    go_build_argv,
-    go_env,
     kubeconfig,
+    kubectl_argv,
+    kubectl_env,
     openssl_commands,
-    reported_version,
-    staging_modules,
-    version_ldflags,
 )
+
+# Binaries, BuildFailed and ensure_binaries lived here before kubebuild; the lanes and benchmarks
+# still import them from here.
+__all__ = [
+    "Binaries",
+    "BuildFailed",
+    "Cluster",
+    "ClusterStartFailed",
+    "KubectlFailed",
+    "ensure_binaries",
+    "free_port",
+    "kubectl",
+    "main",
+    "make_pki",
+    "running_cluster",
+]
 
 READY_TIMEOUT_S = 120.0
 STOP_TIMEOUT_S = 15.0
-LOG_TAIL_LINES = 30
-
-
-class BuildFailed(Exception):
-    """Go is missing, or `go` failed; the message holds the end of its output."""
+KUBECTL_TIMEOUT_S = 300.0
 
 
 class ClusterStartFailed(Exception):
     """etcd or kube-apiserver exited or was not ready in time; the message holds its log tail."""
 
 
-@dataclass(frozen=True)
-class Binaries:
-    """Cached binaries that report the expected versions."""
-
-    apiserver: Path
-    etcd: Path
-    versions: Versions
-
-
-def _tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
-    try:
-        text = path.read_text(errors="replace")
-    except OSError as e:
-        return f"(no log: {e})"
-    return "\n".join(text.splitlines()[-lines:])
-
-
-def _version_of(binary: Path) -> str | None:
-    if not binary.is_file():
-        return None
-    try:
-        out = subprocess.run(
-            [str(binary), "--version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return reported_version(binary.name, out.stdout + out.stderr)
-
-
-def _go(argv: list[str], cwd: Path, env: dict[str, str], log: Path) -> str:
-    """Run one `go` command, appending its output to `log`; its stdout is returned."""
-    with log.open("a") as out:
-        out.write(f"$ {' '.join(argv)}\n")
-        out.flush()
-        done = subprocess.run(
-            argv, cwd=cwd, env=env, stdout=subprocess.PIPE, stderr=out, text=True, check=False
-        )
-        out.write(done.stdout)
-    if done.returncode != 0:
-        raise BuildFailed(
-            f"failed to run '{' '.join(argv[:4])} ...' (exit {done.returncode}):\n{_tail(log)}"
-        )
-    return done.stdout
-
-
-def _prepare(layout: Layout, name: str, go: str, env: dict[str, str]) -> tuple[str, str, Path]:
-    """Write `name`'s throw-away module; its package to build, -ldflags and binary path."""
-    versions = layout.versions
-    moddir = layout.module_dir(name)
-    moddir.mkdir(parents=True, exist_ok=True)
-    if name == "etcd":
-        (moddir / "go.mod").write_text(etcd_gomod(versions))
-        return ETCD_MODULE, "-s -w", layout.etcd
-    # k8s.io/kubernetes's go.mod names the staging modules to replace, and its release time
-    # (from the module proxy's .info) is stamped in as the build date.
-    argv = [go, "mod", "download", "-json", f"k8s.io/kubernetes@{versions.kubernetes}"]
-    got = json.loads(_go(argv, moddir, env, layout.build_log(name)))
-    staging = staging_modules(Path(got["GoMod"]).read_text())
-    build_date = json.loads(Path(got["Info"]).read_text())["Time"]
-    (moddir / "go.mod").write_text(apiserver_gomod(versions, staging))
-    return APISERVER_PACKAGE, version_ldflags(versions, build_date), layout.apiserver
-
-
-def _build(layout: Layout, name: str, progress: Callable[[str], None]) -> None:
-    """Build `name` (kube-apiserver or etcd) in its throw-away module and install it atomically."""
-    go = shutil.which("go")
-    if go is None:
-        raise BuildFailed("failed to build the k8s lane's binaries: no `go` on PATH")
-    env = go_env(layout, os.environ)
-    log = layout.build_log(name)
-    log.write_text("")
-    started = time.monotonic()
-    package, ldflags, output = _prepare(layout, name, go, env)
-    moddir = layout.module_dir(name)
-    progress(f"downloading the modules of {package} ...")
-    _go([go, "list", "-deps", package], moddir, env, log)
-    progress(f"compiling {package} (log: {log}) ...")
-    partial = output.with_name(output.name + ".partial")
-    output.parent.mkdir(parents=True, exist_ok=True)
-    _go(go_build_argv(go, package, partial, ldflags), moddir, env, log)
-    partial.replace(output)
-    progress(f"built {output} in {time.monotonic() - started:.0f}s")
-
-
-def ensure_binaries(
-    layout: Layout | None = None, progress: Callable[[str], None] | None = None
-) -> Binaries:
-    """The cached kube-apiserver and etcd, built first if missing or of another version."""
-    layout = layout or Layout(cache_root(os.environ))
-    say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    layout.release_dir.mkdir(parents=True, exist_ok=True)
-    wanted = {
-        "kube-apiserver": (layout.apiserver, layout.versions.kubernetes),
-        "etcd": (layout.etcd, layout.versions.etcd),
-    }
-    with layout.lock.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building: wait for it
-        for name, (binary, version) in wanted.items():
-            if _version_of(binary) != version:
-                say(f"building {name} {version} with {shutil.which('go')} ...")
-                _build(layout, name, say)
-                found = _version_of(binary)
-                if found != version:
-                    raise BuildFailed(f"built {binary}, but it reports version {found}")
-    return Binaries(layout.apiserver, layout.etcd, layout.versions)
+class KubectlFailed(Exception):
+    """kubectl exited non-zero or did not finish in time; the message holds what it printed."""
 
 
 @dataclass(frozen=True)
@@ -253,9 +154,11 @@ def _wait(what: str, proc: subprocess.Popen[bytes], log: Path, probe: Callable[[
     deadline = time.monotonic() + READY_TIMEOUT_S
     while not probe():
         if proc.poll() is not None:
-            raise ClusterStartFailed(f"{what} exited ({proc.returncode}):\n{_tail(log)}")
+            raise ClusterStartFailed(f"{what} exited ({proc.returncode}):\n{log_tail(log)}")
         if time.monotonic() > deadline:
-            raise ClusterStartFailed(f"{what} not ready in {READY_TIMEOUT_S:.0f}s:\n{_tail(log)}")
+            raise ClusterStartFailed(
+                f"{what} not ready in {READY_TIMEOUT_S:.0f}s:\n{log_tail(log)}"
+            )
         time.sleep(0.1)
 
 
@@ -297,6 +200,38 @@ def running_cluster(binaries: Binaries, parent: Path | None = None) -> Iterator[
             apiserver_pid=apiserver.pid,
             ready_seconds=time.monotonic() - started,
         )
+
+
+def kubectl(
+    binary: Path,
+    cluster: Cluster,
+    args: Sequence[str],
+    *,
+    stdin: str | None = None,
+    check: bool = True,
+    timeout: float = KUBECTL_TIMEOUT_S,
+) -> subprocess.CompletedProcess[str]:
+    """Run `binary` (the release's kubectl: `ensure_node_binaries().kubectl`, never one found on
+    PATH) with `args` against `cluster`, e.g. `kubectl(k, cluster, ["apply", "-k", "deploy/"])`;
+    raises KubectlFailed when it fails and `check` is set."""
+    argv = kubectl_argv(binary, cluster.kubeconfig, args)
+    shown = " ".join(["kubectl", *args])
+    try:
+        done = subprocess.run(
+            argv,
+            env=kubectl_env(os.environ),
+            input=stdin,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as e:
+        raise KubectlFailed(f"failed to run '{shown}': no answer in {timeout:.0f}s") from e
+    if check and done.returncode != 0:
+        cause = (done.stderr or done.stdout).strip()
+        raise KubectlFailed(f"failed to run '{shown}' (exit {done.returncode}): {cause}")
+    return done
 
 
 def main(argv: list[str]) -> int:

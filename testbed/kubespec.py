@@ -1,19 +1,20 @@
-"""The k8s test lane's API server, as data: versions, go.mod files, command lines, file layout.
+"""The k8s test lanes' Kubernetes, as data: versions, go.mod files, command lines, file layout.
 
-`kube-apiserver` and `etcd` are built with the machine's Go from the module proxy, never from
-release tarballs. `go install k8s.io/kubernetes/cmd/kube-apiserver@v1.x` is refused because
-k8s.io/kubernetes's go.mod replaces its staging modules (k8s.io/api, k8s.io/apiserver, ...)
-with directories of its own repository and requires them at v0.0.0. So the build runs in a
-throw-away module that requires k8s.io/kubernetes and replaces each staging module it requires
-with the published v0.<minor>.<patch> of the same release; etcd gets a throw-away module too
-(its server module has `replace` directives of the same kind). Nothing here runs a process:
-`kubecluster` does.
+`kube-apiserver` and `etcd` (the k8s lane), and a node's kubelet, kube-proxy, kube-scheduler,
+kube-controller-manager and kubectl (the node lane) are built with the machine's Go from the
+module proxy, never from release tarballs. `go install k8s.io/kubernetes/cmd/kubelet@v1.x` is
+refused because k8s.io/kubernetes's go.mod replaces its staging modules (k8s.io/api,
+k8s.io/apiserver, ...) with directories of its own repository and requires them at v0.0.0. So
+the build runs in a throw-away module that requires k8s.io/kubernetes and replaces each staging
+module it requires with the published v0.<minor>.<patch> of the same release; etcd gets a
+throw-away module too (its server module has `replace` directives of the same kind). Nothing
+here runs a process: `kubebuild` builds, `kubecluster` runs.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,9 @@ GO_DIRECTIVE = "1.26.0"  # k8s.io/kubernetes v1.37's own `go` line
 CACHE_ENV = "SPIDERNET_CACHE"
 DEFAULT_CACHE_ROOT = Path("/var/cache/spidernet")
 APISERVER_PACKAGE = "k8s.io/kubernetes/cmd/kube-apiserver"
+# What a node runs beside the API server, each a main package k8s.io/kubernetes/cmd/<name>
+# named as its binary; built together (one `go build` shares their compiled packages).
+NODE_COMPONENTS = ("kubelet", "kube-proxy", "kube-scheduler", "kube-controller-manager", "kubectl")
 ETCD_MODULE = "go.etcd.io/etcd/server/v3"  # its root package is etcd's main (server/main.go)
 # Where component-base reads the version `kube-apiserver --version` prints; upstream's
 # hack/lib/version.sh sets the same variables (and client-go's copy) with -X.
@@ -88,6 +92,20 @@ class Layout:
         """The etcd binary."""
         return self.bin_dir / "etcd"
 
+    def binary(self, name: str) -> Path:
+        """The cached binary `name` (kube-apiserver, etcd, kubelet, kubectl, ...)."""
+        return self.bin_dir / name
+
+    @property
+    def kubectl(self) -> Path:
+        """The kubectl binary of this release (never a kubectl found on PATH)."""
+        return self.binary("kubectl")
+
+    @property
+    def stage_dir(self) -> Path:
+        """Where a multi-binary `go build` writes before each binary is checked and moved in."""
+        return self.release_dir / "stage"
+
     @property
     def lock(self) -> Path:
         """Held while building, so two runs never build at once."""
@@ -131,11 +149,22 @@ def staging_modules(kubernetes_gomod: str) -> list[str]:
     return sorted(m for m in set(_REQUIRE_V0.findall(kubernetes_gomod)) if m in replaced)
 
 
+def component_package(name: str) -> str:
+    """The main package of a Kubernetes component: kubelet -> k8s.io/kubernetes/cmd/kubelet."""
+    return f"k8s.io/kubernetes/cmd/{name}"
+
+
 def apiserver_gomod(versions: Versions, staging: list[str]) -> str:
     """The throw-away module that builds kube-apiserver from k8s.io/kubernetes."""
+    return kubernetes_gomod(versions, staging, "kube-apiserver")
+
+
+def kubernetes_gomod(versions: Versions, staging: list[str], purpose: str) -> str:
+    """A throw-away module that requires k8s.io/kubernetes with its staging modules replaced by
+    their releases; `purpose` only names the module (`spidernet.test/<purpose>-build`)."""
     replaces = "".join(f"\t{m} => {m} {versions.staging}\n" for m in staging)
     return (
-        "module spidernet.test/kube-apiserver-build\n\n"
+        f"module spidernet.test/{purpose}-build\n\n"
         f"go {GO_DIRECTIVE}\n\n"
         f"godebug default=go{GO_DIRECTIVE.rsplit('.', 1)[0]}\n\n"
         f"require k8s.io/kubernetes {versions.kubernetes}\n\n"
@@ -153,7 +182,8 @@ def etcd_gomod(versions: Versions) -> str:
 
 
 def version_ldflags(versions: Versions, build_date: str) -> str:
-    """-ldflags for kube-apiserver: stripped, with the release's version stamped in."""
+    """-ldflags for every k8s.io/kubernetes binary: stripped, with the release's version stamped
+    in (component-base's copy for `--version`, client-go's for `kubectl version --client`)."""
     flags = ["-s", "-w"]
     for pkg in VERSION_PACKAGES:
         flags += [
@@ -177,9 +207,37 @@ def go_build_argv(go: str, package: str, output: Path, ldflags: str) -> list[str
     )
 
 
+def go_build_into_argv(go: str, packages: Sequence[str], out_dir: Path, ldflags: str) -> list[str]:
+    """One `go build` of several main packages into directory `out_dir` (each binary named after
+    its package's last element), so their shared packages are compiled, and looked up, once.
+    The trailing slash makes `go` write into the directory even for a single package."""
+    argv = _argv(
+        "nice -n 19 {go} build -trimpath -ldflags={ldflags} -o {out_dir}/",
+        go=go,
+        ldflags=ldflags,
+        out_dir=out_dir,
+    )
+    return argv + list(packages)
+
+
+def version_argv(binary: Path) -> list[str]:
+    """How a binary is asked its version: `kubectl version --client` (plain `kubectl version`
+    also asks a server), `--version` for the others."""
+    if binary.name == "kubectl":
+        return [str(binary), "version", "--client"]
+    return [str(binary), "--version"]
+
+
 def reported_version(name: str, output: str) -> str | None:
-    """The version a binary's `--version` printed, as a tag (v1.37.2, v3.7.3), or None."""
-    pattern = r"^Kubernetes (v\S+)" if name == "kube-apiserver" else r"^etcd Version: (\S+)"
+    """The version binary `name` printed when asked (version_argv), as a tag (v1.37.2, v3.7.3),
+    or None: `Kubernetes v1.37.2` from every component (component-base's verflag),
+    `Client Version: v1.37.2` from kubectl, `etcd Version: 3.7.3` from etcd."""
+    if name == "etcd":
+        pattern = r"^etcd Version: (\S+)"
+    elif name == "kubectl":
+        pattern = r"^Client Version: (v\S+)"
+    else:
+        pattern = r"^Kubernetes (v\S+)"
     found = re.search(pattern, output, re.MULTILINE)
     if not found:
         return None
@@ -381,3 +439,23 @@ def kubeconfig(server: str, files: ClusterFiles) -> dict[str, Any]:
         ],
         "current-context": "spidernet-test",
     }
+
+
+def kubectl_argv(kubectl: Path, kubeconfig: Path, args: Sequence[str]) -> list[str]:
+    """`kubectl` of this release against one cluster: its kubeconfig named explicitly (never
+    $KUBECONFIG or ~/.kube/config) and its discovery cache beside that kubeconfig, not in
+    ~/.kube/cache."""
+    return [
+        str(kubectl),
+        f"--kubeconfig={kubeconfig}",
+        f"--cache-dir={kubeconfig.parent / 'kubectl-cache'}",
+        *args,
+    ]
+
+
+def kubectl_env(env: Mapping[str, str]) -> dict[str, str]:
+    """kubectl's environment: `env` with no KUBECONFIG (the flag names the cluster) and the
+    user's ~/.kube/kuberc (aliases, default flags) turned off, as kubectl documents KUBERC=off."""
+    out = {k: v for k, v in env.items() if k != "KUBECONFIG"}
+    out["KUBERC"] = "off"
+    return out
