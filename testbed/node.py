@@ -29,7 +29,8 @@ from spidernet.node import netns
 from spidernet.node.lab.topology import Segment, Topology, iface
 from spidernet.node.netlink.client import netlink
 from spidernet.testbed import nodehost
-from spidernet.testbed.kubecluster import ClusterStartFailed, _get, _process, _tail, free_port
+from spidernet.testbed.kubebuild import log_tail as _tail
+from spidernet.testbed.kubecluster import ClusterStartFailed, _get, _process, free_port
 from spidernet.testbed.nodespec import (
     API_PORT,
     CERTS,

@@ -10,8 +10,9 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from spidernet.testbed.gotools import ensure_multus
 from spidernet.testbed.images import ensure_images
-from spidernet.testbed import kubecluster
+from spidernet.testbed.kubebuild import ensure_binaries, ensure_node_binaries
 from spidernet.testbed.node import NodeImages, NodeTools
 
 
@@ -28,9 +29,9 @@ class Prepared:
 
 def prepare() -> Prepared:
     """Build or find everything the node lane runs (raises the builders' BuildFailed)."""
-    control = kubecluster.ensure_binaries()
-    node = kubecluster.ensure_node_binaries()
-    multus = kubecluster.ensure_multus()
+    control = ensure_binaries()
+    node = ensure_node_binaries()
+    multus = ensure_multus()
     built = ensure_images()
     tools = NodeTools(
         etcd=control.etcd,
