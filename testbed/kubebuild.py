@@ -8,6 +8,13 @@ one `go build` (their packages overlap: compiled and looked up once, linked in p
 builds take the release's lock, so two runs (or a lane and a hand-run build) never build at
 once; a binary is moved into the bin dir only after it reported the right version.
 
+kube-apiserver's packages are nearly all among the node's (8 of its 1847 are not), so after the
+k8s lane's build the node's adds about 710 packages and five links. Measured on 2 cores with a
+scratch GOCACHE: kube-apiserver 387 s, then the node's five 171 s; all six in one `go build`
+537 s (the same CPU time), so the two stay separate builds and neither lane pays for the
+other's binaries. With everything compiled, the five link in 10-18 s in one `go build` and
+21 s in five.
+
     python -m spidernet.testbed.kubebuild apiserver   # kube-apiserver and etcd; print paths
     python -m spidernet.testbed.kubebuild node        # the node's five; print their paths
 """
