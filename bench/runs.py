@@ -7,14 +7,15 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-import signal
-from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from collections.abc import Mapping
 from pathlib import Path
-from types import FrameType, TracebackType
 from typing import Any
 
+from spidernet.testbed.guard import OwnStack, sigterm_as_exit
+
 from .ipam_calls import HOST_LOCAL
+
+__all__ = ["OwnStack", "machine_facts", "machine_line", "sigterm_as_exit"]
 
 
 def machine_facts() -> dict[str, Any]:
@@ -45,44 +46,3 @@ def machine_line(machine: Mapping[str, Any]) -> str:
         f"{machine['date']}  {machine['host']}  {machine['cpus']} CPUs ({machine['cpu_model']})"
         f"  {machine['kernel']}  Python {machine['python']}"
     )
-
-
-class OwnStack(ExitStack):
-    """An ExitStack whose cleanups run only in the process that made it.
-
-    pyroute2 forks a child to open a socket in a namespace and ends it with SIGTERM; a child
-    that a signal reaches before its `os._exit` unwinds through this process's frames. It
-    must exit there, not tear down the namespaces, the service and the worker it shares
-    with its parent."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.pid = os.getpid()
-
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool:
-        if os.getpid() != self.pid:
-            os._exit(1)
-        return bool(super().__exit__(exc_type, exc, tb))
-
-
-@contextmanager
-def sigterm_as_exit() -> Iterator[None]:
-    """SIGTERM unwinds like Ctrl-C in this process, so every cleanup runs; a forked child
-    (see OwnStack) just exits."""
-    pid = os.getpid()
-
-    def handler(signum: int, frame: FrameType | None) -> None:
-        if os.getpid() != pid:
-            os._exit(128 + signum)
-        raise SystemExit(128 + signum)
-
-    previous = signal.signal(signal.SIGTERM, handler)
-    try:
-        yield
-    finally:
-        signal.signal(signal.SIGTERM, previous)

@@ -68,23 +68,33 @@ def compile_forwarder(
                 f"-DFALLBACK_PYTHON={_c_string(fallback[0])}",
                 f"-DFALLBACK_MODULE={_c_string(fallback[1])}",
             ]
-        argv = [
-            compiler,
-            *_CFLAGS,
-            *defines,
-            f"-I{tmp}",
-            "-o",
-            str(out),
-            str(_SOURCE),
-        ]
-        try:
-            done = subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
-        except OSError as e:
-            raise ForwarderBuildError(f"failed to run {compiler}: {e.strerror}") from e
+        base = [compiler, *_CFLAGS, *defines, f"-I{tmp}", "-o", str(out), str(_SOURCE)]
+        # Static first: the executable is copied onto nodes whose C library may be older
+        # than the one it was built against (an image's, such as Debian trixie's glibc 2.41,
+        # onto a Debian 12 node's 2.36); it uses nothing a static glibc cannot give.
+        done = _cc([*base, "-static"], compiler)
+        if done.returncode == 0:
+            return done.stderr.strip()
+        static_error = (done.stderr or done.stdout).strip().splitlines()[:1]
+        done = _cc(base, compiler)
         if done.returncode != 0:
             lines = (done.stderr or done.stdout).strip().splitlines()
             raise ForwarderBuildError(f"{compiler} failed: {' | '.join(lines[:5])}")
-        return done.stderr.strip()
+        return "\n".join(
+            [
+                f"linked against this machine's C library, not statically "
+                f"({' '.join(static_error) or 'no static libc'}): it runs only where that "
+                "library is at least as new",
+                *filter(None, [done.stderr.strip()]),
+            ]
+        )
+
+
+def _cc(argv: list[str], compiler: str) -> subprocess.CompletedProcess[str]:
+    try:
+        return subprocess.run(argv, capture_output=True, text=True, timeout=120, check=False)
+    except OSError as e:
+        raise ForwarderBuildError(f"failed to run {compiler}: {e.strerror}") from e
 
 
 def _place(bin_dir: Path, name: str, write: Callable[[Path], object]) -> Path:

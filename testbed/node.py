@@ -29,6 +29,7 @@ from spidernet.node import netns
 from spidernet.node.lab.topology import Segment, Topology, iface
 from spidernet.node.netlink.client import netlink
 from spidernet.testbed import nodehost
+from spidernet.testbed.guard import OwnStack
 from spidernet.testbed.kubebuild import log_tail as _tail
 from spidernet.testbed.kubecluster import ClusterStartFailed, _get, _process, free_port
 from spidernet.testbed.nodespec import (
@@ -312,7 +313,8 @@ def running_node(
 ) -> Iterator[RealNode]:
     """A Ready node (see the module's docstring); everything is undone on leaving."""
     nodehost.check_isolated()
-    with ExitStack() as stack:
+    # OwnStack: a child pyroute2 forked never unwinds this node's teardown (testbed.guard).
+    with OwnStack() as stack:
         stack.enter_context(nodehost.reap_descendants())
         stack.enter_context(nodehost.private_mounts(PRIVATE_PATHS, SHARED_PATHS))
         files = NodeFiles(Path(tempfile.mkdtemp(prefix="spidernet-node-", dir=parent)))

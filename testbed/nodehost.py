@@ -69,6 +69,11 @@ def private_mounts(paths: tuple[str, ...], shared: tuple[str, ...] = ()) -> Iter
     unmounted lazily and the mount points this made are removed again."""
     made: list[Path] = []
     mounted: list[str] = []
+    # As on a node booted by systemd, every mount of this namespace is shared (within it:
+    # it was made a slave of this machine's, so nothing goes back): containerd refuses a
+    # HostToContainer volume whose path lies on a mount that is neither shared nor slave,
+    # and it looks the mount up without following symlinks (/var/run/netns is on "/").
+    _mount("--make-rshared", "/")
     try:
         for path in paths:
             target = Path(path)

@@ -14,6 +14,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from spidernet.testbed import nodekube, nodelane
+from spidernet.testbed.guard import sigterm_as_exit
 from spidernet.testbed.node import RealNode, running_node
 
 
@@ -32,8 +33,9 @@ def lane() -> nodelane.Prepared:
 def node(
     lane: nodelane.Prepared, record_testsuite_property: Callable[[str, object], None]
 ) -> Iterator[RealNode]:
-    """A Ready node; stopped, and everything it made removed, at the end of the session."""
-    with running_node(lane.tools, lane.images) as real:
+    """A Ready node; stopped, and everything it made removed, at the end of the session
+    (also when the lane is sent SIGTERM: it unwinds as an exit, in this process only)."""
+    with sigterm_as_exit(), running_node(lane.tools, lane.images) as real:
         for name, seconds in real.timings.items():
             record_testsuite_property(f"node_{name}_seconds", f"{seconds:.1f}")
         yield real

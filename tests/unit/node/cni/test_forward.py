@@ -118,6 +118,32 @@ def test_a_call_is_forwarded_with_its_environment_and_stdin(
     assert forward.request_bytes("spidernet-ipam", env, b'{"a": 1}') == request
 
 
+def _interpreter(path: Path) -> bool:
+    """True when the ELF executable names a dynamic loader (a PT_INTERP program header)."""
+    data = path.read_bytes()
+    phoff = int.from_bytes(data[0x20:0x28], "little")
+    size, count = (int.from_bytes(data[o : o + 2], "little") for o in (0x36, 0x38))
+    types = [
+        int.from_bytes(data[phoff + i * size : phoff + i * size + 4], "little")
+        for i in range(count)
+    ]
+    return 3 in types  # PT_INTERP
+
+
+def test_the_compiled_forwarder_is_static(tmp_path: Path) -> None:
+    # It is copied onto nodes whose C library may be older than the one it was built with
+    # (the image's): it must need no dynamic loader and no shared library at all.
+    path = tmp_path / "spidernet-ipam"
+    assert compile_forwarder("spidernet-ipam", path) == ""
+    assert path.read_bytes()[:4] == b"\x7fELF"
+    assert not _interpreter(path)
+    dynamic = tmp_path / "dynamic"
+    subprocess.run(
+        ["cc", "-x", "c", "-o", str(dynamic), "-"], input=b"int main(void){return 0;}", check=True
+    )
+    assert _interpreter(dynamic)  # the check itself tells the two apart
+
+
 def test_version_is_answered_without_the_service(exe: Path) -> None:
     status, out, _ = call(exe, {"CNI_COMMAND": "VERSION"}, b"")
     assert status == 0
