@@ -35,7 +35,6 @@ from spidernet.testbed.kubecluster import ClusterStartFailed, _get, _process, fr
 from spidernet.testbed.nodespec import (
     API_PORT,
     CERTS,
-    CLUSTER_NETWORK,
     CNI_BIN_DIR,
     CNI_CONF_DIR,
     GATEWAY4,
@@ -50,7 +49,6 @@ from spidernet.testbed.nodespec import (
     UPLINK,
     NodeFiles,
     apiserver_argv,
-    cluster_conflist,
     containerd_argv,
     containerd_config,
     controller_manager_argv,
@@ -251,15 +249,14 @@ class _Starter:
 
 
 def _install_cni(tools: NodeTools, files: NodeFiles) -> None:
-    """Debian's plugins and Multus into the node's CNI bin dir; the cluster network and
-    Multus (first, so containerd's CRI takes it) into its config dir."""
+    """Debian's plugins and Multus into the node's CNI bin dir; Multus's config (over the
+    cluster network) into its config dir."""
     bin_dir = Path(CNI_BIN_DIR)
     bin_dir.mkdir(parents=True, exist_ok=True)
     for name in DEBIAN_PLUGINS:
         shutil.copy2(DEBIAN_CNI_DIR / name, bin_dir / name)
     shutil.copy2(tools.multus, bin_dir / "multus")
     conf_dir = Path(CNI_CONF_DIR)
-    _write(conf_dir / f"10-{CLUSTER_NETWORK}.conflist", json_text(cluster_conflist()))
     _write(conf_dir / "00-multus.conf", json_text(multus_conf(files)))
 
 

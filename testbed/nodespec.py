@@ -459,32 +459,32 @@ def kube_proxy_argv(binary: Path, files: NodeFiles) -> list[str]:
     return [str(binary), f"--config={files.kube_proxy_config}", "--v=1"]
 
 
-def cluster_conflist() -> dict[str, Any]:
-    """Every pod's eth0: Debian's bridge on cni0 (the node routes for it) + host-local."""
+def cluster_network() -> dict[str, Any]:
+    """Every pod's eth0: Debian's bridge on cni0 (the node routes for it) + host-local, as
+    one plugin config. (Given to Multus as a conflist file, its DEL of a sandbox whose ADD
+    failed re-reads the file and re-encodes it without the plugins' own keys, and
+    host-local then fails every retry with "no IP ranges specified": the kubelet never
+    gets the sandbox down.)"""
     return {
         "cniVersion": "1.0.0",
         "name": CLUSTER_NETWORK,
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": CLUSTER_BRIDGE,
-                "isGateway": True,
-                "ipMasq": False,
-                "hairpinMode": True,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": POD_CIDR}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": f"{CNI_STATE_DIR}/networks",
-                },
-            }
-        ],
+        "type": "bridge",
+        "bridge": CLUSTER_BRIDGE,
+        "isGateway": True,
+        "ipMasq": False,
+        "hairpinMode": True,
+        "ipam": {
+            "type": "host-local",
+            "ranges": [[{"subnet": POD_CIDR}]],
+            "routes": [{"dst": "0.0.0.0/0"}],
+            "dataDir": f"{CNI_STATE_DIR}/networks",
+        },
     }
 
 
 def multus_conf(files: NodeFiles) -> dict[str, Any]:
-    """Multus (thin plugin) as the node's CNI: the cluster network for eth0, the networks a
-    pod's `k8s.v1.cni.cncf.io/networks` names for net1, net2, ..."""
+    """Multus (thin plugin) as the node's CNI: the cluster network for eth0 (its first
+    delegate), the networks a pod's `k8s.v1.cni.cncf.io/networks` names for net1, net2, ..."""
     return {
         "cniVersion": "1.0.0",
         "name": "multus-cni-network",
@@ -495,7 +495,7 @@ def multus_conf(files: NodeFiles) -> dict[str, Any]:
         "binDir": CNI_BIN_DIR,
         "logFile": str(files.multus_log),
         "logLevel": "verbose",
-        "clusterNetwork": f"{CNI_CONF_DIR}/10-{CLUSTER_NETWORK}.conflist",
+        "delegates": [cluster_network()],
     }
 
 

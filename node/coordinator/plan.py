@@ -299,27 +299,64 @@ def plan_add(
             ops += _tune_routes(req, nic, pod, table)
         ops += _policy_routes(req, nic, table)
     else:  # overlay: eth0 belongs to the overlay CNI; this NIC gets its own table
-        table = policy_table(nic_index)
-        if not host.overlay_peer:
-            raise PlanError(
-                f"overlay mode: the host end of '{conf.pod_default_cni_nic}' was not found"
-            )
-        ops += _tuning(req, nic, pod)
-        ops += _host_side(req, nic, host, host.overlay_peer, None)
-        # The host's addresses through eth0, in this NIC's table: replies from this NIC's
-        # addresses to the host go back the way the host reached them.
-        eth0 = conf.pod_default_cni_nic
-        ops += [
-            AddRoute("pod", _host_route(hip), eth0, scope=SCOPE_LINK, table=table)
-            for hip in host.host_ips
-            if hip.version in _versions(nic)
-        ]
-        if conf.tune_pod_routes:
-            ops += _tune_routes(req, nic, pod, table)
-        if first:
-            ops += _overlay_symmetry(pod, conf.pod_default_cni_nic)
-        ops += _policy_routes(req, nic, table)
+        ops += _overlay(req, nic, pod, host, first=first, table=policy_table(nic_index))
     return (*ops, *_announcements(nic))
+
+
+def _overlay(
+    req: Request, nic: NicFacts, pod: PodState, host: HostState, *, first: bool, table: int
+) -> list[Op]:
+    """Overlay mode: eth0 belongs to the overlay CNI, this NIC answers from its own table."""
+    conf = req.conf
+    if not host.overlay_peer:
+        raise PlanError(f"overlay mode: the host end of '{conf.pod_default_cni_nic}' was not found")
+    ops = _tuning(req, nic, pod)
+    ops += _host_side(req, nic, host, host.overlay_peer, None)
+    # The host's addresses through eth0, in this NIC's table: replies from this NIC's
+    # addresses to the host go back the way the host reached them.
+    eth0 = conf.pod_default_cni_nic
+    ops += [
+        AddRoute("pod", _host_route(hip), eth0, scope=SCOPE_LINK, table=table)
+        for hip in host.host_ips
+        if hip.version in _versions(nic)
+    ]
+    if first:
+        # The first underlay NIC beside an overlay eth0 also gives main the way to the
+        # host and the hijacked CIDRs through eth0, from eth0's own address: otherwise
+        # the NIC's subnet route sends the pod's packets for the host's underlay address
+        # out of the NIC (a macvlan never reaches its own master) and they are lost.
+        ops += _via_overlay(req, nic, host, pod)
+    if conf.tune_pod_routes:
+        ops += _tune_routes(req, nic, pod, table)
+    if first:
+        ops += _overlay_symmetry(pod, eth0)
+    return [*ops, *_policy_routes(req, nic, table)]
+
+
+def _via_overlay(req: Request, nic: NicFacts, host: HostState, pod: PodState) -> list[Op]:
+    """In main: the host's addresses and the hijacked CIDRs through the overlay NIC, from
+    its IPv4 address (Spiderpool's overlay mode does the same on its first call). A host
+    address the overlay CNI already routes (ptp's host end) keeps its route."""
+    overlay = pod.nic(req.conf.pod_default_cni_nic)
+    if overlay is None:
+        return []
+    src = _v4_source(overlay)
+    routed = {r.dst for r in pod.main_routes}
+    ops: list[Op] = []
+    for hip in host.host_ips:
+        route = _host_route(hip)
+        if hip.version in _versions(nic) and route not in routed:
+            src_v = src if hip.version == 4 else None
+            ops.append(
+                AddRoute("pod", route, overlay.name, scope=SCOPE_LINK, table=MAIN, src=src_v)
+            )
+    for cidr in _hijack(req.conf):
+        gw = host.first(cidr.version)
+        if gw is None or cidr.version not in _versions(nic) or cidr in routed:
+            continue
+        src_v = src if cidr.version == 4 else None
+        ops.append(AddRoute("pod", cidr, overlay.name, gateway=gw, table=MAIN, src=src_v))
+    return ops
 
 
 def _announcements(nic: NicFacts) -> list[Op]:

@@ -326,6 +326,10 @@ def test_overlay_eth0_keeps_cluster_traffic_and_net1_gets_the_underlay(
     assert leaves_by(SERVICE_IP) == "eth0"  # cluster traffic stays on the overlay
     assert leaves_by("192.0.2.1") == "net1"  # the underlay subnet by net1
     assert leaves_by("203.0.113.9") == "eth0"  # eth0 keeps the default route
+    # The host's own underlay address lies in net1's subnet, but a macvlan never reaches its
+    # master: the pod reaches its host through eth0 (found on the node lane's real node).
+    assert leaves_by(HOST4) == "eth0"
+    assert ping(pod, HOST4)
     assert ping(pod, GW4)
     # The host reaches net1's address through the overlay link, and the reply comes back.
     assert ping(lab.host, str(net1.address.ip))

@@ -23,7 +23,7 @@ from spidernet.testbed.nodespec import (
     SHARED_PATHS,
     NodeFiles,
     apiserver_argv,
-    cluster_conflist,
+    cluster_network,
     containerd_config,
     kubelet_config,
     multus_conf,
@@ -106,9 +106,9 @@ def test_kubelet_config_never_writes_kernel_settings() -> None:
 
 def test_multus_delegates_eth0_to_the_cluster_network() -> None:
     multus = multus_conf(FILES)
-    cluster = cluster_conflist()
-    assert multus["clusterNetwork"] == f"{CNI_CONF_DIR}/10-{cluster['name']}.conflist"
+    (cluster,) = multus["delegates"]
+    assert cluster == cluster_network()
+    assert "plugins" not in cluster  # one plugin config, not a conflist (see cluster_network)
     assert multus["binDir"] == CNI_BIN_DIR
-    (bridge,) = cluster["plugins"]
-    assert bridge["ipam"]["ranges"] == [[{"subnet": POD_CIDR}]]
-    assert bridge["ipMasq"] is False  # no iptables rules: nothing leaves the node's segment
+    assert cluster["ipam"]["ranges"] == [[{"subnet": POD_CIDR}]]
+    assert cluster["ipMasq"] is False  # no iptables rules: nothing leaves the node's segment

@@ -206,6 +206,14 @@ def test_overlay_keeps_eth0_and_gives_the_underlay_nic_a_table() -> None:
         in ops
     )
     assert AddRoute("pod", net("192.0.2.2/32"), "eth0", scope=253, table=101) in ops
+    # The first underlay NIC beside the overlay: main reaches the host through eth0 too,
+    # from eth0's address (net1's subnet route would send it out of net1).
+    main = [o for o in ops if isinstance(o, AddRoute) and o.side == "pod" and o.table == 254]
+    assert main == [
+        AddRoute("pod", net("192.0.2.2/32"), "eth0", scope=253, table=254, src=ip("192.0.2.10"))
+    ]
+    later = plan_add(request("net1"), pod, host, mode="overlay", first=False, nic_index=1)
+    assert not [o for o in later if isinstance(o, AddRoute) and o.side == "pod" and o.table == 254]
     assert DeleteRoute("pod", net("0.0.0.0/0"), "net1", ip("198.51.100.1")) in ops
     # eth0's replies stay on eth0 (issue #3683): its default copied into table 100.
     assert AddRoute("pod", net("0.0.0.0/0"), "eth0", ip("192.0.2.1"), 100) in ops
