@@ -32,7 +32,7 @@ from .model import (
     Side,
     sysctl_key,
 )
-from .plan import nics
+from .plan import host_link
 
 KINDS = (
     "asymmetric-reply",
@@ -149,26 +149,33 @@ def _path_findings(pod: Side, paths: Sequence[Path], answers: Answers) -> list[F
     return out
 
 
-def _host_peer(pod: Side, host: Side | None) -> str:
-    """The host end of the pod's veth0 (by the peer index veth0 names), or ""."""
-    veth0 = pod.link(VETH0)
-    if veth0 is None or host is None or veth0.link is None:
+def _host_peer(pod: Side, host: Side | None, link: str | None) -> str:
+    """The host end of the pod's host link (by the peer index the link names), or ""."""
+    veth = pod.link(link) if link else None
+    if veth is None or host is None or veth.link is None:
         return ""
     return next(
-        (
-            link.name
-            for link in host.state.links
-            if link.index == veth0.link and link.kind == "veth"
-        ),
+        (peer.name for peer in host.state.links if peer.index == veth.link and peer.kind == "veth"),
         "",
     )
 
 
-def _host_findings(pod: Side, host: Side | None, answers: Answers) -> list[Finding]:
+def _host_findings(
+    pod: Side, host: Side | None, record: Record | None, answers: Answers
+) -> list[Finding]:
     if host is None:
         return []
     out: list[Finding] = []
-    peer = _host_peer(pod, host)
+    link = host_link(pod, record)
+    peer = _host_peer(pod, host, link)
+    # An overlay CNI's host end may be a bridge port: the host routes through the bridge.
+    bridged = {
+        m.name
+        for p in host.state.links
+        if p.name == peer and p.master
+        for m in host.state.links
+        if m.index == p.master
+    }
     for spec, answer in answers.host.items():
         confirm = ip_command(host, route_get_args(spec))
         if answer.error:
@@ -179,7 +186,7 @@ def _host_findings(pod: Side, host: Side | None, answers: Answers) -> list[Findi
                     confirm,
                 )
             )
-        elif pod.link(VETH0) is not None and answer.dev != peer:
+        elif link is not None and answer.dev not in {peer, *bridged}:
             want = f"its veth {peer}" if peer else "the pod's veth (its host end is missing)"
             out.append(
                 Finding(
@@ -245,10 +252,12 @@ def _ipam_findings(pod: Side, record: Record | None) -> list[Finding]:
         return []
     out: list[Finding] = []
     where = f"{record.namespace}/{record.name}"
-    for nic in sorted(set(record.nics) | set(nics(pod))):
-        recorded = sorted({str(a.ip) for a in record.nics.get(nic, ())})
+    # Only the NICs the record holds: a pod's other NICs belong to other CNIs (Multus gives
+    # eth0 to the cluster network), whose addresses IPAM never records.
+    for nic in sorted(record.nics):
+        recorded = sorted({str(a.ip) for a in record.nics[nic]})
         actual = sorted({str(a.ip) for a in pod.addresses_of(nic)})
-        if recorded == actual or (nic not in record.nics and not actual):
+        if recorded == actual:
             continue
         out.append(
             Finding(
@@ -293,7 +302,7 @@ def findings(  # noqa: PLR0917 - the analysis's inputs, each its own thing
     """Every finding, in the order of KINDS, without repeats."""
     found = [
         *_path_findings(pod, paths, answers),
-        *_host_findings(pod, host, answers),
+        *_host_findings(pod, host, record, answers),
         *_probe_findings(pod, answers.probes),
         *_ipam_findings(pod, record),
         *_default_route_findings(pod, expected_default_nic),

@@ -25,7 +25,6 @@ from spidernet.node.netlink.errors import NetlinkFailure
 from spidernet.node.netlink.records import State
 
 from .model import (
-    VETH0,
     Answer,
     LookupSpec,
     ProbeResult,
@@ -66,13 +65,17 @@ def read_side(
 
 
 def host_view(
-    host: Side, pod: Side, pod_ips: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address]
+    host: Side,
+    pod: Side,
+    link: str | None,
+    pod_ips: Sequence[ipaddress.IPv4Address | ipaddress.IPv6Address],
 ) -> Side:
-    """The part of the host that concerns the pod: the pod's veth peer and the links that
-    hold the host's addresses; every rule; routes to the pod's addresses; neighbour
-    entries for them. A node holds a veth per pod, and diag shows one pod."""
-    veth0 = pod.link(VETH0)
-    peer_index = veth0.link if veth0 is not None else None
+    """The part of the host that concerns the pod: the peer of the pod's host link (veth0,
+    or an overlay eth0) and the links that hold the host's addresses; every rule; routes to
+    the pod's addresses; neighbour entries for them. A node holds a veth per pod, and diag
+    shows one pod."""
+    veth = pod.link(link) if link else None
+    peer_index = veth.link if veth is not None else None
     with_addresses = {a.index for a in host.state.addresses if not a.address.ip.is_link_local}
     links = tuple(
         link

@@ -3,8 +3,10 @@ reach, the route lookups for each request and reply, and the ARP/NDP probes.
 
 Targets, in order:
 - each NIC's gateways (from its routes in any table, and the IPAM record);
-- the host, through veth0: the host addresses the pod routes to veth0 (/32 or /128);
-- each cluster CIDR routed to veth0 (service CIDR, overlay pod CIDRs, hijacked CIDRs);
+- the host, through the pod's host link: the host addresses the pod routes to it (/32 or
+  /128). The host link is the coordinator's veth0 (underlay mode), or, beside an overlay
+  CNI's eth0 (overlay mode: IPAM holds the pod's other NICs, not eth0), eth0 itself;
+- each cluster CIDR routed to the host link (service CIDR, overlay pod CIDRs, hijacked CIDRs);
 - a neighbour on each NIC's subnet (its gateway when it sits there);
 - every `--to ADDR[:PORT]`.
 
@@ -19,7 +21,7 @@ from __future__ import annotations
 import ipaddress
 from collections.abc import Sequence
 
-from spidernet.node.netlink.records import RT_TABLE_LOCAL
+from spidernet.node.netlink.records import RT_TABLE_LOCAL, RTPROT_KERNEL
 
 from .model import (
     VETH0,
@@ -70,30 +72,51 @@ def gateways(pod: Side, record: Record | None, nic: str) -> tuple[IPAddress, ...
     return tuple(found)
 
 
-def _veth_routes(pod: Side) -> list[IPNetwork]:
-    link = pod.link(VETH0)
+def host_link(pod: Side, record: Record | None) -> str | None:
+    """The pod's link to its host: veth0 when the coordinator made one (underlay mode);
+    else the pod's first NIC when it is a veth that the IPAM record does not hold while it
+    holds another of the pod's NICs (an overlay CNI's eth0, the coordinator's overlay
+    mode); else None."""
+    if pod.link(VETH0) is not None:
+        return VETH0
+    names = nics(pod)
+    if not names or record is None:
+        return None
+    first = pod.link(names[0])
+    ours = [n for n in names[1:] if n in record.nics]
+    if first is None or first.kind != "veth" or first.name in record.nics or not ours:
+        return None
+    return first.name
+
+
+def _host_link_routes(pod: Side, link_name: str | None) -> list[IPNetwork]:
+    """What the pod routes to its host link (not the kernel's own subnet routes)."""
+    link = pod.link(link_name) if link_name else None
     if link is None:
         return []
     return [
         r.dst
         for r in pod.state.routes
-        if r.oif == link.index and r.table != RT_TABLE_LOCAL and not r.dst.is_link_local
+        if r.oif == link.index
+        and r.table != RT_TABLE_LOCAL
+        and r.proto != RTPROT_KERNEL
+        and not r.dst.is_link_local
     ]
 
 
-def host_addresses(pod: Side) -> list[IPAddress]:
-    """The host's addresses the pod routes to veth0 (the coordinator's /32 and /128)."""
+def host_addresses(pod: Side, link: str | None) -> list[IPAddress]:
+    """The host's addresses the pod routes to its host link (the coordinator's /32, /128)."""
     out: list[IPAddress] = []
-    for dst in _veth_routes(pod):
+    for dst in _host_link_routes(pod, link):
         if dst.prefixlen == dst.max_prefixlen and dst.network_address not in out:
             out.append(dst.network_address)
     return out
 
 
-def cluster_cidrs(pod: Side) -> list[IPNetwork]:
+def cluster_cidrs(pod: Side, link: str | None) -> list[IPNetwork]:
     """The CIDRs the pod sends to its host (service, overlay pods, hijacked)."""
     out: list[IPNetwork] = []
-    for dst in _veth_routes(pod):
+    for dst in _host_link_routes(pod, link):
         if 0 < dst.prefixlen < dst.max_prefixlen and dst not in out:
             out.append(dst)
     return out
@@ -126,10 +149,11 @@ def targets(
     for nic in nics(pod):
         for gw in gateways(pod, record, nic):
             add(PathTarget(f"gateway of {nic}", gw, nic))
-    for host in host_addresses(pod):
-        add(PathTarget("host", host, VETH0))
-    for cidr in cluster_cidrs(pod):
-        add(PathTarget(f"cluster {cidr}", cidr.network_address + 1, VETH0, inbound=False))
+    link = host_link(pod, record)
+    for host in host_addresses(pod, link):
+        add(PathTarget("host", host, link))
+    for cidr in cluster_cidrs(pod, link):
+        add(PathTarget(f"cluster {cidr}", cidr.network_address + 1, link, inbound=False))
     for nic in nics(pod):
         own = pod_ips(pod, record, nic)
         gws = gateways(pod, record, nic)
@@ -148,6 +172,7 @@ def paths(pod: Side, record: Record | None, goals: Sequence[PathTarget]) -> list
     An outbound path's reply lookup depends on the request's answer (its link and source):
     `outbound_reply` makes it once that is known."""
     out: list[Path] = []
+    link = host_link(pod, record)
     for target in goals:
         out.append(
             Path(
@@ -163,11 +188,11 @@ def paths(pod: Side, record: Record | None, goals: Sequence[PathTarget]) -> list
             continue
         arrive_on = [target.nic] if target.nic else nics(pod)
         for nic in arrive_on:
-            # Through veth0 the host reaches every address of the pod; elsewhere only
-            # the NIC's own.
+            # Through its host link the host reaches every address of the pod;
+            # elsewhere only the NIC's own.
             locals_ = (
                 [ip for _, ip in all_pod_ips(pod, record)]
-                if nic == VETH0
+                if nic == link
                 else list(pod_ips(pod, record, nic))
             )
             for local in locals_:

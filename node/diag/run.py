@@ -24,7 +24,6 @@ from . import plan
 from .analyze import Answers, findings
 from .gather import Service, host_view, lookup, read_side, run_probe
 from .model import (
-    VETH0,
     Answer,
     Finding,
     IPAddress,
@@ -124,13 +123,14 @@ OWN_NETNS = "/proc/self/ns/net"
 PROBES_AT_ONCE = 8
 
 
-def find_host(pod_nl: Netlink, pod: Side) -> str | None:
-    """The namespace that holds the peer of the pod's veth0 (IFLA_LINK_NETNSID names it by
-    an id the pod's namespace gave it; RTM_GETNSID asks which id each candidate has):
-    this process's own namespace, or one under /run/netns. None when the pod has no
-    veth0 or its peer is in neither; the caller then uses this process's namespace."""
-    veth0 = pod.link(VETH0)
-    if veth0 is None or veth0.link_netnsid is None:
+def find_host(pod_nl: Netlink, pod: Side, link: str | None) -> str | None:
+    """The namespace that holds the peer of the pod's host link (veth0, or an overlay
+    CNI's eth0; IFLA_LINK_NETNSID names it by an id the pod's namespace gave it;
+    RTM_GETNSID asks which id each candidate has): this process's own namespace, or one
+    under /run/netns. None when the pod has no host link or its peer is in neither; the
+    caller then uses this process's namespace."""
+    veth = pod.link(link) if link else None
+    if veth is None or veth.link_netnsid is None:
         return None
     candidates = [OWN_NETNS, *sorted(netns.path_of(name) for name in netns.names())]
     for path in candidates:
@@ -138,7 +138,7 @@ def find_host(pod_nl: Netlink, pod: Side) -> str | None:
             nsid = pod_nl.nsid_of(path)
         except (netns.NetnsGone, netns.NotANetns, NetlinkFailure):
             continue
-        if nsid == veth0.link_netnsid:
+        if nsid == veth.link_netnsid:
             return path
     return None
 
@@ -151,13 +151,15 @@ def _same_namespace(a: str | None, b: str | None) -> bool:
     return ident(a) == ident(b)
 
 
-def _host_path(options: Options, pod_nl: Netlink, pod: Side, unchecked: list[str]) -> str | None:
+def _host_path(
+    options: Options, pod_nl: Netlink, pod: Side, link: str | None, unchecked: list[str]
+) -> str | None:
     if options.host_netns is not None:
         return options.host_netns
-    found = find_host(pod_nl, pod)
-    if found is None and pod.link(VETH0) is not None:
+    found = find_host(pod_nl, pod, link)
+    if found is None and link is not None:
         unchecked.append(
-            "where veth0's peer lives: not in this namespace nor under /run/netns; "
+            f"where {link}'s peer lives: not in this namespace nor under /run/netns; "
             "the host side is this process's namespace (--host-netns chooses)"
         )
     return None if found in (None, OWN_NETNS) else found
@@ -203,9 +205,10 @@ def diagnose(options: Options, access: Namespaces, service: Service) -> Report:
     with ExitStack() as stack:
         pod_nl = stack.enter_context(access.netlink(path))
         pod = read_side(access, path, "pod", pod_nl)
-        host_path = _host_path(options, pod_nl, pod, unchecked)
         if record is None:
             record = service.by_addresses(pod)
+        link = plan.host_link(pod, record)
+        host_path = _host_path(options, pod_nl, pod, link, unchecked)
         if service.problem:
             unchecked.append(f"IPAM records and SpiderCoordinator settings: {service.problem}")
         elif record is None:
@@ -215,10 +218,13 @@ def diagnose(options: Options, access: Namespaces, service: Service) -> Report:
         else:
             host_nl = stack.enter_context(access.netlink(host_path))
             whole = read_side(access, host_path, "host", host_nl)
-            host = host_view(whole, pod, [ip for _, ip in plan.all_pod_ips(pod, record)])
+            host = host_view(whole, pod, link, [ip for _, ip in plan.all_pod_ips(pod, record)])
             host_answers = [(s, lookup(host_nl, s)) for s in plan.host_lookups(pod, record)]
-        if pod.link(VETH0) is None:
-            unchecked.append("the host and cluster paths: the pod has no veth0 (no coordinator)")
+        if link is None:
+            unchecked.append(
+                "the host and cluster paths: the pod has no veth0, nor an overlay eth0 beside "
+                "NICs of its IPAM record (no coordinator)"
+            )
         results = _paths(pod_nl, pod, record, options)
     probes, probe_errors = _probes(access, path, pod, record, options)
     unchecked += probe_errors

@@ -249,3 +249,81 @@ def test_confirm_commands_name_the_namespace_the_way_it_was_given() -> None:
     assert ip_command(HOST, "route") == "ip route"
     other = Side("pod", "/proc/42/ns/net", POD.state)
     assert ip_command(other, "route") == "nsenter --net=/proc/42/ns/net ip route"
+
+
+# A Multus pod: eth0 from the cluster network (a veth on the host's bridge cni0), net1 from
+# macvlan + spidernet-ipam with the coordinator in overlay mode (no veth0).
+OVERLAY_LINKS = (
+    Link(1, "lo", "", "00:00:00:00:00:00", 65536, True),
+    Link(2, "eth0", "veth", "0a:00:00:00:00:02", 1500, True, None, 7, 0),
+    Link(3, "net1", "macvlan", "0a:00:00:00:00:03", 1500, True),
+)
+OVERLAY_POD = Side(
+    "pod",
+    POD_NS,
+    State(
+        OVERLAY_LINKS,
+        (Address(2, iface("10.244.0.4/24")), Address(3, iface("192.0.2.110/24"))),
+        (
+            Route(net("0.0.0.0/0"), gateway=ip("10.244.0.1"), oif=2),
+            Route(net("10.244.0.0/24"), oif=2, scope=RT_SCOPE_LINK, proto=2),
+            Route(net("192.0.2.0/24"), oif=3, scope=RT_SCOPE_LINK, proto=2),
+            Route(net("192.0.2.2/32"), oif=2, scope=RT_SCOPE_LINK),
+            Route(net("192.0.2.2/32"), table=101, oif=2, scope=RT_SCOPE_LINK),
+            Route(net("0.0.0.0/0"), table=101, gateway=ip("192.0.2.1"), oif=3),
+        ),
+        (),
+        (),
+    ),
+    {},
+)
+OVERLAY_RECORD = Record(
+    "t", "p", "ctr", POD_NS, {"net1": (iface("192.0.2.110/24"),)}, {"net1": (ip("192.0.2.1"),)}
+)
+OVERLAY_HOST = Side(
+    "host",
+    None,
+    State(
+        (
+            Link(2, "eth0", "veth", "0a:00:00:00:01:02", 1500, True),
+            Link(6, "cni0", "bridge", "0a:00:00:00:01:06", 1500, True),
+            Link(7, "vethabc", "veth", "0a:00:00:00:01:07", 1500, True, 6),
+        ),
+        (Address(2, iface("192.0.2.2/24")), Address(6, iface("10.244.0.1/24"))),
+        (),
+        (),
+        (),
+    ),
+    {},
+)
+
+
+def test_an_overlay_eth0_beside_recorded_nics_is_the_host_link() -> None:
+    assert plan.host_link(POD, RECORD) == "veth0"
+    assert plan.host_link(OVERLAY_POD, OVERLAY_RECORD) == "eth0"
+    assert plan.host_link(OVERLAY_POD, None) is None  # nothing says eth0 is not ours
+    everything = Record("t", "p", "ctr", POD_NS, {"eth0": (), "net1": ()}, {})
+    assert plan.host_link(OVERLAY_POD, everything) is None  # eth0 is IPAM's: no overlay
+    goals = plan.targets(OVERLAY_POD, OVERLAY_RECORD)
+    # The host through eth0 (the coordinator's /32); eth0's own subnet (a kernel route)
+    # is no cluster CIDR; each subnet's neighbour is its gateway, already a target.
+    assert [(t.name, str(t.address), t.nic) for t in goals] == [
+        ("gateway of eth0", "10.244.0.1", "eth0"),
+        ("gateway of net1", "192.0.2.1", "net1"),
+        ("host", "192.0.2.2", "eth0"),
+    ]
+
+
+def test_an_overlay_pod_has_no_finding_about_the_cni_that_is_not_ours() -> None:
+    host = {
+        # The host reaches net1's address by the overlay peer, eth0's through its bridge.
+        LookupSpec("host", ip("192.0.2.110")): Answer(Route(net("192.0.2.110/32")), dev="vethabc"),
+    }
+    answers = Answers({}, {}, host, [])
+    assert findings(OVERLAY_POD, OVERLAY_HOST, OVERLAY_RECORD, [], answers, "eth0") == []
+    wrong = {LookupSpec("host", ip("192.0.2.110")): Answer(Route(net("0.0.0.0/0")), dev="eth0")}
+    (found,) = findings(
+        OVERLAY_POD, OVERLAY_HOST, OVERLAY_RECORD, [], Answers({}, {}, wrong, []), "eth0"
+    )
+    assert found.kind == "no-host-route"
+    assert "not its veth vethabc" in found.message
