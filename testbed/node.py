@@ -20,7 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +32,7 @@ from spidernet.testbed import nodehost
 from spidernet.testbed.guard import OwnStack
 from spidernet.testbed.kubebuild import log_tail as _tail
 from spidernet.testbed.kubecluster import ClusterStartFailed, _get, _process, free_port
+from spidernet.testbed.kubespec import kubectl_argv, kubectl_env
 from spidernet.testbed.nodespec import (
     API_PORT,
     CERTS,
@@ -125,8 +126,8 @@ class RealNode:
     ) -> subprocess.CompletedProcess[str]:
         """Run the node's kubectl as the admin; raises NodeCommandFailed on a non-zero exit
         when `check`."""
-        argv = [str(self.tools.kubectl), f"--kubeconfig={self.kubeconfig}", *args]
-        return run(argv, stdin=stdin, check=check, timeout=timeout)
+        argv = kubectl_argv(self.tools.kubectl, self.kubeconfig, args)
+        return run(argv, stdin=stdin, check=check, timeout=timeout, env=kubectl_env(os.environ))
 
     def ctr(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
         """Run ctr against the node's containerd, in the CRI's namespace."""
@@ -144,11 +145,22 @@ class NodeCommandFailed(Exception):
 
 
 def run(
-    argv: Sequence[str], *, stdin: str | None = None, check: bool = True, timeout: float = 120
+    argv: Sequence[str],
+    *,
+    stdin: str | None = None,
+    check: bool = True,
+    timeout: float = 120,
+    env: Mapping[str, str] | None = None,
 ) -> subprocess.CompletedProcess[str]:
     """Run `argv` with its output captured; raise NodeCommandFailed when `check` and it fails."""
     done = subprocess.run(
-        list(argv), input=stdin, capture_output=True, text=True, timeout=timeout, check=False
+        list(argv),
+        input=stdin,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
+        env=None if env is None else dict(env),
     )
     if check and done.returncode != 0:
         raise NodeCommandFailed(

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +61,25 @@ def install_spidernet(node: RealNode, image: str, timeout_s: float = 300) -> flo
     """`kubectl apply --server-side -k` of deploy/ with `image`; waits until the agent
     DaemonSet and the controller Deployment are ready. Returns the seconds it took."""
     node.kubectl("apply", "--server-side", "-k", str(overlay(node, image)), timeout=300)
-    return wait_for("spidernet agent and controller ready", lambda: installed(node), timeout_s, 1.0)
+    return waited(node, "spidernet agent and controller ready", lambda: installed(node), timeout_s)
+
+
+def waited(node: RealNode, what: str, probe: Callable[[], bool], timeout_s: float) -> float:
+    """wait_for, whose timeout says what the cluster looked like: every pod, and the last
+    events (why a pod does not start is there)."""
+    try:
+        return wait_for(what, probe, timeout_s, 1.0)
+    except TimeoutError as e:
+        raise TimeoutError(f"{e}\n{situation(node)}") from e
+
+
+def situation(node: RealNode) -> str:
+    """`kubectl get pods -A -o wide` and the last 20 events, for a failure's message."""
+    pods_ = node.kubectl("get", "pods", "-A", "-o", "wide", check=False).stdout
+    events = node.kubectl(
+        "get", "events", "-A", "--sort-by=.lastTimestamp", check=False
+    ).stdout.splitlines()
+    return pods_ + "\n" + "\n".join(line[:400] for line in events[-20:])
 
 
 def installed(node: RealNode) -> bool:
@@ -102,7 +120,7 @@ def wait_pods(
         ]
         return len(found) == count and all(running(p) for p in found)
 
-    wait_for(f"{count} running pods '{selector}' in {namespace}", done, timeout_s, 1.0)
+    waited(node, f"{count} running pods '{selector}' in {namespace}", done, timeout_s)
     return found
 
 

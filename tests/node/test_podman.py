@@ -130,8 +130,12 @@ def podman(node: RealNode, lane: Prepared, service: ServiceProcess) -> Iterator[
     script = (
         "mount -t tmpfs tmpfs /run/netns && mount -t tmpfs tmpfs /var/lib/cni && exec sleep 100000"
     )
+    # nsenter, not `ip netns exec`: that remounts /sys, and runc then finds no cgroup.
     holder = subprocess.Popen(
-        netns.exec_argv(ns, ["unshare", "--mount", "--propagation", "private", "sh", "-c", script])
+        netns.exec_argv(
+            netns.path_of(ns),
+            ["unshare", "--mount", "--propagation", "private", "sh", "-c", script],
+        )
     )
     pod = Podman(holder, top, ns)
     try:
