@@ -125,10 +125,12 @@ def podman(node: RealNode, lane: Prepared, service: ServiceProcess) -> Iterator[
     quoted = ", ".join(f'"{d}"' for d in (bins, "/usr/lib/cni"))
     conf = CONTAINERS_CONF.format(bins=quoted, confs=confs, tmp=top / "tmp")
     (top / "containers.conf").write_text(conf)
-    # The holder: podman's mount namespace (private /run/netns, /var/lib/cni, /run/containers)
-    # in the podman node's network namespace, alive until the module ends.
+    # The holder: podman's mount namespace (a /run of its own, where podman pins network
+    # namespaces and runc keeps its state, and a private /var/lib/cni) in the podman node's
+    # network namespace, alive until the module ends.
     script = (
-        "mount -t tmpfs tmpfs /run/netns && mount -t tmpfs tmpfs /var/lib/cni && exec sleep 100000"
+        "mount -t tmpfs tmpfs /run && mkdir /run/netns && mount -t tmpfs tmpfs /var/lib/cni"
+        " && exec sleep 100000"
     )
     # nsenter, not `ip netns exec`: that remounts /sys, and runc then finds no cgroup.
     holder = subprocess.Popen(
