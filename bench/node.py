@@ -46,7 +46,7 @@ from rich.table import Table
 from spidernet.testbed import nodehost, nodekube, nodelane
 from spidernet.testbed.kubecluster import BuildFailed
 from spidernet.testbed.node import RealNode, running_node, wait_for
-from spidernet.testbed.nodespec import GATEWAY4, KUBELET_SYSCTLS, UPLINK
+from spidernet.testbed.nodespec import GATEWAY4, UPLINK
 
 from .runs import machine_facts, machine_line, sigterm_as_exit
 
@@ -364,11 +364,13 @@ def inside(cfg: Config) -> int:
 
 @contextmanager
 def _restored_host_state() -> Iterator[None]:
-    before = {k: nodehost.sysctl_path(k).read_text().strip() for k in KUBELET_SYSCTLS}
+    """What the node changes outside its namespaces, put back even if the inner run died."""
+    record = nodehost.settings_record()
+    nodehost.restore_recorded(record)
     try:
         yield
     finally:
-        nodehost.restore_settings(before)
+        nodehost.restore_recorded(record)
         nodehost.remove_leftover_cgroups()
 
 

@@ -333,7 +333,7 @@ def running_node(
         segment = topo.segment()
         gateway = topo.gateway(segment, (iface(f"{GATEWAY4}/24"),))
         _uplink(topo, segment)
-        stack.enter_context(nodehost.kernel_settings(KUBELET_SYSCTLS))
+        stack.enter_context(nodehost.kernel_settings(KUBELET_SYSCTLS, nodehost.settings_record()))
         cgroup = stack.enter_context(nodehost.cgroup_root(nodehost.CGROUP_PREFIX + topo.prefix))
         node = RealNode(files, tools, topo, segment, gateway, cgroup)
         started = time.monotonic()

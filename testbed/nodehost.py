@@ -19,6 +19,7 @@ mounts never reach this machine's. Here:
 from __future__ import annotations
 
 import ctypes
+import json
 import os
 import signal
 import subprocess
@@ -26,6 +27,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager, suppress
 from pathlib import Path
+
+from spidernet.testbed.kubespec import cache_root
 
 CGROUP_V1 = Path("/sys/fs/cgroup")
 PR_SET_CHILD_SUBREAPER = 36
@@ -98,17 +101,39 @@ def sysctl_path(key: str) -> Path:
     return Path("/proc/sys") / key.replace(".", "/")
 
 
+def settings_record(env: Mapping[str, str] | None = None) -> Path:
+    """Where a lane writes the kernel settings it found before changing them, until it has
+    put them back: a lane that died (SIGKILL) leaves it, and the next one restores from it
+    instead of taking the changed values for the machine's own."""
+    return cache_root(os.environ if env is None else env) / "node" / "kernel-settings.json"
+
+
+def restore_recorded(record: Path) -> dict[str, str]:
+    """Write back the settings `record` holds, if it exists, and remove it; returns them."""
+    try:
+        found: dict[str, str] = json.loads(record.read_text())
+    except FileNotFoundError:
+        return {}
+    restore_settings(found)
+    record.unlink()
+    return found
+
+
 @contextmanager
-def kernel_settings(wanted: Mapping[str, str]) -> Iterator[dict[str, str]]:
-    """Set each sysctl in `wanted`; yields what was there before, written back on leaving."""
+def kernel_settings(wanted: Mapping[str, str], record: Path) -> Iterator[dict[str, str]]:
+    """Set each sysctl in `wanted`; yields what was there before, written back on leaving.
+    What was there is kept in `record` meanwhile (see settings_record)."""
+    restore_recorded(record)
     before = {key: sysctl_path(key).read_text().strip() for key in wanted}
+    record.parent.mkdir(parents=True, exist_ok=True)
+    record.write_text(json.dumps(before))
     try:
         for key, value in wanted.items():
             if before[key] != value:
                 sysctl_path(key).write_text(value)
         yield before
     finally:
-        restore_settings(before)
+        restore_recorded(record)
 
 
 def restore_settings(before: Mapping[str, str]) -> None:
