@@ -20,17 +20,18 @@ PY := $(VENV)/bin/python
 # and runs the image checks, runc is their runtime (crun is refused setrlimit here), git lists
 # the build context, ca-certificates is the CA bundle handed to pip in the build, busybox-static
 # (above) fills the pause and workload images, and containerd's ctr imports the archives in the
-# package lane's check, as a node does.
+# package lane's check, as a node does. The node lane runs a real node on them: containerd
+# and runc under its kubelet, podman as the runtime without Kubernetes.
 APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc linux-headers-amd64 gcc libc6-dev nftables qemu-system-x86 busybox-static kmod file openssl debootstrap debian-archive-keyring buildah podman runc git ca-certificates containerd
 VENV_STAMP := $(VENV)/.spidernet-installed
 
-.PHONY: help run test bench image setup deps venv lint typecheck contracts unit netns kernel k8s package clean
+.PHONY: help run test bench image setup deps venv lint typecheck contracts unit netns kernel k8s node package clean
 
 help:
 	@echo "make run    install what is missing, then run the lab"
 	@echo "make test   install what is missing, then run every test lane"
 	@echo "make image  install what is missing, then build the images here (base, spidernet, pause, busybox) and their archives"
-	@echo "make bench  spidernet-ipam vs host-local, allocation vs pool fill, the CNI chain, detection, 1000 pods vs Whereabouts (BENCH_ARGS=--quick)"
+	@echo "make bench  spidernet-ipam vs host-local, allocation vs pool fill, the CNI chain, detection, 1000 pods vs Whereabouts, pods to Running on a real node (BENCH_ARGS=--quick)"
 
 setup: deps venv
 
@@ -69,13 +70,16 @@ test: setup
 # ARP/NDP detection costs (one probe per profile; ADD with detection off and on),
 # bench/results/detect.json; then 1000 pods on 10 simulated nodes on a real kube-apiserver,
 # spidernet's agents against Whereabouts (built with Go from the module proxy into
-# /var/cache/spidernet), bench/results/cluster.{json,png}.
+# /var/cache/spidernet), bench/results/cluster.{json,png}; then 100 pods at once on the node
+# lane's real node, spidernet's network against macvlan + host-local and eth0 alone,
+# bench/results/node.{json,png}.
 # BENCH_ARGS (e.g. --quick) goes to each.
 bench: setup
 	@$(PY) -m bench.ipam $(BENCH_ARGS)
 	@$(PY) -m bench.chain $(BENCH_ARGS)
 	@$(PY) -m bench.detect $(BENCH_ARGS)
 	@$(PY) -m bench.cluster $(BENCH_ARGS)
+	@$(PY) -m bench.node $(BENCH_ARGS)
 
 # The images, built here with no registry (testbed/images.py; deploy/README.md, "The image"):
 # a debootstrapped Debian base, deploy/Dockerfile on it, a pause and a busybox image, each
@@ -85,8 +89,9 @@ image: setup
 	@nice -n 19 $(PY) -m spidernet.testbed.images
 
 # The k8s lane runs a real kube-apiserver and etcd, built once with Go into
-# /var/cache/spidernet (SPIDERNET_CACHE): about ten to fifteen minutes the first time.
-lint typecheck contracts unit netns kernel k8s package: setup
+# /var/cache/spidernet (SPIDERNET_CACHE): about ten to fifteen minutes the first time. The
+# node lane adds the node's Kubernetes binaries, Multus and the images (a few minutes more).
+lint typecheck contracts unit netns kernel k8s node package: setup
 	@$(PY) tests/lanes.py $@
 
 clean:

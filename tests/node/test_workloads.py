@@ -33,6 +33,7 @@ SUBNET_RANGE = ("192.0.2.100", "192.0.2.199")
 GROUP = "spiderpool.spidernet.io/v2beta1"
 WAIT_S = 180.0
 NETWORKS = "k8s.v1.cni.cncf.io/networks"
+AGENT = "app.kubernetes.io/name=spidernet-agent"
 
 
 def _workload(
@@ -243,7 +244,7 @@ def _count(ranges: list[str]) -> int:
 
 
 def test_diag_in_the_agent_pod_calls_a_running_pod_healthy(workloads: RealNode) -> None:
-    (agent,) = nodekube.pods(workloads, "kube-system", "app.kubernetes.io/name=spidernet-agent")
+    (agent,) = nodekube.pods(workloads, "kube-system", AGENT)
     done = workloads.kubectl(
         "exec",
         "-n",
@@ -256,6 +257,26 @@ def test_diag_in_the_agent_pod_calls_a_running_pod_healthy(workloads: RealNode) 
         check=False,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_a_deleted_agent_comes_back_running_pods_keep_their_addresses_new_pods_start(
+    workloads: RealNode, lane: Prepared
+) -> None:
+    node = workloads
+    before = {
+        p["metadata"]["name"]: _net1(node, p["metadata"]["name"]) for p in nodekube.pods(node, NS)
+    }
+    (agent,) = nodekube.pods(node, "kube-system", AGENT)
+    node.kubectl("delete", "pod", "-n", "kube-system", agent["metadata"]["name"], "--wait=true")
+    (back,) = nodekube.wait_pods(node, "kube-system", AGENT, 1, WAIT_S)
+    assert back["metadata"]["uid"] != agent["metadata"]["uid"]
+    assert {name: _net1(node, name) for name in before} == before
+    late = _workload("Pod", "late", 1, lane.workload_image, {})["spec"]["template"]
+    late["metadata"] |= {"name": "late", "namespace": NS}
+    nodekube.apply(node, [{"apiVersion": "v1", "kind": "Pod", **late}])
+    nodekube.wait_pods(node, NS, "app=late", 1, WAIT_S)
+    assert _in_range(_net1(node, "late").ip, *POOL_RANGE)
+    assert _net1(node, "late").ip not in {i.ip for i in before.values()}
 
 
 def test_deleting_everything_frees_every_address_and_leaves_the_node_as_it_was(
