@@ -71,6 +71,7 @@ class Round:
     latencies_s: list[float] = field(default_factory=list)
     wall_s: float = 0.0
     service_add_s: float = 0.0  # spidernet: the agent's time for the pods' ADDs
+    sandbox_failures: list[str] = field(default_factory=list)  # the kubelet's retries, why
 
     @property
     def pods_per_s(self) -> float:
@@ -215,6 +216,21 @@ def scrape_agent() -> str:
         return str(r.read().decode())
 
 
+def sandbox_failures(node: RealNode, side: str) -> list[str]:
+    """The messages of the kubelet's FailedCreatePodSandBox events for this side's pods:
+    each is a pod start the kubelet had to retry (after a back-off of about 10 s)."""
+    events = nodekube.items(
+        node, "events", "-n", NS, "--field-selector=reason=FailedCreatePodSandBox"
+    )
+    prefix = f"bench-{side}-"
+    return [
+        str(e.get("message", ""))
+        for e in events
+        if str(e.get("involvedObject", {}).get("name", "")).startswith(prefix)
+        for _ in range(int(e.get("count") or 1))
+    ]
+
+
 def run_round(node: RealNode, side: str, pods: int, image: str) -> Round:
     result = Round(side)
     before = service_add_seconds(scrape_agent())
@@ -228,6 +244,7 @@ def run_round(node: RealNode, side: str, pods: int, image: str) -> Round:
     result.latencies_s = [watch.running[n] - watch.created[n] for n in watch.running]
     result.wall_s = max(watch.running.values()) - min(watch.created.values())
     result.service_add_s = service_add_seconds(scrape_agent()) - before
+    result.sandbox_failures = sandbox_failures(node, side)
     node.kubectl("delete", "deployment", "-n", NS, f"bench-{side}", "--wait=true", timeout=600)
     wait_for(f"{side} pods gone", lambda: not nodekube.pods(node, NS, f"bench={side}"), WAIT_S, 1.0)
     return result
@@ -267,6 +284,7 @@ def summary(rounds: list[Round]) -> dict[str, dict[str, float]]:
             "p99_s": percentile(lat, 0.99),
             "mean_s": sum(lat) / len(lat),
             "pods_per_s": sum(r.pods_per_s for r in mine) / len(mine),
+            "sandbox_retries": sum(len(r.sandbox_failures) for r in mine),
         }
         if side == "spidernet":
             row["service_add_s_per_pod"] = sum(r.service_add_s for r in mine) / len(lat)
@@ -281,7 +299,7 @@ def report(
     console = Console()
     console.print(machine_line(machine))
     table = Table(title=f"{cfg.pods} pods at once on one real node, {cfg.rounds} round(s) per side")
-    for col in ("side", "P50", "P99", "pods/s", "P50 vs host-local"):
+    for col in ("side", "P50", "P99", "pods/s", "P50 vs host-local", "sandbox retries"):
         table.add_column(col, justify="right" if col != "side" else "left")
     ref = rows.get("host-local", {}).get("p50_s")
     for side, row in rows.items():
@@ -300,6 +318,11 @@ def report(
             f"spidernet's agent spent {snt['service_add_s_per_pod'] * 1e3:.0f} ms per pod on ADD "
             f"(ipam + coordinator): {snt['service_share'] * 100:.1f}% of the mean pod start"
         )
+    for side in SIDES:
+        failed = [m for r in rounds if r.side == side for m in r.sandbox_failures]
+        if failed:
+            first = failed[0].split("failed to setup network for sandbox")[-1][:300]
+            console.print(f"{side}: {len(failed)} sandbox retries, the first: {first}")
     console.print(SPIDERPOOL)
 
 
@@ -347,14 +370,22 @@ def inside(cfg: Config) -> int:
                 print(f"round {i + 1}/{cfg.rounds}: {cfg.pods} {side} pods ...", flush=True)
                 rounds.append(run_round(node, side, cfg.pods, lane.workload_image))
     rows = summary(rounds)
-    report(cfg, rows, machine)
+    report(cfg, rows, machine, rounds)
     cfg.out.mkdir(parents=True, exist_ok=True)
     doc = {
         "machine": machine,
         "pods": cfg.pods,
         "rounds": cfg.rounds,
         "summary": rows,
-        "raw": [{"side": r.side, "wall_s": r.wall_s, "latencies_s": r.latencies_s} for r in rounds],
+        "raw": [
+            {
+                "side": r.side,
+                "wall_s": r.wall_s,
+                "latencies_s": r.latencies_s,
+                "sandbox_failures": r.sandbox_failures,
+            }
+            for r in rounds
+        ],
         "reference": SPIDERPOOL,
     }
     (cfg.out / "node.json").write_text(json.dumps(doc, indent=2) + "\n")
