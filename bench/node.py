@@ -294,7 +294,10 @@ def summary(rounds: list[Round]) -> dict[str, dict[str, float]]:
 
 
 def report(
-    cfg: Config, rows: Mapping[str, Mapping[str, float]], machine: Mapping[str, Any]
+    cfg: Config,
+    rows: Mapping[str, Mapping[str, float]],
+    machine: Mapping[str, Any],
+    rounds: list[Round],
 ) -> None:
     console = Console()
     console.print(machine_line(machine))
