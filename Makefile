@@ -19,9 +19,9 @@ PY := $(VENV)/bin/python
 # archive, buildah builds deploy/Dockerfile on it, podman imports the base, exports archives
 # and runs the image checks, runc is their runtime (crun is refused setrlimit here), git lists
 # the build context, ca-certificates is the CA bundle handed to pip in the build, busybox-static
-# (above) fills the pause and workload images, and containerd's ctr imports the archives in the
-# package lane's check, as a node does. The node lane runs a real node on them: containerd
-# and runc under its kubelet, podman as the runtime without Kubernetes.
+# (above) fills the pause and workload images. The node lane runs a real node on them:
+# containerd (its ctr imports the archives) and runc under its kubelet, podman as the
+# runtime without Kubernetes.
 APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc linux-headers-amd64 gcc libc6-dev nftables qemu-system-x86 busybox-static kmod file openssl debootstrap debian-archive-keyring buildah podman runc git ca-certificates containerd
 VENV_STAMP := $(VENV)/.spidernet-installed
 

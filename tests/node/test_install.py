@@ -59,6 +59,18 @@ def test_the_init_container_installed_the_cni_executables(spidernet: RealNode) -
 def test_the_agent_serves_the_plugins_socket_on_the_node(spidernet: RealNode) -> None:
     answer = Client("/run/spidernet/spidernet.sock").request("GET", "/v1/healthz")
     assert answer == {"ok": True, "node": NODE_NAME}
+    # The agent's conflict watcher loads Debian's bcc (python3-bpfcc, not PyPI's "bcc").
+    (agent,) = nodekube.pods(spidernet, "kube-system", AGENT_SELECTOR)
+    where = nodekube.exec_in(
+        spidernet,
+        "kube-system",
+        agent["metadata"]["name"],
+        "python3",
+        "-c",
+        "import bcc; print(bcc.__file__)",
+        container="agent",
+    )
+    assert where.startswith("/usr/lib/python3/dist-packages/bcc/"), where
 
 
 def test_the_controller_leads_and_its_webhook_refuses_a_bad_pool(spidernet: RealNode) -> None:
