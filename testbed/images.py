@@ -185,6 +185,7 @@ def _ensure_spidernet(
             network="host",
             build_args={"BASE_IMAGE": BASE},
             secrets=secrets,
+            runtime_root=tools.layout.run / "runc",
         )
 
     # The CA bundle changes nothing in the image: it stays out of the key.
@@ -221,7 +222,9 @@ def _ensure_busybox_images(tools: Tools, say: Callable[[str], None]) -> list[Ima
     made = []
     for name in CONTAINERFILES:
         containerfile = context / f"Containerfile.{short_name(name)}"
-        argv = bud_argv(name, containerfile, context, network="none")
+        argv = bud_argv(
+            name, containerfile, context, network="none", runtime_root=tools.layout.run / "runc"
+        )
         key = content_key(tree_key((p, k, c) for p, (k, c) in tree.items()), *argv)
         made.append(_ensure_built(tools, name, key, argv, say))
     return made

@@ -208,12 +208,16 @@ def bud_argv(
     network: str,
     build_args: Mapping[str, str] | None = None,
     secrets: Mapping[str, Path] | None = None,
+    runtime_root: Path | None = None,
 ) -> list[str]:
     """`buildah bud` with the layer cache, never pulling (there is no registry), and the
-    intermediate containers removed on failure too."""
+    intermediate containers removed on failure too; `runtime_root` keeps runc's state of the
+    RUN steps there (runc's default is this machine's /run/runc)."""
     argv = ["nice", "-n", "19", "buildah", "bud", "--layers", "--pull=never", "--force-rm"]
     # (No --iidfile: with it, buildah stops printing the ID of each step, which built_ids reads.)
     argv += [f"--network={network}"]
+    if runtime_root is not None:
+        argv += [f"--runtime-flag=root={runtime_root}"]
     for key, value in sorted((build_args or {}).items()):
         argv += ["--build-arg", f"{key}={value}"]
     for sid, src in sorted((secrets or {}).items()):

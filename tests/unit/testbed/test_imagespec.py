@@ -91,8 +91,10 @@ def test_bud_never_pulls_and_keeps_its_layers() -> None:
         network="host",
         build_args={"BASE_IMAGE": BASE},
         secrets={PIP_CA_SECRET: Path("/ca.crt")},
+        runtime_root=Path("/run/store/runc"),
     )
     bud = argv[argv.index("buildah") :]
+    assert "--runtime-flag=root=/run/store/runc" in bud  # never this machine's /run/runc
     assert bud[:2] == ["buildah", "bud"]
     assert {"--layers", "--pull=never", "--force-rm", "--network=host"} <= set(bud)
     assert bud[bud.index("--build-arg") + 1] == f"BASE_IMAGE={BASE}"
@@ -101,6 +103,7 @@ def test_bud_never_pulls_and_keeps_its_layers() -> None:
     plain = bud_argv("localhost/x:1", Path("/c/F"), Path("/c"), network="none")
     assert "--secret" not in plain
     assert "--build-arg" not in plain
+    assert not [a for a in plain if a.startswith("--runtime-flag")]
 
 
 def test_archives_are_docker_archives_named_by_the_image() -> None:
