@@ -96,16 +96,20 @@ def reported_kustomize_version(output: str) -> str | None:
     return found.group(1) if found else None
 
 
-def _version_of(binary: Path) -> str | None:
+def _version_of(
+    binary: Path, flag: str = "version", read: Callable[[str], str | None] | None = None
+) -> str | None:
+    """The version `binary FLAG` prints, as `read` finds it in its output (kustomize's
+    reader by default); None when it is missing or says nothing readable."""
     if not binary.is_file():
         return None
     try:
         out = subprocess.run(
-            [str(binary), "version"], capture_output=True, text=True, timeout=30, check=False
+            [str(binary), flag], capture_output=True, text=True, timeout=30, check=False
         )
     except (OSError, subprocess.TimeoutExpired):
         return None
-    return reported_kustomize_version(out.stdout)
+    return (read or reported_kustomize_version)(out.stdout)
 
 
 def ensure_kustomize(
@@ -174,15 +178,7 @@ def reported_multus_version(output: str) -> str | None:
 
 
 def _multus_version_of(binary: Path) -> str | None:
-    if not binary.is_file():
-        return None
-    try:
-        out = subprocess.run(
-            [str(binary), "-version"], capture_output=True, text=True, timeout=30, check=False
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return reported_multus_version(out.stdout)
+    return _version_of(binary, "-version", reported_multus_version)
 
 
 def ensure_multus(
