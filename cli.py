@@ -42,6 +42,7 @@ def _install_cni(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import logging
     import os
 
     import trio
@@ -81,6 +82,12 @@ def _serve(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_USAGE
+    if args.gc_interval < 0 or args.gc_grace < 0:
+        print("spidernet: --gc-interval and --gc-grace must be 0 or more", file=sys.stderr)
+        return EXIT_USAGE
+    if args.max_pending < 1:
+        print("spidernet: --max-pending must be at least 1", file=sys.stderr)
+        return EXIT_USAGE
     node = args.node
     if args.kube and not node:
         # In a DaemonSet the downward API gives the node's name (spec.nodeName) as NODE_NAME.
@@ -98,6 +105,14 @@ def _serve(args: argparse.Namespace) -> int:
             args.ip_conflict_detection, args.gateway_detection, args.detection_profile
         ),
         watch_links=tuple(links),
+        max_pending=args.max_pending,
+        gc_interval_s=args.gc_interval,
+        gc_grace_s=args.gc_grace,
+    )
+    _raise_open_files()
+    # Warnings of the accept loops (control/http.py) and the like, one line each.
+    logging.basicConfig(
+        level=logging.WARNING, format="spidernet: %(levelname)s: %(message)s", stream=sys.stderr
     )
 
     async def main() -> None:
@@ -123,6 +138,20 @@ def _serve(args: argparse.Namespace) -> int:
     return EXIT_FAILURE if failures else EXIT_OK
 
 
+def _raise_open_files() -> None:
+    """The soft open-file limit up to the hard one, as Go programs do at start-up: every
+    queued CNI call holds a connection, and 1024 (a common soft default) is a node's burst."""
+    import contextlib
+    import resource
+
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if hard == resource.RLIM_INFINITY or hard > soft:
+        target = hard if hard != resource.RLIM_INFINITY else max(soft, 1 << 20)
+        # When refused, the soft limit stays; the accept loop copes with running out.
+        with contextlib.suppress(ValueError, OSError):
+            resource.setrlimit(resource.RLIMIT_NOFILE, (target, hard))
+
+
 def _client(args: argparse.Namespace) -> Client:
     from spidernet.control.client import Client, socket_path
 
@@ -139,6 +168,15 @@ def _get(args: argparse.Namespace) -> int:
     from spidernet.control import commands
 
     return commands.get(_client(args), args.kind, args.name, args.namespace, output=args.output)
+
+
+def _gc(args: argparse.Namespace) -> int:
+    from spidernet.control import commands
+
+    if args.grace is not None and args.grace < 0:
+        print("spidernet: --grace must be 0 or more seconds", file=sys.stderr)
+        return EXIT_USAGE
+    return commands.gc(_client(args), now=args.now, grace=args.grace, output=args.output)
 
 
 def _delete(args: argparse.Namespace) -> int:
@@ -498,6 +536,27 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         "MACs: eBPF where it can run, else a packet socket; repeatable",
     )
     serve.add_argument(
+        "--max-pending",
+        type=int,
+        default=1024,
+        help="requests queued or in work before more are answered with CNI error 11, "
+        "try again later (default: 1024)",
+    )
+    serve.add_argument(
+        "--gc-interval",
+        type=float,
+        default=60.0,
+        help="embedded store: seconds between passes of the GC that releases addresses whose "
+        "sandbox's network namespace is gone (0: only `spidernet gc --now`; default: 60)",
+    )
+    serve.add_argument(
+        "--gc-grace",
+        type=float,
+        default=120.0,
+        help="embedded store: how long a namespace must stay gone before its addresses are "
+        "released (default: 120)",
+    )
+    serve.add_argument(
         "--detection-profile",
         choices=["fast", "rfc"],
         default="fast",
@@ -529,6 +588,23 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     delete.add_argument("name", metavar="NAME")
     delete.add_argument("-n", "--namespace")
     delete.set_defaults(func=_delete)
+
+    gc = sub.add_parser(
+        "gc",
+        help="show (or run) the embedded store's GC of addresses whose sandbox is gone",
+        description="Each endpoint of this node with the GC's verdict and why (live, gone for "
+        "less than the grace, orphan, kept), then what it released. The sandbox counts as gone "
+        "when no process, mount or descriptor on the host holds its network namespace.",
+    )
+    _add_socket(gc)
+    gc.add_argument("--now", action="store_true", help="run a pass first, releasing orphans")
+    gc.add_argument(
+        "--grace",
+        type=float,
+        help="judge (and with --now release) with this grace in seconds, not the service's",
+    )
+    gc.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    gc.set_defaults(func=_gc)
 
     _controller_command(sub)
 

@@ -177,3 +177,52 @@ def delete(
     _, answer = got
     print(f"{_label(answer['deleted'])} deleted", file=out)
     return EXIT_OK
+
+
+def gc(
+    client: Client,
+    *,
+    now: bool,
+    grace: float | None,
+    output: str,
+    out: TextIO = sys.stdout,
+) -> int:
+    """The embedded GC (control/service/orphans.py): each endpoint of this node with its
+    state and reason, then what was released (newest first); with `now`, a pass first."""
+    url = "/v1/gc" if grace is None else f"/v1/gc?grace={grace:g}"
+    try:
+        answer = client.request("POST" if now else "GET", url)
+    except (ServiceUnreachable, ServiceError) as e:
+        return _fail(str(e))
+    if output == "json":
+        print(json.dumps(answer, indent=2, sort_keys=True), file=out)
+        return EXIT_OK
+    from rich.box import SIMPLE_HEAD
+    from rich.console import Console
+    from rich.table import Table
+
+    console = Console(file=out, width=250, highlight=False, soft_wrap=True)
+    print(
+        f"every {answer['intervalSeconds']:g} s (0: only when asked), grace "
+        f"{answer['graceSeconds']:g} s{'; a pass ran now' if answer['ran'] else ''}",
+        file=out,
+    )
+    heads = ("ENDPOINT", "CONTAINER", "NETNS", "ADDRESSES", "STATE", "WHY")
+    for title, rows in (("", answer["endpoints"]), ("RELEASED", answer["released"])):
+        if title:
+            print(f"\n{title} (newest first)", file=out)
+        table = Table(box=SIMPLE_HEAD, show_edge=False, pad_edge=False, header_style="bold")
+        for head in ("TIME", *heads) if title else heads:
+            table.add_column(head, no_wrap=head != "WHY")
+        for r in rows:
+            cells = [
+                r["endpoint"],
+                r["container"][:12],
+                r["netns"],
+                " ".join(r["addresses"]),
+                r["state"],
+                r["reason"],
+            ]
+            table.add_row(*([r["time"], *cells] if title else cells))
+        console.print(table)
+    return EXIT_OK

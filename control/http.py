@@ -5,10 +5,22 @@ Every listener of spidernet uses it: the node service's unix socket (CNI forward
 and loopback metrics port (one request each), and the controller's admission webhook over TLS
 (kept alive: the API server reuses its connections). Callers on a unix socket are identified
 by SO_PEERCRED before anything is read.
+
+What a client can hold is bounded: a whole request must arrive within the read deadline (408
+otherwise, or a silent close when nothing came), a body over `MAX_BODY` is refused with 413
+before it is read, and `serve_listener` holds at most as many connections as the process has
+file descriptors to spare; at that limit, or when accept() fails for want of a resource, it
+sheds the connections that have been waiting longest for their request, logs it, and accepts
+again. Its loop never ends on an error.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import json
+import logging
+import resource
 import socket
 import struct
 from collections.abc import Awaitable, Callable
@@ -18,10 +30,27 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 import trio
 
+# The CNI forwarders read at most this much config (node/cni/forward.c, MAX_INPUT): any
+# request a forwarder sends fits.
 MAX_BODY = 16 * 1024 * 1024
 READ_CHUNK = 65536
-# A client that sends nothing for this long is dropped (a forwarder sends at once).
+# The request line and headers (CNI_* variables are a few hundred bytes).
+MAX_HEAD = 64 * 1024
+# A request not complete after this long is dropped (a forwarder sends all of it at once).
 READ_TIMEOUT_S = 30.0
+# accept() errors that mean "out of a resource for now", not "the listener is broken" (the
+# set trio's serve_listeners retries too).
+CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
+ACCEPT_RETRY_S = 0.1
+SHED_WAIT_S = 0.01
+# File descriptors a server keeps for other work than its connections (open_files_limit).
+FD_RESERVE = 128
+# How many of the connections still waiting for their request one capacity error sheds.
+SHED_BATCH = 16
+# At most one accept-failure line per this many seconds (a flood fails thousands of times).
+LOG_EVERY_S = 5.0
+
+_log = logging.getLogger("spidernet.http")
 
 
 @dataclass(frozen=True)
@@ -63,6 +92,61 @@ class Response:
 Handler = Callable[[Request], Awaitable[Response]]
 
 
+def open_files_limit() -> int:
+    """How many connections a server may hold at once: the process's soft open-file limit,
+    less `FD_RESERVE` for everything else (the store, the broker, what a request opens)."""
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft == resource.RLIM_INFINITY:
+        return 1 << 20
+    return max(soft - FD_RESERVE, 16)
+
+
+class Connections:
+    """The open connections of a server (one count for all its listeners, which share the
+    process's file descriptors) and those still waiting for (the rest of) a request, in the
+    order they started waiting, so that the oldest can be shed when the server is at its
+    limit: a client that connects and sends nothing must not keep the next CNI call out
+    until its deadline. A connection whose request is complete is never shed."""
+
+    def __init__(self, limit: Callable[[], int] = open_files_limit) -> None:
+        self.limit = limit
+        self.open = 0
+        self._waiting: dict[int, trio.CancelScope] = {}
+        self._next = 0
+        self.shed_total = 0
+
+    def __len__(self) -> int:
+        return len(self._waiting)
+
+    def full(self) -> bool:
+        return self.open >= self.limit()
+
+    def enter(self, scope: trio.CancelScope) -> int:
+        self._next += 1
+        self._waiting[self._next] = scope
+        return self._next
+
+    def leave(self, token: int) -> None:
+        self._waiting.pop(token, None)
+
+    def shed(self, count: int) -> int:
+        """Cancel the reads of the `count` longest-waiting connections; how many there were."""
+        oldest = list(self._waiting)[:count]
+        for token in oldest:
+            self._waiting.pop(token).cancel()
+        self.shed_total += len(oldest)
+        return len(oldest)
+
+
+@dataclass(frozen=True)
+class Refusal:
+    """Why no request came: answered with `status` and `message`, or (status 0) a silent
+    close, for a client that sent nothing or went away."""
+
+    status: int = 0
+    message: str = ""
+
+
 def peer_of(stream: trio.SocketStream) -> Peer:
     """SO_PEERCRED of a unix stream (pid, uid, gid of the connecting process)."""
     sock = stream.socket
@@ -74,32 +158,52 @@ def peer_of(stream: trio.SocketStream) -> Peer:
 
 
 async def _read_request(
-    stream: trio.abc.Stream, conn: h11.Connection, peer: Peer, timeout_s: float
-) -> Request | None:
+    stream: trio.abc.Stream,
+    conn: h11.Connection,
+    peer: Peer,
+    timeout_s: float,
+    *,
+    connections: Connections | None,
+    max_body: int,
+) -> Request | Refusal:
     target = b""
     method = b""
     headers: list[tuple[str, str]] = []
     body = bytearray()
+    started = False  # any byte of this request arrived
     with trio.move_on_after(timeout_s) as scope:
-        while True:
-            event = conn.next_event()
-            if event is h11.NEED_DATA:
-                data = await stream.receive_some(READ_CHUNK)
-                conn.receive_data(bytes(data))
-                continue
-            if isinstance(event, h11.Request):
-                method, target = event.method, event.target
-                headers = [(k.decode().lower(), v.decode("latin-1")) for k, v in event.headers]
-            elif isinstance(event, h11.Data):
-                body += event.data
-                if len(body) > MAX_BODY:
-                    return None
-            elif isinstance(event, h11.EndOfMessage):
-                break
-            else:  # ConnectionClosed (or PAUSED: nothing is pipelined before an answer)
-                return None
+        token = connections.enter(scope) if connections is not None else 0
+        try:
+            while True:
+                event = conn.next_event()
+                if event is h11.NEED_DATA:
+                    data = await stream.receive_some(READ_CHUNK)
+                    started = started or bool(data)
+                    conn.receive_data(bytes(data))
+                    continue
+                if isinstance(event, h11.Request):
+                    method, target = event.method, event.target
+                    headers = [(k.decode().lower(), v.decode("latin-1")) for k, v in event.headers]
+                    length = dict(headers).get("content-length", "0")
+                    if length.isdigit() and int(length) > max_body:
+                        return Refusal(413, f"request body of {length} bytes; at most {max_body}")
+                elif isinstance(event, h11.Data):
+                    body += event.data
+                    if len(body) > max_body:
+                        return Refusal(413, f"request body over {max_body} bytes")
+                elif isinstance(event, h11.EndOfMessage):
+                    break
+                else:  # ConnectionClosed (or PAUSED: nothing is pipelined before an answer)
+                    return Refusal()
+        finally:
+            if connections is not None:
+                connections.leave(token)
     if scope.cancelled_caught:
-        return None
+        if not started:
+            return Refusal()
+        if trio.current_time() < scope.deadline:  # shed by serve_listener, not timed out
+            return Refusal(503, "dropped while incomplete: the server is out of file descriptors")
+        return Refusal(408, f"no complete request within {timeout_s:g} s")
     url = urlsplit(target.decode("latin-1"))
     return Request(
         method=method.decode(),
@@ -111,36 +215,58 @@ async def _read_request(
     )
 
 
+def _refusal_bytes(refusal: Refusal) -> bytes:
+    """A refusal as raw HTTP/1.1 (h11 cannot answer a request whose head never arrived)."""
+    body = (json.dumps({"error": refusal.message}) + "\n").encode()
+    reason = {
+        400: "Bad Request",
+        408: "Request Timeout",
+        413: "Content Too Large",
+        503: "Service Unavailable",
+    }
+    head = (
+        f"HTTP/1.1 {refusal.status} {reason.get(refusal.status, 'Error')}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+        "Connection: close\r\n\r\n"
+    )
+    return head.encode() + body
+
+
 async def serve_connection(
     stream: trio.abc.Stream,
     handler: Handler,
     *,
     keep_alive: bool = False,
     idle_timeout_s: float = READ_TIMEOUT_S,
+    connections: Connections | None = None,
+    max_body: int = MAX_BODY,
 ) -> None:
     """Answer the requests of one connection, then close it: one request, or, with
     `keep_alive`, each next one until the client closes or sends nothing for `idle_timeout_s`.
-    Malformed requests get 400 and end the connection."""
-    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_BODY)
+    A request must be complete within `idle_timeout_s`; one that is malformed (400), late
+    (408) or too large (413) is answered so and ends the connection."""
+    conn = h11.Connection(h11.SERVER, max_incomplete_event_size=MAX_HEAD)
     peer = peer_of(stream) if isinstance(stream, trio.SocketStream) else Peer()
     async with stream:
         while True:
             try:
-                request = await _read_request(stream, conn, peer, idle_timeout_s)
-            except (h11.RemoteProtocolError, trio.BrokenResourceError, UnicodeDecodeError):
-                request = None  # (a TLS handshake that failed is a BrokenResourceError too)
-            if request is None:
-                if conn.our_state not in (h11.IDLE, h11.SEND_RESPONSE):
-                    return
-                if conn.their_state in (h11.IDLE, h11.DONE, h11.CLOSED) and keep_alive:
-                    return  # a kept-alive client that went quiet or away: nothing to answer
-                response = Response(400, b'{"error": "malformed request"}\n')
-            else:
-                response = await handler(request)
+                got = await _read_request(
+                    stream, conn, peer, idle_timeout_s, connections=connections, max_body=max_body
+                )
+            except h11.RemoteProtocolError as e:
+                got = Refusal(400, f"malformed request: {e}")
+            except (trio.BrokenResourceError, trio.ClosedResourceError, UnicodeDecodeError):
+                return  # (a TLS handshake that failed is a BrokenResourceError too)
+            if isinstance(got, Refusal):
+                if got.status:
+                    with contextlib.suppress(trio.BrokenResourceError, trio.ClosedResourceError):
+                        await stream.send_all(_refusal_bytes(got))
+                return
+            response = await handler(got)
             headers = [
                 ("Content-Type", response.content_type),
                 ("Content-Length", str(len(response.body))),
-                *([] if keep_alive and request is not None else [("Connection", "close")]),
+                *([] if keep_alive else [("Connection", "close")]),
                 *response.headers,
             ]
             try:
@@ -154,3 +280,89 @@ async def serve_connection(
             if conn.our_state is not h11.DONE or conn.their_state is not h11.DONE:
                 return  # either side asked to close (Connection: close, HTTP/1.0)
             conn.start_next_cycle()
+
+
+async def serve_listener(
+    listener: trio.abc.Listener[trio.SocketStream],
+    handler: Handler,
+    nursery: trio.Nursery,
+    *,
+    connections: Connections,
+    read_timeout_s: float = READ_TIMEOUT_S,
+) -> None:
+    """Accept connections on `listener` and serve each in `nursery`, one request each, until
+    the listener is closed. At `connections`' limit it accepts no more: it sheds up to
+    `SHED_BATCH` of the connections waiting longest for their request and waits for room
+    (new callers wait in the listen queue meanwhile). An accept error never ends the loop:
+    one that means the process or kernel is out of a resource sheds the same way, and every
+    failure is logged (at most once per `LOG_EVERY_S`) and retried after `ACCEPT_RETRY_S`."""
+    report = _Report()
+    while True:
+        if connections.full():
+            # Shed only for a caller that is waiting to be accepted, and only while still
+            # full: connections that finish meanwhile make room by themselves.
+            if await _caller_waiting(listener) and connections.full():
+                shed = connections.shed(SHED_BATCH)
+                report.event(f"{connections.open} connections open, the limit", shed, connections)
+                # Shed connections close at the next turns of the loop; with none to shed,
+                # the ones in work must finish first.
+                await trio.sleep(SHED_WAIT_S if shed else ACCEPT_RETRY_S)
+            continue
+        try:
+            stream = await listener.accept()
+        except trio.ClosedResourceError:
+            return
+        except OSError as e:
+            shed = connections.shed(SHED_BATCH) if e.errno in CAPACITY_ERRNOS else 0
+            report.event(f"accept failed: {e.strerror or e}", shed, connections)
+            await trio.sleep(ACCEPT_RETRY_S)
+            continue
+        connections.open += 1
+        nursery.start_soon(_serve_counted, stream, handler, read_timeout_s, connections)
+
+
+async def _caller_waiting(listener: trio.abc.Listener[trio.SocketStream]) -> bool:
+    """True once a connection waits in `listener`'s accept queue (its socket is readable),
+    False when none came within `ACCEPT_RETRY_S`. A listener without a socket: True."""
+    if not isinstance(listener, trio.SocketListener):
+        await trio.lowlevel.checkpoint()
+        return True
+    with trio.move_on_after(ACCEPT_RETRY_S):
+        await trio.lowlevel.wait_readable(listener.socket)
+        return True
+    return False
+
+
+async def _serve_counted(
+    stream: trio.SocketStream, handler: Handler, read_timeout_s: float, connections: Connections
+) -> None:
+    try:
+        await serve_connection(
+            stream, handler, idle_timeout_s=read_timeout_s, connections=connections
+        )
+    finally:
+        connections.open -= 1
+
+
+class _Report:
+    """The accept loop's warnings: the first of a burst at once, then at most one line per
+    `LOG_EVERY_S` with how often it happened meanwhile (a flood fails thousands of times)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.last = -LOG_EVERY_S
+
+    def event(self, what: str, shed: int, connections: Connections) -> None:
+        self.count += 1
+        now = trio.current_time()
+        if now - self.last < LOG_EVERY_S:
+            return
+        _log.warning(
+            "%s (%d time(s) since the last report); shed %d connection(s) still waiting for "
+            "a request (%d in all); accepting again when there is room",
+            what,
+            self.count,
+            shed,
+            connections.shed_total,
+        )
+        self.count, self.last = 0, now

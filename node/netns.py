@@ -228,3 +228,75 @@ def open_socket_in(netns_path: str, family: int, sock_type: int, proto: int = 0)
     if not isinstance(sock, socket.socket):  # pragma: no cover - pyroute2's contract
         raise TypeError(f"pyroute2 returned {sock!r}, not a socket")
     return sock
+
+
+def identity_text(ident: tuple[int, int]) -> str:
+    """A namespace identity as records keep it: `DEV:INODE` (decimal)."""
+    return f"{ident[0]}:{ident[1]}"
+
+
+def live_identities(proc: Path = Path("/proc")) -> frozenset[str]:
+    """The identities (`identity_text`) of every network namespace that something on this
+    host still holds: a process living in it, a bind mount of it in any mount namespace (what
+    `ip netns add` and runtimes make, e.g. under /run/netns; a runtime with private mounts
+    keeps its mounts where only its own mount namespace sees them), or an open descriptor of
+    it. Paths are not compared: the same path may name another namespace in another mount
+    namespace, and a namespace outlives every path to it while a process holds it.
+
+    A namespace held only by a socket created in it is not counted: nothing can enter it any
+    more. Processes that exit during the scan are skipped."""
+    live: set[str] = set()
+    mount_namespaces: set[tuple[int, int]] = set()
+    nsfs_dev: int | None = None
+    for entry in os.scandir(proc):
+        if not entry.name.isdigit():
+            continue
+        base = entry.path
+        try:
+            st = os.stat(f"{base}/ns/net")
+            nsfs_dev = st.st_dev
+            live.add(identity_text((st.st_dev, st.st_ino)))
+            mnt = os.stat(f"{base}/ns/mnt")
+        except OSError:
+            continue  # exited, or a kernel thread
+        if (mnt.st_dev, mnt.st_ino) not in mount_namespaces:
+            mount_namespaces.add((mnt.st_dev, mnt.st_ino))
+            live.update(_mounted(f"{base}/mountinfo"))
+        live.update(_held_open(f"{base}/fd", nsfs_dev))
+    return frozenset(live)
+
+
+def _mounted(mountinfo: str) -> set[str]:
+    """Network namespaces bind-mounted in one mount namespace (proc(5), mountinfo: the
+    fourth field of an nsfs mount is `net:[INODE]`, the third its MAJOR:MINOR)."""
+    found: set[str] = set()
+    try:
+        with open(mountinfo, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                fields = line.split()
+                if len(fields) > 4 and fields[3].startswith("net:["):
+                    major, _, minor = fields[2].partition(":")
+                    dev = os.makedev(int(major), int(minor))
+                    found.add(identity_text((dev, int(fields[3][5:-1]))))
+    except (OSError, ValueError):
+        pass
+    return found
+
+
+def _held_open(fd_dir: str, nsfs_dev: int | None) -> set[str]:
+    """Network namespaces a process holds open descriptors of (`net:[INODE]` links)."""
+    found: set[str] = set()
+    if nsfs_dev is None:
+        return found
+    try:
+        names = os.listdir(fd_dir)
+    except OSError:
+        return found
+    for name in names:
+        try:
+            target = os.readlink(f"{fd_dir}/{name}")
+        except OSError:
+            continue
+        if target.startswith("net:["):
+            found.add(identity_text((nsfs_dev, int(target[5:-1]))))
+    return found

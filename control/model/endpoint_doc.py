@@ -18,6 +18,9 @@ ANNO_CONTAINER = "spidernet.io/container-id"
 ANNO_NETWORKS = "spidernet.io/networks"
 ANNO_ATTACHED = "spidernet.io/attached"
 ANNO_NETNS = "spidernet.io/netns"
+# The identity (DEV:INODE, node/netns.py `identity_text`) of that namespace as the ADD's
+# caller saw it: what the embedded GC looks for among the namespaces the host still holds.
+ANNO_NETNS_ID = "spidernet.io/netns-id"
 ANNO_CONFLICTS = "spidernet.io/conflicts"
 # (ANNO_CONFLICTS is written by the conflict watch, control/service/conflicts.py, and kept
 # when the service rebuilds the document.)
@@ -37,6 +40,11 @@ def container_of(doc: Mapping[str, Any]) -> str:
 def netns_of(doc: Mapping[str, Any]) -> str:
     """The sandbox's network namespace path as its last ADD named it ("" when unknown)."""
     return str(annotations_of(doc).get(ANNO_NETNS, ""))
+
+
+def netns_id_of(doc: Mapping[str, Any]) -> str:
+    """The sandbox's network namespace identity ("" when not recorded)."""
+    return str(annotations_of(doc).get(ANNO_NETNS_ID, ""))
 
 
 def networks_of(doc: Mapping[str, Any]) -> dict[str, str]:

@@ -8,6 +8,8 @@ Routes (JSON unless noted):
   its mount namespace (`node/access/callers.py`)
 - `POST /v1/ipam/allocate`, `POST /v1/ipam/release`: the same operations as typed JSON
 - `GET  /v1/endpoints/NAMESPACE/NAME`: a pod's SpiderEndpoint
+- `GET  /v1/gc`, `POST /v1/gc[?grace=SECONDS]`: the embedded GC's verdicts and releases,
+  and a pass now (orphans.py)
 - `GET  /v1/coordinator/config?podNamespace=NS&podName=NAME`: SpiderCoordinator settings,
   and the pod's `ipam.spidernet.io/default-route-nic` under `podAnnotations`
 - `GET  /v1/resources/KIND[/NAMESPACE]/NAME`, `GET /v1/resources/KIND`: get and list
@@ -15,7 +17,11 @@ Routes (JSON unless noted):
 
 Store calls block, so every handler body runs in one worker thread at a time
 (`trio.to_thread.run_sync` with a limiter of one): SQLite writes are serialised anyway, and
-one writer never waits on a lock held by another thread of its own.
+one writer never waits on a lock held by another thread of its own. `GET /v1/healthz` is
+answered in the event loop, never behind that queue: it says the socket is served, which is
+what the probes ask. The queue is bounded (`max_pending`): a request beyond it is answered at
+once with 503 and CNI error 11 ("try again later"), which a runtime retries, instead of
+waiting until its caller has given up.
 """
 
 from __future__ import annotations
@@ -37,7 +43,7 @@ from spidernet.control.store.base import Key, NotFound, Store, StoreError
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.callers import caller_view
 from spidernet.node.access.spawn import Spawning
-from spidernet.node.cni.errors import CNIError, Deferred
+from spidernet.node.cni.errors import CNIError, Code, Deferred
 from spidernet.node.cni.skel import plugin_main
 from spidernet.node.coordinator.commands import NAME as COORDINATOR
 from spidernet.node.coordinator.commands import Context
@@ -51,10 +57,14 @@ from spidernet.node.ipam.plugin import NAME as IPAM_PLUGIN
 from spidernet.node.ipam.plugin import IpamCall, make_plugin
 
 from . import endpoints as ep
-from . import resources
+from . import orphans, resources
 from .ipam import IpamCore
 
 ANNO_DEFAULT_ROUTE_NIC = "ipam.spidernet.io/default-route-nic"
+# Requests queued or in work at once before more are refused with error 11: far above what
+# a node's runtimes send (a kubelet starts a few pods at a time), far below what would make
+# the last of them wait past the forwarders' 100 s.
+MAX_PENDING = 1024
 
 
 def _json(status: int, obj: object) -> Response:
@@ -76,8 +86,12 @@ class App:
         allowed_uids: frozenset[int],
         state_dir: Path | None = None,
         access: Namespaces | None = None,
+        max_pending: int = MAX_PENDING,
+        collector: orphans.Collector | None = None,
     ) -> None:
         self.store = store
+        # The embedded GC's memory (orphans.py); None in Kubernetes mode.
+        self.collector = collector
         # How coordinator calls reach pods' namespaces: serve passes its broker process.
         self.access: Namespaces = access or Spawning()
         self.core = core
@@ -88,10 +102,24 @@ class App:
         # store's single worker, a few at a time.
         self.node_limiter = trio.CapacityLimiter(4)
         self.plugin = make_plugin(core)
+        self.max_pending = max_pending
+        self.pending = 0
 
     async def __call__(self, request: Request) -> Response:
         if request.peer.uid not in self.allowed_uids:
             return _error(403, f"uid {request.peer.uid} may not use this socket")
+        if request.path == "/v1/healthz" and request.method == "GET":
+            return _json(200, {"ok": True, "node": self.core.node})
+        if self.pending >= self.max_pending:
+            self.core.metrics.busy.inc()
+            return _busy(request, self.pending)
+        self.pending += 1
+        try:
+            return await self._queued(request)
+        finally:
+            self.pending -= 1
+
+    async def _queued(self, request: Request) -> Response:
         limiter = self.limiter
         if request.path in (f"/v1/cni/{COORDINATOR}", f"/v1/cni/{IFACER}"):
             limiter = self.node_limiter
@@ -118,14 +146,14 @@ class App:
         if parts[:1] != ["v1"] or len(parts) < 2:
             return _error(404, f"no route {request.path}")
         route = parts[1:]
-        if route == ["healthz"] and method == "GET":
-            return _json(200, {"ok": True, "node": self.core.node})
         if route[:1] == ["cni"] and len(route) == 2 and method == "POST":
             return self._cni(route[1], request)
         if route[:1] == ["ipam"] and len(route) == 2 and method == "POST":
             return self._ipam(route[1], json.loads(request.body), request.peer.pid)
         if route[:1] == ["endpoints"] and len(route) == 3 and method == "GET":
             return _json(200, dict(self.store.get(ep.key_of(route[1], route[2])).body))
+        if route == ["gc"] and method in ("GET", "POST"):
+            return self._gc(method == "POST", request.query)
         if route == ["coordinator", "config"] and method == "GET":
             return self._coordinator(request.query)
         if route[:1] == ["resources"]:
@@ -246,6 +274,40 @@ class App:
         spec, annotations = self._settings(ns, name)
         return _json(200, {**spec, "podAnnotations": annotations})
 
+    def _gc(self, release: bool, query: Mapping[str, list[str]]) -> Response:
+        """GET: what the embedded GC thinks of each endpoint now and what it released; POST:
+        a pass now (`?grace=SECONDS` instead of the configured grace)."""
+        collector = self.collector
+        if collector is None:
+            return _error(
+                404,
+                "the embedded GC runs only with the embedded store; in Kubernetes mode the "
+                "controller releases the addresses of deleted pods",
+            )
+        grace = None
+        if "grace" in query:
+            grace = float(query["grace"][0])
+            if grace < 0:
+                raise ValueError("grace must be 0 or more seconds")
+        try:
+            verdicts = self.core.collect(collector, release=release, grace_s=grace)
+        except CNIError as e:
+            return _json(503, {"error": e.msg, "code": e.code})
+        history = [
+            {"time": _iso(when), **verdict.to_dict()}
+            for when, verdict in reversed(collector.released)
+        ]
+        return _json(
+            200,
+            {
+                "intervalSeconds": collector.interval_s,
+                "graceSeconds": collector.grace_s if grace is None else grace,
+                "ran": release,
+                "endpoints": [v.to_dict() for v in verdicts],
+                "released": history,
+            },
+        )
+
     def _resources(self, method: str, route: list[str], body: bytes) -> Response:
         if method == "POST" and not route:
             applied = resources.apply(self.store, json.loads(body))
@@ -263,6 +325,29 @@ class App:
             resources.delete(self.store, key)
             return _json(200, {"deleted": _key_dict(key)})
         return _error(405, f"{method} not allowed here")
+
+
+def _iso(when: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(when))
+
+
+def _busy(request: Request, pending: int) -> Response:
+    """503 for a request over the queue's bound: a CNI error 11 a forwarder passes on as
+    its answer (exit 1), or the typed routes' error with the same code."""
+    msg = "try again later: the spidernet service is busy"
+    details = f"{pending} requests are queued or in work, its limit"
+    if request.path.startswith("/v1/cni/"):
+        version = "1.0.0"
+        try:
+            conf = json.loads(request.body)
+            if isinstance(conf, dict) and isinstance(conf.get("cniVersion"), str):
+                version = conf["cniVersion"]
+        except ValueError:
+            pass
+        error = CNIError(Code.TRY_AGAIN_LATER, msg, details)
+        body = error.to_json(version).encode()
+        return Response(503, body, headers=[("Cni-Exit", "1")])
+    return _json(503, {"error": f"{msg}: {details}", "code": int(Code.TRY_AGAIN_LATER)})
 
 
 def caller_netns(pid: int) -> str | None:

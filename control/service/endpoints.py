@@ -23,6 +23,7 @@ from spidernet.control.model.endpoint_doc import (
     ANNO_CONFLICTS,
     ANNO_CONTAINER,
     ANNO_NETNS,
+    ANNO_NETNS_ID,
     ANNO_NETWORKS,
     annotations_of,
     attached_of,
@@ -30,6 +31,7 @@ from spidernet.control.model.endpoint_doc import (
     container_of,
     entries_of,
     interfaces_of,
+    netns_id_of,
     netns_of,
     networks_of,
 )
@@ -76,10 +78,12 @@ def build(
     attached: Iterable[str],
     *,
     netns: str = "",
+    netns_id: str = "",
     previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
     """A complete endpoint document (`previous`: the document it replaces, whose recorded
-    conflicts it keeps)."""
+    conflicts it keeps, and its namespace identity when `netns` is the same path and no
+    `netns_id` is given)."""
     annotations = {
         ANNO_CONTAINER: container_id,
         ANNO_NETWORKS: json.dumps(dict(networks), sort_keys=True),
@@ -87,6 +91,10 @@ def build(
     }
     if netns:
         annotations[ANNO_NETNS] = netns
+    if not netns_id and previous is not None and netns_of(previous) == netns:
+        netns_id = netns_id_of(previous)
+    if netns_id:
+        annotations[ANNO_NETNS_ID] = netns_id
     kept = annotations_of(previous or {}).get(ANNO_CONFLICTS)
     if kept:
         annotations[ANNO_CONFLICTS] = str(kept)
@@ -142,6 +150,7 @@ __all__ = [
     "ANNO_CONFLICTS",
     "ANNO_CONTAINER",
     "ANNO_NETNS",
+    "ANNO_NETNS_ID",
     "ANNO_NETWORKS",
     "API_VERSION",
     "KIND",
@@ -157,6 +166,7 @@ __all__ = [
     "entries_of",
     "interfaces_of",
     "key_of",
+    "netns_id_of",
     "netns_of",
     "networks_of",
 ]

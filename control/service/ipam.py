@@ -36,11 +36,13 @@ from spidernet.control.store.base import (
     Update,
     Write,
 )
+from spidernet.node import netns
 from spidernet.node.cni.config import Attachment
 from spidernet.node.cni.errors import CNIError, Code, Deferred
 from spidernet.node.ipam.plugin import Address, IpamCall
 
 from . import endpoints as ep
+from . import orphans
 from .conflicts import ConflictWatch
 from .detection import CannotProbe, Detector, Unreachable
 from .metrics import Metrics
@@ -89,7 +91,8 @@ def _store_errors(what: str) -> Iterator[None]:
     try:
         yield
     except Unavailable as e:
-        raise CNIError(Code.TRY_AGAIN_LATER, f"failed to {what}: store busy: {e}") from e
+        # Busy, locked, or a full or failing disk: nothing was written; a retry may succeed.
+        raise CNIError(Code.TRY_AGAIN_LATER, f"failed to {what}: store unavailable: {e}") from e
     except StoreError as e:
         raise CNIError(Code.INTERNAL, f"failed to {what}: {e}") from e
 
@@ -214,6 +217,45 @@ class IpamCore:
                 ]
                 if drop and not stateful_valid(self.store, doc):
                     self._drop(obj, drop)
+
+    def collect(
+        self,
+        collector: orphans.Collector,
+        *,
+        scan: Callable[[], frozenset[str]] = netns.live_identities,
+        release: bool = True,
+        grace_s: float | None = None,
+    ) -> list[orphans.Verdict]:
+        """One pass of the embedded GC (orphans.py): judge this node's endpoints against the
+        namespaces the host holds (`scan`, run after the listing) and, with `release`,
+        release the orphans, each only if its endpoint is still the version judged."""
+        with self._lock, _store_errors("collect orphaned addresses"):
+            listed = {obj.key: obj for obj in self.store.list(ep.KIND).items}
+            live = scan()
+            verdicts = collector.judge(
+                listed.values(),
+                node=self.node,
+                live=live,
+                now=self._clock(),
+                stateful=lambda doc: stateful_valid(self.store, doc),
+                grace_s=grace_s,
+            )
+            if not release:
+                return verdicts
+            for verdict in verdicts:
+                if verdict.state != orphans.ORPHAN:
+                    continue
+                current = listed[verdict.key]
+                nics = {e["interface"] for e in ep.entries_of(current.body)}
+                try:
+                    self._drop(current, sorted(nics | set(ep.attached_of(current.body))))
+                except (Conflict, NotFound):
+                    continue  # changed since it was judged: the next pass looks again
+                collector.remember(time.time(), verdict)
+                self.metrics.gc_releases.inc()
+                if self.watch is not None:
+                    self.watch.untrack({ipaddress.ip_address(a) for a in verdict.addresses})
+        return verdicts
 
     def status(self) -> None:
         """Ready when at least one enabled pool exists."""
@@ -380,11 +422,17 @@ class IpamCore:
     ) -> tuple[list[Write], list[dict[str, Any]]]:
         """The writes of one ADD and the endpoint entries it answers with."""
         nic = call.ifname
+        # The namespace as the caller sees it (the call's view is installed): the embedded
+        # GC's evidence that the sandbox still exists (orphans.py).
+        ident = netns.identity(call.netns) if call.netns else None
+        nsid = netns.identity_text(ident) if ident else ""
         if current is None:
             leases = self._choose(call, pod, skip, None)
             entries = ep.entries_from(leases)
             nets = {e["interface"]: call.network for e in entries}
-            doc = ep.build(pod, call.container_id, entries, nets, [nic], netns=call.netns)
+            doc = ep.build(
+                pod, call.container_id, entries, nets, [nic], netns=call.netns, netns_id=nsid
+            )
             writes: list[Write] = [self._claim(lease, pod) for lease in leases]
             return [*writes, Create(ep.key_of(pod.namespace, pod.name), doc)], entries
         doc = dict(current.body)
@@ -402,7 +450,9 @@ class IpamCore:
             leases = self._choose(call, pod, skip, None)
             entries = ep.entries_from(leases)
             nets = {e["interface"]: call.network for e in entries}
-            new = ep.build(pod, call.container_id, entries, nets, [nic], netns=call.netns)
+            new = ep.build(
+                pod, call.container_id, entries, nets, [nic], netns=call.netns, netns_id=nsid
+            )
             claims = [self._claim(lease, pod) for lease in leases]
             return [*old, *claims, Create(current.key, new)], entries
         writes = []
@@ -421,7 +471,14 @@ class IpamCore:
                 writes.extend(self._claim(lease, pod) for lease in leases)
         attached.add(nic)
         new = ep.build(
-            pod, call.container_id, entries, nets, attached, netns=call.netns, previous=doc
+            pod,
+            call.container_id,
+            entries,
+            nets,
+            attached,
+            netns=call.netns,
+            netns_id=nsid,
+            previous=doc,
         )
         if new != doc:
             writes.append(Update(current.key, new, current.version))

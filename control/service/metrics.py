@@ -95,6 +95,16 @@ class Metrics:
             buckets=BUCKETS,
             registry=r,
         )
+        self.gc_releases = Counter(
+            "spidernet_ipam_gc_release_counts",
+            "Endpoints the embedded GC released because their network namespace was gone",
+            registry=r,
+        )
+        self.busy = Counter(
+            "spidernet_service_busy_counts",
+            "Requests refused with error 11 because the service's queue was full",
+            registry=r,
+        )
         if pool_stats is not None:
             r.register(_Pools(pool_stats))
 

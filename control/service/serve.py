@@ -4,6 +4,12 @@
 Shutdown is graceful: when `stop` is set the listeners close, requests in flight get
 `DRAIN_S` to finish, then the store is closed and the socket file removed.
 
+Under overload the service keeps answering (control/http.py): an accept error never ends a
+listener, a request must arrive whole within `READ_TIMEOUT_S`, and requests beyond
+`ServeConfig.max_pending` get error 11 at once (app.py). `GET /healthz` on the metrics port
+asks the CNI socket itself (`GET /v1/healthz` within `HEALTH_TIMEOUT_S`): the liveness
+probe fails when the socket the plugins use stops answering, not only when the process dies.
+
 The store is the embedded SQLite file in the state directory, or, with `ServeConfig.kube`
 (`spidernet serve --kube`), the Kubernetes API server (control/store/kube.py): pools and
 endpoints in their CRDs, one IPClaim object per address, and pod facts from the cluster's own
@@ -13,6 +19,8 @@ Pods, Namespaces, Nodes and StatefulSets (docs/kube-store.md, "Kubernetes mode")
 from __future__ import annotations
 
 import errno
+import functools
+import logging
 import os
 import socket
 from contextlib import ExitStack
@@ -22,14 +30,16 @@ from pathlib import Path
 import trio
 
 from spidernet.control.client import DEFAULT_SOCKET, DEFAULT_STATE_DIR
-from spidernet.control.http import Handler, Request, Response, serve_connection
+from spidernet.control.http import Connections, Handler, Request, Response, serve_listener
 from spidernet.control.store.base import Store, StoreError
 from spidernet.control.store.embedded import open_store
 from spidernet.node.access.broker import Broker, BrokerError
+from spidernet.node.cni.errors import CNIError
 from spidernet.node.detect.watch import WatchError
 from spidernet.node.netns import NetnsGone
 
-from .app import App, default_uids
+from . import orphans
+from .app import MAX_PENDING, App, default_uids
 from .conflicts import ConflictWatch
 from .detection import Detector, Settings
 from .ipam import AutoPoolWait, IpamCore
@@ -37,6 +47,12 @@ from .ipam import AutoPoolWait, IpamCore
 DEFAULT_METRICS = ("127.0.0.1", 5711)
 DRAIN_S = 10.0
 POLL_S = 0.5
+# A forwarder sends its whole request at once; a connection still incomplete after this long
+# is dropped (its file descriptor is what the next CNI call needs).
+READ_TIMEOUT_S = 10.0
+HEALTH_TIMEOUT_S = 3.0
+
+_log = logging.getLogger("spidernet.serve")
 # Kubernetes mode: how long a mirror's watch waits for more events before it counts as caught
 # up (KubeStore `watch_idle`). Every allocation syncs its mirrors, and a kind that is quiet
 # while others are written (pools, while claims are) waits this long; a stale mirror only
@@ -67,6 +83,13 @@ class ServeConfig:
     # Kubernetes mode: how long an ADD waits for its SpiderSubnet auto pool (ipam.py).
     auto_pool_retries: int = 25
     auto_pool_interval_s: float = 2.0
+    # Requests queued or in work before more are refused with CNI error 11 (app.py).
+    max_pending: int = MAX_PENDING
+    # The embedded store's GC of addresses whose sandbox's namespace is gone (orphans.py):
+    # a pass every `gc_interval_s` (0: only when asked, `spidernet gc --now`), releasing
+    # what has been gone for `gc_grace_s`. Not in Kubernetes mode (the controller's GC).
+    gc_interval_s: float = orphans.DEFAULT_INTERVAL_S
+    gc_grace_s: float = orphans.DEFAULT_GRACE_S
 
 
 @dataclass(frozen=True)
@@ -104,27 +127,50 @@ async def _unix_listener(path: Path) -> trio.SocketListener:
         await sock.bind(str(path))
     finally:
         os.umask(old)
-    sock.listen(128)
+    # The kernel's own cap (net.core.somaxconn): a node's burst of CNI calls waits in the
+    # queue instead of blocking in connect().
+    sock.listen(socket.SOMAXCONN)
     return trio.SocketListener(sock)
 
 
-async def _accept(listener: trio.SocketListener, handler: Handler, conns: trio.Nursery) -> None:
-    while True:
-        try:
-            stream = await listener.accept()
-        except (trio.ClosedResourceError, OSError):
-            return
-        conns.start_soon(serve_connection, stream, handler)
-
-
-def _metrics_handler(core: IpamCore, limiter: trio.CapacityLimiter) -> Handler:
+def _metrics_handler(core: IpamCore, limiter: trio.CapacityLimiter, socket_path: Path) -> Handler:
     async def handle(request: Request) -> Response:
         if request.method == "GET" and request.path == "/metrics":
             body = await trio.to_thread.run_sync(core.scrape, limiter=limiter)
             return Response(200, body, content_type="text/plain; version=0.0.4")
+        if request.method == "GET" and request.path == "/healthz":
+            failure = await _ask_socket(socket_path)
+            if failure:
+                return Response(503, f"{failure}\n".encode(), content_type="text/plain")
+            return Response(200, b"ok\n", content_type="text/plain")
         return Response(404, b"not found\n", content_type="text/plain")
 
     return handle
+
+
+async def _ask_socket(path: Path) -> str:
+    """Ask the service's own CNI socket `GET /v1/healthz` as a plugin would: "" when it
+    answers 200 within `HEALTH_TIMEOUT_S`, else what went wrong."""
+    with trio.move_on_after(HEALTH_TIMEOUT_S):
+        try:
+            stream = await trio.open_unix_socket(str(path))
+        except OSError as e:
+            return f"the CNI socket {path} cannot be reached: {e.strerror or e}"
+        async with stream:
+            try:
+                await stream.send_all(
+                    b"GET /v1/healthz HTTP/1.1\r\nHost: spidernet\r\nConnection: close\r\n\r\n"
+                )
+                answer = bytearray()
+                while chunk := await stream.receive_some(4096):
+                    answer += chunk
+            except (trio.BrokenResourceError, OSError) as e:
+                return f"the CNI socket {path} broke off: {e}"
+        status = bytes(answer).split(b"\r\n", 1)[0]
+        if status.startswith(b"HTTP/1.1 200"):
+            return ""
+        return f"the CNI socket {path} answered {status.decode(errors='replace')!r}"
+    return f"the CNI socket {path} did not answer within {HEALTH_TIMEOUT_S:g} s"
 
 
 async def _start_watch(
@@ -150,6 +196,30 @@ async def _poll_conflicts(watch: ConflictWatch) -> None:
         await trio.to_thread.run_sync(watch.poll, POLL_S)
 
 
+async def _collect_orphans(
+    core: IpamCore, collector: orphans.Collector, limiter: trio.CapacityLimiter
+) -> None:
+    """The embedded GC's passes, every `collector.interval_s`, in the store's worker; each
+    release is logged with its reason, a failed pass too (the next one tries again)."""
+    while True:
+        await trio.sleep(collector.interval_s)
+        try:
+            verdicts = await trio.to_thread.run_sync(core.collect, collector, limiter=limiter)
+        except CNIError as e:
+            _log.warning("gc: pass failed: %s", e.msg)
+            continue
+        for verdict in verdicts:
+            if verdict.state == orphans.ORPHAN:
+                _log.warning(
+                    "gc: released %s/%s (container %s, %s): %s",
+                    verdict.key.namespace,
+                    verdict.key.name,
+                    verdict.container,
+                    ", ".join(verdict.addresses),
+                    verdict.reason,
+                )
+
+
 def open_config_store(config: ServeConfig) -> Store:
     """The store `config` names: the API server's, or the state directory's SQLite file."""
     if config.kube:
@@ -164,6 +234,23 @@ def open_config_store(config: ServeConfig) -> Store:
         return open_store(config.state_dir)
     except OSError as e:
         raise ServiceError(f"failed to open state directory '{config.state_dir}': {e}") from e
+
+
+async def _open_listeners(
+    config: ServeConfig, app: App, core: IpamCore
+) -> list[tuple[trio.SocketListener, Handler]]:
+    """The CNI socket, then the metrics port when `config` asks for one."""
+    unix = await _unix_listener(config.socket)
+    if config.metrics is None:
+        return [(unix, app)]
+    host, port = config.metrics
+    try:
+        tcp = (await trio.open_tcp_listeners(port, host=host))[0]
+    except OSError as e:
+        await unix.aclose()
+        config.socket.unlink(missing_ok=True)
+        raise ServiceError(f"failed to listen for metrics on {host}:{port}: {e}") from e
+    return [(unix, app), (tcp, _metrics_handler(core, app.limiter, config.socket))]
 
 
 async def serve(
@@ -193,34 +280,43 @@ async def serve(
             ),
         )
         app = App(
-            store, core, allowed_uids=default_uids(), state_dir=config.state_dir, access=broker
+            store,
+            core,
+            allowed_uids=default_uids(),
+            state_dir=config.state_dir,
+            access=broker,
+            max_pending=config.max_pending,
+            collector=None
+            if config.kube
+            else orphans.Collector(grace_s=config.gc_grace_s, interval_s=config.gc_interval_s),
         )
         try:
             await trio.to_thread.run_sync(core.view.sync)
         except StoreError as e:
             raise ServiceError(f"failed to read pools and claims: {e}") from e
         watch = await _start_watch(config, broker, store, core, stack)
-        listeners: list[tuple[trio.SocketListener, Handler]] = []
-        unix = await _unix_listener(config.socket)
-        listeners.append((unix, app))
-        metrics_port = None
-        if config.metrics is not None:
-            host, port = config.metrics
-            try:
-                tcp = (await trio.open_tcp_listeners(port, host=host))[0]
-            except OSError as e:
-                await unix.aclose()
-                config.socket.unlink(missing_ok=True)
-                raise ServiceError(f"failed to listen for metrics on {host}:{port}: {e}") from e
-            metrics_port = tcp.socket.getsockname()[1]
-            listeners.append((tcp, _metrics_handler(core, app.limiter)))
+        listeners = await _open_listeners(config, app, core)
+        metrics_port = listeners[1][0].socket.getsockname()[1] if len(listeners) > 1 else None
         try:
             async with trio.open_nursery() as conns:
                 async with trio.open_nursery() as accepting:
+                    # One count for both listeners: they share the process's descriptors.
+                    connections = Connections()
                     for listener, handler in listeners:
-                        accepting.start_soon(_accept, listener, handler, conns)
+                        accepting.start_soon(
+                            functools.partial(
+                                serve_listener,
+                                listener,
+                                handler,
+                                conns,
+                                connections=connections,
+                                read_timeout_s=READ_TIMEOUT_S,
+                            )
+                        )
                     if watch.active:
                         accepting.start_soon(_poll_conflicts, watch)
+                    if app.collector is not None and config.gc_interval_s > 0:
+                        accepting.start_soon(_collect_orphans, core, app.collector, app.limiter)
                     task_status.started(Ready(config.socket, metrics_port))
                     await stop.wait()
                     for listener, _ in listeners:

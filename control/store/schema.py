@@ -178,4 +178,9 @@ def translate(exc: sqlite3.Error, key: Key | None, doing: str) -> StoreError:
     code = getattr(exc, "sqlite_errorcode", None)
     primary = code & 0xFF if isinstance(code, int) else None
     cls = Unavailable if primary in _TRANSIENT else BrokenStore
-    return cls(key, f"failed to {doing}: {exc}")
+    hint = ""
+    if primary == sqlite3.SQLITE_FULL:
+        hint = " (the file system holding the store has no room; the write was rolled back)"
+    elif primary == sqlite3.SQLITE_IOERR:
+        hint = " (the file system holding the store failed a read or write; rolled back)"
+    return cls(key, f"failed to {doing}: {exc}{hint}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import urllib.request
 from pathlib import Path
 
 import pytest
@@ -59,6 +60,9 @@ def test_the_init_container_installed_the_cni_executables(spidernet: RealNode) -
 def test_the_agent_serves_the_plugins_socket_on_the_node(spidernet: RealNode) -> None:
     answer = Client("/run/spidernet/spidernet.sock").request("GET", "/v1/healthz")
     assert answer == {"ok": True, "node": NODE_NAME}
+    # What the kubelet's probes ask: the metrics port's /healthz, which asks the socket.
+    with urllib.request.urlopen("http://127.0.0.1:5711/healthz", timeout=10) as r:
+        assert (r.status, r.read()) == (200, b"ok\n")
     # The agent's conflict watcher loads Debian's bcc (python3-bpfcc, not PyPI's "bcc").
     (agent,) = nodekube.pods(spidernet, "kube-system", AGENT_SELECTOR)
     where = nodekube.exec_in(
