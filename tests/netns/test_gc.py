@@ -152,3 +152,28 @@ def test_the_gc_releases_what_a_vanished_sandbox_held_and_keeps_live_ones(
     assert "every 0.5 s (0: only when asked), grace 1 s" in table
     assert "RELEASED (newest first)" in table
     assert "default/hidden" in table
+
+
+def test_after_a_reboot_the_store_lets_go_of_every_vanished_sandbox(
+    cni_path: tuple[str, ...], topo: Topology, start_service: Callable[..., ServiceProcess]
+) -> None:
+    svc = start_service("--gc-interval", "0.5", "--gc-grace", "1")
+    client = svc.client
+    client.request("POST", "/v1/resources", pool("gc", "10.35.0.0/24", ["10.35.0.10-10.35.0.99"]))
+    exe = str(Path(cni_path[0], "spidernet-ipam"))
+    pods = [topo.namespace(f"r{i}") for i in range(3)]
+    for name in pods:
+        assert call(exe, "ADD", svc, name, netns.path_of(name)).ok
+    assert allocated(client, "gc") == 3
+    # Power off: the agent dies without a word, and every pod namespace with the node.
+    svc.kill()
+    for name in pods:
+        netns.remove(name)
+        topo.created.remove(name)
+    # Back up: the service finds its store as it was, and releases all of it after the grace.
+    svc.start()
+    assert allocated(client, "gc") == 3
+    wait_for("the GC to release all three", lambda: allocated(client, "gc") == 0)
+    assert sorted(r["endpoint"] for r in gc(svc)["released"]) == [
+        f"default/{n}" for n in sorted(pods)
+    ]
