@@ -25,12 +25,14 @@ class ServiceUnreachable(Exception):
 
 
 class ServiceError(Exception):
-    """The service answered with an error; `status` is its HTTP status."""
+    """The service answered with an error; `status` is its HTTP status, `code` the CNI
+    error code when the answer carries one (the IPAM routes: 11 means try again later)."""
 
-    def __init__(self, status: int, message: str) -> None:
+    def __init__(self, status: int, message: str, code: int | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
+        self.code = code
 
 
 class _UnixConnection(http.client.HTTPConnection):
@@ -89,7 +91,8 @@ class Client:
             raise ServiceError(response.status, f"malformed answer: {e}") from e
         if response.status >= 400:
             message = obj.get("error", "") if isinstance(obj, dict) else str(obj)
-            raise ServiceError(response.status, message)
+            code = obj.get("code") if isinstance(obj, dict) else None
+            raise ServiceError(response.status, message, code if isinstance(code, int) else None)
         return obj
 
     def healthy(self) -> bool:

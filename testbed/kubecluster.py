@@ -71,6 +71,43 @@ class KubectlFailed(Exception):
     """kubectl exited non-zero or did not finish in time; the message holds what it printed."""
 
 
+class Member:
+    """One process of the cluster, etcd or kube-apiserver, which a fault test may stop and
+    start again: the same argv, data directory, ports and certificates, its output appended
+    to the same log. Stopped by its pid: SIGTERM, then SIGKILL."""
+
+    def __init__(self, what: str, argv: list[str], log: Path, ready: Callable[[], bool]) -> None:
+        self.what = what
+        self.argv = argv
+        self.log = log
+        self.ready = ready
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    @property
+    def pid(self) -> int:
+        return self.proc.pid if self.proc is not None else 0
+
+    def start(self) -> None:
+        """Start it and wait until it answers (ClusterStartFailed otherwise)."""
+        with self.log.open("ab") as out:
+            self.proc = subprocess.Popen(
+                self.argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out
+            )
+        _wait(self.what, self.proc, self.log, self.ready)
+
+    def stop(self) -> None:
+        """Stop it (and wait for its exit); nothing when it does not run."""
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.terminate()
+        try:
+            proc.wait(STOP_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+
+
 @dataclass(frozen=True)
 class Cluster:
     """A running throw-away cluster: where to reach it and what it wrote."""
@@ -82,6 +119,9 @@ class Cluster:
     etcd_pid: int
     apiserver_pid: int
     ready_seconds: float  # from starting etcd to /readyz answering ok
+    # Its two processes, to stop and start again (fault tests); None where none runs.
+    etcd: Member | None = None
+    apiserver: Member | None = None
 
 
 def free_port() -> int:
@@ -171,24 +211,26 @@ def running_cluster(binaries: Binaries, parent: Path | None = None) -> Iterator[
         make_pki(files)
         ports = Ports(free_port(), free_port(), free_port())
         started = time.monotonic()
-        etcd_log = files.log("etcd")
-        etcd = stack.enter_context(_process(etcd_argv(binaries.etcd, files, ports), etcd_log))
 
         def etcd_healthy() -> bool:
             status, body = _get(ports.etcd_client, "/health", None)
             return status == 200 and '"true"' in body
 
-        _wait("etcd", etcd, etcd_log, etcd_healthy)
-        api_log = files.log("kube-apiserver")
-        argv = apiserver_argv(binaries.apiserver, files, ports)
-        apiserver = stack.enter_context(_process(argv, api_log))
+        etcd = Member(
+            "etcd", etcd_argv(binaries.etcd, files, ports), files.log("etcd"), etcd_healthy
+        )
+        stack.callback(etcd.stop)
+        etcd.start()
         context = ssl.create_default_context(cafile=str(files.ca_crt))
         context.load_cert_chain(str(files.crt("admin")), str(files.key("admin")))
 
         def apiserver_ready() -> bool:
             return _get(ports.apiserver, "/readyz", context) == (200, "ok")
 
-        _wait("kube-apiserver", apiserver, api_log, apiserver_ready)
+        argv = apiserver_argv(binaries.apiserver, files, ports)
+        apiserver = Member("kube-apiserver", argv, files.log("kube-apiserver"), apiserver_ready)
+        stack.callback(apiserver.stop)  # before etcd's
+        apiserver.start()
         server = f"https://127.0.0.1:{ports.apiserver}"
         files.kubeconfig.write_text(json.dumps(kubeconfig(server, files), indent=2) + "\n")
         yield Cluster(
@@ -199,6 +241,8 @@ def running_cluster(binaries: Binaries, parent: Path | None = None) -> Iterator[
             etcd_pid=etcd.pid,
             apiserver_pid=apiserver.pid,
             ready_seconds=time.monotonic() - started,
+            etcd=etcd,
+            apiserver=apiserver,
         )
 
 

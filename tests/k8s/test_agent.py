@@ -23,12 +23,12 @@ from typing import Any
 
 import pytest
 from kubernetes import client
-from kubernetes.client.exceptions import ApiException
 
 from spidernet.control.client import Client, ServiceError
-from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
+from spidernet.control.store.kube import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
+from spidernet.testbed.kubeobjects import claims, endpoint, endpoints, make_pod
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 PODS = 60
@@ -77,42 +77,6 @@ def make_pool(custom: client.CustomObjectsApi) -> Iterator[Callable[[int], tuple
         custom.delete_cluster_custom_object(GROUP, VERSION, "spiderippools", name)
 
 
-def make_pod(
-    core: client.CoreV1Api,
-    namespace: str,
-    name: str,
-    *,
-    labels: dict[str, str] | None = None,
-    annotations: dict[str, str] | None = None,
-    owner: tuple[str, str] | None = None,
-) -> str:
-    """Create a core/v1 Pod (it never runs: no kubelet); its uid."""
-    refs = None
-    if owner is not None:
-        refs = [
-            client.V1OwnerReference(
-                api_version="apps/v1",
-                kind=owner[0],
-                name=owner[1],
-                uid=str(uuid.uuid4()),
-                controller=True,
-            )
-        ]
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(
-            name=name, labels=labels, annotations=annotations, owner_references=refs
-        ),
-        spec=client.V1PodSpec(
-            containers=[client.V1Container(name="app", image="registry.k8s.io/pause:3.10")],
-            automount_service_account_token=False,
-        ),
-    )
-    created = core.create_namespaced_pod(namespace, pod)
-    assert created.metadata is not None
-    assert created.metadata.uid
-    return created.metadata.uid
-
-
 def ipam_call(
     namespace: str, pod: str, uid: str, pool: str, container: str | None = None
 ) -> dict[str, Any]:
@@ -135,35 +99,6 @@ def allocate(agent: ServiceProcess, call: dict[str, Any]) -> str:
     ips = [ip["address"] for ip in answer["ips"] if ip["nic"] == "eth0"]
     assert len(ips) == 1, answer
     return str(ips[0])
-
-
-def claims(custom: client.CustomObjectsApi, pool: str) -> list[dict[str, Any]]:
-    """The IPClaim objects of `pool`, read from the API server itself."""
-    selector = f"{LABEL_KIND}={label_value('IPClaim')},{LABEL_NAMESPACE}={label_value(pool)}"
-    doc = custom.list_cluster_custom_object(
-        INTERNAL.group, INTERNAL.version, INTERNAL.plural, label_selector=selector
-    )
-    assert isinstance(doc, dict)
-    return [c for c in doc["items"] if c["spec"]["namespace"] == pool]
-
-
-def endpoints(custom: client.CustomObjectsApi, namespace: str) -> list[dict[str, Any]]:
-    """The SpiderEndpoints of `namespace`, read from the API server itself."""
-    doc = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "spiderendpoints")
-    assert isinstance(doc, dict)
-    items: list[dict[str, Any]] = doc["items"]
-    return items
-
-
-def endpoint(custom: client.CustomObjectsApi, namespace: str, pod: str) -> dict[str, Any] | None:
-    try:
-        doc = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "spiderendpoints", pod)
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise
-    assert isinstance(doc, dict)
-    return doc
 
 
 def metric(agent: ServiceProcess, name: str) -> float:

@@ -26,9 +26,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
+from spidernet.control.store.kube import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
+from spidernet.testbed.kubeobjects import claims
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 WAIT_S = 30.0
@@ -187,15 +188,6 @@ def allocate(agent: ServiceProcess, namespace: str, pod: str, uid: str, pool: st
     ips = [ip["address"] for ip in answer["ips"] if ip["nic"] == "eth0"]
     assert len(ips) == 1, answer
     return str(ips[0]).split("/", maxsplit=1)[0]
-
-
-def claims(custom: client.CustomObjectsApi, pool: str) -> list[dict[str, Any]]:
-    selector = f"{LABEL_KIND}={label_value('IPClaim')},{LABEL_NAMESPACE}={label_value(pool)}"
-    doc = custom.list_cluster_custom_object(
-        INTERNAL.group, INTERNAL.version, INTERNAL.plural, label_selector=selector
-    )
-    assert isinstance(doc, dict)
-    return [c for c in doc["items"] if c["spec"]["namespace"] == pool]
 
 
 def claimed(custom: client.CustomObjectsApi, pool: str) -> set[str]:

@@ -31,9 +31,10 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
+from spidernet.control.store.kube import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster, free_port
+from spidernet.testbed.kubeobjects import claims
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 WAIT_S = 30.0
@@ -123,15 +124,6 @@ def refusal(call: Callable[[], object]) -> ApiException:
     with pytest.raises(ApiException) as info:
         call()
     return info.value
-
-
-def claims(custom: client.CustomObjectsApi, pool: str) -> list[dict[str, Any]]:
-    selector = f"{LABEL_KIND}={label_value('IPClaim')},{LABEL_NAMESPACE}={label_value(pool)}"
-    doc = custom.list_cluster_custom_object(
-        INTERNAL.group, INTERNAL.version, INTERNAL.plural, label_selector=selector
-    )
-    assert isinstance(doc, dict)
-    return [c for c in doc["items"] if c["spec"]["namespace"] == pool]
 
 
 @pytest.fixture
@@ -363,3 +355,59 @@ def test_webhook_refuses_what_the_rules_refuse_through_the_api_server(
         with socket.socket() as s:
             s.bind(("127.0.0.1", ctl.port))
     record_testsuite_property("webhook_test_seconds", f"{time.monotonic() - started:.1f}")
+
+
+def test_with_the_webhook_down_pools_are_refused_by_name_and_allocations_go_on(
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    agent: ServiceProcess,
+    pools: list[str],
+    webhook_configuration: Callable[[int], str],
+) -> None:
+    net = ipaddress.ip_network(f"198.{random.randrange(18, 20)}.{random.randrange(256)}.0/24")
+    live, refused = (f"wh-{uuid.uuid4().hex[:8]}" for _ in range(2))
+    pools.extend([live, refused])
+    create = custom.create_cluster_custom_object
+    create(GROUP, VERSION, "spiderippools", pool_body(live, str(net), [f"{net[10]}-{net[20]}"]))
+    # The configuration as deploy/ registers it (failurePolicy Fail), and nothing serving it:
+    # every controller replica is down.
+    webhook_configuration(free_port())
+
+    def pool_refused() -> bool:
+        try:
+            create(GROUP, VERSION, "spiderippools", pool_body(refused, str(net), [str(net[30])]))
+        except ApiException as e:
+            message = json.loads(e.body or "{}").get("message", "")
+            return 'failed calling webhook "validate.spidernet.io"' in message
+        custom.delete_cluster_custom_object(GROUP, VERSION, "spiderippools", refused)
+        return False
+
+    wait_for("the API server to call the dead webhook", pool_refused)
+    # The agents' writes (SpiderEndpoints, IPClaims) are not reviewed: pods still start.
+    pod = core.create_namespaced_pod(
+        namespace,
+        client.V1Pod(
+            metadata=client.V1ObjectMeta(name="down-0"),
+            spec=client.V1PodSpec(
+                containers=[client.V1Container(name="app", image="registry.k8s.io/pause:3.10")],
+                automount_service_account_token=False,
+            ),
+        ),
+    )
+    assert pod.metadata is not None
+    call = {
+        "containerID": "ctr-down-0",
+        "ifName": "eth0",
+        "netNamespace": "/var/run/netns/down-0",
+        "network": "macvlan-underlay",
+        "podNamespace": namespace,
+        "podName": "down-0",
+        "podUID": pod.metadata.uid,
+        "defaultIPv4IPPool": [live],
+    }
+    answer = agent.client.request("POST", "/v1/ipam/allocate", call)
+    address = str(answer["ips"][0]["address"]).split("/", maxsplit=1)[0]
+    assert [c["spec"]["name"] for c in claims(custom, live)] == [address]
+    agent.client.request("POST", "/v1/ipam/release", call)
+    assert claims(custom, live) == []

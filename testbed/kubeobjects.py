@@ -1,0 +1,83 @@
+"""What the k8s lane's tests read and make on the API server, written once: Pods that no
+kubelet runs (with uid, labels, annotations, owner and node), and the IPClaims and
+SpiderEndpoints the agents record, read back from the cluster itself."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+from kubernetes import client
+from kubernetes.client.exceptions import ApiException
+
+from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
+
+GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
+
+
+def make_pod(
+    core: client.CoreV1Api,
+    namespace: str,
+    name: str,
+    *,
+    labels: dict[str, str] | None = None,
+    annotations: dict[str, str] | None = None,
+    owner: tuple[str, str] | None = None,
+    node: str | None = None,
+) -> str:
+    """Create a core/v1 Pod (it never runs: no kubelet), bound to `node` when given; its uid."""
+    refs = None
+    if owner is not None:
+        refs = [
+            client.V1OwnerReference(
+                api_version="apps/v1",
+                kind=owner[0],
+                name=owner[1],
+                uid=str(uuid.uuid4()),
+                controller=True,
+            )
+        ]
+    pod = client.V1Pod(
+        metadata=client.V1ObjectMeta(
+            name=name, labels=labels, annotations=annotations, owner_references=refs
+        ),
+        spec=client.V1PodSpec(
+            containers=[client.V1Container(name="app", image="registry.k8s.io/pause:3.10")],
+            automount_service_account_token=False,
+            node_name=node,
+        ),
+    )
+    created = core.create_namespaced_pod(namespace, pod)
+    assert created.metadata is not None
+    assert created.metadata.uid
+    return created.metadata.uid
+
+
+def claims(custom: client.CustomObjectsApi, pool: str) -> list[dict[str, Any]]:
+    """The IPClaim objects of `pool`, read from the API server itself."""
+    selector = f"{LABEL_KIND}={label_value('IPClaim')},{LABEL_NAMESPACE}={label_value(pool)}"
+    doc = custom.list_cluster_custom_object(
+        INTERNAL.group, INTERNAL.version, INTERNAL.plural, label_selector=selector
+    )
+    assert isinstance(doc, dict)
+    return [c for c in doc["items"] if c["spec"]["namespace"] == pool]
+
+
+def endpoints(custom: client.CustomObjectsApi, namespace: str) -> list[dict[str, Any]]:
+    """The SpiderEndpoints of `namespace`, read from the API server itself."""
+    doc = custom.list_namespaced_custom_object(GROUP, VERSION, namespace, "spiderendpoints")
+    assert isinstance(doc, dict)
+    items: list[dict[str, Any]] = doc["items"]
+    return items
+
+
+def endpoint(custom: client.CustomObjectsApi, namespace: str, pod: str) -> dict[str, Any] | None:
+    """The pod's SpiderEndpoint, or None."""
+    try:
+        doc = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "spiderendpoints", pod)
+    except ApiException as e:
+        if e.status == 404:
+            return None
+        raise
+    assert isinstance(doc, dict)
+    return doc
