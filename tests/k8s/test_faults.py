@@ -112,7 +112,7 @@ def test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_alloc
     custom: client.CustomObjectsApi,
     namespace: str,
     pool: str,
-    record_property: Callable[[str, object], None],
+    record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     etcd, apiserver = k8s_cluster.etcd, k8s_cluster.apiserver
     assert etcd is not None
@@ -166,8 +166,10 @@ def test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_alloc
             time.sleep(3)
             etcd.start()
             apiserver.start()
-            record_property("control_plane_down_s", round(time.monotonic() - outage, 1))
-            record_property("answered_before_the_outage", before_outage)
+            record_testsuite_property(
+                "outage_control_plane_down_s", round(time.monotonic() - outage, 1)
+            )
+            record_testsuite_property("outage_answered_before", before_outage)
             # More than half in: one agent dies without a word and starts again.
             wait_until("600 answers", lambda: ledger.count() >= 600)
             agents[1].kill()
@@ -176,9 +178,9 @@ def test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_alloc
         finally:
             for t in threads:
                 t.join()
-        record_property("answered", ledger.count())
-        record_property("refused_during_faults", len(ledger.refused))
-        record_property("unreachable_during_faults", ledger.unreachable)
+        record_testsuite_property("outage_answered", ledger.count())
+        record_testsuite_property("outage_refused", len(ledger.refused))
+        record_testsuite_property("outage_unreachable", ledger.unreachable)
 
     # Every pod answered, no address twice.
     assert len(ledger.answered) == PODS
@@ -196,7 +198,7 @@ def test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_alloc
     assert answered <= claimed
     # A claim whose answer was lost with the server (written, then the connection cut) is
     # not an answered allocation; the controller's GC reclaims it (not run here).
-    record_property("claims_without_an_answer", len(claimed - answered))
+    record_testsuite_property("outage_claims_without_an_answer", len(claimed - answered))
     # The faults were seen, and each as an error a runtime retries and a person understands.
     assert ledger.refused or ledger.unreachable
     for code, message in ledger.refused:
@@ -212,7 +214,7 @@ def test_an_agent_cut_off_from_the_api_server_fails_clearly_and_resumes_when_hea
     namespace: str,
     pool: str,
     tmp_path: Path,
-    record_property: Callable[[str, object], None],
+    record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     url = urlsplit(k8s_cluster.server)
     relay = Relay((str(url.hostname), int(url.port or 443)))
@@ -247,7 +249,7 @@ def test_an_agent_cut_off_from_the_api_server_fails_clearly_and_resumes_when_hea
             start = time.monotonic()
             with pytest.raises(ServiceError) as refused:
                 cut.client.request("POST", "/v1/ipam/allocate", call("c1"))
-            record_property("cut_off_answer_s", round(time.monotonic() - start, 1))
+            record_testsuite_property("cut_answer_s", round(time.monotonic() - start, 1))
             assert refused.value.code == Code.TRY_AGAIN_LATER, refused.value.message
             assert "store unavailable" in refused.value.message
             assert "timed out" in refused.value.message

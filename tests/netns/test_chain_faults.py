@@ -116,7 +116,7 @@ def test_the_agent_killed_during_a_coordinator_add_leaves_nothing_after_the_runt
     world: World,
     cni_path: tuple[str, ...],
     service: ServiceProcess,
-    record_property: Callable[[str, object], None],
+    record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     client = service.client
     client.request(
@@ -185,6 +185,6 @@ def test_the_agent_killed_during_a_coordinator_add_leaves_nothing_after_the_runt
         assert allocated(client, "kill") == 0, f"kill after {delay} s"
         assert world.changes() == {}, f"kill after {delay} s"
     # Most kills must land while the coordinator worked, or this proved nothing.
-    record_property("kills", len(KILL_AFTER_S))
-    record_property("kills_during_the_coordinators_call", in_flight)
+    record_testsuite_property("kill_kills", len(KILL_AFTER_S))
+    record_testsuite_property("kill_during_the_coordinators_call", in_flight)
     assert in_flight >= 3, in_flight

@@ -77,7 +77,7 @@ def test_the_gc_releases_what_a_vanished_sandbox_held_and_keeps_live_ones(
     cni_path: tuple[str, ...],
     topo: Topology,
     start_service: Callable[..., ServiceProcess],
-    record_property: Callable[[str, object], None],
+    record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     svc = start_service("--gc-interval", "0.5", "--gc-grace", "1")
     client = svc.client
@@ -114,7 +114,7 @@ def test_the_gc_releases_what_a_vanished_sandbox_held_and_keeps_live_ones(
         topo.created.remove(gone)
         start = time.monotonic()
         wait_for("the GC to release default/gone", lambda: gc(svc)["released"] != [])
-        record_property("released_after_s", round(time.monotonic() - start, 1))
+        record_testsuite_property("gc_released_after_s", round(time.monotonic() - start, 1))
         answer = gc(svc)
         (released,) = answer["released"]
         assert released["endpoint"] == "default/gone"

@@ -85,7 +85,7 @@ def open_files(limit: int) -> Iterator[None]:
 def test_a_connection_flood_past_the_fd_limit_leaves_the_socket_serving(
     cni_path: tuple[str, ...],
     service: ServiceProcess,
-    record_property: Callable[[str, object], None],
+    record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     client = service.client
     client.request(
@@ -111,8 +111,8 @@ def test_a_connection_flood_past_the_fd_limit_leaves_the_socket_serving(
         # A CNI ADD behind the flood is answered, by the same process.
         start = time.monotonic()
         out = call(exe, "ADD", config, "after-flood")
-        record_property("connections_opened", len(flood))
-        record_property("add_behind_flood_s", round(time.monotonic() - start, 3))
+        record_testsuite_property("flood_connections_opened", len(flood))
+        record_testsuite_property("flood_add_behind_it_s", round(time.monotonic() - start, 3))
         assert out.ok, out.stdout + out.stderr
         assert out.result is not None
         assert service.alive()
@@ -136,7 +136,7 @@ def test_a_connection_flood_past_the_fd_limit_leaves_the_socket_serving(
 def test_500_adds_at_once_get_500_distinct_addresses(
     cni_path: tuple[str, ...],
     service: ServiceProcess,
-    record_property: Callable[[str, object], None],
+    record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     client = service.client
     client.request(
@@ -147,7 +147,7 @@ def test_500_adds_at_once_get_500_distinct_addresses(
     start = time.monotonic()
     with open_files(8192), ThreadPoolExecutor(500) as ex:
         outcomes = list(ex.map(lambda i: call(exe, "ADD", config, f"b{i}"), range(500)))
-    record_property("adds_500_s", round(time.monotonic() - start, 2))
+    record_testsuite_property("burst_500_adds_s", round(time.monotonic() - start, 2))
     assert [o.stdout for o in outcomes if not o.ok] == []
     ips = {str(o.result.ips[0].address.ip) for o in outcomes if o.result}
     assert len(ips) == 500
@@ -169,7 +169,7 @@ def listen_queue(path: Path) -> int:
 def test_a_full_queue_answers_try_again_later_and_hands_out_nothing(
     cni_path: tuple[str, ...],
     start_service: Callable[..., ServiceProcess],
-    record_property: Callable[[str, object], None],
+    record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     svc = start_service("--max-pending", "4")
     client = svc.client
@@ -190,8 +190,8 @@ def test_a_full_queue_answers_try_again_later_and_hands_out_nothing(
     ok = [o for o in outcomes if o.ok]
     busy = [o for o in outcomes if not o.ok]
     assert busy, "no call found the queue full"
-    record_property("refused_busy", len(busy))
-    record_property("answered", len(ok))
+    record_testsuite_property("queue_refused_busy", len(busy))
+    record_testsuite_property("queue_answered", len(ok))
     for o in busy:
         assert o.error is not None, o.stdout
         assert o.error.code == Code.TRY_AGAIN_LATER

@@ -52,7 +52,7 @@ def fill(path: Path) -> None:
 
 
 def test_a_full_disk_fails_an_add_clearly_and_writes_nothing(
-    cni_path: tuple[str, ...], record_property: Callable[[str, object], None]
+    cni_path: tuple[str, ...], record_testsuite_property: Callable[[str, object], None]
 ) -> None:
     exe = str(Path(cni_path[0], "spidernet-ipam"))
     base = Path(tempfile.mkdtemp(prefix="snt-full-"))
@@ -92,7 +92,7 @@ def test_a_full_disk_fails_an_add_clearly_and_writes_nothing(
                 break
             answered += 1
         assert failed is not None, "every ADD succeeded on a full disk"
-        record_property("adds_answered_on_the_full_disk", answered - 1)
+        record_testsuite_property("disk_adds_answered_when_full", answered - 1)
         assert failed.error is not None, failed.stdout
         assert failed.error.code == Code.TRY_AGAIN_LATER
         assert "database or disk is full" in failed.error.msg
