@@ -67,6 +67,7 @@ import json
 import os
 import re
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from types import TracebackType
@@ -74,6 +75,7 @@ from typing import Any
 
 import urllib3.exceptions
 import urllib3.response
+import urllib3.util
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -190,6 +192,10 @@ def label_value(text: str) -> str:
     return "h." + hashlib.sha256(text.encode()).hexdigest()[:40]
 
 
+# How long requests fail at once after one went unanswered (KubeStore._send).
+UNANSWERED_HOLD_S = 5.0
+
+
 class KubeStore:
     """A `Store` on the API server `api` reaches (a `kubernetes.client.ApiClient`), with the
     CRDs of deploy/crds installed. Calls block; any number of threads may share the store.
@@ -217,6 +223,9 @@ class KubeStore:
         self._owns = owns_client
         self._closed = False
         self._lock = threading.Lock()
+        # (until when, why): the API server did not answer a request; others fail at once
+        # until then (UNANSWERED_HOLD_S).
+        self._unanswered: tuple[float, str] = (0.0, "")
 
     @classmethod
     def from_kubeconfig(cls, path: str) -> KubeStore:
@@ -239,13 +248,17 @@ class KubeStore:
         from kubernetes import config
 
         path = kubeconfig or os.environ.get("KUBECONFIG", "")
+        # One retry (a pooled connection the server closed, as after its restart), not
+        # urllib3's three: a request the API server does not answer costs one `timeout` twice
+        # at most, and the caller's runtime hears error 11 instead of waiting four timeouts.
+        conf = client.Configuration()
+        conf.retries = urllib3.util.Retry(total=1, redirect=0)
         try:
             if path:
                 api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-                    config_file=path
+                    config_file=path, client_configuration=conf
                 )
             elif os.environ.get("KUBERNETES_SERVICE_HOST"):
-                conf = client.Configuration()
                 config.load_incluster_config(client_configuration=conf)  # type: ignore[no-untyped-call]
                 api = client.ApiClient(conf)
             else:
@@ -381,7 +394,7 @@ class KubeStore:
         events: list[Event] = []
         position = since
         try:
-            stream = self._send(None, f"watch {kind}", self._watch_call(kind, since))
+            stream = self._send(None, f"watch {kind}", self._watch_call(kind, since), holds=False)
         except Unavailable as e:
             if not _read_timed_out(e.__cause__):
                 raise
@@ -641,14 +654,28 @@ class KubeStore:
             raise Unavailable(key, f"{doing}: the API server answered {type(answer).__name__}")
         return answer
 
-    def _send(self, key: Key | None, doing: str, call: Callable[[], object]) -> object:
+    def _send(
+        self, key: Key | None, doing: str, call: Callable[[], object], *, holds: bool = True
+    ) -> object:
+        """`call()` with the client's errors as store errors. A request the API server did not
+        answer (refused, reset, timed out) makes the next ones fail at once for
+        `UNANSWERED_HOLD_S`: an ADD that needs several requests fails after one timeout, not
+        one per request, and a partitioned agent answers its runtime within one timeout.
+        `holds=False`: a watch, whose short read timeout only means nothing happened."""
         if self._closed:
             raise ValueError("store is closed")
+        until, why = self._unanswered
+        if holds and time.monotonic() < until:
+            raise Unavailable(
+                key, f"{doing}: not sent, the API server did not answer just before: {why}"
+            )
         try:
             return call()
         except ApiException as e:
             raise _translate(e, key, doing) from e
         except urllib3.exceptions.HTTPError as e:
+            if holds:
+                self._unanswered = (time.monotonic() + UNANSWERED_HOLD_S, str(e))
             raise Unavailable(key, f"{doing}: {e}") from e
 
 
