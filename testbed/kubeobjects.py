@@ -4,6 +4,8 @@ SpiderEndpoints the agents record, read back from the cluster itself."""
 
 from __future__ import annotations
 
+import ipaddress
+import random
 import uuid
 from typing import Any
 
@@ -51,6 +53,46 @@ def make_pod(
     assert created.metadata is not None
     assert created.metadata.uid
     return created.metadata.uid
+
+
+def ipam_call(
+    namespace: str, pod: str, uid: str, pool: str, container: str | None = None
+) -> dict[str, Any]:
+    """The JSON of `/v1/ipam/allocate` and `/v1/ipam/release`, as spidernet-ipam sends."""
+    return {
+        "containerID": container or f"ctr-{pod}",
+        "ifName": "eth0",
+        "netNamespace": f"/var/run/netns/{pod}",
+        "network": "macvlan-underlay",
+        "podNamespace": namespace,
+        "podName": pod,
+        "podUID": uid,
+        "defaultIPv4IPPool": [pool],
+    }
+
+
+def wide_pool(custom: client.CustomObjectsApi, prefix: str) -> str:
+    """Create a SpiderIPPool of 2000 addresses in a /21 of 100.64.0.0/10, which no test uses
+    for anything else; its name."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    net = ipaddress.ip_network(f"100.{random.randrange(64, 128)}.{8 * random.randrange(32)}.0/21")
+    body = {
+        "apiVersion": f"{GROUP}/{VERSION}",
+        "kind": "SpiderIPPool",
+        "metadata": {"name": name},
+        "spec": {"ipVersion": 4, "subnet": str(net), "ips": [f"{net[10]}-{net[2009]}"]},
+    }
+    custom.create_cluster_custom_object(GROUP, VERSION, "spiderippools", body)
+    return name
+
+
+def remove_pool(custom: client.CustomObjectsApi, name: str) -> None:
+    """Delete the pool and, first, every claim on it (claims are cluster-scoped objects)."""
+    for claim in claims(custom, name):
+        custom.delete_cluster_custom_object(
+            INTERNAL.group, INTERNAL.version, INTERNAL.plural, claim["metadata"]["name"]
+        )
+    custom.delete_cluster_custom_object(GROUP, VERSION, "spiderippools", name)
 
 
 def claims(custom: client.CustomObjectsApi, pool: str) -> list[dict[str, Any]]:

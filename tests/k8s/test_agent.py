@@ -28,7 +28,7 @@ from spidernet.control.client import Client, ServiceError
 from spidernet.control.store.kube import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
-from spidernet.testbed.kubeobjects import claims, endpoint, endpoints, make_pod
+from spidernet.testbed.kubeobjects import claims, endpoint, endpoints, ipam_call, make_pod
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 PODS = 60
@@ -75,22 +75,6 @@ def make_pool(custom: client.CustomObjectsApi) -> Iterator[Callable[[int], tuple
                 INTERNAL.group, INTERNAL.version, INTERNAL.plural, claim["metadata"]["name"]
             )
         custom.delete_cluster_custom_object(GROUP, VERSION, "spiderippools", name)
-
-
-def ipam_call(
-    namespace: str, pod: str, uid: str, pool: str, container: str | None = None
-) -> dict[str, Any]:
-    """The JSON of `/v1/ipam/allocate` and `/v1/ipam/release`, as spidernet-ipam sends."""
-    return {
-        "containerID": container or f"ctr-{pod}",
-        "ifName": "eth0",
-        "netNamespace": f"/var/run/netns/{pod}",
-        "network": "macvlan-underlay",
-        "podNamespace": namespace,
-        "podName": pod,
-        "podUID": uid,
-        "defaultIPv4IPPool": [pool],
-    }
 
 
 def allocate(agent: ServiceProcess, call: dict[str, Any]) -> str:

@@ -11,14 +11,12 @@ pods' addresses: every orphan reclaimed, nothing live taken."""
 
 from __future__ import annotations
 
-import ipaddress
 import random
 import signal
 import subprocess
 import sys
 import threading
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -30,10 +28,16 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from spidernet.control.client import ServiceError, ServiceUnreachable
-from spidernet.control.store.kube import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
-from spidernet.testbed.kubeobjects import GROUP, VERSION, claims, endpoints, make_pod
+from spidernet.testbed.kubeobjects import (
+    claims,
+    endpoints,
+    ipam_call,
+    make_pod,
+    remove_pool,
+    wide_pool,
+)
 
 AGENTS = 10
 PODS = 2000
@@ -82,22 +86,10 @@ class Controller:
 
 @pytest.fixture
 def pool(custom: client.CustomObjectsApi) -> Iterator[str]:
-    """A pool of 2000 addresses in 100.64.0.0/10 (no other test uses it)."""
-    name = f"chaos-{uuid.uuid4().hex[:8]}"
-    net = ipaddress.ip_network(f"100.{random.randrange(64, 128)}.{8 * random.randrange(32)}.0/21")
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "SpiderIPPool",
-        "metadata": {"name": name},
-        "spec": {"ipVersion": 4, "subnet": str(net), "ips": [f"{net[10]}-{net[2009]}"]},
-    }
-    custom.create_cluster_custom_object(GROUP, VERSION, "spiderippools", body)
+    """A pool of 2000 addresses that no other test uses."""
+    name = wide_pool(custom, "chaos")
     yield name
-    for claim in claims(custom, name):
-        custom.delete_cluster_custom_object(
-            INTERNAL.group, INTERNAL.version, INTERNAL.plural, claim["metadata"]["name"]
-        )
-    custom.delete_cluster_custom_object(GROUP, VERSION, "spiderippools", name)
+    remove_pool(custom, name)
 
 
 def until_answered(
@@ -162,16 +154,7 @@ def test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_rand
             pod = f"c{i}"
             uid = make_pod(core, namespace, pod)
             n = i % AGENTS
-            call: dict[str, object] = {
-                "containerID": f"ctr-{pod}",
-                "ifName": "eth0",
-                "netNamespace": f"/var/run/netns/{pod}",
-                "network": "macvlan-underlay",
-                "podNamespace": namespace,
-                "podName": pod,
-                "podUID": uid,
-                "defaultIPv4IPPool": [pool],
-            }
+            call: dict[str, object] = ipam_call(namespace, pod, uid, pool)
             answer = until_answered(agents, n, "POST", "/v1/ipam/allocate", call, run, deadline)
             assert isinstance(answer, dict)
             with run.lock:

@@ -10,15 +10,12 @@ same API server as every other test of the lane and leaves it answering."""
 
 from __future__ import annotations
 
-import ipaddress
 import json
 import queue
-import random
 import resource
 import threading
 import time
 import urllib.request
-import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
@@ -30,12 +27,18 @@ import pytest
 from kubernetes import client
 
 from spidernet.control.client import ServiceError, ServiceUnreachable
-from spidernet.control.store.kube import INTERNAL
 from spidernet.node.cni.errors import Code
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.flood import flood
 from spidernet.testbed.kubecluster import Cluster
-from spidernet.testbed.kubeobjects import GROUP, VERSION, claims, endpoints, make_pod
+from spidernet.testbed.kubeobjects import (
+    claims,
+    endpoints,
+    ipam_call,
+    make_pod,
+    remove_pool,
+    wide_pool,
+)
 from spidernet.testbed.relay import Relay
 
 PODS = 1000
@@ -59,22 +62,10 @@ class Ledger:
 
 @pytest.fixture
 def pool(custom: client.CustomObjectsApi) -> Iterator[str]:
-    """A /21 pool of 2000 addresses in 100.64.0.0/10, which no other test uses."""
-    name = f"faults-{uuid.uuid4().hex[:8]}"
-    net = ipaddress.ip_network(f"100.{random.randrange(64, 128)}.{8 * random.randrange(32)}.0/21")
-    body = {
-        "apiVersion": f"{GROUP}/{VERSION}",
-        "kind": "SpiderIPPool",
-        "metadata": {"name": name},
-        "spec": {"ipVersion": 4, "subnet": str(net), "ips": [f"{net[10]}-{net[2009]}"]},
-    }
-    custom.create_cluster_custom_object(GROUP, VERSION, "spiderippools", body)
+    """A pool of 2000 addresses that no other test uses."""
+    name = wide_pool(custom, "faults")
     yield name
-    for claim in claims(custom, name):
-        custom.delete_cluster_custom_object(
-            INTERNAL.group, INTERNAL.version, INTERNAL.plural, claim["metadata"]["name"]
-        )
-    custom.delete_cluster_custom_object(GROUP, VERSION, "spiderippools", name)
+    remove_pool(custom, name)
 
 
 def allocate_until_answered(
@@ -141,16 +132,7 @@ def test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_alloc
                     i = work.get_nowait()
                 except queue.Empty:
                     return
-                call: dict[str, object] = {
-                    "containerID": f"ctr-{pods[i]}",
-                    "ifName": "eth0",
-                    "netNamespace": f"/var/run/netns/{pods[i]}",
-                    "network": "macvlan-underlay",
-                    "podNamespace": namespace,
-                    "podName": pods[i],
-                    "podUID": uids[pods[i]],
-                    "defaultIPv4IPPool": [pool],
-                }
+                call = ipam_call(namespace, pods[i], uids[pods[i]], pool)
                 allocate_until_answered(agents[i % 2], call, ledger, deadline)
 
         threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
@@ -228,16 +210,7 @@ def test_an_agent_cut_off_from_the_api_server_fails_clearly_and_resumes_when_hea
         uids = {p: make_pod(core, namespace, p) for p in pods}
 
         def call(pod: str) -> dict[str, object]:
-            return {
-                "containerID": f"ctr-{pod}",
-                "ifName": "eth0",
-                "netNamespace": f"/var/run/netns/{pod}",
-                "network": "macvlan-underlay",
-                "podNamespace": namespace,
-                "podName": pod,
-                "podUID": uids[pod],
-                "defaultIPv4IPPool": [pool],
-            }
+            return ipam_call(namespace, pod, uids[pod], pool)
 
         kube = ("--kube", "--node")
         with (
@@ -294,16 +267,7 @@ def test_a_kube_agent_flooded_past_its_fd_limit_answers_the_next_allocation(
                 20,
             )
             uid = make_pod(core, namespace, "after-flood")
-            call = {
-                "containerID": "ctr-after-flood",
-                "ifName": "eth0",
-                "netNamespace": "/var/run/netns/after-flood",
-                "network": "macvlan-underlay",
-                "podNamespace": namespace,
-                "podName": "after-flood",
-                "podUID": uid,
-                "defaultIPv4IPPool": [pool],
-            }
+            call = ipam_call(namespace, "after-flood", uid, pool)
             answer = agent.client.request("POST", "/v1/ipam/allocate", call)
             assert answer["ips"][0]["nic"] == "eth0"
             assert agent.alive()

@@ -34,7 +34,7 @@ from kubernetes.client.exceptions import ApiException
 from spidernet.control.store.kube import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster, free_port
-from spidernet.testbed.kubeobjects import claims
+from spidernet.testbed.kubeobjects import claims, ipam_call, make_pod
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 WAIT_S = 30.0
@@ -385,27 +385,8 @@ def test_with_the_webhook_down_pools_are_refused_by_name_and_allocations_go_on(
 
     wait_for("the API server to call the dead webhook", pool_refused)
     # The agents' writes (SpiderEndpoints, IPClaims) are not reviewed: pods still start.
-    pod = core.create_namespaced_pod(
-        namespace,
-        client.V1Pod(
-            metadata=client.V1ObjectMeta(name="down-0"),
-            spec=client.V1PodSpec(
-                containers=[client.V1Container(name="app", image="registry.k8s.io/pause:3.10")],
-                automount_service_account_token=False,
-            ),
-        ),
-    )
-    assert pod.metadata is not None
-    call = {
-        "containerID": "ctr-down-0",
-        "ifName": "eth0",
-        "netNamespace": "/var/run/netns/down-0",
-        "network": "macvlan-underlay",
-        "podNamespace": namespace,
-        "podName": "down-0",
-        "podUID": pod.metadata.uid,
-        "defaultIPv4IPPool": [live],
-    }
+    uid = make_pod(core, namespace, "down-0")
+    call = ipam_call(namespace, "down-0", uid, live)
     answer = agent.client.request("POST", "/v1/ipam/allocate", call)
     address = str(answer["ips"][0]["address"]).split("/", maxsplit=1)[0]
     assert [c["spec"]["name"] for c in claims(custom, live)] == [address]
