@@ -42,12 +42,12 @@ def _install_cni(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    import logging
     import os
 
     import trio
 
     from spidernet.control.client import socket_path, state_dir
+    from spidernet.control.service import logs
     from spidernet.control.service.conflicts import parse_link
     from spidernet.control.service.detection import Settings
     from spidernet.control.service.serve import ServeConfig, ServiceError, serve
@@ -110,10 +110,8 @@ def _serve(args: argparse.Namespace) -> int:
         gc_grace_s=args.gc_grace,
     )
     _raise_open_files()
-    # Warnings of the accept loops (control/http.py) and the like, one line each.
-    logging.basicConfig(
-        level=logging.WARNING, format="spidernet: %(levelname)s: %(message)s", stream=sys.stderr
-    )
+    # A line per CNI call (info), the accept loops' and the GC's warnings (logs.py).
+    logs.configure(args.log_level, args.log_format)
 
     async def main() -> None:
         import signal
@@ -534,6 +532,18 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         metavar="IF[@NETNS]",
         help="watch this link (the underlay master) for claims on pods' addresses from other "
         "MACs: eBPF where it can run, else a packet socket; repeatable",
+    )
+    serve.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="info: a line per CNI call; warning: only failures and overload (default: info)",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines, or one JSON object a line (default: text)",
     )
     serve.add_argument(
         "--max-pending",

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import time
 from collections.abc import Mapping
@@ -61,6 +62,7 @@ from . import orphans, resources
 from .ipam import IpamCore
 
 ANNO_DEFAULT_ROUTE_NIC = "ipam.spidernet.io/default-route-nic"
+_log = logging.getLogger("spidernet.cni")
 # Requests queued or in work at once before more are refused with error 11: far above what
 # a node's runtimes send (a kubelet starts a few pods at a time), far below what would make
 # the last of them wait past the forwarders' 100 s.
@@ -194,10 +196,12 @@ class App:
             status = plugin_main(
                 cni, environ=environ, stdin=io.BytesIO(request.body), stdout=out, stderr=err
             )
+        seconds = time.perf_counter() - start
         outcome = "ok" if status == 0 else "error"
         self.core.metrics.cni_seconds.labels(
             plugin, environ.get("CNI_COMMAND", ""), outcome
-        ).observe(time.perf_counter() - start)
+        ).observe(seconds)
+        _log_cni(plugin, environ, status, out=out.getvalue(), err=err.getvalue(), seconds=seconds)
         headers = [("Cni-Exit", str(status))]
         return Response(200, out.getvalue().encode(), headers=headers)
 
@@ -325,6 +329,48 @@ class App:
             resources.delete(self.store, key)
             return _json(200, {"deleted": _key_dict(key)})
         return _error(405, f"{method} not allowed here")
+
+
+def _log_cni(
+    plugin: str, environ: Mapping[str, str], status: int, *, out: str, err: str, seconds: float
+) -> None:
+    """One line per forwarded CNI call: who, what, how it ended, how long it took; what the
+    plugin wrote on stderr follows, a line each."""
+    args = dict(
+        pair.split("=", 1) for pair in environ.get("CNI_ARGS", "").split(";") if "=" in pair
+    )
+    fields: dict[str, object] = {
+        "plugin": plugin,
+        "command": environ.get("CNI_COMMAND", ""),
+        "container": environ.get("CNI_CONTAINERID", ""),
+        "ifname": environ.get("CNI_IFNAME", ""),
+        "netns": environ.get("CNI_NETNS", ""),
+    }
+    if args.get("K8S_POD_NAME"):
+        fields["pod"] = f"{args.get('K8S_POD_NAMESPACE', '')}/{args['K8S_POD_NAME']}"
+    fields["ms"] = round(seconds * 1000, 1)
+    verb = f"cni {fields['command']} {plugin}"
+    msg = ""
+    if status == 0:
+        _log.info("%s: ok", verb, extra={"fields": {**fields, "outcome": "ok"}})
+    else:
+        try:
+            error = json.loads(out)
+        except ValueError:
+            error = {}
+        code = error.get("code", "") if isinstance(error, dict) else ""
+        msg = str(error.get("msg", out.strip())) if isinstance(error, dict) else out.strip()
+        _log.warning(
+            "%s: error %s: %s",
+            verb,
+            code,
+            msg,
+            extra={"fields": {**fields, "outcome": "error", "code": code}},
+        )
+    for line in err.splitlines():
+        # (The skel repeats the error on stderr: logged once, above.)
+        if line.strip() and not (msg and line.endswith(msg)):
+            _log.warning("%s (stderr): %s", verb, line, extra={"fields": fields})
 
 
 def _iso(when: float) -> str:

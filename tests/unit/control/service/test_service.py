@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import shutil
 import socket
 import tempfile
@@ -180,7 +181,10 @@ async def test_metrics_are_served_on_loopback(svc: Running) -> None:
     assert "spidernet_ipam_allocation_duration_seconds_bucket" in text
 
 
-async def test_forwarded_cni_calls_are_timed_by_plugin_verb_and_outcome(svc: Running) -> None:
+async def test_forwarded_cni_calls_are_timed_by_plugin_verb_and_outcome(
+    svc: Running, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="spidernet.cni")
     await svc.call("POST", "/v1/resources", POOL)
     conf: dict[str, Any] = {"cniVersion": "1.0.0", "name": "n", "type": "macvlan"}
     conf["ipam"] = {"type": "spidernet-ipam", "default_ipv4_ippool": ["p4"]}
@@ -210,6 +214,21 @@ async def test_forwarded_cni_calls_are_timed_by_plugin_verb_and_outcome(svc: Run
     failed = f'{count}{{command="DEL",outcome="error",plugin="spidernet-ipam"}} 1.0'
     assert ok in text
     assert failed in text
+    # And a log line each: who, what, how it ended (the facts as fields, for a shipper).
+    lines = [r for r in caplog.records if r.name == "spidernet.cni"]
+    assert [(r.levelname, r.getMessage()) for r in lines] == [
+        ("INFO", "cni ADD spidernet-ipam: ok"),
+        ("WARNING", "cni DEL spidernet-ipam: error 4: required env variables [CNI_IFNAME] missing"),
+    ]
+    fields = lines[0].fields  # type: ignore[attr-defined]
+    assert {k: fields[k] for k in ("plugin", "command", "container", "ifname", "outcome")} == {
+        "plugin": "spidernet-ipam",
+        "command": "ADD",
+        "container": "c9",
+        "ifname": "eth0",
+        "outcome": "ok",
+    }
+    assert lines[1].fields["code"] == 4  # type: ignore[attr-defined]
 
 
 async def test_a_second_service_on_the_same_socket_is_refused(svc: Running) -> None:
