@@ -234,6 +234,10 @@ def open_config_store(config: ServeConfig) -> Store:
         return open_store(config.state_dir)
     except OSError as e:
         raise ServiceError(f"failed to open state directory '{config.state_dir}': {e}") from e
+    except StoreError as e:
+        # A damaged file, another program's database, or one from a newer release: refused
+        # as it is, naming the file; nothing in it was changed (schema.py).
+        raise ServiceError(str(e)) from e
 
 
 async def _open_listeners(

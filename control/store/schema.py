@@ -79,6 +79,9 @@ def connect(path: Path, *, synchronous: str, busy_timeout: float) -> sqlite3.Con
     except sqlite3.Error as exc:
         raise translate(exc, None, f"open store '{path}'") from exc
     try:
+        # Refuse a foreign or newer file before anything is written to it: switching the
+        # journal mode rewrites the header (its file format versions).
+        _check_header(conn, path)
         _configure(conn, level, path, busy_timeout)
         _migrate(conn, path)
     except sqlite3.Error as exc:

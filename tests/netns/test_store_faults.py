@@ -1,12 +1,15 @@
 """The embedded store's faults through the real service and the real forwarder: a full disk
 (a small tmpfs in a mount namespace of the service's own, filled through /proc/PID/root)
-fails an ADD with a clear error and writes nothing; freed, the same ADD succeeds."""
+fails an ADD with a clear error and writes nothing; freed, the same ADD succeeds. A state
+file that is damaged or from a newer release is refused at start, naming the file, and left
+exactly as it was."""
 
 from __future__ import annotations
 
 import errno
 import shutil
 import signal
+import sqlite3
 import subprocess
 import sys
 import tempfile
@@ -15,6 +18,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 from spidernet.control.client import Client
+from spidernet.control.store.schema import APPLICATION_ID
 from spidernet.node.cni.errors import Code
 from spidernet.node.lab.pools import allocated
 from spidernet.node.lab.pools import ippool as pool
@@ -113,3 +117,44 @@ def test_a_full_disk_fails_an_add_clearly_and_writes_nothing(
             proc.kill()
             proc.wait()
         shutil.rmtree(base, ignore_errors=True)
+
+
+def newer_store(path: Path) -> None:
+    """A store file as a later release with schema version 9 would leave it."""
+    conn = sqlite3.connect(path)
+    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
+    conn.execute("PRAGMA user_version=9")
+    conn.execute("CREATE TABLE objects (kind TEXT, namespace TEXT, name TEXT, body TEXT)")
+    conn.commit()
+    conn.close()
+
+
+def test_a_damaged_or_newer_state_file_is_refused_by_name_and_left_as_it_was(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    state.mkdir(mode=0o700)
+    db = state / "spidernet.db"
+    for make, why in (
+        (lambda: db.write_bytes(bytes(range(256)) * 32), "file is not a database"),
+        (lambda: newer_store(db), "has schema version 9, newer than the 1 this spidernet knows"),
+    ):
+        db.unlink(missing_ok=True)
+        make()
+        before = db.read_bytes()
+        argv = [sys.executable, "-m", "spidernet", "serve", "--socket", str(tmp_path / "s.sock")]
+        argv += ["--state-dir", str(state), "--metrics-address", "off"]
+        done = subprocess.run(
+            argv,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+        assert done.returncode == 1, done.stderr
+        assert f"spidernet: failed to open store '{db}': {why}" in done.stderr or (
+            f"store '{db}' {why}" in done.stderr
+        ), done.stderr
+        assert "Traceback" not in done.stderr
+        assert db.read_bytes() == before
+        assert not (tmp_path / "s.sock").exists()
