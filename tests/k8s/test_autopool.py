@@ -29,6 +29,7 @@ from spidernet.control.client import ServiceError
 from spidernet.control.model.iprange import IntervalSet
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
+from spidernet.testbed.kubeobjects import make_pod
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 WAIT_S = 30.0
@@ -151,32 +152,6 @@ def owner(kind: str, name: str, uid: str) -> list[client.V1OwnerReference]:
             api_version="apps/v1", kind=kind, name=name, uid=uid, controller=True
         )
     ]
-
-
-def make_pod(
-    core: client.CoreV1Api,
-    namespace: str,
-    name: str,
-    kind: str,
-    app: str,
-    uid: str,
-    annotations: dict[str, str],
-) -> str:
-    """A Pod owned by `kind`/`app` with its template's annotations, as that controller would
-    make it (it never runs: no kubelet); its uid."""
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(
-            name=name, annotations=annotations, owner_references=owner(kind, app, uid)
-        ),
-        spec=client.V1PodSpec(
-            containers=[client.V1Container(name="app", image="registry.k8s.io/pause:3.10")],
-            automount_service_account_token=False,
-        ),
-    )
-    created = core.create_namespaced_pod(namespace, pod)
-    assert created.metadata is not None
-    assert created.metadata.uid
-    return created.metadata.uid
 
 
 def call(namespace: str, pod: str, uid: str) -> dict[str, Any]:
@@ -316,7 +291,7 @@ def test_deployment_auto_pool_follows_scale_and_disappears_with_it(
     deploy_uid, rs_uid = make_deployment(apps, namespace, "web", 3, anno)
     pods = {
         f"web-rs-{i}": make_pod(
-            core, namespace, f"web-rs-{i}", "ReplicaSet", "web-rs", rs_uid, anno
+            core, namespace, f"web-rs-{i}", annotations=anno, owner=("ReplicaSet", "web-rs", rs_uid)
         )
         for i in range(3)
     }
@@ -348,7 +323,7 @@ def test_deployment_auto_pool_follows_scale_and_disappears_with_it(
     scale(apps, namespace, "web", 5)
     for i in (3, 4):
         pods[f"web-rs-{i}"] = make_pod(
-            core, namespace, f"web-rs-{i}", "ReplicaSet", "web-rs", rs_uid, anno
+            core, namespace, f"web-rs-{i}", annotations=anno, owner=("ReplicaSet", "web-rs", rs_uid)
         )
         got[f"web-rs-{i}"] = allocate(agent, namespace, f"web-rs-{i}", pods[f"web-rs-{i}"])
     pool = wait_for("the pool to grow to 6", sized(custom, deploy_uid, 6))
@@ -419,7 +394,7 @@ def test_statefulset_pod_gets_its_address_back_and_reclaim_false_keeps_the_pool(
     long_name = "l" * 70
     make_deployment(apps, namespace, long_name, 1, anno)
 
-    uid = make_pod(core, namespace, "db-0", "StatefulSet", "db", sts_uid, anno)
+    uid = make_pod(core, namespace, "db-0", annotations=anno, owner=("StatefulSet", "db", sts_uid))
     address, _ = allocate(agent, namespace, "db-0", uid)
     pool = wait_for("the StatefulSet's pool of 2", sized(custom, sts_uid, 2))
     assert address in pool_ips(pool)
@@ -438,7 +413,9 @@ def test_statefulset_pod_gets_its_address_back_and_reclaim_false_keeps_the_pool(
     release(agent, namespace, "db-0", uid)
     core.delete_namespaced_pod("db-0", namespace)
     wait_for("db-0 gone", lambda: "db-0" not in pod_names(core, namespace))
-    new_uid = make_pod(core, namespace, "db-0", "StatefulSet", "db", sts_uid, anno)
+    new_uid = make_pod(
+        core, namespace, "db-0", annotations=anno, owner=("StatefulSet", "db", sts_uid)
+    )
     assert new_uid != uid
     again, _ = allocate(agent, namespace, "db-0", new_uid)
     assert again == address

@@ -29,7 +29,7 @@ from kubernetes.client.exceptions import ApiException
 from spidernet.control.store.kube import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
-from spidernet.testbed.kubeobjects import claims
+from spidernet.testbed.kubeobjects import claims, make_pod
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 WAIT_S = 30.0
@@ -140,36 +140,6 @@ def start_controller(
     yield start
     for ctl in started:
         ctl.stop()
-
-
-def make_pod(
-    core: client.CoreV1Api,
-    namespace: str,
-    name: str,
-    *,
-    node: str | None = None,
-    owner: tuple[str, str, str] | None = None,
-) -> str:
-    """A core/v1 Pod that never runs (bound to `node` when given); its uid."""
-    refs = None
-    if owner is not None:
-        refs = [
-            client.V1OwnerReference(
-                api_version="apps/v1", kind=owner[0], name=owner[1], uid=owner[2], controller=True
-            )
-        ]
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name, owner_references=refs),
-        spec=client.V1PodSpec(
-            containers=[client.V1Container(name="app", image="registry.k8s.io/pause:3.10")],
-            automount_service_account_token=False,
-            node_name=node,
-        ),
-    )
-    created = core.create_namespaced_pod(namespace, pod)
-    assert created.metadata is not None
-    assert created.metadata.uid
-    return created.metadata.uid
 
 
 def allocate(agent: ServiceProcess, namespace: str, pod: str, uid: str, pool: str) -> str:

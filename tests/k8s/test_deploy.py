@@ -33,10 +33,11 @@ import yaml
 from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 
-from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
+from spidernet.control.store.kube import INTERNAL
 from spidernet.node.lab.service import scratch_service
 from spidernet.testbed.gotools import ensure_kustomize
 from spidernet.testbed.kubecluster import Cluster, free_port
+from spidernet.testbed.kubeobjects import claims, ipam_call, make_pod
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
@@ -352,43 +353,6 @@ def make_pool(custom: client.CustomObjectsApi) -> str:
     return name
 
 
-def make_pod(core: client.CoreV1Api, namespace: str, name: str) -> str:
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(name=name, labels={"app": name}),
-        spec=client.V1PodSpec(
-            containers=[client.V1Container(name="app", image="registry.k8s.io/pause:3.10")],
-            automount_service_account_token=False,
-        ),
-    )
-    meta = core.create_namespaced_pod(namespace, pod).metadata
-    assert meta is not None
-    assert meta.uid
-    return str(meta.uid)
-
-
-def ipam_call(namespace: str, pod: str, uid: str, pool: str) -> dict[str, Any]:
-    return {
-        "containerID": f"ctr-{pod}",
-        "ifName": "eth0",
-        "netNamespace": f"/var/run/netns/{pod}",
-        "network": "macvlan-underlay",
-        "podNamespace": namespace,
-        "podName": pod,
-        "podUID": uid,
-        "defaultIPv4IPPool": [pool],
-    }
-
-
-def claims(custom: client.CustomObjectsApi, pool: str) -> list[dict[str, Any]]:
-    """The IPClaim objects of `pool`, read from the API server itself."""
-    selector = f"{LABEL_KIND}={label_value('IPClaim')},{LABEL_NAMESPACE}={label_value(pool)}"
-    doc = custom.list_cluster_custom_object(
-        INTERNAL.group, INTERNAL.version, INTERNAL.plural, label_selector=selector
-    )
-    assert isinstance(doc, dict)
-    return [c for c in doc["items"] if c["spec"]["namespace"] == pool]
-
-
 def claimed(custom: client.CustomObjectsApi, pool: str) -> set[str]:
     """The addresses of `pool` that have an IPClaim."""
     return {c["spec"]["name"] for c in claims(custom, pool)}
@@ -503,7 +467,7 @@ def test_agent_and_controller_work_with_their_service_accounts(
     paths = ("--socket", "--state-dir", "--metrics-address")  # scratch_service sets its own
     with scratch_service(*without(agent_argv[2:], *paths)) as agent:
         # It allocates and releases for a pod, with the agent's token only.
-        uid = make_pod(core, namespace, "web")
+        uid = make_pod(core, namespace, "web", labels={"app": "web"})
         call = ipam_call(namespace, "web", uid, pool)
         answer = agent.client.request("POST", "/v1/ipam/allocate", call)
         (address,) = [ip["address"].split("/")[0] for ip in answer["ips"]]
@@ -516,7 +480,7 @@ def test_agent_and_controller_work_with_their_service_accounts(
         assert claimed(custom, pool) == set()
 
         # A pod whose address is never released (deleted while nothing runs its CNI DEL).
-        uid = make_pod(core, namespace, "leak")
+        uid = make_pod(core, namespace, "leak", labels={"app": "leak"})
         answer = agent.client.request(
             "POST", "/v1/ipam/allocate", ipam_call(namespace, "leak", uid, pool)
         )
