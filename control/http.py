@@ -25,6 +25,7 @@ import socket
 import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from http import HTTPStatus
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -202,7 +203,7 @@ async def _read_request(
         if not started:
             return Refusal()
         if trio.current_time() < scope.deadline:  # shed by serve_listener, not timed out
-            return Refusal(503, "dropped while incomplete: the server is out of file descriptors")
+            return Refusal(503, "dropped while incomplete: the server is at its connection limit")
         return Refusal(408, f"no complete request within {timeout_s:g} s")
     url = urlsplit(target.decode("latin-1"))
     return Request(
@@ -218,14 +219,8 @@ async def _read_request(
 def _refusal_bytes(refusal: Refusal) -> bytes:
     """A refusal as raw HTTP/1.1 (h11 cannot answer a request whose head never arrived)."""
     body = (json.dumps({"error": refusal.message}) + "\n").encode()
-    reason = {
-        400: "Bad Request",
-        408: "Request Timeout",
-        413: "Content Too Large",
-        503: "Service Unavailable",
-    }
     head = (
-        f"HTTP/1.1 {refusal.status} {reason.get(refusal.status, 'Error')}\r\n"
+        f"HTTP/1.1 {refusal.status} {HTTPStatus(refusal.status).phrase}\r\n"
         f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n"
         "Connection: close\r\n\r\n"
     )

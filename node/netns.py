@@ -247,14 +247,12 @@ def live_identities(proc: Path = Path("/proc")) -> frozenset[str]:
     more. Processes that exit during the scan are skipped."""
     live: set[str] = set()
     mount_namespaces: set[tuple[int, int]] = set()
-    nsfs_dev: int | None = None
     for entry in os.scandir(proc):
         if not entry.name.isdigit():
             continue
         base = entry.path
         try:
             st = os.stat(f"{base}/ns/net")
-            nsfs_dev = st.st_dev
             live.add(identity_text((st.st_dev, st.st_ino)))
             mnt = os.stat(f"{base}/ns/mnt")
         except OSError:
@@ -262,7 +260,7 @@ def live_identities(proc: Path = Path("/proc")) -> frozenset[str]:
         if (mnt.st_dev, mnt.st_ino) not in mount_namespaces:
             mount_namespaces.add((mnt.st_dev, mnt.st_ino))
             live.update(_mounted(f"{base}/mountinfo"))
-        live.update(_held_open(f"{base}/fd", nsfs_dev))
+        live.update(_held_open(f"{base}/fd", st.st_dev))
     return frozenset(live)
 
 
@@ -283,11 +281,10 @@ def _mounted(mountinfo: str) -> set[str]:
     return found
 
 
-def _held_open(fd_dir: str, nsfs_dev: int | None) -> set[str]:
-    """Network namespaces a process holds open descriptors of (`net:[INODE]` links)."""
+def _held_open(fd_dir: str, nsfs_dev: int) -> set[str]:
+    """Network namespaces a process holds open descriptors of (`net:[INODE]` links; they all
+    live on the nsfs device `nsfs_dev`)."""
     found: set[str] = set()
-    if nsfs_dev is None:
-        return found
     try:
         names = os.listdir(fd_dir)
     except OSError:

@@ -98,14 +98,7 @@ class Member:
     def stop(self) -> None:
         """Stop it (and wait for its exit); nothing when it does not run."""
         proc, self.proc = self.proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.terminate()
-        try:
-            proc.wait(STOP_TIMEOUT_S)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        _stop(proc)
 
 
 @dataclass(frozen=True)
@@ -164,13 +157,19 @@ def _process(
     try:
         yield proc
     finally:
-        if proc.poll() is None:
-            proc.terminate()
-            try:
-                proc.wait(STOP_TIMEOUT_S)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+        _stop(proc)
+
+
+def _stop(proc: subprocess.Popen[bytes] | None) -> None:
+    """SIGTERM `proc` and wait for it; SIGKILL after STOP_TIMEOUT_S. Nothing if it ended."""
+    if proc is None or proc.poll() is not None:
+        return
+    proc.terminate()
+    try:
+        proc.wait(STOP_TIMEOUT_S)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
 
 
 def _get(port: int, path: str, context: ssl.SSLContext | None) -> tuple[int, str]:

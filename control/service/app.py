@@ -44,8 +44,9 @@ from spidernet.control.store.base import Key, NotFound, Store, StoreError
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.callers import caller_view
 from spidernet.node.access.spawn import Spawning
+from spidernet.node.cni.env import parse_cni_args
 from spidernet.node.cni.errors import CNIError, Code, Deferred
-from spidernet.node.cni.skel import plugin_main
+from spidernet.node.cni.skel import error_version, plugin_main
 from spidernet.node.coordinator.commands import NAME as COORDINATOR
 from spidernet.node.coordinator.commands import Context
 from spidernet.node.coordinator.commands import make_plugin as coordinator_plugin
@@ -336,9 +337,10 @@ def _log_cni(
 ) -> None:
     """One line per forwarded CNI call: who, what, how it ended, how long it took; what the
     plugin wrote on stderr follows, a line each."""
-    args = dict(
-        pair.split("=", 1) for pair in environ.get("CNI_ARGS", "").split(";") if "=" in pair
-    )
+    try:
+        args = dict(parse_cni_args(environ.get("CNI_ARGS", "")))
+    except CNIError:
+        args = {}  # (the plugin refused the call for it: error 4, logged below)
     fields: dict[str, object] = {
         "plugin": plugin,
         "command": environ.get("CNI_COMMAND", ""),
@@ -383,15 +385,8 @@ def _busy(request: Request, pending: int) -> Response:
     msg = "try again later: the spidernet service is busy"
     details = f"{pending} requests are queued or in work, its limit"
     if request.path.startswith("/v1/cni/"):
-        version = "1.0.0"
-        try:
-            conf = json.loads(request.body)
-            if isinstance(conf, dict) and isinstance(conf.get("cniVersion"), str):
-                version = conf["cniVersion"]
-        except ValueError:
-            pass
         error = CNIError(Code.TRY_AGAIN_LATER, msg, details)
-        body = error.to_json(version).encode()
+        body = error.to_json(error_version(request.body)).encode()
         return Response(503, body, headers=[("Cni-Exit", "1")])
     return _json(503, {"error": f"{msg}: {details}", "code": int(Code.TRY_AGAIN_LATER)})
 

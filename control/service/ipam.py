@@ -10,6 +10,7 @@ same store) is retried with that address skipped.
 from __future__ import annotations
 
 import ipaddress
+import logging
 import random
 import socket
 import threading
@@ -51,6 +52,7 @@ from .workloads import facts, stateful_valid
 
 # Claims lost to concurrent writers before the call gives up with "try again later".
 ATTEMPTS = 32
+_log = logging.getLogger("spidernet.gc")
 
 
 @dataclass(frozen=True)
@@ -246,13 +248,21 @@ class IpamCore:
                 if verdict.state != orphans.ORPHAN:
                     continue
                 current = listed[verdict.key]
-                nics = {e["interface"] for e in ep.entries_of(current.body)}
                 try:
-                    self._drop(current, sorted(nics | set(ep.attached_of(current.body))))
+                    # Every configured NIC dropped: _drop releases all of the endpoint.
+                    self._drop(current, ep.attached_of(current.body))
                 except (Conflict, NotFound):
                     continue  # changed since it was judged: the next pass looks again
                 collector.remember(time.time(), verdict)
                 self.metrics.gc_releases.inc()
+                _log.warning(
+                    "gc: released %s/%s (container %s, %s): %s",
+                    verdict.key.namespace,
+                    verdict.key.name,
+                    verdict.container,
+                    ", ".join(verdict.addresses),
+                    verdict.reason,
+                )
                 if self.watch is not None:
                     self.watch.untrack({ipaddress.ip_address(a) for a in verdict.addresses})
         return verdicts
@@ -395,10 +405,14 @@ class IpamCore:
 
     def _allocate(self, call: IpamCall, avoid: set[tuple[str, int]] | None = None) -> list[Address]:
         skip: set[tuple[str, int]] = set(avoid or ())
+        # The namespace as the caller sees it (the call's view is installed), read once for
+        # all attempts: the embedded GC's evidence that the sandbox still exists (orphans.py).
+        ident = netns.identity(call.netns) if call.netns else None
+        nsid = netns.identity_text(ident) if ident else ""
         for _ in range(ATTEMPTS):
             pod = facts(self.store, call, self.node)
             current = self._endpoint(pod)
-            writes, entries = self._plan_add(call, pod, current, skip)
+            writes, entries = self._plan_add(call, pod, current, skip, nsid)
             try:
                 if writes:
                     self.store.commit(writes)
@@ -418,14 +432,16 @@ class IpamCore:
         )
 
     def _plan_add(
-        self, call: IpamCall, pod: PodFacts, current: Stored | None, skip: set[tuple[str, int]]
+        self,
+        call: IpamCall,
+        pod: PodFacts,
+        current: Stored | None,
+        skip: set[tuple[str, int]],
+        nsid: str,
     ) -> tuple[list[Write], list[dict[str, Any]]]:
-        """The writes of one ADD and the endpoint entries it answers with."""
+        """The writes of one ADD and the endpoint entries it answers with (`nsid`: the
+        sandbox namespace's identity, recorded on the endpoint)."""
         nic = call.ifname
-        # The namespace as the caller sees it (the call's view is installed): the embedded
-        # GC's evidence that the sandbox still exists (orphans.py).
-        ident = netns.identity(call.netns) if call.netns else None
-        nsid = netns.identity_text(ident) if ident else ""
         if current is None:
             leases = self._choose(call, pod, skip, None)
             entries = ep.entries_from(leases)

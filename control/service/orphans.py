@@ -45,7 +45,6 @@ class Verdict:
     """What the collector thinks of one endpoint of this node, and why."""
 
     key: Key
-    version: str
     container: str
     netns: str
     netns_id: str
@@ -108,7 +107,6 @@ class Collector:
             verdicts.append(
                 Verdict(
                     key=obj.key,
-                    version=obj.version,
                     container=ep.container_of(doc),
                     netns=ep.netns_of(doc),
                     netns_id=ep.netns_id_of(doc),

@@ -29,7 +29,8 @@ from pathlib import Path
 
 import trio
 
-from spidernet.control.client import DEFAULT_SOCKET, DEFAULT_STATE_DIR
+from spidernet.control.client import DEFAULT_SOCKET, DEFAULT_STATE_DIR, Client, ServiceUnreachable
+from spidernet.control.client import ServiceError as ClientError
 from spidernet.control.http import Connections, Handler, Request, Response, serve_listener
 from spidernet.control.store.base import Store, StoreError
 from spidernet.control.store.embedded import open_store
@@ -149,28 +150,17 @@ def _metrics_handler(core: IpamCore, limiter: trio.CapacityLimiter, socket_path:
 
 
 async def _ask_socket(path: Path) -> str:
-    """Ask the service's own CNI socket `GET /v1/healthz` as a plugin would: "" when it
-    answers 200 within `HEALTH_TIMEOUT_S`, else what went wrong."""
-    with trio.move_on_after(HEALTH_TIMEOUT_S):
-        try:
-            stream = await trio.open_unix_socket(str(path))
-        except OSError as e:
-            return f"the CNI socket {path} cannot be reached: {e.strerror or e}"
-        async with stream:
-            try:
-                await stream.send_all(
-                    b"GET /v1/healthz HTTP/1.1\r\nHost: spidernet\r\nConnection: close\r\n\r\n"
-                )
-                answer = bytearray()
-                while chunk := await stream.receive_some(4096):
-                    answer += chunk
-            except (trio.BrokenResourceError, OSError) as e:
-                return f"the CNI socket {path} broke off: {e}"
-        status = bytes(answer).split(b"\r\n", 1)[0]
-        if status.startswith(b"HTTP/1.1 200"):
-            return ""
-        return f"the CNI socket {path} answered {status.decode(errors='replace')!r}"
-    return f"the CNI socket {path} did not answer within {HEALTH_TIMEOUT_S:g} s"
+    """Ask the service's own CNI socket `GET /v1/healthz` as a plugin would (the CLI's
+    client, in a worker thread): "" when it answers within `HEALTH_TIMEOUT_S`, else what
+    went wrong."""
+    ask = Client(path, timeout=HEALTH_TIMEOUT_S).request
+    try:
+        await trio.to_thread.run_sync(ask, "GET", "/v1/healthz")
+    except ServiceUnreachable as e:
+        return f"the CNI socket {path} cannot be reached: {e}"
+    except ClientError as e:
+        return f"the CNI socket {path} answered {e.status}: {e.message}"
+    return ""
 
 
 async def _start_watch(
@@ -199,25 +189,15 @@ async def _poll_conflicts(watch: ConflictWatch) -> None:
 async def _collect_orphans(
     core: IpamCore, collector: orphans.Collector, limiter: trio.CapacityLimiter
 ) -> None:
-    """The embedded GC's passes, every `collector.interval_s`, in the store's worker; each
-    release is logged with its reason, a failed pass too (the next one tries again)."""
+    """The embedded GC's passes, every `collector.interval_s`, in the store's worker (each
+    release is logged where it happens, IpamCore.collect); a failed pass is logged and the
+    next one tries again."""
     while True:
         await trio.sleep(collector.interval_s)
         try:
-            verdicts = await trio.to_thread.run_sync(core.collect, collector, limiter=limiter)
+            await trio.to_thread.run_sync(core.collect, collector, limiter=limiter)
         except CNIError as e:
             _log.warning("gc: pass failed: %s", e.msg)
-            continue
-        for verdict in verdicts:
-            if verdict.state == orphans.ORPHAN:
-                _log.warning(
-                    "gc: released %s/%s (container %s, %s): %s",
-                    verdict.key.namespace,
-                    verdict.key.name,
-                    verdict.container,
-                    ", ".join(verdict.addresses),
-                    verdict.reason,
-                )
 
 
 def open_config_store(config: ServeConfig) -> Store:

@@ -230,13 +230,7 @@ class KubeStore:
     @classmethod
     def from_kubeconfig(cls, path: str) -> KubeStore:
         """A store with a client of its own, configured from the kubeconfig at `path`."""
-        from kubernetes import config
-
-        # kubernetes.config has no annotations.
-        api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]
-            config_file=path
-        )
-        return cls(api, owns_client=True)
+        return cls.connect(path)
 
     @classmethod
     def connect(

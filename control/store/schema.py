@@ -81,9 +81,11 @@ def connect(path: Path, *, synchronous: str, busy_timeout: float) -> sqlite3.Con
     try:
         # Refuse a foreign or newer file before anything is written to it: switching the
         # journal mode rewrites the header (its file format versions).
-        _check_header(conn, path)
+        header = _check_header(conn, path)
+        _refuse_foreign(conn, path, *header)
         _configure(conn, level, path, busy_timeout)
-        _migrate(conn, path)
+        if header != (APPLICATION_ID, SCHEMA_VERSION):
+            _migrate(conn, path)
     except sqlite3.Error as exc:
         conn.close()
         raise translate(exc, None, f"open store '{path}'") from exc
@@ -123,16 +125,22 @@ def _configure(conn: sqlite3.Connection, level: str, path: Path, busy_timeout: f
     conn.execute(f"PRAGMA synchronous={level}")
 
 
-def _migrate(conn: sqlite3.Connection, path: Path) -> None:
-    if _check_header(conn, path) == (APPLICATION_ID, SCHEMA_VERSION):
+def _refuse_foreign(conn: sqlite3.Connection, path: Path, app: int, version: int) -> None:
+    """Raise BrokenStore for a database without our id that is not new and empty."""
+    if app == APPLICATION_ID:
         return
+    (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+    if version or tables:
+        raise BrokenStore(None, f"'{path}' is a database of another program, not a store")
+
+
+def _migrate(conn: sqlite3.Connection, path: Path) -> None:
+    """Bring a new or older file to SCHEMA_VERSION."""
     # Several processes may open a new file at once: take the write lock, then look again.
     conn.execute("BEGIN IMMEDIATE")
     try:
         app, version = _check_header(conn, path)
-        (tables,) = conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
-        if app != APPLICATION_ID and (version or tables):
-            raise BrokenStore(None, f"'{path}' is a database of another program, not a store")
+        _refuse_foreign(conn, path, app, version)
         while version < SCHEMA_VERSION:
             MIGRATIONS[version](conn)
             version += 1

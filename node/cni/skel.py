@@ -77,7 +77,7 @@ def _dispatch(plugin: Plugin, env: CniEnv, data: bytes, stdout: TextIO) -> None:
         plugin.gc(args)
 
 
-def _error_version(data: bytes) -> str:
+def error_version(data: bytes) -> str:
     """The version to label an error with: the config's, when we speak it."""
     try:
         obj = json.loads(data)
@@ -115,12 +115,12 @@ def plugin_main(
     except Deferred:
         raise  # the node service calls again later (errors.Deferred)
     except CNIError as e:
-        stdout.write(e.to_json(_error_version(data)))
+        stdout.write(e.to_json(error_version(data)))
         stderr.write(f"{plugin.name}: {e.msg}{': ' + e.details if e.details else ''}\n")
         return 1
     except Exception as e:  # the spec's catch-all: code 999, never a traceback
         err = CNIError(Code.INTERNAL, f"{plugin.name}: internal error: {type(e).__name__}: {e}")
-        stdout.write(err.to_json(_error_version(data)))
+        stdout.write(err.to_json(error_version(data)))
         stderr.write(f"{err.msg}\n")
         return 1
     return 0

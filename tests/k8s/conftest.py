@@ -18,6 +18,7 @@ from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
 from spidernet.testbed.kubecluster import Cluster, ensure_binaries, running_cluster
+from spidernet.testbed.kubeobjects import remove_pool, wide_pool
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -107,3 +108,12 @@ def namespace(core: client.CoreV1Api) -> Iterator[str]:
     )
     yield name
     core.delete_namespace(name)
+
+
+@pytest.fixture
+def big_pool(custom: client.CustomObjectsApi, store_crds: list[str]) -> Iterator[str]:
+    """A SpiderIPPool of 2000 addresses that no other test uses (testbed.kubeobjects
+    `wide_pool`), removed with its claims afterwards."""
+    name = wide_pool(custom, "big")
+    yield name
+    remove_pool(custom, name)

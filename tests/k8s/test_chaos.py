@@ -17,13 +17,12 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -35,8 +34,6 @@ from spidernet.testbed.kubeobjects import (
     endpoints,
     ipam_call,
     make_pod,
-    remove_pool,
-    wide_pool,
 )
 
 AGENTS = 10
@@ -84,14 +81,6 @@ class Controller:
             proc.wait()
 
 
-@pytest.fixture
-def pool(custom: client.CustomObjectsApi) -> Iterator[str]:
-    """A pool of 2000 addresses that no other test uses."""
-    name = wide_pool(custom, "chaos")
-    yield name
-    remove_pool(custom, name)
-
-
 def until_answered(
     agents: list[ServiceProcess],
     n: int,
@@ -118,7 +107,7 @@ def test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_rand
     core: client.CoreV1Api,
     custom: client.CustomObjectsApi,
     namespace: str,
-    pool: str,
+    big_pool: str,
     tmp_path: Path,
     record_testsuite_property: Callable[[str, object], None],
 ) -> None:
@@ -154,7 +143,7 @@ def test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_rand
             pod = f"c{i}"
             uid = make_pod(core, namespace, pod)
             n = i % AGENTS
-            call: dict[str, object] = ipam_call(namespace, pod, uid, pool)
+            call: dict[str, object] = ipam_call(namespace, pod, uid, big_pool)
             answer = until_answered(agents, n, "POST", "/v1/ipam/allocate", call, run, deadline)
             assert isinstance(answer, dict)
             with run.lock:
@@ -178,7 +167,7 @@ def test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_rand
                     run.kills["agent"] += 1
                     victim.start()
                 else:
-                    holder = lease_holder(k8s_cluster, custom, namespace)
+                    holder = lease_holder(custom, namespace)
                     for ctl in controllers:
                         if ctl.argv[-1] == holder:
                             ctl.stop(signal.SIGKILL)
@@ -198,7 +187,7 @@ def test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_rand
         live_addresses = {run.answered[p].split("/")[0] for p in run.live}
 
         def settled() -> bool:
-            return {c["spec"]["name"] for c in claims(custom, pool)} == live_addresses
+            return {c["spec"]["name"] for c in claims(custom, big_pool)} == live_addresses
 
         gc_deadline = time.monotonic() + GC_WAIT_S
         while not settled():
@@ -223,11 +212,11 @@ def test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_rand
     }
     assert recorded == {p: run.answered[p] for p in run.live}
     assert len(live_addresses) == len(run.live)
-    owners = {c["spec"]["name"]: c for c in claims(custom, pool)}
+    owners = {c["spec"]["name"]: c for c in claims(custom, big_pool)}
     assert set(owners) == live_addresses
 
 
-def lease_holder(cluster: Cluster, custom: client.CustomObjectsApi, namespace: str) -> str:
+def lease_holder(custom: client.CustomObjectsApi, namespace: str) -> str:
     coordination = client.CoordinationV1Api(custom.api_client)
     try:
         lease = coordination.read_namespaced_lease("chaos", namespace)

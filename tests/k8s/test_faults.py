@@ -16,7 +16,7 @@ import resource
 import threading
 import time
 import urllib.request
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
@@ -36,8 +36,6 @@ from spidernet.testbed.kubeobjects import (
     endpoints,
     ipam_call,
     make_pod,
-    remove_pool,
-    wide_pool,
 )
 from spidernet.testbed.relay import Relay
 
@@ -58,14 +56,6 @@ class Ledger:
     def count(self) -> int:
         with self.lock:
             return len(self.answered)
-
-
-@pytest.fixture
-def pool(custom: client.CustomObjectsApi) -> Iterator[str]:
-    """A pool of 2000 addresses that no other test uses."""
-    name = wide_pool(custom, "faults")
-    yield name
-    remove_pool(custom, name)
 
 
 def allocate_until_answered(
@@ -102,7 +92,7 @@ def test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_alloc
     core: client.CoreV1Api,
     custom: client.CustomObjectsApi,
     namespace: str,
-    pool: str,
+    big_pool: str,
     record_testsuite_property: Callable[[str, object], None],
 ) -> None:
     etcd, apiserver = k8s_cluster.etcd, k8s_cluster.apiserver
@@ -132,7 +122,7 @@ def test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_alloc
                     i = work.get_nowait()
                 except queue.Empty:
                     return
-                call = ipam_call(namespace, pods[i], uids[pods[i]], pool)
+                call = ipam_call(namespace, pods[i], uids[pods[i]], big_pool)
                 allocate_until_answered(agents[i % 2], call, ledger, deadline)
 
         threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
@@ -175,7 +165,7 @@ def test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_alloc
         for ep in endpoints(custom, namespace)
     }
     assert recorded == ledger.answered
-    claimed = {c["spec"]["name"] for c in claims(custom, pool)}
+    claimed = {c["spec"]["name"] for c in claims(custom, big_pool)}
     answered = {a.split("/")[0] for a in addresses}
     assert answered <= claimed
     # A claim whose answer was lost with the server (written, then the connection cut) is
@@ -194,7 +184,7 @@ def test_an_agent_cut_off_from_the_api_server_fails_clearly_and_resumes_when_hea
     core: client.CoreV1Api,
     custom: client.CustomObjectsApi,
     namespace: str,
-    pool: str,
+    big_pool: str,
     tmp_path: Path,
     record_testsuite_property: Callable[[str, object], None],
 ) -> None:
@@ -210,7 +200,7 @@ def test_an_agent_cut_off_from_the_api_server_fails_clearly_and_resumes_when_hea
         uids = {p: make_pod(core, namespace, p) for p in pods}
 
         def call(pod: str) -> dict[str, object]:
-            return ipam_call(namespace, pod, uids[pod], pool)
+            return ipam_call(namespace, pod, uids[pod], big_pool)
 
         kube = ("--kube", "--node")
         with (
@@ -253,7 +243,7 @@ def test_a_kube_agent_flooded_past_its_fd_limit_answers_the_next_allocation(
     store_crds: list[str],
     core: client.CoreV1Api,
     namespace: str,
-    pool: str,
+    big_pool: str,
 ) -> None:
     kube = ("--kube", "--kubeconfig", str(k8s_cluster.kubeconfig), "--node", "flooded")
     with scratch_service(*kube) as agent:
@@ -267,7 +257,7 @@ def test_a_kube_agent_flooded_past_its_fd_limit_answers_the_next_allocation(
                 20,
             )
             uid = make_pod(core, namespace, "after-flood")
-            call = ipam_call(namespace, "after-flood", uid, pool)
+            call = ipam_call(namespace, "after-flood", uid, big_pool)
             answer = agent.client.request("POST", "/v1/ipam/allocate", call)
             assert answer["ips"][0]["nic"] == "eth0"
             assert agent.alive()

@@ -119,17 +119,18 @@ def test_a_full_disk_fails_an_add_clearly_and_writes_nothing(
         shutil.rmtree(base, ignore_errors=True)
 
 
-def newer_store(path: Path) -> None:
-    """A store file as a later release with schema version 9 would leave it."""
+def sqlite_file(path: Path, app_id: int, version: int) -> None:
+    """A SQLite file with one table: a later release's store (our id, a newer version) or
+    another program's database (no id)."""
     conn = sqlite3.connect(path)
-    conn.execute(f"PRAGMA application_id={APPLICATION_ID}")
-    conn.execute("PRAGMA user_version=9")
+    conn.execute(f"PRAGMA application_id={app_id}")
+    conn.execute(f"PRAGMA user_version={version}")
     conn.execute("CREATE TABLE objects (kind TEXT, namespace TEXT, name TEXT, body TEXT)")
     conn.commit()
     conn.close()
 
 
-def test_a_damaged_or_newer_state_file_is_refused_by_name_and_left_as_it_was(
+def test_a_damaged_foreign_or_newer_state_file_is_refused_by_name_and_left_as_it_was(
     tmp_path: Path,
 ) -> None:
     state = tmp_path / "state"
@@ -137,7 +138,11 @@ def test_a_damaged_or_newer_state_file_is_refused_by_name_and_left_as_it_was(
     db = state / "spidernet.db"
     for make, why in (
         (lambda: db.write_bytes(bytes(range(256)) * 32), "file is not a database"),
-        (lambda: newer_store(db), "has schema version 9, newer than the 1 this spidernet knows"),
+        (
+            lambda: sqlite_file(db, APPLICATION_ID, 9),
+            "has schema version 9, newer than the 1 this spidernet knows",
+        ),
+        (lambda: sqlite_file(db, 0, 0), "is a database of another program, not a store"),
     ):
         db.unlink(missing_ok=True)
         make()
@@ -153,7 +158,7 @@ def test_a_damaged_or_newer_state_file_is_refused_by_name_and_left_as_it_was(
         )
         assert done.returncode == 1, done.stderr
         assert f"spidernet: failed to open store '{db}': {why}" in done.stderr or (
-            f"store '{db}' {why}" in done.stderr
+            f"store '{db}' {why}" in done.stderr or f"'{db}' {why}" in done.stderr
         ), done.stderr
         assert "Traceback" not in done.stderr
         assert db.read_bytes() == before
