@@ -23,6 +23,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
@@ -191,7 +192,14 @@ def test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_rand
 
         gc_deadline = time.monotonic() + GC_WAIT_S
         while not settled():
-            assert time.monotonic() < gc_deadline, "the GC did not reclaim every orphan in time"
+            if time.monotonic() >= gc_deadline:
+                claimed = {c["spec"]["name"] for c in claims(custom, big_pool)}
+                pytest.fail(
+                    "the GC did not reclaim every orphan in time: claimed without a live pod "
+                    f"{sorted(claimed - live_addresses)[:20]} ({len(claimed - live_addresses)}), "
+                    f"live pods without a claim {sorted(live_addresses - claimed)[:20]} "
+                    f"({len(live_addresses - claimed)})"
+                )
             time.sleep(1)
         record_testsuite_property("chaos_pods", PODS)
         record_testsuite_property("chaos_pods_seconds", round(lifetimes, 1))
