@@ -83,6 +83,12 @@ class Client:
                 f"the spidernet service is not reachable at {self.path}: {why} "
                 "(is `spidernet serve` running?)"
             ) from e
+        except http.client.HTTPException as e:
+            # The connection closed before a whole answer (the service stopped mid-answer).
+            raise ServiceUnreachable(
+                f"the spidernet service at {self.path} closed the connection before a whole "
+                f"answer ({type(e).__name__}); did it restart?"
+            ) from e
         finally:
             conn.close()
         try:

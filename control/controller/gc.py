@@ -20,7 +20,10 @@ is in use.
 
 A claim no endpoint lists (half-written by a crash between the writes of a commit, or lost by a
 release that failed half-way) is reclaimed once it has been seen so for `orphan_grace`
-seconds, unless its pod still lives with the claim's uid. An endpoint whose pod lives with the
+seconds, unless its pod still lives with the claim's uid and has no endpoint of that uid yet
+(its ADD may still be writing). A live pod's claim that its own endpoint does not list is
+left behind: an agent killed between the claim and endpoint writes, whose ADD was retried
+and allocated afresh; it is reclaimed too. An endpoint whose pod lives with the
 same uid, is not finished, not past its deletion grace and on an existing node is never
 reclaimed, nor are its claims.
 """
@@ -174,9 +177,20 @@ def _pod_lives(claim: Claim, pods: Mapping[tuple[str, str], Pod]) -> bool:
 
 
 def orphans(snap: Snapshot) -> tuple[Claim, ...]:
-    """The claims no endpoint lists and whose pod does not live with their uid."""
+    """The claims no endpoint lists and whose pod does not live with their uid, or does but
+    its own endpoint (same uid, written after the claims) does not list them."""
     listed = {k for ep in snap.endpoints for k in ep.claims}
-    return tuple(c for c in snap.claims if c.key not in listed and not _pod_lives(c, snap.pods))
+    recorded = {(ep.key.namespace, ep.key.name, ep.uid) for ep in snap.endpoints}
+
+    def left_behind(c: Claim) -> bool:
+        namespace, _, name = c.pod.partition("/")
+        return (namespace, name, c.pod_uid) in recorded
+
+    return tuple(
+        c
+        for c in snap.claims
+        if c.key not in listed and (not _pod_lives(c, snap.pods) or left_behind(c))
+    )
 
 
 def decide(

@@ -288,7 +288,8 @@ int main(void) {
     char *body = ans.data ? strstr(ans.data, "\r\n\r\n") : NULL;
     if (!body)
         fail(TRY_AGAIN_LATER, NULL,
-             PLUGIN_NAME ": malformed answer from the spidernet service at %s: incomplete answer",
+             PLUGIN_NAME ": malformed answer from the spidernet service at %s: incomplete answer: "
+                        "the connection closed early; did the service restart?",
              path);
     *body = '\0';
     body += 4;

@@ -89,7 +89,7 @@ def parse_response(data: bytes) -> tuple[int, bytes]:
     """The exit status and stdout carried by the service's answer; ValueError if malformed."""
     head, sep, body = data.partition(b"\r\n\r\n")
     if not sep:
-        raise ValueError("incomplete answer")
+        raise ValueError("incomplete answer: the connection closed early; did the service restart?")
     lines = head.decode("latin-1").split("\r\n")
     exit_status = None
     length = None

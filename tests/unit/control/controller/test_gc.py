@@ -150,14 +150,28 @@ def test_ordinal() -> None:
 
 def test_an_orphan_claim_goes_after_the_grace_window_unless_its_pod_lives() -> None:
     orphan = claim("pool-a", "10.0.0.6", pod="ns/gone", uid="g1")
-    kept = claim("pool-a", "10.0.0.7", pod="ns/web", uid="u1")
-    s = snap((EP,), (C, orphan, kept), (pod(),))
+    # A live pod with no endpoint yet: its ADD may still be writing.
+    kept = claim("pool-a", "10.0.0.7", pod="ns/new", uid="n1")
+    s = snap((EP,), (C, orphan, kept), (pod(), pod("new", "n1")))
     assert gc.orphans(s) == (orphan,)
     assert reasons(s, {}) == {}  # first seen now
     assert reasons(s, {orphan.key: NOW - 30}) == {}
     assert reasons(s, {orphan.key: NOW - 60, kept.key: NOW - 600}) == {
         orphan.key: Reason.ORPHAN_CLAIM
     }
+
+
+def test_a_live_pods_claim_its_own_endpoint_does_not_list_is_left_behind() -> None:
+    # An agent killed between writing a claim and the endpoint; the retried ADD allocated
+    # afresh (C) and wrote the endpoint: the first claim is nobody's.
+    behind = claim("pool-a", "10.0.0.9", pod="ns/web", uid="u1")
+    # The pod's endpoint is of an older uid (recreated pod, ADD not done): not this one's.
+    other = claim("pool-a", "10.0.0.10", pod="ns/web", uid="u2")
+    s = snap((EP,), (C, behind), (pod(),))
+    assert gc.orphans(s) == (behind,)
+    assert reasons(s, {behind.key: NOW - 59}) == {}
+    assert reasons(s, {behind.key: NOW - 60}) == {behind.key: Reason.ORPHAN_CLAIM}
+    assert gc.orphans(snap((EP,), (C, other), (pod(uid="u2"),))) == ()
 
 
 def test_allocated_counts() -> None:

@@ -9,6 +9,7 @@ import logging
 import shutil
 import socket
 import tempfile
+import threading
 import urllib.request
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -322,3 +323,26 @@ def test_the_callers_namespace_is_ours_or_a_path() -> None:
 
     assert caller_netns(os.getpid()) is None  # the service's own namespace: no fork needed
     assert caller_netns(2**22 + 12345) == f"/proc/{2**22 + 12345}/ns/net"  # no such pid
+
+
+def test_an_answer_cut_short_is_unreachable_not_a_traceback(tmp_path: Path) -> None:
+    # The service killed after its head went out: the rest of the body never comes.
+    path = tmp_path / "cut.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    listener.bind(str(path))
+    listener.listen(1)
+
+    def answer_half() -> None:
+        conn, _ = listener.accept()
+        with conn:
+            conn.recv(65536)
+            conn.sendall(b"HTTP/1.1 200 OK\r\nContent-Length: 112\r\n\r\n{\"ips\"")
+
+    server = threading.Thread(target=answer_half)
+    server.start()
+    try:
+        with pytest.raises(ServiceUnreachable, match="closed the connection before a whole"):
+            Client(path, timeout=10).request("POST", "/v1/ipam/release", {})
+    finally:
+        server.join(10)
+        listener.close()

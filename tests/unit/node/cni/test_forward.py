@@ -177,6 +177,7 @@ def test_an_unreachable_service_is_try_again_later(exe: Path, tmp_path: Path) ->
         (b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n", "no Cni-Exit header"),
         (b"HTTP/1.1 200 OK\r\nCni-Exit: 0\r\nContent-Length: 9\r\n\r\n{}", "9"),
         (b"HTTP/1.1 200 OK\r\nCni-Exit: 0", "incomplete answer"),
+        (b"", "did the service restart?"),
     ],
 )
 def test_a_malformed_answer_is_named(exe: Path, tmp_path: Path, answer: bytes, why: str) -> None:
