@@ -242,6 +242,7 @@ def _diag(args: argparse.Namespace) -> int:
         output=args.output,
         probe=not args.no_probe,
         socket=args.socket,
+        state=args.state_dir,
     )
 
 
@@ -638,7 +639,8 @@ def _node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         description="Read the pod's and the host's interfaces, rules, routes, neighbours and "
         "sysctls; ask the kernel's route lookup for each request and its reply (gateways, "
         "host, cluster CIDRs, neighbours, --to); probe gateways and addresses with ARP/NDP; "
-        "compare with the IPAM records. Exit 0: no findings, 1: findings, 2: usage error.",
+        "compare with the IPAM records and the coordinator's saved ADD plan. Exit 0: no "
+        "findings, 1: findings, 2: usage error.",
     )
     diag.add_argument(
         "target",
@@ -659,6 +661,11 @@ def _node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     diag.add_argument("-o", "--output", choices=["table", "json"], default="table")
     diag.add_argument("--no-probe", action="store_true", help="send no ARP/NDP probes")
+    diag.add_argument(
+        "--state-dir",
+        help="where the service keeps the coordinator's saved ADD plans, compared with the "
+        "kernel (default: $SPIDERNET_STATE_DIR or /var/lib/spidernet)",
+    )
     _add_socket(diag)
     diag.set_defaults(func=_diag)
 

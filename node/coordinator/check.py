@@ -8,6 +8,7 @@ missing"). Spiderpool's CHECK does nothing.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 from spidernet.node import nft
 from spidernet.node.access.base import Namespaces
@@ -88,9 +89,18 @@ def _state(nl: Netlink) -> tuple[State, dict[int, str]]:
     return state, {link.index: link.name for link in state.links}
 
 
-def drift(plan: Sequence[Op], target: Target, access: Namespaces) -> list[str]:
-    """What of `plan` the kernel no longer holds, one sentence each (empty: all there)."""
-    problems: list[str] = []
+@dataclass(frozen=True)
+class Drift:
+    """One difference: the operation whose result is gone (None: the nftables marking), and
+    the sentence that says so."""
+
+    op: Op | None
+    message: str
+
+
+def drift(plan: Sequence[Op], target: Target, access: Namespaces) -> list[Drift]:
+    """What of `plan` the kernel no longer holds, one record each (empty: all there)."""
+    problems: list[Drift] = []
     queues: dict[str, int | None] = {}
     try:
         with (
@@ -105,33 +115,35 @@ def drift(plan: Sequence[Op], target: Target, access: Namespaces) -> list[str]:
                     except NotFound:
                         queues[op.name] = None
     except NetnsGone as e:
-        return [str(e)]
+        return [Drift(None, str(e))]
     for op in plan:
         if isinstance(op, AddVeth):
             state, names = sides["host"]
             if _missing(op, state, names):
-                problems.append(f"{describe(op)}: the host end is missing")
+                problems.append(Drift(op, f"{describe(op)}: the host end is missing"))
             continue
         if isinstance(op, SetTxQueueLen):
             if op.side == "pod" and queues.get(op.name) != op.qlen:
-                problems.append(f"{describe(op)}: the queue length is {queues.get(op.name)}")
+                said = f"{describe(op)}: the queue length is {queues.get(op.name)}"
+                problems.append(Drift(op, said))
             continue
         if isinstance(op, ReplyViaLink | SetSysctl):
             continue  # checked below
         state, names = sides[op.side]
         if _missing(op, state, names):
             what = "is back" if isinstance(op, DeleteRoute) else "is missing"
-            problems.append(f"{describe(op)}: {what}")
+            problems.append(Drift(op, f"{describe(op)}: {what}"))
     marking = any(isinstance(op, ReplyViaLink) for op in plan)
     if marking and nft.list_reply_via_link(target.pod_netns) is None:
-        problems.append("the pod's nftables reply marking is missing")
+        problems.append(Drift(None, "the pod's nftables reply marking is missing"))
     sysctls = [op for op in plan if isinstance(op, SetSysctl) and op.side == "pod"]
     if sysctls:
         current = access.read_sysctls(target.pod_netns, [op.key for op in sysctls])
         for sysctl in sysctls:
             if current.get(sysctl.key) != sysctl.value:
-                problems.append(
+                said = (
                     f"sysctl {sysctl.key} in the pod is {current.get(sysctl.key)}, "
                     f"not {sysctl.value}"
                 )
+                problems.append(Drift(sysctl, said))
     return problems

@@ -10,6 +10,7 @@ in through a `Context`, so the node service and the in-process fallback share th
 
 from __future__ import annotations
 
+import glob
 import os
 import secrets
 import socket
@@ -63,6 +64,18 @@ def random_mac() -> str:
 
 def _plan_path(ctx: Context, container_id: str, ifname: str) -> Path:
     return ctx.state_dir / "coordinator" / f"{container_id}-{ifname}.json"
+
+
+def saved_plans(state_dir: Path, container_id: str) -> dict[str, tuple[Op, ...]]:
+    """The plans ADD saved for a container under `state_dir`, by interface (what CHECK and
+    `spidernet diag` compare the kernel with); raises CNIError when one cannot be read."""
+    found: dict[str, tuple[Op, ...]] = {}
+    prefix = f"{container_id}-"
+    for path in sorted((state_dir / "coordinator").glob(f"{glob.escape(container_id)}-*.json")):
+        plan = _load(path)
+        if plan is not None:
+            found[path.name.removeprefix(prefix).removesuffix(".json")] = plan
+    return found
 
 
 def _conf(ctx: Context, args: CallArgs) -> CoordinatorConf:
@@ -188,7 +201,9 @@ def _check(ctx: Context, args: CallArgs) -> None:
     problems = drift(plan, Target(args.env.netns, ctx.host_netns), ctx.access)
     if problems:
         raise CNIError(
-            Code.INTERNAL, f"{NAME}: {len(problems)} differences from ADD", "; ".join(problems)
+            Code.INTERNAL,
+            f"{NAME}: {len(problems)} differences from ADD",
+            "; ".join(d.message for d in problems),
         )
 
 

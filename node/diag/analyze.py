@@ -11,6 +11,8 @@ wrong, and a command an operator can run to see it for themselves.
 | ipam-mismatch | the IPAM record and the interface's addresses differ |
 | veth-mtu-mismatch | the two ends of the pod's veth pair have different MTUs |
 | default-route-nic | the main table's default route leaves by another NIC than it should |
+| misrouted | a request to the host or a cluster CIDR has no route or leaves by another link |
+| plan-drift | something the coordinator's saved ADD plan made is gone (CHECK's comparison) |
 """
 
 from __future__ import annotations
@@ -19,7 +21,18 @@ import shlex
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from spidernet.node.netlink.records import RT_TABLE_MAIN
+from spidernet.node.coordinator.check import Drift
+from spidernet.node.netlink.records import AF_INET6, RT_TABLE_MAIN
+from spidernet.node.plan.ops import (
+    AddAddress,
+    AddNeighbour,
+    AddRule,
+    AddVeth,
+    RouteSpec,
+    SetMac,
+    SetSysctl,
+    SetTxQueueLen,
+)
 
 from .model import (
     VETH0,
@@ -43,6 +56,8 @@ KINDS = (
     "ipam-mismatch",
     "veth-mtu-mismatch",
     "default-route-nic",
+    "misrouted",
+    "plan-drift",
 )
 
 
@@ -107,6 +122,25 @@ def _filtered(pod: Side, answer: Answer | None, dev: str) -> bool:
     return max(int(v) if v.isdigit() else 0 for v in values) > 0
 
 
+def _misrouted(pod: Side, path: Path, request: Answer | None) -> Finding | None:
+    """A request that must leave by the host link (to the host, a cluster CIDR) and has no
+    route, or leaves by another link."""
+    target = path.target
+    if path.direction != "outbound" or not target.via_host_link or request is None:
+        return None
+    if request.error:
+        said = f"has no route: {request.message or request.error}"
+    elif request.dev != target.nic:
+        said = f"leaves by {request.dev or 'no link'}, not {target.nic}"
+    else:
+        return None
+    return Finding(
+        "misrouted",
+        f"the pod's request to {target.address} ({target.name}) {said}",
+        ip_command(pod, route_get_args(path.request)),
+    )
+
+
 def _path_findings(pod: Side, paths: Sequence[Path], answers: Answers) -> list[Finding]:
     out: list[Finding] = []
     for path in paths:
@@ -114,6 +148,10 @@ def _path_findings(pod: Side, paths: Sequence[Path], answers: Answers) -> list[F
         reply_spec = path.reply if path.direction == "inbound" else answers.replies.get(path)
         reply = answers.lookups.get(reply_spec) if reply_spec is not None else None
         name = path.target.name
+        wrong = _misrouted(pod, path, request)
+        if wrong is not None:
+            out.append(wrong)
+            continue
         if path.direction == "inbound" and _filtered(pod, request, path.nic):
             out.append(
                 Finding(
@@ -291,6 +329,42 @@ def _default_route_findings(pod: Side, expected: str) -> list[Finding]:
     return out
 
 
+def _drift_confirm(pod: Side, host: Side | None, drift: Drift) -> str:
+    """The command that shows where the drifted operation's result should be."""
+    op = drift.op
+    side = host if host is not None and getattr(op, "side", "pod") == "host" else pod
+    if isinstance(op, RouteSpec):
+        return ip_command(side, f"-{op.dst.version} route show table {op.table}")
+    if isinstance(op, AddRule):
+        return ip_command(side, f"-{6 if op.family == AF_INET6 else 4} rule show")
+    if isinstance(op, AddAddress):
+        return ip_command(side, f"address show dev {op.name}")
+    if isinstance(op, AddNeighbour):
+        return ip_command(side, f"neigh show dev {op.dev}")
+    if isinstance(op, AddVeth):
+        return ip_command(host or pod, f"link show {op.host_name}")
+    if isinstance(op, SetMac | SetTxQueueLen):
+        return ip_command(side, f"link show {op.name}")
+    if isinstance(op, SetSysctl):
+        return exec_command(side, f"sysctl {op.key}")
+    return exec_command(pod, "nft list ruleset")
+
+
+def plan_findings(
+    pod: Side, host: Side | None, drifts: Sequence[tuple[str, Drift]]
+) -> list[Finding]:
+    """One `plan-drift` finding per difference between a saved plan (by interface) and the
+    kernel."""
+    return [
+        Finding(
+            "plan-drift",
+            f"the coordinator's ADD for {ifname}: {drift.message}",
+            _drift_confirm(pod, host, drift),
+        )
+        for ifname, drift in drifts
+    ]
+
+
 def findings(  # noqa: PLR0917 - the analysis's inputs, each its own thing
     pod: Side,
     host: Side | None,
@@ -298,9 +372,11 @@ def findings(  # noqa: PLR0917 - the analysis's inputs, each its own thing
     paths: Sequence[Path],
     answers: Answers,
     expected_default_nic: str,
+    drifts: Sequence[tuple[str, Drift]] = (),
 ) -> list[Finding]:
     """Every finding, in the order of KINDS, without repeats."""
     found = [
+        *plan_findings(pod, host, drifts),
         *_path_findings(pod, paths, answers),
         *_host_findings(pod, host, record, answers),
         *_probe_findings(pod, answers.probes),

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-from spidernet.control.client import Client, socket_path
+from spidernet.control.client import Client, socket_path, state_dir
 from spidernet.node import netns
 from spidernet.node.access.broker import Broker
 
@@ -65,6 +65,7 @@ def main(
     output: str = "table",
     probe: bool = True,
     socket: str | None = None,
+    state: str | None = None,
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
 ) -> int:
@@ -78,7 +79,8 @@ def main(
     service = Service(Client(socket_path(socket), timeout=SERVICE_TIMEOUT_S))
     broker = Broker()
     try:
-        report = diagnose(Options(target, host, extra, probe), broker, service)
+        options = Options(target, host, extra, probe, state_dir=state_dir(state))
+        report = diagnose(options, broker, service)
     except (TargetError, netns.NetnsGone) as e:
         err.write(f"spidernet diag: {e}\n")
         return EXIT_USAGE

@@ -77,6 +77,8 @@ class PathTarget:
     nic: str | None = None  # the link its traffic should use; None: any (`--to`)
     port: int = 0
     inbound: bool = True  # also analyse requests it sends to the pod
+    # The pod's requests must leave by its host link (the host, cluster CIDRs).
+    via_host_link: bool = False
 
 
 @dataclass(frozen=True)

@@ -4,9 +4,11 @@ reach, the route lookups for each request and reply, and the ARP/NDP probes.
 Targets, in order:
 - each NIC's gateways (from its routes in any table, and the IPAM record);
 - the host, through the pod's host link: the host addresses the pod routes to it (/32 or
-  /128). The host link is the coordinator's veth0 (underlay mode), or, beside an overlay
+  /128), and those the coordinator's saved plan routes there even when the route is gone.
+  The host link is the coordinator's veth0 (underlay mode), or, beside an overlay
   CNI's eth0 (overlay mode: IPAM holds the pod's other NICs, not eth0), eth0 itself;
-- each cluster CIDR routed to the host link (service CIDR, overlay pod CIDRs, hijacked CIDRs);
+- each cluster CIDR routed, or planned to be routed, to the host link (service CIDR, overlay
+  pod CIDRs, hijacked CIDRs);
 - a neighbour on each NIC's subnet (its gateway when it sits there);
 - every `--to ADDR[:PORT]`.
 
@@ -104,19 +106,25 @@ def _host_link_routes(pod: Side, link_name: str | None) -> list[IPNetwork]:
     ]
 
 
-def host_addresses(pod: Side, link: str | None) -> list[IPAddress]:
-    """The host's addresses the pod routes to its host link (the coordinator's /32, /128)."""
+def host_addresses(
+    pod: Side, link: str | None, planned: Sequence[IPNetwork] = ()
+) -> list[IPAddress]:
+    """The host's addresses the pod routes to its host link (the coordinator's /32, /128),
+    and those the coordinator's saved plan routes there (`planned`), even when gone."""
     out: list[IPAddress] = []
-    for dst in _host_link_routes(pod, link):
+    for dst in [*_host_link_routes(pod, link), *planned]:
         if dst.prefixlen == dst.max_prefixlen and dst.network_address not in out:
             out.append(dst.network_address)
     return out
 
 
-def cluster_cidrs(pod: Side, link: str | None) -> list[IPNetwork]:
-    """The CIDRs the pod sends to its host (service, overlay pods, hijacked)."""
+def cluster_cidrs(
+    pod: Side, link: str | None, planned: Sequence[IPNetwork] = ()
+) -> list[IPNetwork]:
+    """The CIDRs the pod sends to its host (service, overlay pods, hijacked), from its
+    routes and from the saved plan (`planned`), even when gone."""
     out: list[IPNetwork] = []
-    for dst in _host_link_routes(pod, link):
+    for dst in [*_host_link_routes(pod, link), *planned]:
         if 0 < dst.prefixlen < dst.max_prefixlen and dst not in out:
             out.append(dst)
     return out
@@ -135,9 +143,14 @@ def _neighbour_in(net: IPNetwork, own: Sequence[IPAddress], gws: Sequence[IPAddr
 
 
 def targets(
-    pod: Side, record: Record | None, extra: Sequence[tuple[IPAddress, int]] = ()
+    pod: Side,
+    record: Record | None,
+    extra: Sequence[tuple[IPAddress, int]] = (),
+    planned: Sequence[IPNetwork] = (),
 ) -> list[PathTarget]:
-    """Where the pod should reach (see the module's doc), without repeats."""
+    """Where the pod should reach (see the module's doc), without repeats. `planned`: what
+    the coordinator's saved plan routes to the host link, asked even when the route is
+    gone (a vanished route must not remove its own question)."""
     out: list[PathTarget] = []
 
     def add(target: PathTarget) -> None:
@@ -150,10 +163,11 @@ def targets(
         for gw in gateways(pod, record, nic):
             add(PathTarget(f"gateway of {nic}", gw, nic))
     link = host_link(pod, record)
-    for host in host_addresses(pod, link):
-        add(PathTarget("host", host, link))
-    for cidr in cluster_cidrs(pod, link):
-        add(PathTarget(f"cluster {cidr}", cidr.network_address + 1, link, inbound=False))
+    for host in host_addresses(pod, link, planned):
+        add(PathTarget("host", host, link, via_host_link=True))
+    for cidr in cluster_cidrs(pod, link, planned):
+        address = cidr.network_address + 1
+        add(PathTarget(f"cluster {cidr}", address, link, inbound=False, via_host_link=True))
     for nic in nics(pod):
         own = pod_ips(pod, record, nic)
         gws = gateways(pod, record, nic)

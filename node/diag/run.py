@@ -13,12 +13,19 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
+from pathlib import Path as PathLike
 
 from spidernet.node import netns
 from spidernet.node.access.base import Namespaces
+from spidernet.node.cni.errors import CNIError
+from spidernet.node.coordinator.check import Drift, drift
+from spidernet.node.coordinator.commands import saved_plans
 from spidernet.node.detect import probe as arp
 from spidernet.node.netlink.client import Netlink
 from spidernet.node.netlink.errors import NetlinkFailure
+from spidernet.node.nft import NftError
+from spidernet.node.plan.apply import Target
+from spidernet.node.plan.ops import AddRoute, Op
 
 from . import plan
 from .analyze import Answers, findings
@@ -27,6 +34,7 @@ from .model import (
     Answer,
     Finding,
     IPAddress,
+    IPNetwork,
     LookupSpec,
     Path,
     ProbeResult,
@@ -48,6 +56,9 @@ class Options:
     to: tuple[tuple[IPAddress, int], ...] = ()
     probe: bool = True
     timing: arp.Timing = field(default_factory=arp.Timing)
+    # Where the coordinator saved its ADD plans (the service's state directory); None: the
+    # plans are not compared.
+    state_dir: PathLike | None = None
 
 
 @dataclass(frozen=True)
@@ -165,9 +176,60 @@ def _host_path(
     return None if found in (None, OWN_NETNS) else found
 
 
-def _paths(pod_nl: Netlink, pod: Side, record: Record | None, options: Options) -> list[PathResult]:
+def _saved(
+    options: Options, record: Record | None, unchecked: list[str]
+) -> dict[str, tuple[Op, ...]]:
+    """The coordinator's saved ADD plans of the pod's container, by interface."""
+    if options.state_dir is None:
+        return {}
+    if record is None or not record.container_id:
+        unchecked.append("the coordinator's saved plan: no IPAM record names the container")
+        return {}
+    try:
+        found = saved_plans(options.state_dir, record.container_id)
+    except CNIError as e:
+        unchecked.append(f"the coordinator's saved plan: {e.msg}")
+        return {}
+    if not found:
+        unchecked.append(
+            f"the coordinator's saved plan: none for container {record.container_id[:12]} "
+            f"under {options.state_dir} (no coordinator in its chain, or another --state-dir)"
+        )
+    return found
+
+
+def _drifts(
+    saved: dict[str, tuple[Op, ...]], target: Target, access: Namespaces, unchecked: list[str]
+) -> list[tuple[str, Drift]]:
+    """What of each saved plan the kernel no longer holds (CNI CHECK's comparison)."""
+    out: list[tuple[str, Drift]] = []
+    for ifname, ops in saved.items():
+        try:
+            out += [(ifname, d) for d in drift(ops, target, access)]
+        except (NftError, NetlinkFailure, OSError) as e:
+            unchecked.append(f"the coordinator's saved plan for {ifname}: {e}")
+    return out
+
+
+def _planned(saved: dict[str, tuple[Op, ...]], link: str | None) -> list[IPNetwork]:
+    """What the saved plans route to the pod's host link."""
+    return [
+        op.dst
+        for ops in saved.values()
+        for op in ops
+        if isinstance(op, AddRoute) and op.side == "pod" and link and op.dev == link
+    ]
+
+
+def _paths(
+    pod_nl: Netlink,
+    pod: Side,
+    record: Record | None,
+    options: Options,
+    planned: Sequence[IPNetwork] = (),
+) -> list[PathResult]:
     results: list[PathResult] = []
-    for p in plan.paths(pod, record, plan.targets(pod, record, options.to)):
+    for p in plan.paths(pod, record, plan.targets(pod, record, options.to, planned)):
         request = lookup(pod_nl, p.request)
         reply_spec = p.reply if p.direction == "inbound" else plan.outbound_reply(p, request)
         reply = lookup(pod_nl, reply_spec) if reply_spec is not None else None
@@ -225,7 +287,9 @@ def diagnose(options: Options, access: Namespaces, service: Service) -> Report:
                 "the host and cluster paths: the pod has no veth0, nor an overlay eth0 beside "
                 "NICs of its IPAM record (no coordinator)"
             )
-        results = _paths(pod_nl, pod, record, options)
+        saved = _saved(options, record, unchecked)
+        results = _paths(pod_nl, pod, record, options, _planned(saved, link))
+    drifts = _drifts(saved, Target(path, host_path), access, unchecked)
     probes, probe_errors = _probes(access, path, pod, record, options)
     unchecked += probe_errors
     expected = plan.default_nic(pod, service.default_route_nic(record))
@@ -237,7 +301,7 @@ def diagnose(options: Options, access: Namespaces, service: Service) -> Report:
         host=dict(host_answers),
         probes=probes,
     )
-    found = findings(pod, host, record, [r.path for r in results], answers, expected)
+    found = findings(pod, host, record, [r.path for r in results], answers, expected, drifts)
     return Report(
         netns=path,
         record=record,

@@ -99,6 +99,7 @@ class Pod:
             output="json",
             probe=probe,
             socket=str(self.service.socket),
+            state=str(self.service.state_dir),  # the coordinator runs in the service
             out=out,
             err=err,
         )
@@ -135,7 +136,8 @@ def underlay(
     chain = _chain(service, world, cni_path, tmp_path, (["v4"], ["v6"]))
     target = Target("ctr-diag-1", netns.path_of(world.pods[0]), "eth0", ARGS)
     result = chain.add(target)
-    pod = Pod(world, service, world.pods[0], {"eth0": [str(a.address.ip) for a in result.ips]})
+    addresses = {"eth0": [str(a.address.ip) for a in result.ips]}
+    pod = Pod(world, service, world.pods[0], addresses)
     try:
         yield pod
     finally:
@@ -252,11 +254,18 @@ def test_a_reply_leaving_by_another_nic(multi: Pod) -> None:
     finally:
         with _pod_nl(multi) as nl:
             nl.add_rule(rule)
-    assert (status, kinds(doc)) == (1, {"asymmetric-reply"})
+    assert (status, kinds(doc)) == (1, {"asymmetric-reply", "plan-drift"})
     messages = [f["message"] for f in doc["findings"]]
     want = f"arriving on net1 for {net1.network_address} is answered through eth0"
     assert f"a request from {FAR} (--to {FAR}) {want}" in messages
     assert doc["findings"][0]["confirm"].startswith(f"ip -n {multi.ns} route get ")
+    # The rule was the coordinator's: its saved plan for net1 names it.
+    drifted = doc["findings"][-1]
+    assert drifted["message"] == (
+        f"the coordinator's ADD for net1: add IPv4 rule {rule.priority} from {net1} "
+        f"lookup {rule.table} in the pod: is missing"
+    )
+    assert drifted["confirm"] == f"ip -n {multi.ns} -4 rule show"
 
 
 def test_rp_filter_dropping_the_reply(multi: Pod) -> None:
@@ -292,12 +301,17 @@ def test_no_host_route_back_to_the_pod(underlay: Pod) -> None:
     finally:
         with netlink(netns.path_of(underlay.world.host)) as nl:
             nl.add_route(route)
-    assert (status, kinds(doc)) == (1, {"no-host-route"})
-    [finding] = doc["findings"]
+    assert (status, kinds(doc)) == (1, {"no-host-route", "plan-drift"})
+    [finding, drifted] = doc["findings"]
     assert finding["message"].startswith(
         f"the host routes the pod's {v4} through eth0, not its veth"
     )
     assert finding["confirm"] == f"ip -n {underlay.world.host} route get {v4}"
+    # The route was the coordinator's: its saved plan names it.
+    assert drifted["message"].startswith("the coordinator's ADD for eth0: ")
+    assert f"{v4}/32" in drifted["message"]
+    assert drifted["message"].endswith("is missing")
+    assert drifted["confirm"] == f"ip -n {underlay.world.host} -4 route show table 500"
 
 
 def test_a_gateway_that_does_not_answer(underlay: Pod) -> None:
@@ -377,10 +391,15 @@ def test_the_default_route_on_the_wrong_nic(multi: Pod) -> None:
         with _pod_nl(multi) as nl:
             nl.delete_route(new)
             nl.add_route(old)
-    assert (status, kinds(doc)) == (1, {"default-route-nic"})
-    [finding] = doc["findings"]
+    assert (status, kinds(doc)) == (1, {"default-route-nic", "plan-drift"})
+    [finding, drifted] = doc["findings"]
     assert finding["message"] == "the IPv4 default route leaves by net1, not eth0"
     assert finding["confirm"] == f"ip -n {multi.ns} -4 route show default"
+    # The coordinator moved net1's default route out of main: it is back.
+    assert drifted["message"] == (
+        f"the coordinator's ADD for net1: delete route 0.0.0.0/0 via {GW2} dev net1 "
+        "in the pod: is back"
+    )
 
 
 # -- without the service, and bad input ----------------------------------------------------
@@ -399,8 +418,9 @@ def test_with_the_service_down_it_says_what_it_could_not_check(underlay: Pod) ->
     doc = json.loads(out.getvalue())
     jsonschema.validate(doc, SCHEMA, format_checker=jsonschema.FormatChecker())
     assert (status, doc["findings"], doc["ipam"]) == (0, [], None)
-    [line] = doc["unchecked"]
+    [line, plans] = doc["unchecked"]
     assert line.startswith("IPAM records and SpiderCoordinator settings: no control service")
+    assert plans == "the coordinator's saved plan: no IPAM record names the container"
 
 
 def _cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -440,6 +460,8 @@ def test_the_table_output_names_the_findings(underlay: Pod) -> None:
             "--no-probe",
             "--socket",
             str(underlay.service.socket),
+            "--state-dir",
+            str(underlay.service.state_dir),
         )
     finally:
         with netlink(netns.path_of(underlay.world.host)) as nl:
@@ -449,6 +471,36 @@ def test_the_table_output_names_the_findings(underlay: Pod) -> None:
         assert heading in done.stdout
     assert "1 finding" in done.stdout
     assert "- veth-mtu-mismatch: the pod's veth0 has MTU" in done.stdout
+
+
+def test_an_address_removed_and_added_back_is_not_called_healthy(underlay: Pod) -> None:
+    # The kernel drops every route that named the address as its source: the coordinator's
+    # routes through veth0 to the host and the service CIDR. Nothing in the pod asks for
+    # them any more; only the saved plan does.
+    v4 = iface(f"{next(a for a in underlay.addresses['eth0'] if ':' not in a)}/24")
+    with _pod_nl(underlay) as nl:
+        before = nl.routes()
+        nl.delete_address("eth0", v4)
+        nl.add_address("eth0", v4)
+        lost = [r for r in before if r not in nl.routes()]
+    assert any(r.prefsrc == v4.ip for r in lost), "no route that named the address went"
+    try:
+        status, doc = underlay.diag(probe=False)
+    finally:
+        with _pod_nl(underlay) as nl:
+            for route in sorted(lost, key=lambda r: r.gateway is not None):  # on-link first
+                nl.add_route(route)
+    assert status == 1
+    # The host's requests to the pod arrive on veth0 and are answered through eth0 now.
+    assert kinds(doc) == {"asymmetric-reply", "misrouted", "plan-drift"}
+    messages = [f["message"] for f in doc["findings"] if f["kind"] == "misrouted"]
+    assert any("(cluster 10.96.0.0/12)" in m for m in messages), messages
+    assert any("(host)" in m for m in messages), messages
+    drifted = [f["message"] for f in doc["findings"] if f["kind"] == "plan-drift"]
+    assert any("10.96.0.0/12" in m and m.endswith("is missing") for m in drifted), drifted
+    # Put back, the pod is healthy again.
+    status, doc = underlay.diag(probe=False)
+    assert (status, doc["findings"]) == (0, []), doc["findings"]
 
 
 def test_the_schema_knows_every_finding_kind() -> None:

@@ -10,6 +10,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 
+from spidernet.node.coordinator.check import Drift
 from spidernet.node.diag import plan
 from spidernet.node.diag.analyze import KINDS, Answers, findings, ip_command
 from spidernet.node.diag.model import Answer, LookupSpec, ProbeResult, Record, Side
@@ -25,6 +26,7 @@ from spidernet.node.netlink.records import (
     Rule,
     State,
 )
+from spidernet.node.plan.ops import AddRoute, AddRule, SetSysctl
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network
@@ -327,3 +329,72 @@ def test_an_overlay_pod_has_no_finding_about_the_cni_that_is_not_ours() -> None:
     )
     assert found.kind == "no-host-route"
     assert "not its veth vethabc" in found.message
+
+
+# The pod's address removed and added back: the kernel dropped the routes that named it as
+# their source, veth0's included. Only the coordinator's saved plan still knows them.
+LOST = Side(
+    "pod",
+    POD_NS,
+    State(LINKS, ADDRESSES, tuple(r for r in ROUTES if r.oif != 3), (), ()),
+    {},
+)
+PLANNED = (net("192.0.2.2/32"), net("10.96.0.0/12"))
+
+
+def test_a_vanished_route_does_not_remove_its_own_question() -> None:
+    names = [t.name for t in plan.targets(LOST, RECORD)]
+    assert "host" not in names
+    assert "cluster 10.96.0.0/12" not in names
+    goals = plan.targets(LOST, RECORD, planned=PLANNED)
+    asked = [(t.name, str(t.address), t.nic, t.via_host_link) for t in goals]
+    assert ("host", "192.0.2.2", "veth0", True) in asked
+    assert ("cluster 10.96.0.0/12", "10.96.0.1", "veth0", True) in asked
+    assert ("gateway of eth0", "192.0.2.1", "eth0", False) in asked
+
+
+def test_a_request_for_the_host_link_that_leaves_elsewhere_or_nowhere_is_misrouted() -> None:
+    paths = plan.paths(LOST, RECORD, plan.targets(LOST, RECORD, planned=PLANNED))
+    lookups: dict[LookupSpec, Answer] = {}
+    for p in paths:
+        if p.direction == "outbound" and p.target.name == "host":
+            lookups[p.request] = Answer(error="ENETUNREACH", message="Network is unreachable")
+        elif p.direction == "outbound" and p.target.via_host_link:
+            lookups[p.request] = Answer(Route(net("0.0.0.0/0")), dev="eth0")  # the default
+    found = findings(LOST, None, RECORD, paths, Answers(lookups, {}, {}, []), "eth0")
+    assert [(f.kind, f.message) for f in found] == [
+        (
+            "misrouted",
+            "the pod's request to 192.0.2.2 (host) has no route: Network is unreachable",
+        ),
+        (
+            "misrouted",
+            "the pod's request to 10.96.0.1 (cluster 10.96.0.0/12) leaves by eth0, not veth0",
+        ),
+    ]
+    assert found[1].confirm == "ip -n pod route get 10.96.0.1"
+
+
+def test_each_difference_from_the_saved_plan_is_a_finding_with_its_command() -> None:
+    route = AddRoute("pod", net("10.96.0.0/12"), "veth0", ip("192.0.2.2"))
+    host_route = AddRoute("host", net("192.0.2.10/32"), "vethabc", table=500)
+    rule = AddRule("pod", AF_INET, 1000, 101)
+    sysctl = SetSysctl("pod", "net.ipv4.conf.all.rp_filter", "0", "1")
+    drifts = [
+        ("eth0", Drift(route, "route 10.96.0.0/12 via 192.0.2.2 dev veth0: is missing")),
+        ("eth0", Drift(host_route, "route on the host: is missing")),
+        ("net1", Drift(rule, "rule: is missing")),
+        ("net1", Drift(sysctl, "sysctl net.ipv4.conf.all.rp_filter in the pod is 1, not 0")),
+        ("net1", Drift(None, "the pod's nftables reply marking is missing")),
+    ]
+    found = findings(LOST, HOST, RECORD, [], Answers({}, {}, {}, []), "eth0", drifts)
+    assert [(f.kind, f.confirm) for f in found] == [
+        ("plan-drift", "ip -n pod -4 route show table 254"),
+        ("plan-drift", "ip -4 route show table 500"),
+        ("plan-drift", "ip -n pod -4 rule show"),
+        ("plan-drift", "ip netns exec pod sysctl net.ipv4.conf.all.rp_filter"),
+        ("plan-drift", "ip netns exec pod nft list ruleset"),
+    ]
+    assert found[0].message == (
+        "the coordinator's ADD for eth0: route 10.96.0.0/12 via 192.0.2.2 dev veth0: is missing"
+    )
