@@ -664,7 +664,8 @@ def _node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     diag.add_argument(
         "--state-dir",
         help="where the service keeps the coordinator's saved ADD plans, compared with the "
-        "kernel (default: $SPIDERNET_STATE_DIR or /var/lib/spidernet)",
+        "kernel (default: $SPIDERNET_STATE_DIR, else the service's own, else "
+        "/var/lib/spidernet)",
     )
     _add_socket(diag)
     diag.set_defaults(func=_diag)

@@ -112,7 +112,10 @@ class App:
         if request.peer.uid not in self.allowed_uids:
             return _error(403, f"uid {request.peer.uid} may not use this socket")
         if request.path == "/v1/healthz" and request.method == "GET":
-            return _json(200, {"ok": True, "node": self.core.node})
+            health: dict[str, object] = {"ok": True, "node": self.core.node}
+            if self.state_dir is not None:
+                health["stateDir"] = str(self.state_dir)  # where diag finds the saved plans
+            return _json(200, health)
         if self.pending >= self.max_pending:
             self.core.metrics.busy.inc()
             return _busy(request, self.pending)

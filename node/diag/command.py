@@ -7,11 +7,13 @@ that names nothing). `-o json` prints the document of docs/diag.schema.json.
 from __future__ import annotations
 
 import json
+import os
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 from typing import TextIO
 
-from spidernet.control.client import Client, socket_path, state_dir
+from spidernet.control.client import DEFAULT_STATE_DIR, Client, socket_path
 from spidernet.node import netns
 from spidernet.node.access.broker import Broker
 
@@ -79,7 +81,14 @@ def main(
     service = Service(Client(socket_path(socket), timeout=SERVICE_TIMEOUT_S))
     broker = Broker()
     try:
-        options = Options(target, host, extra, probe, state_dir=state_dir(state))
+        # --state-dir, else $SPIDERNET_STATE_DIR, else the service's own, else the default.
+        plans = (
+            state
+            or os.environ.get("SPIDERNET_STATE_DIR")
+            or service.state_dir()
+            or DEFAULT_STATE_DIR
+        )
+        options = Options(target, host, extra, probe, state_dir=Path(plans))
         report = diagnose(options, broker, service)
     except (TargetError, netns.NetnsGone) as e:
         err.write(f"spidernet diag: {e}\n")

@@ -178,6 +178,16 @@ class Service:
             self._endpoints = [record_from(doc) for doc in items if isinstance(doc, dict)]
         return self._endpoints
 
+    def state_dir(self) -> str | None:
+        """The service's state directory (its coordinator's saved plans), None when it
+        does not answer or does not say."""
+        try:
+            health = self._client.request("GET", "/v1/healthz")
+        except (ServiceUnreachable, ServiceError):
+            return None
+        found = health.get("stateDir") if isinstance(health, dict) else None
+        return found if isinstance(found, str) and found else None
+
     def by_pod(self, namespace: str, name: str) -> Record | None:
         return next(
             (r for r in self.endpoints() if (r.namespace, r.name) == (namespace, name)), None

@@ -460,8 +460,6 @@ def test_the_table_output_names_the_findings(underlay: Pod) -> None:
             "--no-probe",
             "--socket",
             str(underlay.service.socket),
-            "--state-dir",
-            str(underlay.service.state_dir),
         )
     finally:
         with netlink(netns.path_of(underlay.world.host)) as nl:
@@ -470,6 +468,8 @@ def test_the_table_output_names_the_findings(underlay: Pod) -> None:
     for heading in ("Interfaces", "Rules", "Routes", "Neighbours", "Sysctls", "Paths"):
         assert heading in done.stdout
     assert "1 finding" in done.stdout
+    # Without --state-dir the service said where its coordinator saved the plans.
+    assert "saved plan" not in done.stdout
     assert "- veth-mtu-mismatch: the pod's veth0 has MTU" in done.stdout
 
 
