@@ -18,7 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from spidernet.control.allocator.allocate import Lease, PoolUse, allocate
 from spidernet.control.allocator.candidates import UNNAMED_PREFIX
@@ -52,6 +52,17 @@ from .workloads import facts, stateful_valid
 
 # Claims lost to concurrent writers before the call gives up with "try again later".
 ATTEMPTS = 32
+
+
+class FailureHook(Protocol):
+    """Told of a failed ADD: the pod, the CNI error code and message, and whether it was
+    waiting for its SpiderSubnet auto pool."""
+
+    def __call__(
+        self, namespace: str, name: str, uid: str, code: int, message: str, *, waiting: bool
+    ) -> None: ...
+
+
 _log = logging.getLogger("spidernet.gc")
 
 
@@ -129,6 +140,9 @@ class IpamCore:
         self.view = PoolView(store, parallel=parallel_sync)
         self.metrics = metrics or Metrics(self.view.stats)
         self._lock = threading.Lock()
+        # Told of every failed ADD (pod namespace, name, uid, CNI code, message, waiting for
+        # an auto pool): the Kubernetes agent's Events on pods (events.py).
+        self.events: FailureHook | None = None
 
     # -- the Backend protocol -------------------------------------------------------------
 
@@ -152,13 +166,22 @@ class IpamCore:
                 self.watch.track(pod.namespace, pod.name, call.netns, call.ifname, ips)
         except AllocationError as e:
             self.metrics.allocation_failures.labels(e.reason.value).inc()
-            raise _cni_error(e) from e
-        except CNIError:
+            error = _cni_error(e)
+            self._tell(call, error, waiting=e.waiting)
+            raise error from e
+        except CNIError as e:
             self.metrics.allocation_failures.labels("error").inc()
+            self._tell(call, e)
             raise
         self.metrics.allocations.inc()
         self.metrics.allocation_seconds.observe(time.perf_counter() - start)
         return out
+
+    def _tell(self, call: IpamCall, error: CNIError, *, waiting: bool = False) -> None:
+        """Hand a failed ADD to `events` (an Event on the pod, in Kubernetes mode)."""
+        if self.events is not None:
+            pod = call.pod
+            self.events(pod.namespace, pod.name, pod.uid, error.code, error.msg, waiting=waiting)
 
     def _defer(self, call: IpamCall, e: AllocationError) -> None:
         """Raise Deferred while the call may still wait for its auto pool (e.waiting);

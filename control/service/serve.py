@@ -43,6 +43,7 @@ from . import orphans
 from .app import MAX_PENDING, App, default_uids
 from .conflicts import ConflictWatch
 from .detection import Detector, Settings
+from .events import PodEvents
 from .ipam import AutoPoolWait, IpamCore
 
 DEFAULT_METRICS = ("127.0.0.1", 5711)
@@ -263,6 +264,14 @@ async def serve(
                 config.kube, config.auto_pool_retries, config.auto_pool_interval_s
             ),
         )
+        if config.kube:
+            from spidernet.control.store.kube import KubeStore
+
+            if isinstance(store, KubeStore):
+                # Failed ADDs as Events on their pods, posted by a thread of their own.
+                pod_events = PodEvents(store.post_event, core.node)
+                stack.callback(pod_events.close)
+                core.events = pod_events.allocation_failed
         app = App(
             store,
             core,

@@ -305,6 +305,45 @@ class KubeStore:
             )
         return Stored(key, dict(doc.get("spec", {})), str(doc["metadata"]["resourceVersion"]))
 
+    # -- events (core/v1), the agent's word on a pod --------------------------------------
+
+    def post_event(self, namespace: str, event: Mapping[str, Any], bump: Mapping[str, Any]) -> int:
+        """Create `event` (control/model/events.py) in `namespace`; when one of its name
+        exists, merge-patch it with `bump` and a count one higher instead. The count written.
+        Never holds back other requests when the API server does not answer (an Event is
+        worth less than an allocation)."""
+        name = str(event["metadata"]["name"])
+        key = Key("Event", namespace, name)
+        body: Any = dict(event)  # the client takes JSON as it is
+        opts: dict[str, Any] = {"_request_timeout": self._timeout, "_preload_content": False}
+        try:
+            self._send(
+                key,
+                "create",
+                lambda: _json_of(self._core.create_namespaced_event(namespace, body, **opts)),
+                holds=False,
+            )
+            return 1
+        except AlreadyExists:
+            pass
+        current = _json_of(
+            self._send(
+                key,
+                "get",
+                lambda: self._core.read_namespaced_event(name, namespace, **opts),
+                holds=False,
+            )
+        )
+        count = int(current.get("count") or 1) + 1 if isinstance(current, dict) else 2
+        patch = {**bump, "count": count}
+        self._send(
+            key,
+            "patch",
+            lambda: _json_of(self._core.patch_namespaced_event(name, namespace, patch, **opts)),
+            holds=False,
+        )
+        return count
+
     # -- the contract ------------------------------------------------------------------------
 
     def get(self, key: Key) -> Stored:

@@ -33,7 +33,9 @@ import yaml
 from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 
+from spidernet.control.client import ServiceError
 from spidernet.control.store.kube import INTERNAL
+from spidernet.node.cni.errors import Code
 from spidernet.node.lab.service import scratch_service
 from spidernet.testbed.gotools import ensure_kustomize
 from spidernet.testbed.kubecluster import Cluster, free_port
@@ -313,6 +315,9 @@ def test_what_the_service_accounts_may_not_do(
     assert not agent("get", "secrets", namespace=SYSTEM)
     assert not agent("update", "nodes")
     assert agent("get", "replicasets", group="apps", namespace=namespace)
+    assert agent("create", "events", namespace=namespace)
+    assert agent("patch", "events", namespace=namespace)
+    assert not agent("delete", "events", namespace=namespace)
     assert not agent("list", "replicasets", group="apps", namespace=namespace)
     # The controller: its Lease and its Secret, deletes of leaked records; no pods, no other
     # Secret, no other webhook configuration.
@@ -485,6 +490,27 @@ def test_agent_and_controller_work_with_their_service_accounts(
             "POST", "/v1/ipam/allocate", ipam_call(namespace, "leak", uid, pool)
         )
         (leaked,) = [ip["address"].split("/")[0] for ip in answer["ips"]]
+        # An ADD that fails is a Warning Event on its pod, posted with the agent's token;
+        # the kubelet's retry raises its count instead of writing another.
+        uid = make_pod(core, namespace, "nopool")
+        bad = ipam_call(namespace, "nopool", uid, "no-such-pool")
+        for _ in range(2):
+            with pytest.raises(ServiceError) as refused:
+                agent.client.request("POST", "/v1/ipam/allocate", bad)
+        assert refused.value.code == Code.NO_POOL, refused.value.message
+
+        def pod_events() -> list[client.CoreV1Event]:
+            found = core.list_namespaced_event(
+                namespace, field_selector=f"involvedObject.uid={uid}"
+            )
+            return list(found.items)
+
+        wait_for("the pod's Event, counted twice", lambda: [e.count for e in pod_events()] == [2])
+        (event,) = pod_events()
+        assert (event.type, event.reason) == ("Warning", "NoIPPool")
+        assert event.message == refused.value.message
+        assert event.source is not None
+        assert (event.source.component, event.source.host) == ("spidernet-agent", node)
         check_agent_refused(kubeconfigs[AGENT_SA], namespace)
         agent_log = agent.log.read_text(errors="replace")
         assert "forbidden" not in agent_log.lower(), agent_log

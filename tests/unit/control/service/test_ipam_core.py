@@ -288,3 +288,22 @@ def test_deleting_an_endpoint_frees_its_addresses(core: IpamCore) -> None:
     cni(core, "ADD", "c1", pod="ns/a")
     resources.delete(core.store, Key("SpiderEndpoint", "ns", "a"))
     assert held(core, "v4") == 0
+
+
+def test_a_failed_add_is_told_to_the_events_hook_with_its_pod_and_code(core: IpamCore) -> None:
+    told: list[tuple[str, str, str, int, str, bool]] = []
+
+    def hook(
+        namespace: str, name: str, uid: str, code: int, message: str, *, waiting: bool
+    ) -> None:
+        told.append((namespace, name, uid, code, message, waiting))
+
+    core.events = hook
+    status, out = cni(core, "ADD", "c-none", pod="ns/web", ipam={"default_ipv4_ippool": ["gone"]})
+    assert status == 1
+    [(namespace, name, _, code, message, waiting)] = told
+    assert (namespace, name, waiting) == ("ns", "web", False)
+    assert (code, message) == (out["code"], out["msg"])
+    # A successful ADD tells nothing.
+    assert cni(core, "ADD", "c-ok", pod="ns/ok")[0] == 0
+    assert len(told) == 1

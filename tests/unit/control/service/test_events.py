@@ -1,0 +1,61 @@
+"""PodEvents: failed ADDs become Events off the caller's thread; what cannot be posted is
+logged, never raised, and a full queue drops instead of blocking an answer."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+import pytest
+
+from spidernet.control.service import events
+from spidernet.control.service.events import PodEvents
+from spidernet.control.store.base import Unavailable
+from spidernet.node.cni.errors import Code
+
+
+def test_a_failure_worth_an_event_is_posted_and_others_are_not() -> None:
+    posted: list[tuple[str, Mapping[str, Any], Mapping[str, Any]]] = []
+
+    def post(namespace: str, event: Mapping[str, Any], bump: Mapping[str, Any]) -> int:
+        posted.append((namespace, event, bump))
+        return 1
+
+    recorder = PodEvents(post, "node-a")
+    recorder.allocation_failed("ns", "web", "u1", Code.IP_CONFLICT, "held", waiting=False)
+    recorder.allocation_failed("ns", "web", "u1", Code.TRY_AGAIN_LATER, "busy", waiting=False)
+    recorder.allocation_failed("", "", "", Code.NO_POOL, "no pod named", waiting=False)
+    recorder.close()
+    [(namespace, event, bump)] = posted
+    assert namespace == "ns"
+    assert (event["reason"], event["message"], event["source"]["host"]) == (
+        "IPConflict",
+        "held",
+        "node-a",
+    )
+    assert bump["message"] == "held"
+    assert recorder.posted == 1
+
+
+def test_an_api_server_that_refuses_is_logged_once_and_a_full_queue_drops(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    monkeypatch.setattr(events, "QUEUE", 2)
+    gate = threading.Event()
+
+    def post(namespace: str, event: Mapping[str, Any], bump: Mapping[str, Any]) -> int:
+        gate.wait(10)
+        raise Unavailable(None, "the API server did not answer")
+
+    recorder = PodEvents(post, "n")
+    for i in range(6):
+        recorder.allocation_failed("ns", f"p{i}", "", Code.NO_POOL, "x", waiting=False)
+    assert recorder.dropped >= 3  # one in the thread's hands, two queued, the rest dropped
+    gate.set()
+    recorder.close()
+    assert recorder.posted == 0
+    lines = [r.getMessage() for r in caplog.records if r.name == "spidernet.events"]
+    assert len(lines) == 1
+    assert "not posted" in lines[0]
+    assert "did not answer" in lines[0]
