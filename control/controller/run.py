@@ -15,6 +15,7 @@ import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Any, Protocol, TextIO
 
 from spidernet.control.controller import gc
@@ -28,6 +29,7 @@ from spidernet.control.controller.lease import (
     step,
 )
 from spidernet.control.controller.multus import reconcile_multus
+from spidernet.control.model import events
 from spidernet.control.model.documents import parse
 from spidernet.control.model.errors import ValidationError
 from spidernet.control.model.resources import IPPool
@@ -108,6 +110,26 @@ class GarbageCollector:
             addresses = ", ".join(f"{c.key.namespace}/{c.key.name}" for c in verdict.claims)
             held = f" (addresses {addresses})" if addresses else ""
             log(f"reclaimed {verdict.key} of pod {verdict.pod}{held}: {verdict.reason.value}")
+            if isinstance(store, KubeStore):
+                _tell_pools(store, verdict, log)
+
+
+def _tell_pools(store: KubeStore, verdict: gc.Reclaim, log: Log) -> None:
+    """An `IPReclaimed` Event on each pool the reclaim gave addresses back to."""
+    keys = [c.key for c in verdict.claims]
+    if verdict.key.kind == CLAIM:  # an orphaned claim, reclaimed alone
+        keys.append(verdict.key)
+    by_pool: dict[str, list[str]] = {}
+    for key in keys:  # a claim's key: namespace = pool, name = address
+        by_pool.setdefault(key.namespace, []).append(key.name)
+    now = datetime.now(UTC)
+    for pool, addresses in by_pool.items():
+        message = f"reclaimed {', '.join(addresses)} of pod {verdict.pod}: {verdict.reason.value}"
+        event = events.pool_event(pool, "IPReclaimed", message, now)
+        try:
+            store.post_event(events.CLUSTER_EVENTS_NAMESPACE, event, events.bump(2, message, now))
+        except StoreError as e:
+            log(f"event on pool {pool} not posted: {e}")
 
 
 @dataclass

@@ -84,3 +84,30 @@ def bump(count: int, message: str, now: datetime) -> dict[str, Any]:
     """The merge patch that records one more occurrence of an existing Event, its
     `count`-th."""
     return {"count": count, "lastTimestamp": _time(now), "message": message[:MAX_MESSAGE]}
+
+
+CONTROLLER = "spidernet-controller"
+POOL_API_VERSION = "spiderpool.spidernet.io/v2beta1"
+# Events about cluster-scoped objects live here (as the Kubernetes event recorder puts them).
+CLUSTER_EVENTS_NAMESPACE = "default"
+
+
+def pool_event(pool: str, reason: str, message: str, now: datetime) -> dict[str, Any]:
+    """A Normal Event on the SpiderIPPool `pool` from the controller (one per message)."""
+    digest = hashlib.sha256(f"{pool}/{reason}/{message}".encode()).hexdigest()[:16]
+    at = _time(now)
+    return {
+        "apiVersion": "v1",
+        "kind": "Event",
+        "metadata": {"name": f"{pool[:200]}.{digest}", "namespace": CLUSTER_EVENTS_NAMESPACE},
+        "involvedObject": {"apiVersion": POOL_API_VERSION, "kind": "SpiderIPPool", "name": pool},
+        "type": "Normal",
+        "reason": reason,
+        "message": message[:MAX_MESSAGE],
+        "source": {"component": CONTROLLER},
+        "reportingComponent": "spidernet.io/controller",
+        "reportingInstance": CONTROLLER,
+        "firstTimestamp": at,
+        "lastTimestamp": at,
+        "count": 1,
+    }

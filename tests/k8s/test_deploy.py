@@ -326,6 +326,8 @@ def test_what_the_service_accounts_may_not_do(
     assert not ctl("update", "leases", group="coordination.k8s.io", namespace=namespace, name=LEASE)
     assert ctl("get", "secrets", namespace=SYSTEM, name="spidernet-webhook-tls")
     assert ctl("create", "secrets", namespace=SYSTEM)
+    assert ctl("create", "events", namespace="default")
+    assert not ctl("delete", "events", namespace="default")
     assert not ctl("get", "secrets", namespace=SYSTEM, name="other")
     assert not ctl("list", "secrets", namespace=SYSTEM)
     assert not ctl("get", "secrets", namespace=namespace, name="spidernet-webhook-tls")
@@ -570,6 +572,17 @@ def test_agent_and_controller_work_with_their_service_accounts(
         assert bundles == [secret.data["ca.crt"]]
         text = log.read_text(errors="replace")
         assert f"reclaimed SpiderEndpoint '{namespace}/leak'" in text, text
+
+        # ... and an Event on the pool says so, posted with the controller's token.
+        def on_pool() -> list[client.CoreV1Event]:
+            selector = f"involvedObject.name={pool},reason=IPReclaimed"
+            return list(core.list_namespaced_event("default", field_selector=selector).items)
+
+        wait_for("the reclaim's Event on the pool", lambda: bool(on_pool()))
+        assert [e.message for e in on_pool()] == [
+            f"reclaimed {leaked} of pod {namespace}/leak: pod gone"
+        ], text
+        assert on_pool()[0].involved_object.kind == "SpiderIPPool"
         assert "forbidden" not in text.lower(), text
     finally:
         if proc.poll() is None:

@@ -62,3 +62,16 @@ def test_long_names_and_messages_stay_within_what_the_api_server_takes() -> None
         "lastTimestamp": "2026-12-07T08:00:00Z",
         "message": "again",
     }
+
+
+def test_a_reclaim_is_a_normal_event_on_its_pool_in_the_default_namespace() -> None:
+    doc = events.pool_event("pool-a", "IPReclaimed", "reclaimed 10.0.0.5 of pod ns/web", NOW)
+    assert doc["metadata"]["namespace"] == "default"
+    assert doc["involvedObject"] == {
+        "apiVersion": "spiderpool.spidernet.io/v2beta1",
+        "kind": "SpiderIPPool",
+        "name": "pool-a",
+    }
+    assert (doc["type"], doc["source"]) == ("Normal", {"component": "spidernet-controller"})
+    other = events.pool_event("pool-a", "IPReclaimed", "reclaimed 10.0.0.6 of pod ns/db", NOW)
+    assert other["metadata"]["name"] != doc["metadata"]["name"]
