@@ -13,7 +13,7 @@ from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from dataclasses import dataclass, field
-from pathlib import Path as PathLike
+from pathlib import Path as FilePath
 
 from spidernet.node import netns
 from spidernet.node.access.base import Namespaces
@@ -58,7 +58,7 @@ class Options:
     timing: arp.Timing = field(default_factory=arp.Timing)
     # Where the coordinator saved its ADD plans (the service's state directory); None: the
     # plans are not compared.
-    state_dir: PathLike | None = None
+    state_dir: FilePath | None = None
 
 
 @dataclass(frozen=True)
