@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     import threading
 
     from spidernet.control.client import Client
+    from spidernet.control.controller.metrics import ControllerMetrics, MetricsServer
     from spidernet.control.controller.webhook import Options, WebhookThread
     from spidernet.control.store.kube import KubeStore
 
@@ -41,6 +42,16 @@ def _install_cni(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _metrics_address(text: str) -> tuple[str, int] | None:
+    """--metrics-address: (host, port), or None for 'off'; ValueError when malformed."""
+    if text == "off":
+        return None
+    host, _, port = text.rpartition(":")
+    if not host or not port.isdigit() or int(port) > 65535:
+        raise ValueError("--metrics-address must be HOST:PORT or 'off'")
+    return host, int(port)
+
+
 def _serve(args: argparse.Namespace) -> int:
     import os
 
@@ -58,13 +69,11 @@ def _serve(args: argparse.Namespace) -> int:
     except ValueError as bad:
         print(f"spidernet: --watch-link: {bad}", file=sys.stderr)
         return EXIT_USAGE
-    metrics: tuple[str, int] | None = None
-    if args.metrics_address != "off":
-        host, _, port = args.metrics_address.rpartition(":")
-        if not host or not port.isdigit():
-            print("spidernet: --metrics-address must be HOST:PORT or 'off'", file=sys.stderr)
-            return EXIT_USAGE
-        metrics = (host, int(port))
+    try:
+        metrics = _metrics_address(args.metrics_address)
+    except ValueError as bad:
+        print(f"spidernet: {bad}", file=sys.stderr)
+        return EXIT_USAGE
     if args.kubeconfig and not args.kube:
         print("spidernet: --kubeconfig needs --kube", file=sys.stderr)
         return EXIT_USAGE
@@ -281,20 +290,10 @@ def _detect_watch(args: argparse.Namespace) -> int:
 
 
 def _controller(args: argparse.Namespace) -> int:
-    import os
-    import signal
-    import socket
-    import threading
-
-    from spidernet.control.controller import gc
-    from spidernet.control.controller.run import Elector, reconcilers, run
-    from spidernet.control.controller.webhook import Options, WebhookError
-    from spidernet.control.store.base import StoreError, Unavailable
+    from spidernet.control.controller.webhook import Options
+    from spidernet.control.store.base import Unavailable
     from spidernet.control.store.kube import KubeStore
 
-    if args.gc_interval <= 0 or args.lease_duration <= 0:
-        print("spidernet: --gc-interval and --lease-duration must be positive", file=sys.stderr)
-        return EXIT_USAGE
     hook = Options(
         args.webhook_address,
         args.webhook_secret,
@@ -305,6 +304,9 @@ def _controller(args: argparse.Namespace) -> int:
         args.webhook_key,
     )
     try:
+        if args.gc_interval <= 0 or args.lease_duration <= 0:
+            raise ValueError("--gc-interval and --lease-duration must be positive")
+        _metrics_address(args.metrics_address)  # refused here; _controller_serve uses it
         hook_address = hook.check()
         hook_context = hook.file_context() if hook_address is not None else None
     except ValueError as e:
@@ -315,6 +317,29 @@ def _controller(args: argparse.Namespace) -> int:
     except Unavailable as e:
         print(f"spidernet: {e}", file=sys.stderr)
         return EXIT_FAILURE
+    return _controller_serve(args, store, hook, hook_address, hook_context)
+
+
+def _controller_serve(
+    args: argparse.Namespace,
+    store: KubeStore,
+    hook: Options,
+    hook_address: tuple[str, int] | None,
+    hook_context: ssl.SSLContext | None,
+) -> int:
+    """Run the controller on `store` until SIGTERM or SIGINT; its exit status."""
+    import os
+    import signal
+    import socket
+    import threading
+
+    from spidernet.control.controller import gc
+    from spidernet.control.controller.metrics import ControllerMetrics
+    from spidernet.control.controller.run import Elector, reconcilers, run
+    from spidernet.control.controller.webhook import WebhookError
+    from spidernet.control.store.base import StoreError
+
+    metrics_at = _metrics_address(args.metrics_address)
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
     elector = Elector(
         store, args.lease_namespace, args.lease_name, identity, duration_s=args.lease_duration
@@ -323,22 +348,45 @@ def _controller(args: argparse.Namespace) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda _n, _f: stop.set())
+    metrics = ControllerMetrics()
+    exporter = None
     try:
+        try:
+            exporter = _controller_metrics(metrics, metrics_at)
+        except OSError as e:
+            where = args.metrics_address
+            print(f"spidernet: failed to serve metrics on {where}: {e}", file=sys.stderr)
+            return EXIT_FAILURE
         server = None
         if hook_address is not None:
             try:
-                server = _webhook(hook, hook_address, hook_context, store, stop)
+                server = _webhook(hook, hook_address, hook_context, store, stop, metrics=metrics)
             except (WebhookError, StoreError, ValueError, OSError) as e:
                 print(f"spidernet: webhook: {e}", file=sys.stderr)
                 return EXIT_FAILURE
         try:
-            run(elector, reconcilers(policy), interval_s=args.gc_interval, stop=stop)
+            parts = reconcilers(policy, metrics)
+            run(elector, parts, interval_s=args.gc_interval, stop=stop, metrics=metrics)
         finally:
             if server is not None:
                 server.stop()
     finally:
+        if exporter is not None:
+            exporter.stop()
         store.close()
     return EXIT_FAILURE if server is not None and server.failed else EXIT_OK
+
+
+def _controller_metrics(
+    metrics: ControllerMetrics, address: tuple[str, int] | None
+) -> MetricsServer | None:
+    """Serve the controller's metrics at `address` (None: not at all); raises OSError."""
+    if address is None:
+        return None
+    exporter = metrics.serve(*address)
+    where = f"http://{address[0]}:{exporter.port}/metrics"
+    print(f"spidernet controller: metrics on {where}", file=sys.stderr, flush=True)
+    return exporter
 
 
 def _webhook(
@@ -347,6 +395,8 @@ def _webhook(
     context: ssl.SSLContext | None,
     store: KubeStore,
     stop: threading.Event,
+    *,
+    metrics: ControllerMetrics,
 ) -> WebhookThread:
     """Start the admission webhook of `spidernet controller` (control/controller/webhook.py):
     its TLS material (`context`, from the files, or the Secret's), the caBundle published,
@@ -392,7 +442,13 @@ def _webhook(
                 f"caBundle is set once it exists (checked every {webhook.CA_RECHECK_S:.0f}s)"
             )
     server = webhook.WebhookThread(
-        store, context, address, log=webhook.stderr_log, on_failure=stop.set, publish_ca=publish
+        store,
+        context,
+        address,
+        log=webhook.stderr_log,
+        on_failure=stop.set,
+        publish_ca=publish,
+        count=metrics.reviewed,
     )
     server.start()
     return server
@@ -435,6 +491,13 @@ def _controller_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--lease-duration", type=int, default=15, help="seconds a Lease holds unrenewed (15)"
     )
     ctl.add_argument("--identity", help="this candidate's name (default: host name and pid)")
+    ctl.add_argument(
+        "--metrics-address",
+        default="off",
+        metavar="HOST:PORT",
+        help="serve Prometheus /metrics here (port 0: any free one, printed), or 'off' "
+        "(default: off; the manifests set 0.0.0.0:5721)",
+    )
     hook = ctl.add_argument_group(
         "admission webhook",
         "Validate Spider* objects at admission (every replica serves it; docs/webhook.md).",

@@ -28,6 +28,7 @@ from spidernet.control.controller.lease import (
     state_of,
     step,
 )
+from spidernet.control.controller.metrics import ControllerMetrics
 from spidernet.control.controller.multus import reconcile_multus
 from spidernet.control.model import events
 from spidernet.control.model.documents import parse
@@ -78,6 +79,7 @@ class GarbageCollector:
     name: str = "gc"
     orphan_since: dict[Key, float] = field(default_factory=dict)
     reclaimed: int = 0
+    metrics: ControllerMetrics | None = None
 
     def snapshot(self, store: Store) -> gc.Snapshot:
         """What the decision needs, read from the store."""
@@ -97,6 +99,8 @@ class GarbageCollector:
         snap = self.snapshot(store)
         orphaned = {c.key for c in gc.orphans(snap)}
         self.orphan_since = {k: self.orphan_since.get(k, now) for k in orphaned}
+        if self.metrics is not None:
+            self.metrics.orphans.set(len(orphaned))
         for verdict in gc.decide(snap, now, self.orphan_since, self.policy):
             writes = [Delete(verdict.key, verdict.version)]
             writes += [Delete(c.key, c.version) for c in verdict.claims]
@@ -107,6 +111,10 @@ class GarbageCollector:
                 continue
             self.reclaimed += 1
             self.orphan_since.pop(verdict.key, None)
+            if self.metrics is not None:
+                self.metrics.reclaims.labels(verdict.reason.value).inc()
+                gone = len(verdict.claims) + (verdict.key.kind == CLAIM)
+                self.metrics.reclaimed_addresses.inc(gone)
             addresses = ", ".join(f"{c.key.namespace}/{c.key.name}" for c in verdict.claims)
             held = f" (addresses {addresses})" if addresses else ""
             log(f"reclaimed {verdict.key} of pod {verdict.pod}{held}: {verdict.reason.value}")
@@ -179,9 +187,9 @@ class MultusNads:
             log(f"NetworkAttachmentDefinition {line}")
 
 
-def reconcilers(policy: gc.Policy) -> list[Reconciler]:
+def reconcilers(policy: gc.Policy, metrics: ControllerMetrics | None = None) -> list[Reconciler]:
     """The controller's concerns, in the order each pass runs them."""
-    return [GarbageCollector(policy), AutoPools(), PoolStatus(), MultusNads()]
+    return [GarbageCollector(policy, metrics=metrics), AutoPools(), PoolStatus(), MultusNads()]
 
 
 @dataclass
@@ -239,6 +247,11 @@ def _stderr(line: str, out: TextIO = sys.stderr) -> None:
     print(f"spidernet controller: {line}", file=out, flush=True)
 
 
+def _failed(metrics: ControllerMetrics | None, part: Reconciler) -> None:
+    if metrics is not None:
+        metrics.pass_failures.labels(part.name).inc()
+
+
 def run(
     elector: Elector,
     parts: Sequence[Reconciler],
@@ -247,6 +260,7 @@ def run(
     stop: threading.Event,
     log: Log = _stderr,
     clock: Callable[[], float] = time.time,
+    metrics: ControllerMetrics | None = None,
 ) -> None:
     """The loop: until `stop` is set; releases the Lease on the way out."""
     renew_every = max(elector.duration_s / 3.0, 0.2)
@@ -262,23 +276,33 @@ def run(
                 leading = False
             if leading != was_leading:
                 log(f"{'leading' if leading else 'standing by'} ({elector.identity})")
+                if metrics is not None:
+                    metrics.leader.set(1 if leading else 0)
                 next_pass = now if leading else next_pass
                 was_leading = leading
             if leading and now >= next_pass:
                 for i, part in enumerate(parts):
                     # A long pass must not outlive the Lease: renew before each reconciler.
+                    started = time.perf_counter()
                     try:
                         if i and not elector.tick(clock()):
                             break
                         part.reconcile(elector.store, clock(), log)
                     except Unavailable as e:
                         log(f"{part.name}: pass skipped: {e}")
+                        _failed(metrics, part)
                     except StoreError as e:
                         # Any other refusal (a write the API server would not take, an object
                         # that vanished mid-pass) ends this reconciler's pass, never the loop:
                         # the next pass reads everything again.
                         log(f"{part.name}: pass ended early: {e}")
+                        _failed(metrics, part)
+                    if metrics is not None:
+                        seconds = time.perf_counter() - started
+                        metrics.pass_seconds.labels(part.name).observe(seconds)
                 next_pass = now + interval_s
             stop.wait(min(renew_every, max(next_pass - clock(), 0.05)) if leading else renew_every)
     finally:
         elector.release(clock())
+        if metrics is not None:
+            metrics.leader.set(0)

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import datetime
+import functools
 import ipaddress
 import json
 import os
@@ -248,7 +249,15 @@ def _json(status: int, doc: object) -> Response:
     return Response(status, json.dumps(doc).encode() + b"\n")
 
 
-async def review(store: Store, body: bytes, log: Log) -> Response:
+# Told of each review answered: the object's kind, and whether it was allowed (metrics).
+ReviewCount = Callable[[str, bool], None]
+
+
+def _uncounted(kind: str, allowed: bool) -> None:
+    del kind, allowed
+
+
+async def review(store: Store, body: bytes, log: Log, count: ReviewCount = _uncounted) -> Response:
     """The answer to one POST /validate."""
     try:
         rev = admission.read_review(json.loads(body))
@@ -267,13 +276,14 @@ async def review(store: Store, body: bytes, log: Log) -> Response:
             )
         else:
             verdict = admission.decide(rev, facts)
+    count(rev.kind, verdict.allowed)
     if not verdict.allowed:
         where = f"{rev.namespace}/{rev.name}" if rev.namespace else rev.name
         log(f"webhook: denied {rev.operation} {rev.kind} '{where}': {verdict.message}")
     return _json(200, admission.response(rev.uid, verdict))
 
 
-def _handler(store: Store, log: Log) -> Handler:
+def _handler(store: Store, log: Log, count: ReviewCount) -> Handler:
     async def route(request: Request) -> Response:
         if request.path == "/healthz":
             return Response(200, b"ok\n", "text/plain")
@@ -281,7 +291,7 @@ def _handler(store: Store, log: Log) -> Handler:
             return _json(404, {"error": f"no such path {request.path}; use /validate"})
         if request.method != "POST":
             return _json(405, {"error": "use POST"})
-        return await review(store, request.body, log)
+        return await review(store, request.body, log, count)
 
     return route
 
@@ -293,6 +303,7 @@ async def serve(
     port: int,
     log: Log,
     *,
+    count: ReviewCount = _uncounted,
     task_status: trio.TaskStatus[tuple[str, int]] = trio.TASK_STATUS_IGNORED,
 ) -> None:
     """Serve the webhook on `host:port` until cancelled; `task_status.started((host, port))`
@@ -300,7 +311,7 @@ async def serve(
     listeners = await trio.open_tcp_listeners(port, host=host)
     tls = [trio.SSLListener(lst, context, https_compatible=True) for lst in listeners]
 
-    route = _handler(store, log)
+    route = _handler(store, log, count)
 
     async def handle(stream: trio.SSLStream[trio.SocketStream]) -> None:
         try:
@@ -328,8 +339,10 @@ class WebhookThread:
         log: Log,
         on_failure: Callable[[], None] = lambda: None,
         publish_ca: Callable[[], object] | None = None,
+        count: ReviewCount = _uncounted,
     ) -> None:
         self._args = (store, context, *address, log)
+        self._count = count
         self._publish = publish_ca
         self._log = log
         self._on_failure = on_failure
@@ -345,7 +358,8 @@ class WebhookThread:
         with trio.CancelScope() as scope:
             self._scope = scope
             async with trio.open_nursery() as nursery:
-                self.address = await nursery.start(serve, *self._args)
+                serving = functools.partial(serve, *self._args, count=self._count)
+                self.address = await nursery.start(serving)
                 self._ready.set()
                 if self._publish is not None:
                     nursery.start_soon(self._republish, self._publish)

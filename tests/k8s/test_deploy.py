@@ -23,6 +23,7 @@ import ssl
 import subprocess
 import sys
 import time
+import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -32,6 +33,7 @@ import pytest
 import yaml
 from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
+from prometheus_client.parser import text_string_to_metric_families
 
 from spidernet.control.client import ServiceError
 from spidernet.control.store.kube import INTERNAL
@@ -520,10 +522,11 @@ def test_agent_and_controller_work_with_their_service_accounts(
     assert claimed(custom, pool) == {leaked}
 
     # The controller, with its Lease, its webhook Secret and its webhook configuration.
-    port = free_port()
+    port, metrics_port = free_port(), free_port()
     identity = f"deploy-test-{uuid.uuid4().hex[:6]}"
     ctl_argv = manifest_command(rendered, "Deployment", "controller")
     assert ctl_argv[:2] == ["spidernet", "controller"]
+    ctl_argv = replaced(ctl_argv, "--metrics-address", f"127.0.0.1:{metrics_port}")
     argv = [
         sys.executable,
         "-m",
@@ -583,6 +586,19 @@ def test_agent_and_controller_work_with_their_service_accounts(
             f"reclaimed {leaked} of pod {namespace}/leak: pod gone"
         ], text
         assert on_pool()[0].involved_object.kind == "SpiderIPPool"
+        # Its metrics: Prometheus text that says it leads and what it reclaimed, and why.
+        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+            families = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+        (leader,) = families["spidernet_controller_leader"].samples
+        assert leader.value == 1
+        reclaims = {
+            s.labels["reason"]: s.value
+            for s in families["spidernet_controller_gc_reclaims"].samples
+            if s.name.endswith("_total")
+        }
+        assert reclaims.get("pod gone", 0) >= 1, reclaims
+        assert "process_resident_memory_bytes" in families
+        assert "spidernet_controller_pass_seconds" in families
         assert "forbidden" not in text.lower(), text
     finally:
         if proc.poll() is None:

@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from spidernet.control.controller.metrics import ControllerMetrics
 from spidernet.control.controller.run import Elector, run
 from spidernet.control.store.base import Invalid, Key, NotFound, Store, Stored, Unavailable
 from spidernet.control.store.embedded import EmbeddedStore
@@ -103,3 +104,37 @@ def test_an_error_that_is_not_the_stores_still_stops_the_controller(store: Lease
     with pytest.raises(KeyError):
         run(elector, [Failing("bug", KeyError("x"))], interval_s=0.0, stop=stop, log=print)
     assert not store.read_lease("kube-system", "spidernet-controller").body.get("holderIdentity")
+
+
+def test_the_loop_counts_its_passes_failures_and_leadership(store: LeasedStore) -> None:
+    stop = threading.Event()
+    metrics = ControllerMetrics()
+    bad = Failing("bad", Unavailable(None, "connection refused"))
+    good = Counting(stop, stop_after=2)
+    elector = Elector(store, "kube-system", "spidernet-controller", "me", duration_s=3)
+    leading: list[float | None] = []
+
+    class Watching(Counting):
+        name = "watching"
+
+        def reconcile(self, store: Store, now: float, log: Any) -> None:
+            leading.append(metrics.registry.get_sample_value("spidernet_controller_leader"))
+            super().reconcile(store, now, log)
+
+    watch = Watching(stop, stop_after=2)
+    run(elector, [bad, good, watch], interval_s=0.0, stop=stop, log=lambda _: None, metrics=metrics)
+    value = metrics.registry.get_sample_value
+    assert leading == [1.0, 1.0]  # while it led
+    assert value("spidernet_controller_leader") == 0.0  # released on the way out
+    assert value("spidernet_controller_pass_failures_total", {"reconciler": "bad"}) == 2.0
+    for part in ("bad", "counting", "watching"):
+        assert value("spidernet_controller_pass_seconds_count", {"reconciler": part}) == 2.0
+    assert b"process_cpu_seconds_total" in metrics.expose()
+    metrics.reviewed("SpiderIPPool", allowed=False)
+    assert (
+        value(
+            "spidernet_controller_webhook_reviews_total",
+            {"kind": "SpiderIPPool", "allowed": "false"},
+        )
+        == 1.0
+    )
