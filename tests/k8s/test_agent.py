@@ -274,7 +274,8 @@ def test_a_restarted_agent_answers_from_the_cluster_state(
         assert not agent.alive()
         agent.start()  # the same node, a new process: nothing kept but the cluster's state
         assert agent.socket == socket
-        assert Client(socket).request("GET", "/v1/healthz") == {"ok": True, "node": "node-r"}
+        health = Client(socket).request("GET", "/v1/healthz")
+        assert health == {"ok": True, "node": "node-r", "stateDir": str(agent.state_dir)}
         # The same sandbox: the same address, from the SpiderEndpoint in the cluster.
         assert allocate(agent, first) == address
         # Another pod: not the address the cluster says is taken.

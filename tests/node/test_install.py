@@ -59,7 +59,8 @@ def test_the_init_container_installed_the_cni_executables(spidernet: RealNode) -
 
 def test_the_agent_serves_the_plugins_socket_on_the_node(spidernet: RealNode) -> None:
     answer = Client("/run/spidernet/spidernet.sock").request("GET", "/v1/healthz")
-    assert answer == {"ok": True, "node": NODE_NAME}
+    # The state directory is the DaemonSet's (diag finds the coordinator's plans there).
+    assert answer == {"ok": True, "node": NODE_NAME, "stateDir": "/var/lib/spidernet"}
     # What the kubelet's probes ask: the metrics port's /healthz, which asks the socket.
     with urllib.request.urlopen("http://127.0.0.1:5711/healthz", timeout=10) as r:
         assert (r.status, r.read()) == (200, b"ok\n")
