@@ -219,8 +219,17 @@ def test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_rand
         for ep in endpoints(custom, namespace)
     }
     assert recorded == {p: run.answered[p] for p in run.live}
-    assert len(live_addresses) == len(run.live)
     owners = {c["spec"]["name"]: c for c in claims(custom, big_pool)}
+    by_address: dict[str, list[str]] = {}
+    for p in sorted(run.live):
+        by_address.setdefault(run.answered[p].split("/")[0], []).append(p)
+    doubled = {a: ps for a, ps in by_address.items() if len(ps) > 1}
+    # Which pod each doubled address's claim names, so a failure says who lost it.
+    assert not doubled, {
+        a: (ps, owners[a]["spec"]["body"].get("pod", "?") if a in owners else "no claim")
+        for a, ps in doubled.items()
+    }
+    assert len(live_addresses) == len(run.live)
     assert set(owners) == live_addresses
 
 
