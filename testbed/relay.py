@@ -1,6 +1,7 @@
 """A TCP relay on loopback that a fault test can cut: a network partition between one client
 (an agent, through a kubeconfig naming the relay) and its server (the API server), without
-touching any other client or this machine's network.
+touching any other client or this machine's network. Or mute: requests still reach the
+server, its answers are lost on the way back (a write applied whose client never hears so).
 
 While cut, the relay accepts new connections and reads what clients send, but forwards
 nothing either way: requests hang until the client's own timeout, as across a dead link.
@@ -24,6 +25,7 @@ class Relay:
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.port: int = self._listener.getsockname()[1]
         self._cut = threading.Event()
+        self._muted = threading.Event()
         self._lock = threading.Lock()
         self._open: list[socket.socket] = []
         self._closed = False
@@ -34,11 +36,16 @@ class Relay:
         """From now on nothing passes, in either direction."""
         self._cut.set()
 
+    def mute(self) -> None:
+        """From now on requests pass and answers are dropped."""
+        self._muted.set()
+
     def heal(self) -> None:
-        """End every connection that lived through the cut; new ones pass again."""
+        """End every connection that lived through the cut (or mute); new ones pass again."""
         with self._lock:
             stale, self._open = self._open, []
         self._cut.clear()
+        self._muted.clear()
         for sock in stale:
             _close(sock)
 
@@ -74,13 +81,13 @@ class Relay:
             server.settimeout(None)
             with self._lock:
                 self._open.append(server)
-            self._spawn(self._pump, client, server)
-            self._spawn(self._pump, server, client)
+            self._spawn(self._pump, client, server, False)
+            self._spawn(self._pump, server, client, True)
 
-    def _pump(self, src: socket.socket, dst: socket.socket) -> None:
+    def _pump(self, src: socket.socket, dst: socket.socket, answers: bool) -> None:
         with suppress(OSError):
             while data := src.recv(65536):
-                if not self._cut.is_set():
+                if not self._cut.is_set() and not (answers and self._muted.is_set()):
                     dst.sendall(data)
         _close(dst)
 

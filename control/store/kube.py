@@ -42,9 +42,12 @@ undoes those already applied, newest first (deletes what it created, puts back t
 body of what it updated, re-creates what it deleted: a new object, with a new uid) and raises
 the original error, with any failed undo as a note. So: all or none on errors; not isolated
 (readers and watchers may see the intermediate state, and the undo as events); not crash-safe
-(a crash between writes leaves what was written, e.g. claims without an endpoint, for the GC;
-so does a write whose answer is lost, a timeout after the server applied it: Unavailable, not
-undone, since the store cannot know).
+(a crash between writes leaves what was written, e.g. claims without an endpoint, for the GC).
+A failure after which the write may still have been applied (its answer lost: a read timeout,
+a connection cut, a 5xx) undoes nothing: undoing the claims under an endpoint the server did
+store would leave it listing addresses nobody holds, which the next ADD would hand out again.
+The writes stay, as after a crash, and the error says so in a note. Only a failure known to
+have changed nothing (no connection made, the request not sent, 401, 403, 429) is undone.
 
 `changes(kind, since)`: a watch from `since`. The store first lists one object to learn the
 current revision `now` (a consistent read), then watches and collects events until one is at
@@ -115,7 +118,15 @@ _HASH_HEX = 20  # 80 bits of SHA-256 in an object name
 _READABLE_MAX = 200  # + "-" + hash stays under the 253 of a DNS-1123 subdomain
 _LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
-_UNAVAILABLE_CODES = frozenset({0, 401, 403, 408, 429})
+_UNAVAILABLE_CODES = frozenset({0, 408})
+# Refused before anything was done: unauthenticated, forbidden, too many requests.
+_REFUSED_CODES = frozenset({401, 403, 429})
+
+
+class NotApplied(Unavailable):
+    """Unavailable, and known to have changed nothing: no connection was made, the request
+    was not sent, or the API server refused it before acting (401, 403, 429). Any other
+    Unavailable of a write may have been applied (module docstring, `commit`)."""
 
 
 @dataclass(frozen=True)
@@ -307,9 +318,10 @@ class KubeStore:
 
     # -- events (core/v1), the agent's word on a pod --------------------------------------
 
-    def post_event(self, namespace: str, event: Mapping[str, Any], bump: Mapping[str, Any]) -> int:
+    def post_event(self, namespace: str, event: Mapping[str, Any]) -> int:
         """Create `event` (control/model/events.py) in `namespace`; when one of its name
-        exists, merge-patch it with `bump` and a count one higher instead. The count written.
+        exists, merge-patch it instead: a count one higher, `event`'s message and
+        lastTimestamp. The count written.
         Never holds back other requests when the API server does not answer (an Event is
         worth less than an allocation)."""
         name = str(event["metadata"]["name"])
@@ -335,7 +347,11 @@ class KubeStore:
             )
         )
         count = int(current.get("count") or 1) + 1 if isinstance(current, dict) else 2
-        patch = {**bump, "count": count}
+        patch = {
+            "count": count,
+            "lastTimestamp": event["lastTimestamp"],
+            "message": event["message"],
+        }
         self._send(
             key,
             "patch",
@@ -406,6 +422,15 @@ class KubeStore:
         for write, body in zip(writes, bodies, strict=True):
             try:
                 result = self._apply(write, body)
+            except Unavailable as e:
+                if isinstance(e, NotApplied):
+                    self._undo(done, e)
+                elif done:
+                    e.add_note(
+                        f"the {len(done)} write(s) before it are not undone: it may have been "
+                        "applied; the GC reclaims what is left"
+                    )
+                raise
             except Exception as e:
                 self._undo(done, e)
                 raise
@@ -699,7 +724,7 @@ class KubeStore:
             raise ValueError("store is closed")
         until, why = self._unanswered
         if holds and time.monotonic() < until:
-            raise Unavailable(
+            raise NotApplied(
                 key, f"{doing}: not sent, the API server did not answer just before: {why}"
             )
         try:
@@ -709,10 +734,21 @@ class KubeStore:
         except urllib3.exceptions.HTTPError as e:
             if holds:
                 self._unanswered = (time.monotonic() + UNANSWERED_HOLD_S, str(e))
-            raise Unavailable(key, f"{doing}: {e}") from e
+            kind = NotApplied if _never_connected(e) else Unavailable
+            raise kind(key, f"{doing}: {e}") from e
 
 
 # -- mapping between keys, bodies and objects -----------------------------------------------------
+
+
+def _never_connected(error: BaseException | None) -> bool:
+    """No connection was made, so no request reached the server (also when urllib3's
+    retries wrapped the error in MaxRetryError)."""
+    if isinstance(error, urllib3.exceptions.MaxRetryError):
+        error = error.reason
+    return isinstance(
+        error, urllib3.exceptions.NewConnectionError | urllib3.exceptions.ConnectTimeoutError
+    )
 
 
 def _read_timed_out(error: BaseException | None) -> bool:
@@ -938,6 +974,8 @@ def _translate(e: ApiException, key: Key | None, doing: str) -> StoreError:
         return Expired(key, f"{doing}: {_message(e)}")
     if code in (400, 422):
         return Invalid(key, f"{doing}: {_message(e)}")
+    if code in _REFUSED_CODES:
+        return NotApplied(key, f"{doing}: {_message(e)}")
     if code in _UNAVAILABLE_CODES or code >= 500:
         return Unavailable(key, f"{doing}: {_message(e)}")
     return StoreError(key, f"{doing}: {_message(e)}")

@@ -8,6 +8,7 @@ Every test uses keys of its own (a random suffix), so nothing depends on another
 
 from __future__ import annotations
 
+import json
 import statistics
 import threading
 import time
@@ -15,6 +16,7 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import pytest
 import yaml
@@ -34,9 +36,11 @@ from spidernet.control.store.base import (
     ReadOnly,
     Unavailable,
     Update,
+    Write,
 )
-from spidernet.control.store.kube import INTERNAL, SPIDER_KINDS, KubeStore
+from spidernet.control.store.kube import INTERNAL, SPIDER_KINDS, KubeStore, NotApplied
 from spidernet.testbed.kubecluster import Cluster, free_port
+from spidernet.testbed.relay import Relay
 
 CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
 
@@ -189,6 +193,42 @@ def test_commit_undoes_applied_writes_when_a_later_one_fails(store: KubeStore, p
         (EventType.MODIFIED, b),
         (EventType.DELETED, a),
     ]
+
+
+def test_commit_undoes_nothing_when_a_write_may_have_been_applied(
+    k8s_cluster: Cluster, store_crds: list[str], pool: str, tmp_path: Path
+) -> None:
+    """The last write reaches the API server but its answer is lost (the relay drops every
+    answer from then on): the store cannot know whether it was applied, so it leaves the
+    writes before it in place instead of undoing them. It was applied here; undone claims
+    under it are how one address gets answered to two pods."""
+    url = urlsplit(k8s_cluster.server)
+    relay = Relay((str(url.hostname), int(url.port or 443)))
+    conf = json.loads(k8s_cluster.kubeconfig.read_text())
+    conf["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{relay.port}"
+    relayed = tmp_path / "kubeconfig"
+    relayed.write_text(json.dumps(conf))
+    muted = KubeStore.connect(str(relayed), timeout=2.0)
+    direct = KubeStore.from_kubeconfig(str(k8s_cluster.kubeconfig))
+    a, b, last = (Key(CLAIM, pool, f"10.9.4.{n}") for n in (1, 2, 3))
+    send = muted._apply
+
+    def apply(write: Write, body: Any) -> Any:
+        if write.key == last:
+            relay.mute()
+        return send(write, body)
+
+    try:
+        muted._apply = apply  # type: ignore[method-assign]
+        with pytest.raises(Unavailable) as caught:
+            muted.commit([Create(a, {"n": "a"}), Create(b, {"n": "b"}), Create(last, {})])
+        assert not isinstance(caught.value, NotApplied)
+        assert any("not undone" in n for n in getattr(caught.value, "__notes__", []))
+        assert {s.key for s in direct.list(CLAIM, pool).items} == {a, b, last}
+    finally:
+        relay.close()
+        muted.close()
+        direct.close()
 
 
 def test_commit_checks_first_and_writes_nothing(store: KubeStore, pool: str) -> None:

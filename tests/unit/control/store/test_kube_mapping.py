@@ -8,6 +8,8 @@ import re
 from pathlib import Path
 
 import pytest
+import urllib3.exceptions as u
+from kubernetes.client.exceptions import ApiException
 
 from spidernet.control.store import kube
 from spidernet.control.store.base import (
@@ -164,3 +166,31 @@ def test_connect_without_any_configuration_is_unavailable(
         kube.KubeStore.connect()
     with pytest.raises(Unavailable, match="failed to load kubeconfig"):
         kube.KubeStore.connect(str(tmp_path / "missing"))
+
+
+@pytest.mark.parametrize(
+    ("status", "reason", "applied_maybe"),
+    [
+        (500, "InternalError", True),  # e.g. etcd timed out after the write was proposed
+        (504, "Timeout", True),
+        (0, "SSLError", True),  # the connection broke mid-answer
+        (429, "TooManyRequests", False),
+        (403, "Forbidden", False),
+        (401, "Unauthorized", False),
+    ],
+)
+def test_unavailable_says_whether_a_write_may_have_been_applied(
+    status: int, reason: str, applied_maybe: bool
+) -> None:
+    error = kube._translate(ApiException(status=status, reason=reason), None, "create")
+    assert isinstance(error, Unavailable)
+    assert isinstance(error, kube.NotApplied) is not applied_maybe
+
+
+def test_only_a_connection_never_made_is_known_not_sent() -> None:
+    refused = u.NewConnectionError(None, "refused")  # type: ignore[arg-type]
+    timeout = u.ReadTimeoutError(None, "/x", "read timed out")  # type: ignore[arg-type]
+    assert kube._never_connected(u.MaxRetryError(None, "/x", refused))  # type: ignore[arg-type]
+    assert kube._never_connected(refused)
+    assert not kube._never_connected(u.MaxRetryError(None, "/x", timeout))  # type: ignore[arg-type]
+    assert not kube._never_connected(u.ProtocolError("Connection aborted"))
