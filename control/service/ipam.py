@@ -29,6 +29,7 @@ from spidernet.control.store.base import (
     Conflict,
     Create,
     Delete,
+    Key,
     NotFound,
     Store,
     Stored,
@@ -64,6 +65,7 @@ class FailureHook(Protocol):
 
 
 _log = logging.getLogger("spidernet.gc")
+_ipam_log = logging.getLogger("spidernet.ipam")
 
 
 @dataclass(frozen=True)
@@ -327,13 +329,41 @@ class IpamCore:
         )
 
     def _claim(self, lease: Lease, pod: PodFacts) -> Create:
-        body = {
-            "pod": pod.ref,
-            "podUid": pod.uid,
-            "interface": lease.interface,
-            "node": self.node,
-        }
-        return Create(ep.claim_key(lease.pool, str(lease.address.ip)), body)
+        return Create(
+            ep.claim_key(lease.pool, str(lease.address.ip)), self._claim_body(pod, lease.interface)
+        )
+
+    def _claim_body(self, pod: PodFacts, interface: str) -> dict[str, Any]:
+        return {"pod": pod.ref, "podUid": pod.uid, "interface": interface, "node": self.node}
+
+    def _holdings(
+        self, ref: str, entries: Sequence[dict[str, Any]]
+    ) -> tuple[dict[Key, str], set[Key], set[Key]]:
+        """The claims of `entries`, read: those pod `ref` (namespace/name) holds, with their
+        versions; those another pod holds; those that do not exist. An endpoint is written
+        after its claims, but a write whose answer was lost, or a claim deleted by hand, can
+        leave it listing an address the pod does not hold: answering it again would give one
+        address to two pods, and releasing it would take another pod's. Read from the store,
+        not the mirror, which may still show a claim that is gone."""
+        mine: dict[Key, str] = {}
+        taken: set[Key] = set()
+        missing: set[Key] = set()
+        for key in ep.claims_of(entries):
+            try:
+                claim = self.store.get(key)
+            except NotFound:
+                missing.add(key)
+                continue
+            if claim.body.get("pod") == ref:
+                mine[key] = claim.version
+            else:
+                taken.add(key)
+        return mine, taken, missing
+
+    def _deletes(self, ref: str, entries: Sequence[dict[str, Any]]) -> list[Write]:
+        """Deletes of the claims of `entries` that pod `ref` holds, at the versions read."""
+        mine, _, _ = self._holdings(ref, entries)
+        return [Delete(k, version) for k, version in mine.items()]
 
     def _choose(
         self, call: IpamCall, pod: PodFacts, skip: set[tuple[str, int]], only: set[str] | None
@@ -484,7 +514,7 @@ class IpamCore:
         if not same and not pod.stateful:
             # A new incarnation of the pod (Spiderpool issues #1187, #4916): free the old
             # sandbox's addresses and allocate afresh, in the same commit.
-            old = [Delete(k) for k in ep.claims_of(entries)]
+            old = self._deletes(pod.ref, entries)
             old.append(Delete(current.key, current.version))
             leases = self._choose(call, pod, skip, None)
             entries = ep.entries_from(leases)
@@ -494,7 +524,21 @@ class IpamCore:
             )
             claims = [self._claim(lease, pod) for lease in leases]
             return [*old, *claims, Create(current.key, new)], entries
+        _, taken, missing = self._holdings(pod.ref, entries)
         writes = []
+        for entry in [e for e in entries if taken & set(ep.claims_of([e]))]:
+            # Another pod holds it now: this NIC is allocated afresh (its ADD never finished).
+            _ipam_log.warning(
+                "endpoint %s/%s listed %s, which another pod holds; dropped from it",
+                pod.namespace, pod.name, ", ".join(sorted(k.name for k in taken)),
+            )  # fmt: skip
+            entries.remove(entry)
+            nets.pop(entry["interface"], None)
+            attached.discard(entry["interface"])
+        for entry in entries:
+            for key in ep.claims_of([entry]):
+                if key in missing:
+                    writes.append(Create(key, self._claim_body(pod, str(entry["interface"]))))
         names = [e["interface"] for e in entries]
         if nic not in names:
             placeholders = sorted((n for n in names if n.startswith(UNNAMED_PREFIX)), key=_index)
@@ -548,8 +592,8 @@ class IpamCore:
                 return
             try:
                 self._drop(current, [call.ifname])
-            except Conflict:
-                continue
+            except (Conflict, NotFound):
+                continue  # changed since read: read again
             self.metrics.releases.inc()
             return
         raise CNIError(Code.TRY_AGAIN_LATER, f"failed to release {call.container_id}: conflicts")
@@ -565,7 +609,8 @@ class IpamCore:
             kept = [e for e in entries if e["interface"] not in nics]
         else:
             gone, kept = entries, []
-        writes: list[Write] = [Delete(k) for k in ep.claims_of(gone)]
+        ref = f"{current.key.namespace}/{current.key.name}"
+        writes = self._deletes(ref, gone)
         if kept:
             for nic in nics:
                 nets.pop(nic, None)

@@ -307,3 +307,44 @@ def test_a_failed_add_is_told_to_the_events_hook_with_its_pod_and_code(core: Ipa
     # A successful ADD tells nothing.
     assert cni(core, "ADD", "c-ok", pod="ns/ok")[0] == 0
     assert len(told) == 1
+
+
+def claim_owner(core: IpamCore, address: str) -> str | None:
+    found = [c for c in core.store.list("IPClaim", namespace="v4").items if c.key.name == address]
+    return str(found[0].body["pod"]) if found else None
+
+
+def test_an_endpoint_listing_an_address_its_pod_no_longer_holds_is_mended_not_answered_twice(
+    core: IpamCore,
+) -> None:
+    # A lost answer (a commit that undid its claims under an endpoint the server kept), or
+    # a claim deleted by hand: the endpoint lists an address the pod does not hold.
+    _, first = cni(core, "ADD", "c1", pod="ns/a")
+    address = ips(first)[0].split("/")[0]
+    core.store.delete(Key("IPClaim", "v4", address))
+    # The same sandbox asks again: the claim is made again, the answer is the same.
+    _, again = cni(core, "ADD", "c1", pod="ns/a")
+    assert ips(again) == ips(first)
+    assert claim_owner(core, address) == "ns/a"
+    # Lost again, and taken by another pod meanwhile: pod a gets another address.
+    core.store.delete(Key("IPClaim", "v4", address))
+    core.store.create(Key("IPClaim", "v4", address), {"pod": "ns/b", "podUid": "", "node": "n"})
+    status, third = cni(core, "ADD", "c1", pod="ns/a")
+    assert status == 0
+    assert ips(third) != ips(first)
+    assert claim_owner(core, ips(third)[0].split("/")[0]) == "ns/a"
+    # Its DEL gives back its own address, never pod b's.
+    assert cni(core, "DEL", "c1", pod="ns/a")[0] == 0
+    assert claim_owner(core, address) == "ns/b"
+    assert held(core, "v4") == 1
+
+
+def test_a_del_whose_claim_is_gone_or_anothers_succeeds_and_leaves_the_other_pods_claim(
+    core: IpamCore,
+) -> None:
+    _, a = cni(core, "ADD", "c1", pod="ns/a")
+    _, b = cni(core, "ADD", "c2", pod="ns/b")
+    core.store.delete(Key("IPClaim", "v4", ips(a)[0].split("/")[0]))
+    assert cni(core, "DEL", "c1", pod="ns/a") == (0, {})
+    assert core.store.list("SpiderEndpoint", namespace="ns").items[0].key.name == "b"
+    assert claim_owner(core, ips(b)[0].split("/")[0]) == "ns/b"
