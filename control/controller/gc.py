@@ -157,6 +157,10 @@ def endpoint_verdict(
         # A StatefulSet pod keeps its addresses (and gets them back by name) while wanted.
         return None
     pod = snap.pods.get((ep.key.namespace, ep.key.name))
+    if pod is not None and not ep.uid:
+        # Created, its status (uid, addresses) not yet written: an ADD between its two
+        # requests, or one killed there, which the pod's next ADD completes or replaces.
+        return None
     if pod is not None and pod.uid == ep.uid:
         if pod.phase in ("Succeeded", "Failed"):
             return Reason.POD_FINISHED
@@ -206,8 +210,10 @@ def decide(
     for ep in snap.endpoints:
         reason = endpoint_verdict(ep, snap, now, policy)
         if reason is not None:
-            held = tuple(by_key[k] for k in ep.claims if k in by_key)
             ref = f"{ep.key.namespace}/{ep.key.name}"
+            # Only the claims that name its pod: an address it lists but another pod holds
+            # (its own claim lost) is that pod's, not this endpoint's to give back.
+            held = tuple(by_key[k] for k in ep.claims if k in by_key and by_key[k].pod == ref)
             out.append(Reclaim(ep.key, ep.version, reason, ref, held))
     for claim in orphans(snap):
         since = orphan_since.get(claim.key)
