@@ -9,6 +9,7 @@ import http.client
 import json
 import os
 import socket
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -56,9 +57,11 @@ def socket_path(explicit: str | None = None) -> str:
     return explicit or os.environ.get("SPIDERNET_SOCKET") or DEFAULT_SOCKET
 
 
-def state_dir(explicit: str | None = None) -> Path:
-    """--state-dir, else $SPIDERNET_STATE_DIR, else the default."""
-    return Path(explicit or os.environ.get("SPIDERNET_STATE_DIR") or DEFAULT_STATE_DIR)
+def state_dir(explicit: str | None = None, ask: Callable[[], str | None] | None = None) -> Path:
+    """--state-dir, else $SPIDERNET_STATE_DIR, else what `ask` answers (diag asks the
+    service for its own), else the default."""
+    chosen = explicit or os.environ.get("SPIDERNET_STATE_DIR") or (ask() if ask else None)
+    return Path(chosen or DEFAULT_STATE_DIR)
 
 
 class Client:

@@ -135,7 +135,7 @@ def _tell_pools(store: KubeStore, verdict: gc.Reclaim, log: Log) -> None:
         message = f"reclaimed {', '.join(addresses)} of pod {verdict.pod}: {verdict.reason.value}"
         event = events.pool_event(pool, "IPReclaimed", message, now)
         try:
-            store.post_event(events.CLUSTER_EVENTS_NAMESPACE, event, events.bump(2, message, now))
+            store.post_event(events.CLUSTER_EVENTS_NAMESPACE, event)
         except StoreError as e:
             log(f"event on pool {pool} not posted: {e}")
 

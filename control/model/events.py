@@ -80,12 +80,6 @@ def pod_event(  # noqa: PLR0917 - the fields of one Event
     }
 
 
-def bump(count: int, message: str, now: datetime) -> dict[str, Any]:
-    """The merge patch that records one more occurrence of an existing Event, its
-    `count`-th."""
-    return {"count": count, "lastTimestamp": _time(now), "message": message[:MAX_MESSAGE]}
-
-
 CONTROLLER = "spidernet-controller"
 POOL_API_VERSION = "spiderpool.spidernet.io/v2beta1"
 # Events about cluster-scoped objects live here (as the Kubernetes event recorder puts them).

@@ -21,8 +21,8 @@ from spidernet.control.store.base import StoreError
 
 _log = logging.getLogger("spidernet.events")
 
-# (namespace, Event, patch when it exists) -> the count written.
-Post = Callable[[str, Mapping[str, Any], Mapping[str, Any]], int]
+# (namespace, Event) -> the count written (KubeStore.post_event).
+Post = Callable[[str, Mapping[str, Any]], int]
 QUEUE = 256
 LOG_EVERY_S = 60.0
 
@@ -33,9 +33,7 @@ class PodEvents:
     def __init__(self, post: Post, node: str) -> None:
         self._post = post
         self.node = node
-        self._queue: queue.Queue[tuple[str, dict[str, Any], dict[str, Any]] | None] = queue.Queue(
-            QUEUE
-        )
+        self._queue: queue.Queue[tuple[str, dict[str, Any]] | None] = queue.Queue(QUEUE)
         self.dropped = 0
         self.posted = 0
         self._logged = 0.0
@@ -53,7 +51,7 @@ class PodEvents:
         now = datetime.now(UTC)
         event = events.pod_event(namespace, name, uid, reason, message, self.node, now)
         try:
-            self._queue.put_nowait((namespace, event, events.bump(2, message, now)))
+            self._queue.put_nowait((namespace, event))
         except queue.Full:
             self.dropped += 1
 
@@ -67,9 +65,9 @@ class PodEvents:
 
     def _run(self) -> None:
         while (item := self._queue.get()) is not None:
-            namespace, event, bump = item
+            namespace, event = item
             try:
-                self._post(namespace, event, bump)
+                self._post(namespace, event)
                 self.posted += 1
             except StoreError as e:
                 now = time.monotonic()

@@ -7,16 +7,20 @@ missing"). Spiderpool's CHECK does nothing.
 
 from __future__ import annotations
 
+import glob
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from spidernet.node import nft
 from spidernet.node.access.base import Namespaces
+from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.netlink.client import Netlink
 from spidernet.node.netlink.errors import NotFound
 from spidernet.node.netlink.records import State
 from spidernet.node.netns import NetnsGone
 from spidernet.node.plan.apply import Target
+from spidernet.node.plan.codec import CodecError, loads
 from spidernet.node.plan.describe import describe
 from spidernet.node.plan.ops import (
     AddAddress,
@@ -147,3 +151,26 @@ def drift(plan: Sequence[Op], target: Target, access: Namespaces) -> list[Drift]
                 )
                 problems.append(Drift(sysctl, said))
     return problems
+
+
+def load_plan(path: Path) -> tuple[Op, ...] | None:
+    """The plan ADD saved at `path`, None when there is none; raises CNIError when it cannot
+    be read."""
+    try:
+        return loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        return None
+    except (CodecError, OSError) as e:
+        raise CNIError(Code.IO_FAILURE, f"failed to read the saved plan '{path}': {e}") from e
+
+
+def saved_plans(state_dir: Path, container_id: str) -> dict[str, tuple[Op, ...]]:
+    """The plans ADD saved for a container under `state_dir`, by interface (what CHECK and
+    `spidernet diag` compare the kernel with); raises CNIError when one cannot be read."""
+    found: dict[str, tuple[Op, ...]] = {}
+    prefix = f"{container_id}-"
+    for path in sorted((state_dir / "coordinator").glob(f"{glob.escape(container_id)}-*.json")):
+        plan = load_plan(path)
+        if plan is not None:
+            found[path.name.removeprefix(prefix).removesuffix(".json")] = plan
+    return found

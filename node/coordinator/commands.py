@@ -10,7 +10,6 @@ in through a `Context`, so the node service and the in-process fallback share th
 
 from __future__ import annotations
 
-import glob
 import os
 import secrets
 import socket
@@ -28,10 +27,10 @@ from spidernet.node.cni.result import Result
 from spidernet.node.cni.skel import CallArgs, Plugin
 from spidernet.node.netns import NetnsGone
 from spidernet.node.plan.apply import Announcer, ApplyFailed, Target, apply, unwind
-from spidernet.node.plan.codec import CodecError, dumps, loads
+from spidernet.node.plan.codec import dumps
 from spidernet.node.plan.ops import AddRule, DeleteLink, Op, SetMac, undo_all
 
-from .check import drift
+from .check import drift, load_plan
 from .config import ANNO_DEFAULT_ROUTE_NIC, CoordinatorConf, parse_coordinator, resolve_mode
 from .gather import gather_host, gather_pod
 from .plan import HOST_RULE_PRIORITY, PlanError, Request, host_veth_name, plan_add, sysctl_keys
@@ -66,18 +65,6 @@ def _plan_path(ctx: Context, container_id: str, ifname: str) -> Path:
     return ctx.state_dir / "coordinator" / f"{container_id}-{ifname}.json"
 
 
-def saved_plans(state_dir: Path, container_id: str) -> dict[str, tuple[Op, ...]]:
-    """The plans ADD saved for a container under `state_dir`, by interface (what CHECK and
-    `spidernet diag` compare the kernel with); raises CNIError when one cannot be read."""
-    found: dict[str, tuple[Op, ...]] = {}
-    prefix = f"{container_id}-"
-    for path in sorted((state_dir / "coordinator").glob(f"{glob.escape(container_id)}-*.json")):
-        plan = _load(path)
-        if plan is not None:
-            found[path.name.removeprefix(prefix).removesuffix(".json")] = plan
-    return found
-
-
 def _conf(ctx: Context, args: CallArgs) -> CoordinatorConf:
     ns, name = args.env.arg("K8S_POD_NAMESPACE"), args.env.arg("K8S_POD_NAME")
     found = ctx.cluster(ns, name) if ns and name else None
@@ -92,15 +79,6 @@ def _save(path: Path, plan: tuple[Op, ...]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(dumps(plan), encoding="utf-8")
     os.replace(tmp, path)
-
-
-def _load(path: Path) -> tuple[Op, ...] | None:
-    try:
-        return loads(path.read_text(encoding="utf-8"))
-    except FileNotFoundError:
-        return None
-    except (CodecError, OSError) as e:
-        raise CNIError(Code.IO_FAILURE, f"failed to read the saved plan '{path}': {e}") from e
 
 
 def _add(ctx: Context, args: CallArgs) -> Result:
@@ -170,7 +148,7 @@ def _delete(ctx: Context, args: CallArgs) -> None:
     if conf.mode == "disabled":
         return
     saved = _plan_path(ctx, args.env.container_id, args.env.ifname)
-    plan = _load(saved)
+    plan = load_plan(saved)
     if plan is None:
         # No record (lost state, or ADD never ran): remove what can be found by name.
         table = conf.host_rule_table
@@ -195,7 +173,7 @@ def _check(ctx: Context, args: CallArgs) -> None:
     conf = _conf(ctx, args)
     if conf.mode == "disabled":
         return
-    plan = _load(_plan_path(ctx, args.env.container_id, args.env.ifname))
+    plan = load_plan(_plan_path(ctx, args.env.container_id, args.env.ifname))
     if plan is None:
         raise CNIError(Code.UNKNOWN_CONTAINER, f"no ADD recorded for {args.env.container_id}")
     problems = drift(plan, Target(args.env.netns, ctx.host_netns), ctx.access)

@@ -7,13 +7,11 @@ that names nothing). `-o json` prints the document of docs/diag.schema.json.
 from __future__ import annotations
 
 import json
-import os
 import sys
 from collections.abc import Sequence
-from pathlib import Path
 from typing import TextIO
 
-from spidernet.control.client import DEFAULT_STATE_DIR, Client, socket_path
+from spidernet.control.client import Client, socket_path, state_dir
 from spidernet.node import netns
 from spidernet.node.access.broker import Broker
 
@@ -81,14 +79,8 @@ def main(
     service = Service(Client(socket_path(socket), timeout=SERVICE_TIMEOUT_S))
     broker = Broker()
     try:
-        # --state-dir, else $SPIDERNET_STATE_DIR, else the service's own, else the default.
-        plans = (
-            state
-            or os.environ.get("SPIDERNET_STATE_DIR")
-            or service.state_dir()
-            or DEFAULT_STATE_DIR
-        )
-        options = Options(target, host, extra, probe, state_dir=Path(plans))
+        plans = state_dir(state, ask=service.state_dir)
+        options = Options(target, host, extra, probe, state_dir=plans)
         report = diagnose(options, broker, service)
     except (TargetError, netns.NetnsGone) as e:
         err.write(f"spidernet diag: {e}\n")

@@ -18,8 +18,7 @@ from pathlib import Path as FilePath
 from spidernet.node import netns
 from spidernet.node.access.base import Namespaces
 from spidernet.node.cni.errors import CNIError
-from spidernet.node.coordinator.check import Drift, drift
-from spidernet.node.coordinator.commands import saved_plans
+from spidernet.node.coordinator.check import Drift, drift, saved_plans
 from spidernet.node.detect import probe as arp
 from spidernet.node.netlink.client import Netlink
 from spidernet.node.netlink.errors import NetlinkFailure
