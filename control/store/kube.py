@@ -205,6 +205,14 @@ def label_value(text: str) -> str:
 
 # How long requests fail at once after one went unanswered (KubeStore._send).
 UNANSWERED_HOLD_S = 5.0
+# One retry (a pooled connection the server closed, as after its restart), not urllib3's
+# three: a request the API server does not answer costs one `timeout` twice at most, and the
+# caller's runtime hears error 11 instead of waiting four timeouts. Reads only: urllib3 would
+# also resend a PUT or DELETE whose answer was lost, and the resent one, finding the first
+# applied, answers 409 or 404, which `commit` would take for a write that did not happen.
+RETRY = urllib3.util.Retry(
+    total=1, redirect=0, allowed_methods=frozenset({"GET", "HEAD", "OPTIONS"})
+)
 
 
 class KubeStore:
@@ -253,11 +261,8 @@ class KubeStore:
         from kubernetes import config
 
         path = kubeconfig or os.environ.get("KUBECONFIG", "")
-        # One retry (a pooled connection the server closed, as after its restart), not
-        # urllib3's three: a request the API server does not answer costs one `timeout` twice
-        # at most, and the caller's runtime hears error 11 instead of waiting four timeouts.
         conf = client.Configuration()
-        conf.retries = urllib3.util.Retry(total=1, redirect=0)
+        conf.retries = RETRY
         try:
             if path:
                 api: client.ApiClient = config.new_client_from_config(  # type: ignore[no-untyped-call]

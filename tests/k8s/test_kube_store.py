@@ -22,6 +22,7 @@ import pytest
 import yaml
 from kubernetes import client
 
+from spidernet.control.store import kube
 from spidernet.control.store.base import (
     CLAIM,
     AlreadyExists,
@@ -195,6 +196,15 @@ def test_commit_undoes_applied_writes_when_a_later_one_fails(store: KubeStore, p
     ]
 
 
+def relayed(cluster: Cluster, relay: Relay, tmp_path: Path) -> Path:
+    """A kubeconfig naming the relay in front of `cluster`'s API server."""
+    conf = json.loads(cluster.kubeconfig.read_text())
+    conf["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{relay.port}"
+    path = tmp_path / "kubeconfig"
+    path.write_text(json.dumps(conf))
+    return path
+
+
 def test_commit_undoes_nothing_when_a_write_may_have_been_applied(
     k8s_cluster: Cluster, store_crds: list[str], pool: str, tmp_path: Path
 ) -> None:
@@ -204,11 +214,7 @@ def test_commit_undoes_nothing_when_a_write_may_have_been_applied(
     under it are how one address gets answered to two pods."""
     url = urlsplit(k8s_cluster.server)
     relay = Relay((str(url.hostname), int(url.port or 443)))
-    conf = json.loads(k8s_cluster.kubeconfig.read_text())
-    conf["clusters"][0]["cluster"]["server"] = f"https://127.0.0.1:{relay.port}"
-    relayed = tmp_path / "kubeconfig"
-    relayed.write_text(json.dumps(conf))
-    muted = KubeStore.connect(str(relayed), timeout=2.0)
+    muted = KubeStore.connect(str(relayed(k8s_cluster, relay, tmp_path)), timeout=2.0)
     direct = KubeStore.from_kubeconfig(str(k8s_cluster.kubeconfig))
     a, b, last = (Key(CLAIM, pool, f"10.9.4.{n}") for n in (1, 2, 3))
     send = muted._apply
@@ -229,6 +235,33 @@ def test_commit_undoes_nothing_when_a_write_may_have_been_applied(
         relay.close()
         muted.close()
         direct.close()
+
+
+def test_a_write_whose_answer_is_lost_is_not_sent_again(
+    k8s_cluster: Cluster, store_crds: list[str], pool: str, tmp_path: Path
+) -> None:
+    """An update reaches the API server, its answer is lost and the connection then closes.
+    Sent again, it would find its own write applied and answer Conflict, a definite "not
+    written" that `commit` would undo around; the store raises Unavailable instead (it may
+    have been applied), and it was."""
+    url = urlsplit(k8s_cluster.server)
+    relay = Relay((str(url.hostname), int(url.port or 443)))
+    store = KubeStore.connect(str(relayed(k8s_cluster, relay, tmp_path)), timeout=30.0)
+    key = Key(CLAIM, pool, "10.9.5.1")
+    try:
+        first = store.create(key, {"n": 1})
+        relay.mute()
+        healer = threading.Timer(1.0, relay.heal)  # ends the connection that waits
+        healer.start()
+        with pytest.raises(Unavailable) as caught:
+            store.update(key, {"n": 2}, first.version)
+        healer.join()
+        assert not isinstance(caught.value, NotApplied)
+        time.sleep(kube.UNANSWERED_HOLD_S)
+        assert store.get(key).body == {"n": 2}
+    finally:
+        relay.close()
+        store.close()
 
 
 def test_commit_checks_first_and_writes_nothing(store: KubeStore, pool: str) -> None:
