@@ -157,10 +157,6 @@ def endpoint_verdict(
         # A StatefulSet pod keeps its addresses (and gets them back by name) while wanted.
         return None
     pod = snap.pods.get((ep.key.namespace, ep.key.name))
-    if pod is not None and not ep.uid:
-        # Created, its status (uid, addresses) not yet written: an ADD between its two
-        # requests, or one killed there, which the pod's next ADD completes or replaces.
-        return None
     if pod is not None and pod.uid == ep.uid:
         if pod.phase in ("Succeeded", "Failed"):
             return Reason.POD_FINISHED

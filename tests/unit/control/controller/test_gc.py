@@ -104,14 +104,6 @@ def test_an_endpoint_in_use_is_never_reclaimed(live: gc.Pod) -> None:
     assert reasons(snap((EP,), (C,), (live,), ("n1",))) == {}
 
 
-def test_an_endpoint_whose_status_is_not_written_yet_is_judged_only_once_its_pod_is_gone() -> None:
-    # Created in one request, its status (uid, addresses) in the next: between the two the
-    # uid reads "", which is no other incarnation's.
-    bare = endpoint(uid="")
-    assert reasons(snap((bare,), (), (pod(),))) == {}
-    assert reasons(snap((bare,), (), ())) == {bare.key: Reason.POD_GONE}
-
-
 def test_a_reclaimed_endpoint_gives_back_only_the_claims_that_name_its_pod() -> None:
     # It lists an address whose claim another pod holds (its own was lost): that claim stays.
     theirs = claim("pool-a", "10.0.0.8", pod="ns/other", uid="o1")
