@@ -320,6 +320,34 @@ def _controller(args: argparse.Namespace) -> int:
     return _controller_serve(args, store, hook, hook_address, hook_context)
 
 
+def _migrate(args: argparse.Namespace) -> int:
+    import json
+
+    from spidernet.control.controller import adopt, migrate
+    from spidernet.control.store.base import StoreError
+    from spidernet.control.store.kube import KubeStore
+
+    try:
+        store = KubeStore.connect(args.kubeconfig)
+        with store:
+            only = frozenset(args.pool) if args.pool else None
+            out = migrate.migrate(store, dry_run=args.dry_run, only=only)
+    except StoreError as e:
+        print(f"spidernet migrate: {e}", file=sys.stderr)
+        return EXIT_FAILURE
+    if args.output == "json":
+        doc = adopt.summary(out.plan)
+        if not args.dry_run:
+            doc["adopted"] = len(out.adopted)
+            doc["finalizersRemoved"] = len(out.unfinalized)
+            doc["conflicts"] += [adopt.contested_doc(c) for c in out.lost]
+        print(json.dumps(doc, indent=2))
+    else:
+        print(migrate.report(out, dry_run=args.dry_run), end="")
+    troubled = out.plan.conflicts or out.plan.problems or out.lost
+    return EXIT_FAILURE if troubled else 0
+
+
 def _controller_serve(
     args: argparse.Namespace,
     store: KubeStore,
@@ -459,6 +487,32 @@ def _add_socket(parser: argparse.ArgumentParser) -> None:
         "--socket",
         help="service socket (default: $SPIDERNET_SOCKET or /run/spidernet/spidernet.sock)",
     )
+
+
+def _migrate_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    mig = sub.add_parser(
+        "migrate",
+        help="adopt what Spiderpool's records hold, before spidernet serves a cluster it ran",
+        description="Every address in a SpiderIPPool's status.allocatedIPs or a SpiderEndpoint "
+        "becomes an IPClaim naming the same pod (unless claimed already), so no address "
+        "Spiderpool gave out is given again; Spiderpool's finalizer is removed from its "
+        "endpoints and pools. Idempotent. Exits 1 when an address is claimed by another pod "
+        "or a record cannot be read (listed; the rest is still adopted). "
+        "docs/migrate-from-spiderpool.md.",
+    )
+    mig.add_argument("--kubeconfig", help="the kubeconfig (default: $KUBECONFIG, else in-cluster)")
+    mig.add_argument(
+        "--dry-run", action="store_true", help="print what would be adopted; change nothing"
+    )
+    mig.add_argument(
+        "--pool",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="only this SpiderIPPool's addresses (repeatable; default: every pool)",
+    )
+    mig.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    mig.set_defaults(func=_migrate)
 
 
 def _controller_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -681,6 +735,8 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     gc.set_defaults(func=_gc)
 
     _controller_command(sub)
+
+    _migrate_command(sub)
 
     lab = sub.add_parser(
         "lab",
