@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from spidernet import __version__
+from spidernet.control import cluster_cli
 
 if TYPE_CHECKING:
     import ssl
@@ -178,11 +179,17 @@ def _get(args: argparse.Namespace) -> int:
 
 
 def _gc(args: argparse.Namespace) -> int:
-    from spidernet.control import commands
+    from spidernet.control import cluster_cli, commands
 
     if args.grace is not None and args.grace < 0:
         print("spidernet: --grace must be 0 or more seconds", file=sys.stderr)
         return EXIT_USAGE
+    if args.kubeconfig is not None or args.dry_run:
+        if args.now:
+            print("spidernet: gc --kubeconfig/--dry-run changes nothing; --now is for the "
+                  "embedded store", file=sys.stderr)  # fmt: skip
+            return EXIT_USAGE
+        return cluster_cli.gc_preview(args)
     return commands.gc(_client(args), now=args.now, grace=args.grace, output=args.output)
 
 
@@ -489,6 +496,38 @@ def _add_socket(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def _gc_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    gc = sub.add_parser(
+        "gc",
+        help="show (or run) the embedded store's GC of addresses whose sandbox is gone",
+        description="Each endpoint of this node with the GC's verdict and why (live, gone for "
+        "less than the grace, orphan, kept), then what it released. The sandbox counts as gone "
+        "when no process, mount or descriptor on the host holds its network namespace.",
+    )
+    _add_socket(gc)
+    gc.add_argument("--now", action="store_true", help="run a pass first, releasing orphans")
+    gc.add_argument(
+        "--grace",
+        type=float,
+        help="judge (and with --now release) with this grace in seconds, not the service's "
+        "(with --kubeconfig: the controller's --orphan-grace, default 60)",
+    )
+    gc.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    cluster = gc.add_argument_group(
+        "Kubernetes mode",
+        "With --kubeconfig (or --dry-run): what the controller's GC would reclaim now, and "
+        "why, read through the API server; nothing changes (the controller reclaims).",
+    )
+    cluster.add_argument("--kubeconfig", help="the kubeconfig (default: $KUBECONFIG)")
+    cluster.add_argument(
+        "--dry-run", action="store_true", help="the cluster's GC verdicts, changing nothing"
+    )
+    cluster.add_argument(
+        "--gc-margin", type=float, help="as the controller's --gc-margin (default 30)"
+    )
+    gc.set_defaults(func=_gc)
+
+
 def _migrate_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     mig = sub.add_parser(
         "migrate",
@@ -717,22 +756,7 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     delete.add_argument("-n", "--namespace")
     delete.set_defaults(func=_delete)
 
-    gc = sub.add_parser(
-        "gc",
-        help="show (or run) the embedded store's GC of addresses whose sandbox is gone",
-        description="Each endpoint of this node with the GC's verdict and why (live, gone for "
-        "less than the grace, orphan, kept), then what it released. The sandbox counts as gone "
-        "when no process, mount or descriptor on the host holds its network namespace.",
-    )
-    _add_socket(gc)
-    gc.add_argument("--now", action="store_true", help="run a pass first, releasing orphans")
-    gc.add_argument(
-        "--grace",
-        type=float,
-        help="judge (and with --now release) with this grace in seconds, not the service's",
-    )
-    gc.add_argument("-o", "--output", choices=["table", "json"], default="table")
-    gc.set_defaults(func=_gc)
+    _gc_command(sub)
 
     _controller_command(sub)
 
@@ -881,6 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     install.set_defaults(func=_install_cni)
     _resource_commands(sub)
+    cluster_cli.register(sub)
     _node_commands(sub)
     return parser
 

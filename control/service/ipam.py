@@ -18,6 +18,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from spidernet.control.allocator.allocate import Lease, PoolUse, allocate
@@ -334,7 +335,15 @@ class IpamCore:
         )
 
     def _claim_body(self, pod: PodFacts, interface: str) -> dict[str, Any]:
-        return {"pod": pod.ref, "podUid": pod.uid, "interface": interface, "node": self.node}
+        # `since`: when the address was given (`spidernet ip who`); UTC, to the second.
+        since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        return {
+            "pod": pod.ref,
+            "podUid": pod.uid,
+            "interface": interface,
+            "node": self.node,
+            "since": since,
+        }
 
     def _holdings(
         self, ref: str, entries: Sequence[dict[str, Any]]

@@ -19,6 +19,7 @@ import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
+from datetime import datetime
 from typing import Any
 
 import pytest
@@ -123,12 +124,14 @@ def test_allocation_is_recorded_in_the_cluster_and_release_removes_it(
     assert len(found) == 1
     spec = found[0]["spec"]
     assert (spec["kind"], spec["name"]) == ("IPClaim", str(ip.ip))
+    since = spec["body"].pop("since")
     assert spec["body"] == {
         "pod": f"{namespace}/web-1",
         "podUid": uid,
         "interface": "eth0",
         "node": "node-a",
     }
+    assert abs(datetime.fromisoformat(since).timestamp() - time.time()) < 600
     # The same sandbox again (a retried ADD, here through another node's agent): the same
     # address, nothing new written.
     assert allocate(agents[1], call) == address

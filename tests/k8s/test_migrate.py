@@ -1,7 +1,9 @@
 """`spidernet migrate` on the real API server: a cluster Spiderpool ran, its records written as
 Spiderpool writes them (a SpiderIPPool whose status.allocatedIPs is a JSON string, SpiderEndpoints
 with Spiderpool's finalizer), switched to spidernet. After the switch no address Spiderpool gave
-out goes to a new pod, running pods keep theirs, and the GC frees those of pods that are gone."""
+out goes to a new pod, running pods keep theirs, and the GC frees those of pods that are gone.
+On the same records, the on-call tools: `spidernet ip who`, `ip release` (refused for a running
+pod) and `gc --dry-run`."""
 
 from __future__ import annotations
 
@@ -85,9 +87,12 @@ def spiderpool_endpoint(
 
 
 def migrate(kubeconfig: Path, pool: str, *extra: str) -> subprocess.CompletedProcess[str]:
-    argv = ["migrate", "--kubeconfig", str(kubeconfig), "--pool", pool, *extra]
+    return spidernet(kubeconfig, "migrate", "--pool", pool, *extra)
+
+
+def spidernet(kubeconfig: Path, *argv: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "spidernet", *argv],
+        [sys.executable, "-m", "spidernet", *argv, "--kubeconfig", str(kubeconfig)],
         capture_output=True,
         text=True,
         timeout=60,
@@ -167,7 +172,33 @@ def test_after_migrate_no_address_spiderpool_gave_out_goes_to_a_new_pod(
             )
         assert caught.value.code == Code.ADDRESSES_EXHAUSTED
 
-    # The controller's GC frees what pods b and d held; a and c keep theirs.
+    # On call: who holds what, what the GC would reclaim, and a release by hand.
+    shown = spidernet(k8s_cluster.kubeconfig, "ip", "who", ip[10], "-o", "json")
+    assert shown.returncode == 0, shown.stderr
+    (row,) = json.loads(shown.stdout)
+    assert (row["pool"], row["pod"], row["podState"]) == (pool, f"{namespace}/a", "running")
+    assert row["listedBy"] == [f"{namespace}/a"]
+    refused = spidernet(k8s_cluster.kubeconfig, "ip", "release", ip[10])
+    assert refused.returncode == 1
+    assert "still runs" in refused.stderr
+    assert "Traceback" not in refused.stderr
+    preview = spidernet(k8s_cluster.kubeconfig, "gc", "--dry-run")
+    assert preview.returncode == 0, preview.stderr
+    assert f"SpiderEndpoint {namespace}/d of pod {namespace}/d ({pool}/{ip[13]}): pod gone" in (
+        preview.stdout
+    )
+    assert f"IPClaim {pool}/{ip[11]} of pod {namespace}/b" in preview.stdout
+    assert claimed(custom, pool)[ip[13]] == f"{namespace}/d"  # the preview changed nothing
+    gone = spidernet(k8s_cluster.kubeconfig, "ip", "who", ip[11])
+    assert f"pod {namespace}/b (gone)" in gone.stdout, gone.stdout
+    released = spidernet(k8s_cluster.kubeconfig, "ip", "release", ip[11])
+    assert released.returncode == 0, released.stderr
+    assert ip[11] not in claimed(custom, pool)
+    nobody = spidernet(k8s_cluster.kubeconfig, "ip", "who", ip[11])
+    assert nobody.returncode == 1
+    assert "no pool holds it" in nobody.stdout
+
+    # The controller's GC frees what pod d held; a and c keep theirs.
     log = tmp_path / "controller.log"
     with log.open("wb") as out:
         ctl = subprocess.Popen(
