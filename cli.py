@@ -539,7 +539,7 @@ def _migrate_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "or a record cannot be read (listed; the rest is still adopted). "
         "docs/migrate-from-spiderpool.md.",
     )
-    mig.add_argument("--kubeconfig", help="the kubeconfig (default: $KUBECONFIG, else in-cluster)")
+    mig.add_argument("--kubeconfig", help=cluster_cli.KUBECONFIG_HELP)
     mig.add_argument(
         "--dry-run", action="store_true", help="print what would be adopted; change nothing"
     )
@@ -562,7 +562,7 @@ def _controller_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "grace or on a node that is gone (StatefulSet pods are kept while wanted), and keep "
         "each SpiderIPPool's allocatedIPCount current. Only the holder of the Lease acts.",
     )
-    ctl.add_argument("--kubeconfig", help="the kubeconfig (default: $KUBECONFIG, else in-cluster)")
+    ctl.add_argument("--kubeconfig", help=cluster_cli.KUBECONFIG_HELP)
     ctl.add_argument(
         "--gc-interval", type=float, default=30.0, help="seconds between full scans (30)"
     )

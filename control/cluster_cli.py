@@ -9,7 +9,7 @@ import json
 import sys
 from typing import Any
 
-EXIT_FAILURE, EXIT_USAGE = 1, 2
+EXIT_FAILURE = 1
 KUBECONFIG_HELP = "the kubeconfig (default: $KUBECONFIG, else in-cluster)"
 
 
@@ -29,7 +29,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "since when) and whether that pod still runs, and the SpiderEndpoints that list it. "
         "Exit 1 when nothing holds it.",
     )
-    who.add_argument("address", metavar="ADDR", help="an IPv4 or IPv6 address, no prefix")
+    who.add_argument("address", metavar="ADDR", type=_address, help="an IPv4 or IPv6 address")
     who.add_argument("--kubeconfig", help=KUBECONFIG_HELP)
     who.add_argument("-o", "--output", choices=["table", "json"], default="table")
     who.set_defaults(func=_who)
@@ -40,13 +40,23 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "it (an endpoint left with no address is deleted), in one commit at the versions "
         "read. Refused while the pod its claim names still runs, unless --force.",
     )
-    rel.add_argument("address", metavar="ADDR", help="an IPv4 or IPv6 address, no prefix")
+    rel.add_argument("address", metavar="ADDR", type=_address, help="an IPv4 or IPv6 address")
     rel.add_argument("--pool", help="the pool, when several hold the address")
     rel.add_argument(
         "--force", action="store_true", help="release it even though its pod still runs"
     )
     rel.add_argument("--kubeconfig", help=KUBECONFIG_HELP)
     rel.set_defaults(func=_release)
+
+
+def _address(text: str) -> str:
+    """ADDR, canonical; argparse's usage error (exit 2) when it is no address."""
+    from spidernet.control.controller.addresses import canonical
+
+    try:
+        return canonical(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IP address (no prefix)") from None
 
 
 def _connect(kubeconfig: str | None) -> Any:  # noqa: ANN401 (a KubeStore; imported late, the CLI starts fast)
@@ -60,11 +70,6 @@ def _who(args: argparse.Namespace) -> int:
     from spidernet.control.store.base import StoreError
 
     try:
-        addresses.canonical(args.address)
-    except ValueError:
-        print(f"spidernet ip who: {args.address!r} is not an IP address", file=sys.stderr)
-        return EXIT_USAGE
-    try:
         with _connect(args.kubeconfig) as store:
             holders = addresses.who(store, args.address)
     except StoreError as e:
@@ -74,7 +79,7 @@ def _who(args: argparse.Namespace) -> int:
     if args.output == "json":
         print(json.dumps(rows, indent=2))
     elif not rows:
-        print(f"{addresses.canonical(args.address)}: no pool holds it")
+        print(f"{args.address}: no pool holds it")
     for row in rows if args.output == "table" else []:
         claim = (
             f"pod {row['pod']} ({row['podState']}), node {row['node'] or '-'}, "
@@ -107,11 +112,6 @@ def _release(args: argparse.Namespace) -> int:
     from spidernet.control.controller import addresses
     from spidernet.control.store.base import StoreError
 
-    try:
-        addresses.canonical(args.address)
-    except ValueError:
-        print(f"spidernet ip release: {args.address!r} is not an IP address", file=sys.stderr)
-        return EXIT_USAGE
     try:
         with _connect(args.kubeconfig) as store:
             h = addresses.release(store, args.address, args.pool, args.force)
