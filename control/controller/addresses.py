@@ -44,15 +44,6 @@ def canonical(text: str) -> str:
     return str(ipaddress.ip_address(text.strip()))
 
 
-def _lists(body: Mapping[str, Any], pool: str, address: str) -> bool:
-    for entry in entries_of(body):
-        for fam in ("ipv4", "ipv6"):
-            value, where = entry.get(fam), entry.get(f"{fam}Pool")
-            if value and where == pool and canonical(str(value).split("/")[0]) == address:
-                return True
-    return False
-
-
 def _pod_state(store: Store, claim: Stored) -> str:
     namespace, _, name = str(claim.body.get("pod", "")).partition("/")
     try:
@@ -70,15 +61,10 @@ def who(store: Store, address: str) -> list[Holder]:
     claims = {s.key.namespace: s for s in store.list(CLAIM).items if s.key.name == ip}
     listed: dict[str, list[Stored]] = {}
     for e in store.list(ENDPOINT).items:
-        pools = {
-            str(entry.get(f"{fam}Pool"))
-            for entry in entries_of(e.body)
-            for fam in ("ipv4", "ipv6")
-            if entry.get(f"{fam}Pool")
-        }
-        for pool in pools:
-            if _lists(e.body, pool, ip):
-                listed.setdefault(pool, []).append(e)
+        # The claims an endpoint holds, as the GC reads them.
+        for key in gc.endpoint_of(e.key, e.version, e.body).claims:
+            if key.name == ip:
+                listed.setdefault(key.namespace, []).append(e)
     out = []
     for pool in sorted(set(claims) | set(listed)):
         claim = claims.get(pool)
@@ -161,13 +147,12 @@ class Verdict:
     reason: str
 
 
-def gc_preview(store: Store, policy: gc.Policy, now: float | None = None) -> list[Verdict]:
+def gc_preview(store: Store, policy: gc.Policy) -> list[Verdict]:
     """What the controller's GC would reclaim from what the store holds now; changes nothing.
     An orphaned claim is listed too, with the grace it waits out first."""
-    now = time.time() if now is None else now
     snap = GarbageCollector(policy).snapshot(store)
     out = []
-    for r in gc.decide(snap, now, {}, policy):
+    for r in gc.decide(snap, time.time(), {}, policy):
         addresses = tuple(f"{c.key.namespace}/{c.key.name}" for c in r.claims)
         name = f"{r.key.namespace}/{r.key.name}"
         out.append(Verdict(r.key.kind, name, r.pod, addresses, r.reason.value))

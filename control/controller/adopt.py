@@ -22,11 +22,11 @@ from dataclasses import dataclass
 from typing import Any
 
 from spidernet.control.model.endpoint_doc import entries_of
+from spidernet.control.model.resources import IPPool
 from spidernet.control.store.base import CLAIM, Key
 
 FINALIZER = "spiderpool.spidernet.io"
-POOL = "SpiderIPPool"
-ENDPOINT = "SpiderEndpoint"
+POOL = IPPool.KIND
 
 
 @dataclass(frozen=True)

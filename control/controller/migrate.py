@@ -14,7 +14,7 @@ from spidernet.control.store.base import (
     Store,
 )
 
-from . import adopt
+from . import adopt, gc
 
 ATTEMPTS = 3
 
@@ -32,7 +32,7 @@ class Outcome:
 def read_plan(store: Store, only: frozenset[str] | None = None) -> adopt.Plan:
     """The adoption the store's records call for now (of the pools `only`, when given)."""
     pools = [(s.key.name, s.body) for s in store.list(adopt.POOL).items]
-    endpoints = [(s.key, s.body) for s in store.list(adopt.ENDPOINT).items]
+    endpoints = [(s.key, s.body) for s in store.list(gc.ENDPOINT).items]
     claims = {s.key: s.body for s in store.list(CLAIM).items}
     return adopt.plan(pools, endpoints, claims, only)
 

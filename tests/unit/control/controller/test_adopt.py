@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from spidernet.control.controller import adopt
+from spidernet.control.controller import adopt, gc
 from spidernet.control.store.base import CLAIM, Key
 
 
@@ -37,7 +37,7 @@ def endpoint(
             "ownerControllerName": name,
         },
     }
-    return Key(adopt.ENDPOINT, ns, name), body
+    return Key(gc.ENDPOINT, ns, name), body
 
 
 def test_every_address_either_record_holds_is_adopted_once_with_what_the_endpoint_knows() -> None:
@@ -66,7 +66,7 @@ def test_every_address_either_record_holds_is_adopted_once_with_what_the_endpoin
         "interface": "net1",
         "node": "node-1",
     }
-    assert plan.unfinalize == (Key(adopt.POOL, "", "v4"), Key(adopt.ENDPOINT, "ns", "a"))
+    assert plan.unfinalize == (Key(adopt.POOL, "", "v4"), Key(gc.ENDPOINT, "ns", "a"))
     assert plan.problems == ()
     # Stripped of Spiderpool's finalizer only.
     assert adopt.without_finalizer(eps[0][1])["metadata"]["finalizers"] == ["other"]
