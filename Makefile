@@ -25,11 +25,12 @@ PY := $(VENV)/bin/python
 APT_PACKAGES := containernetworking-plugins iproute2 iputils-ping procps util-linux python3-venv python3-bpfcc linux-headers-amd64 gcc libc6-dev nftables qemu-system-x86 busybox-static kmod file openssl debootstrap debian-archive-keyring buildah podman runc git ca-certificates containerd
 VENV_STAMP := $(VENV)/.spidernet-installed
 
-.PHONY: help run test bench image setup deps venv lint typecheck contracts unit netns kernel k8s node package clean
+.PHONY: help run test bench image manifests setup deps venv lint typecheck contracts unit netns kernel k8s node package clean
 
 help:
 	@echo "make run    install what is missing, then run the lab"
 	@echo "make test   install what is missing, then run every test lane"
+	@echo "make manifests  render deploy/manifests and deploy/monitoring from deploy/chart (builds helm once)"
 	@echo "make image  install what is missing, then build the images here (base, spidernet, pause, busybox) and their archives"
 	@echo "make bench  spidernet-ipam vs host-local, allocation vs pool fill, the CNI chain, detection, 1000 pods vs Whereabouts, pods to Running on a real node (BENCH_ARGS=--quick)"
 
@@ -87,6 +88,12 @@ bench: setup
 # five minutes the first time; afterwards only what changed is rebuilt.
 image: setup
 	@nice -n 19 $(PY) -m spidernet.testbed.images
+
+# deploy/chart is the source of the plain manifests: this renders them with a real helm (built
+# once with Go into /var/cache/spidernet/helm; testbed/chart.py). The k8s lane fails when they
+# are stale.
+manifests: setup
+	@$(PY) -m spidernet.testbed.chart manifests
 
 # The k8s lane runs a real kube-apiserver and etcd, built once with Go into
 # /var/cache/spidernet (SPIDERNET_CACHE): about ten to fifteen minutes the first time. The

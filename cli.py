@@ -319,6 +319,10 @@ def _controller(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"spidernet: {e}", file=sys.stderr)
         return EXIT_USAGE
+    from spidernet.control.service import logs
+
+    # Every reclaim with its reason, every webhook refusal with its field (info).
+    logs.configure(args.log_level, args.log_format)
     try:
         store = KubeStore.connect(args.kubeconfig)
     except Unavailable as e:
@@ -585,6 +589,19 @@ def _controller_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
     )
     ctl.add_argument("--identity", help="this candidate's name (default: host name and pid)")
     ctl.add_argument(
+        "--log-level",
+        choices=["debug", "info", "warning", "error"],
+        default="info",
+        help="info: a line per reclaim and per webhook refusal; warning: only failures "
+        "(default: info)",
+    )
+    ctl.add_argument(
+        "--log-format",
+        choices=["text", "json"],
+        default="text",
+        help="text lines, or one JSON object a line (default: text)",
+    )
+    ctl.add_argument(
         "--metrics-address",
         default="off",
         metavar="HOST:PORT",
@@ -650,8 +667,8 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.add_argument(
         "--kube",
         action="store_true",
-        help="Kubernetes mode: pools, endpoints and IP claims in the API server (deploy/crds), "
-        "pod facts from its Pods, Namespaces and Nodes",
+        help="Kubernetes mode: pools, endpoints and IP claims in the API server "
+        "(deploy/chart/crds), pod facts from its Pods, Namespaces and Nodes",
     )
     serve.add_argument(
         "--kubeconfig",

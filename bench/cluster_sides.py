@@ -39,7 +39,7 @@ from .kubeapi import KubeApi
 from .whereabouts import NAMESPACE, Whereabouts, net_config
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
-CRDS = Path(__file__).resolve().parents[1] / "deploy" / "crds"
+CRDS = Path(__file__).resolve().parents[1] / "deploy" / "chart" / "crds"
 CONFLICT_METRIC = "spidernet_ipam_allocation_conflict_counts_total"
 NETWORK = "macvlan-underlay"
 CREATE_WORKERS = 4
@@ -185,7 +185,7 @@ def timed(
 
 
 def install_store_crds(api: KubeApi) -> list[str]:
-    """deploy/crds/: Spiderpool's six and the Kubernetes store's internal one."""
+    """deploy/chart/crds/: Spiderpool's six and the Kubernetes store's internal one."""
     return [api.apply_crd(yaml.safe_load(p.read_text())) for p in sorted(CRDS.glob("*.yaml"))]
 
 

@@ -355,7 +355,7 @@ def inside(cfg: Config) -> int:
     rounds: list[Round] = []
     with sigterm_as_exit(), running_node(lane.tools, lane.images) as node:
         print(f"node Ready in {node.timings['total']:.0f}s; installing spidernet ...", flush=True)
-        nodekube.install_spidernet(node, lane.spidernet_image)
+        nodekube.install_spidernet(node, lane.spidernet_image, lane.helm)
         node.kubectl("create", "namespace", NS)
         nodekube.apply(node, network_docs())
         wait_for(

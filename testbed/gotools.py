@@ -16,8 +16,13 @@ into pkg/multus). The thin plugin is enough: the kubelet's runtime calls it as a
 and it reads the pod's NetworkAttachmentDefinitions with a kubeconfig; the thick plugin's
 daemon and shim add nothing a node lane needs.
 
+`ensure_helm` builds `helm` (module helm.sh/helm/v4, package cmd/helm) with `go install`, the
+release version stamped in as upstream's Makefile does (`helm version` reports it), into
+`<cache>/helm/<version>/bin`. deploy/chart is rendered, linted and installed with it.
+
     python -m spidernet.testbed.gotools kustomize   # build or find it; print its path
     python -m spidernet.testbed.gotools multus      # the same for multus
+    python -m spidernet.testbed.gotools helm        # the same for helm
 """
 
 from __future__ import annotations
@@ -46,6 +51,9 @@ MULTUS_MODULE = "gopkg.in/k8snetworkplumbingwg/multus-cni.v4"
 MULTUS_VERSION = "v4.3.0"
 MULTUS_PACKAGE = MULTUS_MODULE + "/cmd/multus"  # the thin plugin
 MULTUS_GO_DIRECTIVE = "1.25.0"  # its own go.mod's
+HELM_MODULE = "helm.sh/helm/v4"
+HELM_VERSION = "v4.3.2"
+HELM_PACKAGE = HELM_MODULE + "/cmd/helm"
 
 
 @dataclass(frozen=True)
@@ -220,11 +228,76 @@ def ensure_multus(
     return tool.binary
 
 
+def helm_tool(env: Mapping[str, str] | None = None) -> GoTool:
+    """helm HELM_VERSION under the cache root ($SPIDERNET_CACHE, else /var/cache/spidernet)."""
+    root = cache_root(os.environ if env is None else env)
+    return GoTool(root, "helm", HELM_MODULE, HELM_VERSION)
+
+
+def helm_ldflags(version: str) -> str:
+    """Stripped, with the version stamped where upstream's Makefile puts it."""
+    pkg = HELM_MODULE + "/internal/version"
+    return f"-s -w -X {pkg}.version={version} -X {pkg}.gitTreeState=clean"
+
+
+def _helm_version_of(binary: Path) -> str | None:
+    """What `helm version --template {{.Version}}` prints (`v4.3.2`), or None."""
+    if not binary.is_file():
+        return None
+    try:
+        out = subprocess.run(
+            [str(binary), "version", "--template", "{{.Version}}"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    found = re.fullmatch(r"(v\d+\.\d+\.\d+)", out.stdout.strip())
+    return found.group(1) if found else None
+
+
+def ensure_helm(tool: GoTool | None = None, progress: Callable[[str], None] | None = None) -> Path:
+    """The cached helm binary, built first with `go install` if missing or of another
+    version; raises BuildFailed."""
+    tool = tool or helm_tool()
+    say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
+    tool.dir.mkdir(parents=True, exist_ok=True)
+    with tool.lock.open("w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building: wait for it
+        if _helm_version_of(tool.binary) == tool.version:
+            return tool.binary
+        go = shutil.which("go")
+        if go is None:
+            raise BuildFailed(f"failed to build {tool.name}: no `go` on PATH")
+        say(f"building {tool.name} {tool.version} with {go} (log: {tool.log}) ...")
+        started = time.monotonic()
+        env = go_env(Layout(tool.root), os.environ)
+        env["GOBIN"] = str(tool.binary.parent)
+        tool.log.write_text("")
+        argv = [
+            "nice",
+            "-n",
+            "19",
+            go,
+            "install",
+            "-trimpath",
+            f"-ldflags={helm_ldflags(tool.version)}",
+        ]
+        run_go([*argv, f"{HELM_PACKAGE}@{tool.version}"], tool.dir, env, tool.log)
+        found = _helm_version_of(tool.binary)
+        if found != tool.version:
+            raise BuildFailed(f"built {tool.binary}, but it reports version {found}")
+        say(f"built {tool.binary} in {time.monotonic() - started:.0f}s")
+    return tool.binary
+
+
 def main(argv: list[str]) -> int:
-    """`kustomize` or `multus`: build or find it and print its path."""
-    ensure = {"kustomize": ensure_kustomize, "multus": ensure_multus}
+    """`kustomize`, `multus` or `helm`: build or find it and print its path."""
+    ensure = {"kustomize": ensure_kustomize, "multus": ensure_multus, "helm": ensure_helm}
     if len(argv) != 1 or argv[0] not in ensure:
-        print("usage: python -m spidernet.testbed.gotools kustomize|multus", file=sys.stderr)
+        print("usage: python -m spidernet.testbed.gotools kustomize|multus|helm", file=sys.stderr)
         return 2
     try:
         print(ensure[argv[0]]())

@@ -1,23 +1,23 @@
 """Talking to the real node's cluster the way a user does: kubectl, with JSON to read back.
 
-The node lane and `bench.node` share these: install spidernet from deploy/ with the image
-built here (a kustomize overlay, as deploy/README.md tells users to make), apply documents,
-read objects, wait for rollouts and pods, and run commands in pods with `kubectl exec`.
+The node lane and `bench.node` share these: install spidernet with `helm install` of
+deploy/chart and the image built here (as deploy/README.md tells users), upgrade it, apply
+documents, read objects, wait for rollouts and pods, and run commands in pods with
+`kubectl exec`.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import time
 from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-from spidernet.testbed.node import RealNode, wait_for
+from spidernet.testbed import chart
+from spidernet.testbed.node import NodeCommandFailed, RealNode, wait_for
 from spidernet.testbed.nodespec import json_text
 
-ROOT = Path(__file__).resolve().parent.parent
-DEPLOY = ROOT / "deploy"
 AGENT = ("kube-system", "spidernet-agent")
 CONTROLLER = ("kube-system", "spidernet-controller")
 GROUP = "spiderpool.spidernet.io"
@@ -41,27 +41,37 @@ def items(node: RealNode, *args: str) -> list[dict[str, Any]]:
     return found
 
 
-def overlay(node: RealNode, image: str) -> Path:
-    """A kustomization over deploy/ that names the image built here (what a user does with
-    `kustomize edit set image`), in the node's directory."""
-    name, _, tag = image.rpartition(":")
-    top = node.files.dir / "install"
-    top.mkdir(parents=True, exist_ok=True)
-    doc = {
-        "apiVersion": "kustomize.config.k8s.io/v1beta1",
-        "kind": "Kustomization",
-        "resources": [os.path.relpath(DEPLOY, top)],
-        "images": [{"name": "ghcr.io/spidernet/spidernet", "newName": name, "newTag": tag}],
-    }
-    (top / "kustomization.yaml").write_text(json_text(doc))
-    return top
+def helm(node: RealNode, binary: Path, *args: str, values: Mapping[str, Any] | None = None) -> str:
+    """`helm ARGS` against the node's API server as its admin; helm's output. Raises
+    NodeCommandFailed with helm's message when it fails."""
+    done = chart.helm(binary, args, values=values, kubeconfig=node.kubeconfig, timeout=360)
+    if done.returncode != 0:
+        raise NodeCommandFailed(f"helm {' '.join(args)} failed: {done.stderr.strip()}")
+    return done.stdout
 
 
-def install_spidernet(node: RealNode, image: str, timeout_s: float = 300) -> float:
-    """`kubectl apply --server-side -k` of deploy/ with `image`; waits until the agent
+def image_values(image: str) -> dict[str, Any]:
+    """The chart values that name `image` (`repository:tag`)."""
+    repository, _, tag = image.rpartition(":")
+    return {"image": {"repository": repository, "tag": tag}}
+
+
+def install_spidernet(node: RealNode, image: str, binary: Path, timeout_s: float = 300) -> float:
+    """`helm install spidernet deploy/chart -n kube-system` with `image`; waits until the agent
     DaemonSet and the controller Deployment are ready. Returns the seconds it took."""
-    node.kubectl("apply", "--server-side", "-k", str(overlay(node, image)), timeout=300)
-    return waited(node, "spidernet agent and controller ready", lambda: installed(node), timeout_s)
+    started = time.monotonic()
+    helm(
+        node,
+        binary,
+        "install",
+        chart.RELEASE,
+        str(chart.CHART),
+        "-n",
+        AGENT[0],
+        values=image_values(image),
+    )
+    waited(node, "spidernet agent and controller ready", lambda: installed(node), timeout_s)
+    return time.monotonic() - started
 
 
 def waited(node: RealNode, what: str, probe: Callable[[], bool], timeout_s: float) -> float:

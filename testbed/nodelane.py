@@ -1,7 +1,7 @@
 """What the node lane needs before its node can start: the Go-built programs and the images.
 
 `prepare()` builds whatever the cache lacks (kube-apiserver and etcd as for the k8s lane, the
-node's own Kubernetes binaries, Multus, and the images: spidernet's from deploy/Dockerfile,
+node's own Kubernetes binaries, Multus, helm, and the images: spidernet's from deploy/Dockerfile,
 a pause and a workload image) and returns where they are.
 """
 
@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from spidernet.testbed.gotools import ensure_multus
+from spidernet.testbed.gotools import ensure_helm, ensure_multus
 from spidernet.testbed.images import ensure_images
 from spidernet.testbed.kubebuild import ensure_binaries, ensure_node_binaries
 from spidernet.testbed.node import NodeImages, NodeTools
@@ -25,6 +25,7 @@ class Prepared:
     spidernet_image: str
     workload_image: str
     workload_archive: Path
+    helm: Path
 
 
 def prepare() -> Prepared:
@@ -32,6 +33,7 @@ def prepare() -> Prepared:
     control = ensure_binaries()
     node = ensure_node_binaries()
     multus = ensure_multus()
+    helm = ensure_helm()
     built = ensure_images()
     tools = NodeTools(
         etcd=control.etcd,
@@ -50,4 +52,5 @@ def prepare() -> Prepared:
         spidernet_image=built.spidernet.name,
         workload_image=built.busybox.name,
         workload_archive=built.busybox.archive,
+        helm=helm,
     )

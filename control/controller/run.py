@@ -10,13 +10,13 @@ the next pass. A store that is unavailable skips the pass; the loop goes on. SIG
 
 from __future__ import annotations
 
-import sys
+import logging
 import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, Protocol, TextIO
+from typing import Any, Protocol
 
 from spidernet.control.controller import gc
 from spidernet.control.controller.autopool_sync import AutoPools
@@ -243,8 +243,9 @@ class Elector:
         self.leading = False
 
 
-def _stderr(line: str, out: TextIO = sys.stderr) -> None:
-    print(f"spidernet controller: {line}", file=out, flush=True)
+def _stderr(line: str) -> None:
+    """The controller's log line, through the process's log handler (text or JSON)."""
+    logging.getLogger("spidernet.controller").info(line)
 
 
 def _failed(metrics: ControllerMetrics | None, part: Reconciler) -> None:

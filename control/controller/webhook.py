@@ -24,9 +24,9 @@ import datetime
 import functools
 import ipaddress
 import json
+import logging
 import os
 import ssl
-import sys
 import tempfile
 import threading
 from collections.abc import Callable, Mapping, Sequence
@@ -414,5 +414,5 @@ class WebhookThread:
 
 
 def stderr_log(line: str) -> None:
-    """The controller's log line (as run.py's)."""
-    print(f"spidernet controller: {line}", file=sys.stderr, flush=True)
+    """The webhook's log line, through the process's log handler (text or JSON)."""
+    logging.getLogger("spidernet.controller.webhook").info(line)

@@ -80,7 +80,7 @@ _STATUS_KINDS = (IPPool.KIND, Subnet.KIND, Coordinator.KIND, Endpoint.KIND)
 
 
 # The spec fields each kind accepts (a SpiderEndpoint has none: its status is its content,
-# ENDPOINT_STATUS_FIELDS). deploy/crds declares the same (tests/unit/test_crds.py compares).
+# ENDPOINT_STATUS_FIELDS). deploy/chart/crds declares the same (tests/unit/test_crds.py compares).
 SPEC_FIELDS: dict[str, tuple[str, ...]] = {
     IPPool.KIND: POOL_FIELDS,
     Subnet.KIND: ADDRESS_FIELDS,

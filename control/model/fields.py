@@ -19,7 +19,7 @@ from spidernet.control.model.labels import LabelSelector, Requirement, frozen_ma
 from spidernet.control.model.resources import IPAddress, IPNetwork, Route
 
 NO_RETIRED: Mapping[str, str] = {}
-# The keys of the nested Kubernetes shapes Spiderpool's specs use; deploy/crds declares the
+# The keys of the nested Kubernetes shapes Spiderpool's specs use; deploy/chart/crds declares the
 # same ones (tests/unit/test_crds.py compares).
 ROUTE_FIELDS = ("dst", "gw")
 SELECTOR_FIELDS = ("matchLabels", "matchExpressions")

@@ -1,7 +1,7 @@
 """The Kubernetes store: the `Store` contract on a kube-apiserver, through the official client.
 
 Where documents live:
-- Spiderpool's six kinds are objects of their CRDs (deploy/crds, spiderpool.spidernet.io/
+- Spiderpool's six kinds are objects of their CRDs (deploy/chart/crds, spiderpool.spidernet.io/
   v2beta1), cluster-scoped or namespaced as the CRD says; the body is the Kubernetes document.
   The store fills `apiVersion`, `kind`, `metadata.name` (and `metadata.namespace`) from the key
   and refuses a body that names another; a read gives the object as the API server holds it
@@ -144,7 +144,7 @@ class Resource:
         return f"{self.group}/{self.version}"
 
 
-# As deploy/crds declares them (tests/k8s/test_kube_store.py compares).
+# As deploy/chart/crds declares them (tests/k8s/test_kube_store.py compares).
 SPIDER_KINDS = {
     "SpiderIPPool": Resource(SPIDER_GROUP, SPIDER_VERSION, "spiderippools", False, True),
     "SpiderSubnet": Resource(SPIDER_GROUP, SPIDER_VERSION, "spidersubnets", False, True),
@@ -217,7 +217,7 @@ RETRY = urllib3.util.Retry(
 
 class KubeStore:
     """A `Store` on the API server `api` reaches (a `kubernetes.client.ApiClient`), with the
-    CRDs of deploy/crds installed. Calls block; any number of threads may share the store.
+    CRDs of deploy/chart/crds installed. Calls block; any number of threads may share the store.
 
     `timeout`: seconds for each request. `watch_idle`, `watch_timeout`: how `changes` decides it
     has caught up (module docstring). `close()` closes `api` only when `owns_client`.

@@ -49,7 +49,7 @@ def k8s_api(k8s_cluster: Cluster) -> Iterator[client.ApiClient]:
         api.close()  # type: ignore[no-untyped-call]  # (as above)
 
 
-CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+CRDS = Path(__file__).resolve().parents[2] / "deploy" / "chart" / "crds"
 ESTABLISHED_TIMEOUT_S = 30.0
 
 
@@ -81,7 +81,7 @@ def install_crd(ext: client.ApiextensionsV1Api, path: Path) -> str:
 
 @pytest.fixture(scope="session")
 def store_crds(k8s_api: client.ApiClient) -> list[str]:
-    """Every CRD of deploy/crds (Spiderpool's six and the Kubernetes store's internal one),
+    """Every CRD of deploy/chart/crds (Spiderpool's six and the Kubernetes store's internal one),
     installed once for the session; their names."""
     ext = client.ApiextensionsV1Api(k8s_api)
     return [install_crd(ext, path) for path in sorted(CRDS.glob("*.yaml"))]

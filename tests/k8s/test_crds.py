@@ -1,4 +1,4 @@
-"""deploy/crds on a real kube-apiserver: the six CRDs install, take Spiderpool's documented
+"""deploy/chart/crds on a real kube-apiserver: the six CRDs install, take Spiderpool's documented
 objects and the documents spidernet's model writes, refuse what the model refuses (422, naming
 the field), default what the model defaults, serve the status subresource, the printer
 columns and the short names.
@@ -27,7 +27,7 @@ from spidernet.control.model.errors import ValidationError
 from spidernet.control.model.resources import API_VERSION, KINDS
 
 ROOT = Path(__file__).resolve().parents[2]
-CRDS = ROOT / "deploy" / "crds"
+CRDS = ROOT / "deploy" / "chart" / "crds"
 EXAMPLES = ROOT / "tests" / "unit" / "control" / "model" / "data"
 GROUP, VERSION = API_VERSION.split("/")
 TABLE = "application/json;as=Table;v=v1;g=meta.k8s.io"
@@ -81,7 +81,7 @@ def _wait_established(ext: client.ApiextensionsV1Api, name: str) -> dict[str, st
 
 @pytest.fixture(scope="module")
 def spiderpool_crds(k8s_api: client.ApiClient) -> dict[str, dict[str, str]]:
-    """Install deploy/crds; CRD name -> its conditions once Established."""
+    """Install deploy/chart/crds; CRD name -> its conditions once Established."""
     ext = client.ApiextensionsV1Api(k8s_api)
     names = []
     for crd in _crd_files():

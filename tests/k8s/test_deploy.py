@@ -115,6 +115,8 @@ def test_render_has_every_object_and_one_image(rendered: list[dict[str, Any]]) -
         ("RoleBinding", SYSTEM, CONTROLLER_SA),
         ("Deployment", SYSTEM, "spidernet-controller"),
         ("Service", SYSTEM, "spidernet-controller"),
+        ("Service", SYSTEM, "spidernet-controller-metrics"),
+        ("PodDisruptionBudget", SYSTEM, "spidernet-controller"),
         ("ValidatingWebhookConfiguration", "", "spidernet-validate"),
     }
     images = {

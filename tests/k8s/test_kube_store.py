@@ -43,7 +43,7 @@ from spidernet.control.store.kube import INTERNAL, SPIDER_KINDS, KubeStore, NotA
 from spidernet.testbed.kubecluster import Cluster, free_port
 from spidernet.testbed.relay import Relay
 
-CRDS = Path(__file__).resolve().parents[2] / "deploy" / "crds"
+CRDS = Path(__file__).resolve().parents[2] / "deploy" / "chart" / "crds"
 
 
 @pytest.fixture

@@ -4,7 +4,7 @@ The lane runs in network and mount namespaces of its own (`tests/lanes.py node`)
 `spidernet.testbed.node` brings up one node: etcd and kube-apiserver, kube-controller-manager,
 kube-scheduler, containerd, kube-proxy and a kubelet, with Multus over Debian's bridge +
 host-local as the node's CNI. One node serves the whole session; spidernet is installed on it
-once, from deploy/ with the image built here, exactly as a user would.
+once, with `helm install` of deploy/chart and the image built here, as a user would.
 """
 
 from __future__ import annotations
@@ -47,7 +47,8 @@ def spidernet(
     lane: nodelane.Prepared,
     record_testsuite_property: Callable[[str, object], None],
 ) -> RealNode:
-    """The node with spidernet installed from deploy/ (agent and controller ready)."""
-    seconds = nodekube.install_spidernet(node, lane.spidernet_image)
+    """The node with spidernet installed by `helm install` of deploy/chart (agent and controller
+    ready)."""
+    seconds = nodekube.install_spidernet(node, lane.spidernet_image, lane.helm)
     record_testsuite_property("spidernet_install_seconds", f"{seconds:.1f}")
     return node

@@ -1,9 +1,9 @@
-"""spidernet installed on a real node as a user installs it: deploy/ with the image built here.
+"""spidernet installed on a real node as a user installs it: the chart with the image built here.
 
-`kubectl apply --server-side -k` of a kustomization over deploy/ that names the local image
-(the conftest's `spidernet` fixture); the kubelet runs the agent DaemonSet and the controller
-Deployment from it, the agent's initContainer writes the CNI executables into the node's CNI
-bin dir, and the agent serves the plugins' socket on the node.
+`helm install` of deploy/chart naming the local image (the conftest's `spidernet` fixture); the
+kubelet runs the agent DaemonSet and the controller Deployment from it, the agent's
+initContainer writes the CNI executables into the node's CNI bin dir, and the agent serves the
+plugins' socket on the node. A `helm upgrade` with changed values rolls both.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from spidernet.control.client import Client
-from spidernet.testbed import nodekube
+from spidernet.testbed import chart, nodekube
 from spidernet.testbed.node import NodeCommandFailed, RealNode
 from spidernet.testbed.nodelane import Prepared
 from spidernet.testbed.nodespec import CNI_BIN_DIR, NODE_NAME
@@ -93,3 +93,49 @@ def test_the_controller_leads_and_its_webhook_refuses_a_bad_pool(spidernet: Real
     }
     with pytest.raises(NodeCommandFailed, match=r"(?s)denied the request.*198\.51\.101\.10"):
         nodekube.apply(spidernet, [bad])
+
+
+def test_a_helm_upgrade_with_changed_values_rolls_agent_and_controller(
+    spidernet: RealNode, lane: Prepared
+) -> None:
+    selectors = (AGENT_SELECTOR, CONTROLLER_SELECTOR)
+    before = {
+        p["metadata"]["uid"] for s in selectors for p in nodekube.pods(spidernet, "kube-system", s)
+    }
+    nodekube.helm(
+        spidernet,
+        lane.helm,
+        "upgrade",
+        chart.RELEASE,
+        str(chart.CHART),
+        "-n",
+        "kube-system",
+        "--reuse-values",
+        values={"logFormat": "json"},
+    )
+    (agent,) = nodekube.wait_pods(spidernet, "kube-system", AGENT_SELECTOR, 1, 240)
+    controllers = nodekube.wait_pods(spidernet, "kube-system", CONTROLLER_SELECTOR, 2, 240)
+    for pod in (agent, *controllers):
+        assert pod["metadata"]["uid"] not in before, pod["metadata"]["name"]
+        command = pod["spec"]["containers"][0]["command"]
+        assert command[command.index("--log-format") + 1] == "json", command
+    (release,) = json.loads(
+        nodekube.helm(spidernet, lane.helm, "list", "-n", "kube-system", "-o", "json")
+    )
+    assert (release["name"], release["revision"], release["status"]) == (
+        chart.RELEASE,
+        "2",
+        "deployed",
+    )
+
+    # The controllers now log JSON lines (each says whether it leads, at start).
+    def logged_json() -> bool:
+        for pod in controllers:
+            name = pod["metadata"]["name"]
+            text = spidernet.kubectl("logs", "-n", "kube-system", name, check=False).stdout
+            lines = [json.loads(line) for line in text.splitlines() if line.startswith("{")]
+            if not any(line["msg"].startswith(("leading", "standing by")) for line in lines):
+                return False
+        return True
+
+    nodekube.waited(spidernet, "controllers logging JSON", logged_json, 60)

@@ -1,4 +1,4 @@
-"""deploy/crds: six CustomResourceDefinitions that a kube-apiserver accepts, and that declare
+"""deploy/chart/crds: six CustomResourceDefinitions that a kube-apiserver accepts, and that declare
 what spidernet's model (control/model) reads, no more and no less.
 
 No server here (tests/k8s/test_crds.py applies them to a real one). The field lists come from
@@ -43,7 +43,7 @@ from spidernet.control.model.resources import (
 )
 
 ROOT = Path(__file__).resolve().parents[2]
-CRDS = ROOT / "deploy" / "crds"
+CRDS = ROOT / "deploy" / "chart" / "crds"
 EXAMPLES = ROOT / "tests" / "unit" / "control" / "model" / "data" / "spiderpool_examples.yaml"
 GROUP, VERSION = API_VERSION.split("/")
 MULTUS = "SpiderMultusConfig"  # not (yet) a kind of the model
@@ -129,7 +129,10 @@ def test_one_file_per_kind_named_after_the_crd() -> None:
         assert crd["_file"] == f"{GROUP}_{plural}.yaml"
         assert crd["apiVersion"] == "apiextensions.k8s.io/v1"
         assert crd["kind"] == "CustomResourceDefinition"
-        assert crd["metadata"] == {"name": f"{plural}.{GROUP}"}
+        assert crd["metadata"] == {
+            "name": f"{plural}.{GROUP}",
+            "labels": {"app.kubernetes.io/part-of": "spidernet"},
+        }
 
 
 @pytest.mark.parametrize("kind", sorted(EXPECTED))

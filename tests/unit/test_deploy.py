@@ -140,16 +140,16 @@ def test_agent_and_controller_flags() -> None:
 def test_kustomization_names_every_manifest_and_the_package_version() -> None:
     kustomization = yaml.safe_load((DEPLOY / "kustomization.yaml").read_text())
     listed = set(kustomization["resources"])
-    files = {
-        str(p.relative_to(DEPLOY)) for d in ("crds", "manifests") for p in (DEPLOY / d).glob("*")
-    }
+    folders = ("chart/crds", "manifests")
+    files = {str(p.relative_to(DEPLOY)) for d in folders for p in (DEPLOY / d).glob("*")}
     assert listed == files
     version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
     assert kustomization["images"] == [
         {"name": "spidernet", "newName": "ghcr.io/spidernet/spidernet", "newTag": version}
     ]
     images = {c["image"] for _, c in containers()}
-    assert images == {"spidernet"}  # set once, by kustomize
+    # Rendered from the chart as `spidernet:<version>`; kustomize's `images:` names the registry.
+    assert images == {f"spidernet:{version}"}
 
 
 def test_rbac_has_no_wildcards() -> None:

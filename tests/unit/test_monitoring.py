@@ -1,6 +1,6 @@
-"""deploy/monitoring/: the dashboard asks only for series the agent and the controller export
-(their real metric classes, exposed as Prometheus text), and the scrape objects select what
-deploy/ runs, on the port it names."""
+"""The chart's monitoring (deploy/monitoring/ as rendered from deploy/chart): the dashboard asks
+only for series the agent and the controller export (their real metric classes, exposed as
+Prometheus text), and the scrape objects select what deploy/ runs, on the port it names."""
 
 from __future__ import annotations
 
@@ -17,6 +17,7 @@ from spidernet.control.service.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"
+DASHBOARD = ROOT / "deploy" / "chart" / "files" / "spidernet-dashboard.json"
 MANIFESTS = ROOT / "deploy" / "manifests"
 # A PromQL series name of ours, or a process metric the controller's collector exports.
 SERIES = re.compile(r"\b(spidernet_[a-z0-9_]+|process_[a-z0-9_]+)\b")
@@ -42,7 +43,7 @@ def exported() -> set[str]:
 
 
 def dashboard_series() -> set[str]:
-    doc = json.loads((MONITORING / "spidernet-dashboard.json").read_text())
+    doc = json.loads(DASHBOARD.read_text())
     exprs = [t["expr"] for p in doc["panels"] for t in p.get("targets", [])]
     assert len(exprs) >= 15
     return {m for e in exprs for m in SERIES.findall(e)}
@@ -83,7 +84,7 @@ def test_the_scrape_objects_select_the_workloads_and_their_metrics_port() -> Non
         "kustomization.yaml"
     }
     # Controller: ServiceMonitor -> Service (by labels, port name) -> pods (selector, port).
-    service = mine["Service/spidernet-controller-metrics"]
+    service = deployed["Service/spidernet-controller-metrics"]
     monitor = mine["ServiceMonitor/spidernet-controller"]
     labels = monitor["spec"]["selector"]["matchLabels"]
     assert labels.items() <= service["metadata"]["labels"].items()
@@ -104,3 +105,9 @@ def test_the_scrape_objects_select_the_workloads_and_their_metrics_port() -> Non
     ports = {p["name"]: p["containerPort"] for p in agent["ports"]}
     address = agent["command"][agent["command"].index("--metrics-address") + 1]
     assert address == f"0.0.0.0:{ports[endpoint['port']]}"
+    # The dashboard ConfigMap holds the chart's file as it is.
+    configmap = mine["ConfigMap/spidernet-grafana-dashboard"]
+    assert configmap["metadata"]["labels"]["grafana_dashboard"] == "1"
+    assert json.loads(configmap["data"]["spidernet-dashboard.json"]) == json.loads(
+        DASHBOARD.read_text()
+    )
