@@ -1,8 +1,11 @@
 """The SpiderCoordinator status from the cluster's CIDR sources: the pure decision, whole
-statuses compared."""
+statuses compared, and the reconciler against an in-memory source (tests/k8s/test_cidrs.py
+runs both on a real API server)."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Mapping
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -15,6 +18,9 @@ from spidernet.control.controller.cidrs import (
     discover,
     resolve_type,
 )
+from spidernet.control.controller.cidrs_sync import CidrSources, CoordinatorStatus, read_facts
+from spidernet.control.store.base import Conflict, Key
+from spidernet.control.store.embedded import EmbeddedStore
 
 Doc = dict[str, Any]
 
@@ -240,3 +246,126 @@ def test_a_broken_kubeadm_config_matters_only_when_nothing_else_answers() -> Non
     alone = discover("cluster", ClusterFacts(kubeadm_config=broken, service_cidrs=SERVICES))
     assert alone.phase == NOT_READY
     assert alone.reason.startswith("kube-system/kubeadm-config: ClusterConfiguration is not YAML")
+
+
+# -- the reconciler -------------------------------------------------------------------------
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> Iterator[EmbeddedStore]:
+    s = EmbeddedStore(tmp_path / "db", synchronous="NORMAL")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+class Sources:
+    """An in-memory cluster: ConfigMaps, Pods, Calico pools, ServiceCIDRs; status writes."""
+
+    def __init__(self, facts: ClusterFacts, conflict: bool = False) -> None:
+        self.facts = facts
+        self.conflict = conflict
+        self.written: list[tuple[str, str, Mapping[str, Any]]] = []
+        self.selectors: list[str] = []
+
+    def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        assert namespace == "kube-system"
+        data = {
+            "kubeadm-config": self.facts.kubeadm_config,
+            "cilium-config": self.facts.cilium_config,
+        }
+        found = data[name]
+        return None if found is None else dict(found)
+
+    def pods(self, namespace: str, label_selector: str) -> list[Doc]:
+        self.selectors.append(f"{namespace}:{label_selector}")
+        return [dict(p) for p in self.facts.controller_managers]
+
+    def calico_pools(self) -> list[Doc] | None:
+        pools = self.facts.calico_pools
+        return None if pools is None else [dict(p) for p in pools]
+
+    def service_cidrs(self) -> list[Doc] | None:
+        cidrs = self.facts.service_cidrs
+        return None if cidrs is None else [dict(c) for c in cidrs]
+
+    def write_coordinator_status(
+        self, name: str, body: Mapping[str, Any], version: str, status: Mapping[str, Any]
+    ) -> None:
+        if self.conflict:
+            raise Conflict(Key("SpiderCoordinator", "", name), "changed")
+        self.written.append((name, version, dict(status)))
+
+
+def coordinator(name: str, kind: str | None, status: Mapping[str, Any] | None = None) -> Doc:
+    doc: Doc = {
+        "apiVersion": "spiderpool.spidernet.io/v2beta1",
+        "kind": "SpiderCoordinator",
+        "metadata": {"name": name},
+        "spec": {} if kind is None else {"podCIDRType": kind},
+    }
+    if status is not None:
+        doc["status"] = dict(status)
+    return doc
+
+
+def test_read_facts_asks_each_source_once() -> None:
+    facts = ClusterFacts(
+        kubeadm_config=KUBEADM,
+        controller_managers=(KCM,),
+        calico_pools=(calico("p", "10.9.0.0/16"),),
+        cilium_config={"ipam": "kubernetes"},
+        service_cidrs=SERVICES,
+    )
+    source = Sources(facts)
+    assert read_facts(source) == facts
+    assert source.selectors == ["kube-system:component=kube-controller-manager"]
+
+
+def test_the_reconciler_writes_each_coordinator_status_that_differs(store: EmbeddedStore) -> None:
+    facts = ClusterFacts(
+        kubeadm_config=KUBEADM, calico_pools=(calico("p", "10.9.0.0/16"),), service_cidrs=SERVICES
+    )
+    source = Sources(facts)
+    lines: list[str] = []
+    current = discover("none", facts).to_status()
+    for doc in (
+        coordinator("default", None),
+        coordinator("c2", "cluster"),
+        coordinator("c3", "none", current),
+    ):
+        store.create(Key("SpiderCoordinator", "", doc["metadata"]["name"]), doc)
+    CoordinatorStatus(sources_of=lambda _s: source).reconcile(store, 0.0, lines.append)
+    versions = {s.key.name: s.version for s in store.list("SpiderCoordinator").items}
+    assert source.written == [
+        ("c2", versions["c2"], discover("cluster", facts).to_status()),
+        ("default", versions["default"], discover("calico", facts).to_status()),
+    ]
+    assert lines == [
+        "status of SpiderCoordinator c2: Synced (podCIDRType cluster; overlayPodCIDR "
+        "['10.244.0.0/16', 'fd00:10:244::/56'], serviceCIDR ['10.96.0.0/16', '10.97.0.0/24']; "
+        "from kube-system/kubeadm-config networking.podSubnet, "
+        "ServiceCIDRs (networking.k8s.io/v1))",
+        "status of SpiderCoordinator default: Synced (podCIDRType auto -> calico; overlayPodCIDR "
+        "['10.9.0.0/16'], serviceCIDR ['10.96.0.0/16', '10.97.0.0/24']; from Calico IPPools "
+        "(crd.projectcalico.org/v1), ServiceCIDRs (networking.k8s.io/v1))",
+    ]
+
+
+def test_the_reconciler_skips_a_conflict_and_does_nothing_without_a_cluster(
+    store: EmbeddedStore,
+) -> None:
+    source = Sources(ClusterFacts(kubeadm_config=KUBEADM), conflict=True)
+    lines: list[str] = []
+    store.create(Key("SpiderCoordinator", "", "default"), coordinator("default", "cluster"))
+    CoordinatorStatus(sources_of=lambda _s: source).reconcile(store, 0.0, lines.append)
+    assert len(lines) == 1
+    assert lines[0].startswith("status of SpiderCoordinator default: skipped until the next")
+    # The embedded store: no cluster to read, nothing written.
+    CoordinatorStatus().reconcile(store, 0.0, lines.append)
+    assert len(lines) == 1
+
+
+def _typed(source: Sources) -> CidrSources:
+    return source  # Sources keeps to the protocol (mypy checks this line)
