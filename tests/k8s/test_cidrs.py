@@ -16,6 +16,7 @@ import json
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from functools import partial
 from typing import Any
 
 import pytest
@@ -74,7 +75,7 @@ def coordinators(
         custom.create_cluster_custom_object(GROUP, VERSION, PLURAL, body)
     yield names
     for name in names.values():
-        _gone(lambda n=name: custom.delete_cluster_custom_object(GROUP, VERSION, PLURAL, n))
+        _gone(partial(custom.delete_cluster_custom_object, GROUP, VERSION, PLURAL, name))
 
 
 @pytest.fixture
@@ -90,7 +91,7 @@ def statuses(custom: client.CustomObjectsApi, names: dict[str, str]) -> dict[str
     """podCIDRType -> the coordinator's status as the API server holds it."""
     out = {}
     for kind, name in names.items():
-        obj = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
+        obj: Any = custom.get_cluster_custom_object(GROUP, VERSION, PLURAL, name)
         out[kind] = obj.get("status", {})
     return out
 
@@ -190,12 +191,11 @@ def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
         return statuses(custom, coordinators)
 
     # The API server serves ServiceCIDRs and made the default one from its flag.
-    served = [
-        c.spec.cidrs for c in net.list_service_cidr().items if c.metadata.name == "kubernetes"
-    ]
-    assert served == [["10.96.0.0/24"]]
+    served = {c.metadata.name: c.spec.cidrs for c in net.list_service_cidr().items}  # type: ignore[union-attr]  # (metadata and spec are always there in an answer)
+    assert served == {"kubernetes": ["10.96.0.0/24"]}
     services = ["10.96.0.0/24"]
-    assert CALICO_CRD not in {c.metadata.name for c in ext.list_custom_resource_definition().items}
+    crds = {c.metadata.name for c in ext.list_custom_resource_definition().items}  # type: ignore[union-attr]  # (as above)
+    assert CALICO_CRD not in crds
 
     # 1. Nothing but the ServiceCIDRs: no Calico API, no ConfigMaps, no controller-manager.
     no_pod_cidr = (
@@ -310,13 +310,13 @@ def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
         ("retired", "10.9.0.0/16", True),
         ("default-ipv6-ippool", "fd85:ee78:d8a6:8607::1:0000/112", False),
     ):
-        body = {
+        pool = {
             "apiVersion": "crd.projectcalico.org/v1",
             "kind": "IPPool",
             "metadata": {"name": name},
             "spec": {"cidr": cidr, "blockSize": 26, "disabled": disabled},
         }
-        custom.create_cluster_custom_object("crd.projectcalico.org", "v1", "ippools", body)
+        custom.create_cluster_custom_object("crd.projectcalico.org", "v1", "ippools", pool)
     calico_pods = ["10.233.64.0/18", "fd85:ee78:d8a6:8607::1:0/112"]
     got = reconcile()
     assert got == {
@@ -329,13 +329,13 @@ def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
 
     # 6. Another ServiceCIDR joins the service CIDRs, and leaves them when deleted.
     extra = f"extra-{uuid.uuid4().hex[:6]}"
-    body: Any = {
+    extra_cidr: Any = {
         "apiVersion": "networking.k8s.io/v1",
         "kind": "ServiceCIDR",
         "metadata": {"name": extra},
         "spec": {"cidrs": ["10.97.0.0/24"]},
     }
-    net.create_service_cidr(body)
+    net.create_service_cidr(extra_cidr)
     kube_system.append(lambda: drop_service_cidr(net, extra))
     got = reconcile()
     both = ["10.97.0.0/24", "10.96.0.0/24"]  # listed by name: extra-... before kubernetes
