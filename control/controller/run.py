@@ -20,6 +20,7 @@ from typing import Any, Protocol
 
 from spidernet.control.controller import gc
 from spidernet.control.controller.autopool_sync import AutoPools
+from spidernet.control.controller.cidrs_sync import CoordinatorStatus
 from spidernet.control.controller.lease import (
     DEFAULT_DURATION_S,
     Step,
@@ -189,7 +190,13 @@ class MultusNads:
 
 def reconcilers(policy: gc.Policy, metrics: ControllerMetrics | None = None) -> list[Reconciler]:
     """The controller's concerns, in the order each pass runs them."""
-    return [GarbageCollector(policy, metrics=metrics), AutoPools(), PoolStatus(), MultusNads()]
+    return [
+        GarbageCollector(policy, metrics=metrics),
+        AutoPools(),
+        PoolStatus(),
+        MultusNads(),
+        CoordinatorStatus(),
+    ]
 
 
 @dataclass

@@ -63,6 +63,8 @@ from . import orphans, resources
 from .ipam import IpamCore
 
 ANNO_DEFAULT_ROUTE_NIC = "ipam.spidernet.io/default-route-nic"
+# The SpiderCoordinator status lists handed to the coordinator beside the spec.
+STATUS_CIDR_KEYS = ("overlayPodCIDR", "serviceCIDR")
 _log = logging.getLogger("spidernet.cni")
 # Requests queued or in work at once before more are refused with error 11: far above what
 # a node's runtimes send (a kubelet starts a few pods at a time), far below what would make
@@ -253,15 +255,25 @@ class App:
         )
 
     def _settings(self, ns: str, name: str) -> tuple[dict[str, Any], dict[str, str]]:
-        """The `default` SpiderCoordinator's spec (defaults filled in) and the pod's
-        default-route-nic annotation, which travels apart: it beats the NAD as well as the
-        SpiderCoordinator, and only the plugin sees the NAD."""
+        """The `default` SpiderCoordinator's spec (defaults filled in) with its status's
+        overlayPodCIDR and serviceCIDR, and the pod's default-route-nic annotation, which
+        travels apart: it beats the NAD as well as the SpiderCoordinator, and only the plugin
+        sees the NAD."""
+        status: Mapping[str, Any] = {}
         try:
             obj = self.store.get(Key(Coordinator.KIND, "", "default"))
             coord = parse(obj.body)
+            status = obj.body.get("status") or {}
         except NotFound:
             coord = Coordinator(name="default")
         spec = dict(to_document(coord).get("spec", {}))
+        # The cluster's pod and service CIDRs, as the controller found them (its
+        # coordinator-status reconciler), are the defaults a NAD's own lists override.
+        # Spiderpool refuses every call while the phase is not Synced; the CIDRs found so far
+        # are used instead, and none found means the plugin's own default (no routes).
+        for key in STATUS_CIDR_KEYS:
+            if isinstance(status.get(key), list):
+                spec[key] = list(status[key])
         annotations: dict[str, str] = {}
         if ns and name:
             try:

@@ -1144,3 +1144,104 @@ class KubeAdmissionApi:
                 )
             ),
         )
+
+
+# -- the SpiderCoordinator status's CIDR sources (spidernet.control.controller.cidrs_sync) --------
+
+CALICO_GROUP = "crd.projectcalico.org"
+CALICO_VERSION = "v1"
+CALICO_POOL_PLURAL = "ippools"
+
+
+class KubeCidrApi:
+    """The reads the SpiderCoordinator status needs (ConfigMaps, the kube-controller-manager
+    Pods, Calico IPPools, ServiceCIDRs) as the API server's raw JSON, and the status-only
+    write. An API the server does not serve (no Calico, no ServiceCIDR API) and a missing
+    ConfigMap read as None. Errors are the store's (Conflict, Unavailable, ...)."""
+
+    def __init__(self, store: KubeStore) -> None:
+        self._store = store
+
+    def _opts(self) -> dict[str, Any]:
+        return {"_request_timeout": self._store._timeout, "_preload_content": False}
+
+    def config_map(self, namespace: str, name: str) -> dict[str, str] | None:
+        """The ConfigMap's `data`, or None when there is no such ConfigMap."""
+        core, key = self._store._core, Key("ConfigMap", namespace, name)
+        try:
+            doc = self._store._call(
+                key,
+                "get",
+                lambda: _json_of(core.read_namespaced_config_map(name, namespace, **self._opts())),
+            )
+        except NotFound:
+            return None
+        data = doc.get("data") or {}
+        return {str(k): str(v) for k, v in data.items()}
+
+    def pods(self, namespace: str, label_selector: str) -> list[Doc]:
+        """The Pods of `namespace` that `label_selector` selects."""
+        core = self._store._core
+        doc = self._store._call(
+            None,
+            f"list pods in {namespace}",
+            lambda: _json_of(
+                core.list_namespaced_pod(namespace, label_selector=label_selector, **self._opts())
+            ),
+        )
+        return [dict(item) for item in doc.get("items", [])]
+
+    def calico_pools(self) -> list[Doc] | None:
+        """Calico's IPPools, or None when the API server does not serve them."""
+        custom = self._store._custom
+        try:
+            doc = self._store._call(
+                None,
+                "list Calico IPPools",
+                lambda: custom.list_cluster_custom_object(
+                    CALICO_GROUP,
+                    CALICO_VERSION,
+                    CALICO_POOL_PLURAL,
+                    _request_timeout=self._store._timeout,
+                ),
+            )
+        except NotFound:
+            return None
+        return [dict(item) for item in doc.get("items", [])]
+
+    def service_cidrs(self) -> list[Doc] | None:
+        """The networking.k8s.io/v1 ServiceCIDRs, or None when the API server does not serve
+        them (Kubernetes before 1.33, or the API turned off)."""
+        net = client.NetworkingV1Api(self._store._api)
+        try:
+            doc = self._store._call(
+                None,
+                "list ServiceCIDRs",
+                lambda: _json_of(net.list_service_cidr(**self._opts())),
+            )
+        except NotFound:
+            return None
+        return [dict(item) for item in doc.get("items", [])]
+
+    def write_coordinator_status(
+        self, name: str, body: Mapping[str, Any], version: str, status: Mapping[str, Any]
+    ) -> None:
+        """PUT `status` to the SpiderCoordinator's /status at `version` (Conflict when it
+        changed since), leaving its spec alone."""
+        res = SPIDER_KINDS["SpiderCoordinator"]
+        key = Key("SpiderCoordinator", "", name)
+        sent: Doc = {
+            "apiVersion": res.api_version,
+            "kind": "SpiderCoordinator",
+            "metadata": {"name": name, "resourceVersion": version},
+            "spec": dict(body.get("spec") or {}),
+            "status": dict(status),
+        }
+        store = self._store
+        store._call(
+            key,
+            "update status",
+            lambda: store._custom.replace_cluster_custom_object_status(
+                res.group, res.version, res.plural, name, sent, _request_timeout=store._timeout
+            ),
+        )

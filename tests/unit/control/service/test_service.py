@@ -24,8 +24,10 @@ from spidernet.control.service.app import App
 from spidernet.control.service.ipam import IpamCore
 from spidernet.control.service.serve import Ready, ServeConfig, serve
 from spidernet.control.service.serve import ServiceError as StartError
+from spidernet.control.store.base import Key
 from spidernet.control.store.embedded import EmbeddedStore
 from spidernet.node.cni import forward
+from spidernet.node.coordinator.config import parse_coordinator
 
 POOL = {
     "apiVersion": "spiderpool.spidernet.io/v2beta1",
@@ -348,3 +350,47 @@ def test_an_answer_cut_short_is_unreachable_not_a_traceback(tmp_path: Path) -> N
     finally:
         server.join(10)
         listener.close()
+
+
+async def test_coordinator_config_carries_the_status_cidrs_and_a_nad_list_wins(
+    tmp_path: Path,
+) -> None:
+    # The status is the controller's (a cluster's); written here as the kube store holds it.
+    store = EmbeddedStore(tmp_path / "db")
+    store.create(
+        Key("SpiderCoordinator", "", "default"),
+        {
+            "apiVersion": "spiderpool.spidernet.io/v2beta1",
+            "kind": "SpiderCoordinator",
+            "metadata": {"name": "default"},
+            "spec": {"podCIDRType": "cluster", "hijackCIDR": ["169.254.0.0/16"]},
+            "status": {
+                "phase": "Synced",
+                "overlayPodCIDR": ["10.244.0.0/16", "fd00:10:244::/56"],
+                "serviceCIDR": ["10.96.0.0/12"],
+            },
+        },
+    )
+    app = App(store, IpamCore(store, node="n"), allowed_uids=frozenset({0}))
+    query = {"podNamespace": ["ns"], "podName": ["a"]}
+    peer = Peer(pid=1, uid=0, gid=0)
+    answer = await app(Request("GET", "/v1/coordinator/config", query, [], b"", peer))
+    store.close()
+    assert answer.status == 200
+    cluster = json.loads(answer.body)
+    assert (cluster["overlayPodCIDR"], cluster["serviceCIDR"]) == (
+        ["10.244.0.0/16", "fd00:10:244::/56"],
+        ["10.96.0.0/12"],
+    )
+    # What the plugin makes of it: the NAD names no CIDRs, so the status's are used ...
+    conf = parse_coordinator({"type": "spidernet-coordinator"}, cluster)
+    assert [str(n) for n in conf.overlay_pod_cidr] == ["10.244.0.0/16", "fd00:10:244::/56"]
+    assert [str(n) for n in conf.service_cidr] == ["10.96.0.0/12"]
+    assert [str(n) for n in conf.hijack_cidr] == ["169.254.0.0/16"]
+    assert conf.sources["service_cidr"] == "SpiderCoordinator"
+    # ... and a NAD's own list beats them.
+    nad = {"type": "spidernet-coordinator", "serviceCIDR": ["10.43.0.0/16"]}
+    conf = parse_coordinator(nad, cluster)
+    assert [str(n) for n in conf.service_cidr] == ["10.43.0.0/16"]
+    assert conf.sources["service_cidr"] == "config"
+    assert [str(n) for n in conf.overlay_pod_cidr] == ["10.244.0.0/16", "fd00:10:244::/56"]
