@@ -328,6 +328,13 @@ def _controller(args: argparse.Namespace) -> int:
     except Unavailable as e:
         print(f"spidernet: {e}", file=sys.stderr)
         return EXIT_FAILURE
+    if args.owner_deployment:
+        from spidernet.control.store.base import StoreError
+
+        try:
+            store.own_by_deployment(args.lease_namespace, args.owner_deployment)
+        except StoreError as e:  # the objects are made all the same, unowned
+            print(f"spidernet: --owner-deployment: {e}; the Lease and Secret stay", file=sys.stderr)
     return _controller_serve(args, store, hook, hook_address, hook_context)
 
 
@@ -588,6 +595,13 @@ def _controller_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "--lease-duration", type=int, default=15, help="seconds a Lease holds unrenewed (15)"
     )
     ctl.add_argument("--identity", help="this candidate's name (default: host name and pid)")
+    ctl.add_argument(
+        "--owner-deployment",
+        metavar="NAME",
+        help="the Deployment (in the Lease's namespace) that owns the Lease and the webhook "
+        "Secret this controller creates, so that deleting it deletes them (the manifests set "
+        "spidernet-controller)",
+    )
     ctl.add_argument(
         "--log-level",
         choices=["debug", "info", "warning", "error"],

@@ -245,6 +245,9 @@ class KubeStore:
         # (until when, why): the API server did not answer a request; others fail at once
         # until then (UNANSWERED_HOLD_S).
         self._unanswered: tuple[float, str] = (0.0, "")
+        # The ownerReference the controller's own objects (its Lease, the webhook's Secret)
+        # carry, so that deleting its Deployment deletes them (own_by_deployment).
+        self.owner: dict[str, Any] | None = None
 
     @classmethod
     def from_kubeconfig(cls, path: str) -> KubeStore:
@@ -278,6 +281,30 @@ class KubeStore:
             raise Unavailable(None, f"failed to load {where}: {e}") from e
         return cls(api, timeout=timeout, watch_idle=watch_idle, owns_client=True)
 
+    def own_by_deployment(self, namespace: str, name: str) -> None:
+        """Have the Lease and the webhook Secret this store creates from now on owned by the
+        Deployment `namespace/name` (Kubernetes' garbage collector deletes them with it: a
+        `helm uninstall` leaves neither behind). Raises NotFound, Unavailable, ..."""
+        key = Key("Deployment", namespace, name)
+        opts: dict[str, Any] = {"_request_timeout": self._timeout, "_preload_content": False}
+        doc = self._call(
+            key,
+            "get",
+            lambda: _json_of(self._apps.read_namespaced_deployment(name, namespace, **opts)),
+        )
+        self.owner = {
+            "apiVersion": "apps/v1",
+            "kind": "Deployment",
+            "name": name,
+            "uid": str(doc["metadata"]["uid"]),
+        }
+
+    def _owned(self, meta: dict[str, Any]) -> dict[str, Any]:
+        """`meta` with the owner's reference, when one is set."""
+        if self.owner is not None:
+            meta["ownerReferences"] = [dict(self.owner)]
+        return meta
+
     # -- leases (coordination.k8s.io/v1), for the controller's leader election ---------------
 
     def read_lease(self, namespace: str, name: str) -> Stored:
@@ -297,7 +324,8 @@ class KubeStore:
         `expected` (Conflict when someone else wrote it since)."""
         key = Key("Lease", namespace, name)
         coord = client.CoordinationV1Api(self._api)
-        meta: dict[str, Any] = {"name": name, "namespace": namespace}
+        # A replace writes the whole object: the owner is named again each time.
+        meta: dict[str, Any] = self._owned({"name": name, "namespace": namespace})
         if expected is not None:
             meta["resourceVersion"] = expected
         body: Any = {
@@ -1110,7 +1138,7 @@ class KubeAdmissionApi:
         body: Any = {
             "apiVersion": "v1",
             "kind": "Secret",
-            "metadata": {"name": name, "namespace": namespace},
+            "metadata": self._store._owned({"name": name, "namespace": namespace}),
             "type": secret_type,
             "data": {k: base64.b64encode(v).decode() for k, v in data.items()},
         }

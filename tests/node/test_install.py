@@ -15,6 +15,7 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+import yaml
 
 from spidernet.control.client import Client
 from spidernet.testbed import chart, nodekube
@@ -139,3 +140,50 @@ def test_a_helm_upgrade_with_changed_values_rolls_agent_and_controller(
         return True
 
     nodekube.waited(spidernet, "controllers logging JSON", logged_json, 60)
+
+
+def test_helm_uninstall_leaves_only_the_crds_and_a_new_install_runs_again(
+    spidernet: RealNode, lane: Prepared
+) -> None:
+    """Everything of the release goes, and so do the Lease and the webhook Secret that the
+    controller made (owned by its Deployment, so the garbage collector takes them); the
+    CRDs stay. Then the chart is installed again for the rest of the lane."""
+    manifest = nodekube.helm(
+        spidernet, lane.helm, "get", "manifest", chart.RELEASE, "-n", "kube-system"
+    )
+    objects = [
+        (d["kind"], d["metadata"]["name"], d["metadata"].get("namespace", ""))
+        for d in yaml.safe_load_all(manifest)
+        if d
+    ]
+    assert len(objects) >= 15
+    for kind, name in (("lease", "spidernet-controller"), ("secret", "spidernet-webhook-tls")):
+        owners = nodekube.get(spidernet, kind, "-n", "kube-system", name)["metadata"][
+            "ownerReferences"
+        ]
+        assert [(o["kind"], o["name"]) for o in owners] == [("Deployment", "spidernet-controller")]
+    nodekube.helm(spidernet, lane.helm, "uninstall", chart.RELEASE, "-n", "kube-system", "--wait")
+
+    def left() -> list[str]:
+        found = []
+        for kind, name, ns in [
+            *objects,
+            ("Lease", "spidernet-controller", "kube-system"),
+            ("Secret", "spidernet-webhook-tls", "kube-system"),
+        ]:
+            args = ["get", kind, name, "--ignore-not-found", "-o", "name"]
+            out = spidernet.kubectl(*args, *(["-n", ns] if ns else [])).stdout.strip()
+            if out:
+                found.append(out)
+        return found
+
+    def gone() -> bool:
+        return not left() and not nodekube.pods(spidernet, "kube-system", AGENT_SELECTOR)
+
+    nodekube.waited(spidernet, "nothing of the release left", gone, 120)
+    crds = spidernet.kubectl("get", "crd", "-o", "name").stdout.split()
+    assert (
+        "customresourcedefinition.apiextensions.k8s.io/spiderippools.spiderpool.spidernet.io"
+        in crds
+    )
+    nodekube.install_spidernet(spidernet, lane.spidernet_image, lane.helm)

@@ -18,3 +18,12 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{- define "spidernet.webhookHost" -}}
 spidernet-controller.{{ .Release.Namespace }}.svc
 {{- end }}
+
+{{/* The controller's read of kube-system's CIDR sources (the SpiderCoordinator status):
+kubeadm's ClusterConfiguration and Cilium's config, those two only. */}}
+{{- define "spidernet.cidrConfigMaps" -}}
+- apiGroups: [""]
+  resources: [configmaps]
+  resourceNames: [kubeadm-config, cilium-config]
+  verbs: [get]
+{{- end }}
