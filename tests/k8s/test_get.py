@@ -14,6 +14,7 @@ import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
@@ -49,7 +50,7 @@ def team(custom: client.CustomObjectsApi, store_crds: list[str]) -> Iterator[str
     """A label value of this test's own; its SpiderIPPools are removed afterwards."""
     value = f"t{uuid.uuid4().hex[:8]}"
     yield value
-    pools = custom.list_cluster_custom_object(
+    pools: Any = custom.list_cluster_custom_object(
         GROUP, VERSION, "spiderippools", label_selector=f"team={value}"
     )
     for pool in pools["items"]:
@@ -124,7 +125,7 @@ def test_get_all_namespaces_selected_and_applied_back(
             input=text, capture_output=True, text=True, timeout=60, check=False,
         )  # fmt: skip
         assert applied.returncode == 0, applied.stderr
-    back = custom.get_namespaced_custom_object(
+    back: Any = custom.get_namespaced_custom_object(
         GROUP, VERSION, namespace, "spidermultusconfigs", "mine"
     )
     assert back["spec"]["cniType"] == "custom"

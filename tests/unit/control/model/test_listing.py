@@ -3,6 +3,8 @@ the choice between the API server and the node socket."""
 
 from __future__ import annotations
 
+from typing import Any
+
 import pytest
 
 from spidernet.control.model.documents import load_documents
@@ -17,7 +19,7 @@ from spidernet.control.model.listing import (
     source,
 )
 
-SERVED = {
+SERVED: dict[str, Any] = {
     "apiVersion": "spiderpool.spidernet.io/v2beta1",
     "kind": "SpiderIPPool",
     "metadata": {
