@@ -23,6 +23,7 @@ if TYPE_CHECKING:
 EXIT_OK = 0
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
+EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 def _install_cni(args: argparse.Namespace) -> int:
@@ -173,9 +174,32 @@ def _apply(args: argparse.Namespace) -> int:
 
 
 def _get(args: argparse.Namespace) -> int:
-    from spidernet.control import commands
+    import os
 
-    return commands.get(_client(args), args.kind, args.name, args.namespace, output=args.output)
+    from spidernet.control import commands
+    from spidernet.control.model import listing
+
+    try:
+        side = listing.source(
+            kubeconfig=args.kubeconfig, cluster=args.cluster, socket=args.socket, env=os.environ
+        )
+        selector = listing.parse_selector(args.selector) if args.selector else None
+    except ValueError as e:
+        print(f"spidernet get: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    if side == listing.CLUSTER:
+        try:
+            return cluster_cli.get(args)
+        except KeyboardInterrupt:
+            return EXIT_INTERRUPTED  # Ctrl-C ends a --watch: quietly, as kubectl's
+    if args.watch or args.output_watch_events:
+        print("spidernet get: --watch reads the API server: give --kubeconfig or --cluster",
+              file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    namespace = None if args.all_namespaces else args.namespace
+    return commands.get(
+        _client(args), args.kind, args.name, namespace, output=args.output, selector=selector
+    )
 
 
 def _gc(args: argparse.Namespace) -> int:
@@ -191,6 +215,19 @@ def _gc(args: argparse.Namespace) -> int:
             return EXIT_USAGE
         return cluster_cli.gc_preview(args)
     return commands.gc(_client(args), now=args.now, grace=args.grace, output=args.output)
+
+
+def _completion(args: argparse.Namespace) -> int:
+    from spidernet import completion
+    from spidernet.control.model.printing import CLI_NAMES
+
+    # KIND of get and delete: the plural and short names, then the node records' kinds.
+    kinds = [n for names in CLI_NAMES.values() for n in names if not n.startswith("spider")]
+    kinds += ["pods", "namespaces", "nodes", "statefulsets"]
+    words = {"get": kinds, "delete": kinds}
+    make = completion.bash if args.shell == "bash" else completion.zsh
+    print(make(build_parser(), words), end="")
+    return EXIT_OK
 
 
 def _delete(args: argparse.Namespace) -> int:
@@ -507,6 +544,73 @@ def _add_socket(parser: argparse.ArgumentParser) -> None:
     )
 
 
+GET_KINDS = (
+    "sp (pools, spiderippools), ss (subnets), sr (reservedips), se (endpoints), "
+    "scc (coordinators), smc (multusconfigs)"
+)
+
+
+def _get_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    get = sub.add_parser(
+        "get",
+        help="show resources, from the API server or a node's service",
+        description="Show Spider* resources with their CRDs' printer columns. The API server "
+        "is read when --kubeconfig or --cluster is given, or when $KUBECONFIG is set and "
+        "neither --socket nor $SPIDERNET_SOCKET is; otherwise the node's service on its unix "
+        "socket (which also shows its records of pods, namespaces, nodes and statefulsets). "
+        "-o yaml|json prints what `apply -f` takes back (a v1 List for several).",
+    )
+    get.add_argument("kind", metavar="KIND", help=f"the resource type: {GET_KINDS}")
+    get.add_argument(
+        "name", metavar="NAME", nargs="?", help="one object's name (NAMESPACE/NAME also works)"
+    )
+    get.add_argument(
+        "-n",
+        "--namespace",
+        help="the namespace of namespaced kinds (default: the kubeconfig context's, else "
+        "'default'; on the node socket: every namespace)",
+    )
+    get.add_argument(
+        "-A",
+        "--all-namespaces",
+        action="store_true",
+        help="every namespace (adds a NAMESPACE column for namespaced kinds)",
+    )
+    get.add_argument(
+        "-l",
+        "--selector",
+        metavar="SELECTOR",
+        help="label selector, e.g. 'app=web,tier!=db,env in (a,b),!legacy' (the API server "
+        "filters; the node socket's answer is filtered here)",
+    )
+    get.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "wide", "json", "yaml", "name"],
+        default="table",
+        help="table (default), wide (more columns), json or yaml (apply-able), name (KIND/NAME)",
+    )
+    get.add_argument(
+        "-w",
+        "--watch",
+        action="store_true",
+        help="after the listing, print each change until Ctrl-C (API server only)",
+    )
+    get.add_argument(
+        "--output-watch-events",
+        action="store_true",
+        help="with --watch: an EVENT column (ADDED, MODIFIED, DELETED)",
+    )
+    _add_socket(get)
+    get.add_argument("--kubeconfig", help=cluster_cli.KUBECONFIG_HELP + "; reads the API server")
+    get.add_argument(
+        "--cluster",
+        action="store_true",
+        help="read the API server with $KUBECONFIG, else the in-cluster service account",
+    )
+    get.set_defaults(func=_get)
+
+
 def _gc_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     gc = sub.add_parser(
         "gc",
@@ -523,7 +627,9 @@ def _gc_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         help="judge (and with --now release) with this grace in seconds, not the service's "
         "(with --kubeconfig: the controller's --orphan-grace, default 60)",
     )
-    gc.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    gc.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="table or JSON"
+    )
     cluster = gc.add_argument_group(
         "Kubernetes mode",
         "With --kubeconfig (or --dry-run): what the controller's GC would reclaim now, and "
@@ -561,7 +667,9 @@ def _migrate_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         metavar="NAME",
         help="only this SpiderIPPool's addresses (repeatable; default: every pool)",
     )
-    mig.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    mig.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="a report or JSON"
+    )
     mig.set_defaults(func=_migrate)
 
 
@@ -770,21 +878,15 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     apply.set_defaults(func=_apply)
 
     kinds = "pools|subnets|reservedips|endpoints|coordinators|pods|namespaces|nodes|statefulsets"
-    get = sub.add_parser("get", help="show resources", description=f"KIND is one of {kinds}.")
-    _add_socket(get)
-    get.add_argument("kind", metavar="KIND")
-    get.add_argument("name", metavar="NAME", nargs="?")
-    get.add_argument("-n", "--namespace")
-    get.add_argument("-o", "--output", choices=["table", "wide", "json", "yaml"], default="table")
-    get.set_defaults(func=_get)
+    _get_command(sub)
 
     delete = sub.add_parser(
         "delete", help="delete a resource", description=f"KIND is one of {kinds}."
     )
     _add_socket(delete)
-    delete.add_argument("kind", metavar="KIND")
-    delete.add_argument("name", metavar="NAME")
-    delete.add_argument("-n", "--namespace")
+    delete.add_argument("kind", metavar="KIND", help=f"the resource type: {GET_KINDS}")
+    delete.add_argument("name", metavar="NAME", help="its name (NAMESPACE/NAME also works)")
+    delete.add_argument("-n", "--namespace", help="its namespace, for namespaced kinds")
     delete.set_defaults(func=_delete)
 
     _gc_command(sub)
@@ -799,7 +901,9 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         description="up: start a service, a segment, a gateway and N pods; status: show them; "
         "down: remove all of it.",
     )
-    lab.add_argument("action", choices=["up", "status", "down"])
+    lab.add_argument(
+        "action", choices=["up", "status", "down"], help="start, show or remove the lab"
+    )
     lab.add_argument("--pods", type=int, default=3, help="pods to create (up; default 3)")
     lab.add_argument("--lab-dir", help="where the lab keeps its state (default /run/spidernet-lab)")
     lab.set_defaults(func=_lab)
@@ -833,7 +937,13 @@ def _node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         metavar="NETNS",
         help="the host side's namespace (default: this process's own, the node's)",
     )
-    diag.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    diag.add_argument(
+        "-o",
+        "--output",
+        choices=["table", "json"],
+        default="table",
+        help="findings as text, or JSON (docs/diag.schema.json)",
+    )
     diag.add_argument("--no-probe", action="store_true", help="send no ARP/NDP probes")
     diag.add_argument(
         "--state-dir",
@@ -882,7 +992,12 @@ def _node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     watch.add_argument(
         "--no-records", action="store_true", help="do not watch the SpiderEndpoint records"
     )
-    watch.add_argument("--backend", choices=["auto", "ebpf", "scapy"], default="auto")
+    watch.add_argument(
+        "--backend",
+        choices=["auto", "ebpf", "scapy"],
+        default="auto",
+        help="eBPF tc program, packet socket (scapy), or eBPF where it can run (auto)",
+    )
     watch.add_argument("--duration", type=float, help="stop after this many seconds")
     _add_socket(watch)
     watch.set_defaults(func=_detect_watch)
@@ -896,7 +1011,9 @@ def _node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
     )
     ifacer_sub = ifacer.add_subparsers(dest="ifacer_command", metavar="ACTION", required=True)
     listing = ifacer_sub.add_parser("list", help="ifacer-made links and who uses them")
-    listing.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    listing.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="table or JSON"
+    )
     pruning = ifacer_sub.add_parser("prune", help="remove ifacer-made links no pod uses")
     pruning.add_argument("--dry-run", action="store_true", help="only say what would go")
     for p in (listing, pruning):
@@ -938,6 +1055,15 @@ def build_parser() -> argparse.ArgumentParser:
     _resource_commands(sub)
     cluster_cli.register(sub)
     _node_commands(sub)
+    complete = sub.add_parser(
+        "completion",
+        help="print a shell completion script",
+        description='bash: eval "$(spidernet completion bash)" (or save it in '
+        '/etc/bash_completion.d/spidernet); zsh: eval "$(spidernet completion zsh)" after '
+        "compinit. Subcommands, options and their choices complete.",
+    )
+    complete.add_argument("shell", choices=["bash", "zsh"], help="the shell to complete in")
+    complete.set_defaults(func=_completion)
     return parser
 
 

@@ -10,6 +10,7 @@ import sys
 from typing import Any
 
 EXIT_FAILURE = 1
+EXIT_USAGE = 2
 KUBECONFIG_HELP = "the kubeconfig (default: $KUBECONFIG, else in-cluster)"
 
 
@@ -31,7 +32,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     )
     who.add_argument("address", metavar="ADDR", type=_address, help="an IPv4 or IPv6 address")
     who.add_argument("--kubeconfig", help=KUBECONFIG_HELP)
-    who.add_argument("-o", "--output", choices=["table", "json"], default="table")
+    who.add_argument(
+        "-o", "--output", choices=["table", "json"], default="table", help="lines or JSON"
+    )
     who.set_defaults(func=_who)
     rel = ip_sub.add_parser(
         "release",
@@ -152,3 +155,49 @@ def gc_preview(args: argparse.Namespace) -> int:
         held = ", ".join(v.addresses) or "no address"
         print(f"{v.kind} {v.name} of pod {v.pod} ({held}): {v.reason}")
     return 0
+
+
+def get(args: argparse.Namespace) -> int:
+    """`spidernet get` on the API server (cli.py decides the side: listing.source)."""
+    from spidernet.control import cluster_get
+    from spidernet.control.model import listing
+    from spidernet.control.model.printing import resolve_kind
+    from spidernet.control.store.base import NotFound, StoreError
+    from spidernet.control.store.kube import SPIDER_KINDS, KubeGetApi, context_namespace
+
+    try:
+        kind = resolve_kind(args.kind)
+        selector = listing.parse_selector(args.selector) if args.selector else None
+    except ValueError as e:
+        print(f"spidernet get: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    name, namespace = args.name, args.namespace
+    if name and "/" in name and namespace is None:
+        namespace, _, name = name.partition("/")
+    if name and args.all_namespaces:
+        print("spidernet get: a resource cannot be retrieved by name across all namespaces "
+              "(-A)", file=sys.stderr)  # fmt: skip
+        return EXIT_USAGE
+    if not SPIDER_KINDS[kind].namespaced:
+        namespace = None  # (kubectl ignores -n for a cluster-scoped kind)
+    elif args.all_namespaces:
+        namespace = None
+    elif namespace is None:
+        namespace = context_namespace(args.kubeconfig)
+    req = cluster_get.Request(
+        kind, name, namespace, selector, args.output, args.watch, args.output_watch_events
+    )
+    try:
+        with _connect(args.kubeconfig) as store:
+            return cluster_get.get(KubeGetApi(store), req)
+    except NotFound:
+        if name is None:  # (a list is 404 only when the resource type itself is missing)
+            print(f"spidernet get: the API server has no {kind} resource type (deploy/chart/crds "
+                  "not installed?)", file=sys.stderr)  # fmt: skip
+        else:
+            where = f" in namespace {namespace}" if namespace else ""
+            print(f'spidernet get: {kind} "{name}" not found{where}', file=sys.stderr)
+        return EXIT_FAILURE
+    except StoreError as e:
+        print(f"spidernet get: {e}", file=sys.stderr)
+        return EXIT_FAILURE

@@ -5,6 +5,7 @@ Each returns an exit status: 0 success, 1 failure (a one-line reason on stderr),
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 from collections.abc import Sequence
@@ -14,8 +15,10 @@ from typing import Any, TextIO
 import yaml
 
 from spidernet.control.client import Client, ServiceError, ServiceUnreachable
+from spidernet.control.crds import printer
 from spidernet.control.model.documents import load_documents
-from spidernet.control.model.printing import columns, resolve_kind
+from spidernet.control.model.listing import Selector, applyable, as_list, name_line
+from spidernet.control.model.printing import resolve_kind
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -107,7 +110,10 @@ def _table(
             ("NAME", lambda d: d["metadata"]["name"]),
         ]
     else:
-        cols = list(columns(kind, wide, namespaces=all_namespaces))
+        cols = [
+            (c.header, functools.partial(c.cell, now=None))
+            for c in printer().columns(kind, wide, namespaces=all_namespaces)
+        ]
     from rich.box import SIMPLE_HEAD
     from rich.console import Console
     from rich.table import Table
@@ -142,9 +148,11 @@ def get(
     namespace: str | None,
     *,
     output: str,
+    selector: Selector | None = None,
     out: TextIO = sys.stdout,
 ) -> int:
-    """Print one object or a list: a table (Spiderpool's printer columns), json or yaml."""
+    """Print one object or a list: a table (the CRDs' printer columns), json or yaml (what
+    `apply -f` takes back: a v1 List for a list), or names; `selector` filters the answer."""
     name, namespace = _split(name, namespace)
     got = _ask(client, "GET", kind_name, name, namespace)
     if isinstance(got, int):
@@ -153,17 +161,30 @@ def get(
     items = [answer] if name else list(answer["items"])
     if namespace and not name:
         items = [d for d in items if d.get("metadata", {}).get("namespace") == namespace]
+    if selector is not None and not name:
+        items = [d for d in items if selector.matches(d.get("metadata", {}).get("labels") or {})]
+    doc = applyable(answer) if name else as_list(items)
     if output == "json":
-        print(json.dumps(answer if name else {"items": items}, indent=2, sort_keys=True), file=out)
+        print(json.dumps(doc, indent=2, sort_keys=True), file=out)
     elif output == "yaml":
-        print(
-            yaml.safe_dump(answer if name else {"items": items}, sort_keys=True), file=out, end=""
-        )
+        print(yaml.safe_dump(doc, sort_keys=True), file=out, end="")
+    elif output == "name":
+        for item in items:
+            print(_name_of(kind, item), file=out)
     elif not items:
         print(f"No {kind} resources found.", file=sys.stderr)
     else:
         _table(kind, items, output == "wide", out, all_namespaces=namespace is None)
     return EXIT_OK
+
+
+def _name_of(kind: str, doc: dict[str, Any]) -> str:
+    """kubectl's `-o name` of an object (a workload record: `pod/NAME`, ...)."""
+    info = printer().kinds.get(kind)
+    if info is not None:
+        return name_line({"kind": kind, **doc}, info.group)
+    group = ".apps" if kind == "StatefulSet" else ""
+    return f"{kind.lower()}{group}/{doc.get('metadata', {}).get('name', '')}"
 
 
 def delete(

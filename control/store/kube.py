@@ -73,6 +73,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 from typing import Any
 
@@ -1273,3 +1274,140 @@ class KubeCidrApi:
                 res.group, res.version, res.plural, name, sent, _request_timeout=store._timeout
             ),
         )
+
+
+# -- `spidernet get` on the API server (spidernet.control.cluster_get) ----------------------------
+
+
+@dataclass(frozen=True)
+class RawList:
+    """Objects as the API server holds them (metadata whole), and the revision of the list."""
+
+    items: tuple[Doc, ...]
+    version: str
+
+
+@dataclass(frozen=True)
+class RawEvent:
+    """One change a watch saw: ADDED, MODIFIED or DELETED, and the object then."""
+
+    type: str
+    object: Doc
+
+
+def context_namespace(kubeconfig: str | None = None) -> str:
+    """The namespace a namespaced `get` reads without `-n`, as kubectl decides it: the
+    kubeconfig's current context's (`kubeconfig`, else `$KUBECONFIG`), in a pod its service
+    account's, else `default`."""
+    from kubernetes import config
+
+    path = kubeconfig or os.environ.get("KUBECONFIG", "")
+    if path:
+        try:
+            _, current = config.list_kube_config_contexts(config_file=path)  # type: ignore[no-untyped-call]
+        except (config.ConfigException, OSError, ValueError):
+            return "default"
+        return str((current or {}).get("context", {}).get("namespace") or "default")
+    with contextlib.suppress(OSError):
+        text = Path(SERVICE_ACCOUNT_NAMESPACE).read_text(encoding="utf-8").strip()
+        if text:
+            return text
+    return "default"
+
+
+WATCH_SECONDS = 300  # how long one watch request of `KubeGetApi.watch` asks to run
+SERVICE_ACCOUNT_NAMESPACE = "/var/run/secrets/kubernetes.io/serviceaccount/namespace"
+
+
+class KubeGetApi:
+    """The reads `spidernet get` makes, on a KubeStore's client: Spider* objects as the API
+    server's raw JSON (creationTimestamp kept, for AGE), selected by label on the server, and
+    a watch of them. Errors are the store's (NotFound, Expired, Unavailable, ...)."""
+
+    def __init__(self, store: KubeStore) -> None:
+        self._store = store
+
+    def _lister(
+        self, kind: str, namespace: str | None, selector: str | None, kw: dict[str, Any]
+    ) -> Callable[[], object]:
+        res, custom = SPIDER_KINDS[kind], self._store._custom
+        if selector:
+            kw = kw | {"label_selector": selector}
+        if res.namespaced and namespace is not None:
+            return lambda: custom.list_namespaced_custom_object(
+                res.group, res.version, namespace, res.plural, **kw
+            )
+        if res.namespaced:
+            return lambda: custom.list_custom_object_for_all_namespaces(
+                res.group, res.version, res.plural, **kw
+            )
+        return lambda: custom.list_cluster_custom_object(res.group, res.version, res.plural, **kw)
+
+    def list(self, kind: str, namespace: str | None, selector: str | None) -> RawList:
+        """Every `kind` object (in `namespace` when given and the kind is namespaced) that
+        `selector` (a label selector's text) selects."""
+        store = self._store
+        kw: dict[str, Any] = {"_request_timeout": store._timeout}
+        doc = store._call(None, f"list {kind}", self._lister(kind, namespace, selector, kw))
+        items = tuple(dict(item) for item in doc.get("items", []))
+        return RawList(items, str(doc.get("metadata", {}).get("resourceVersion", "")))
+
+    def get(self, kind: str, namespace: str | None, name: str) -> Doc:
+        """The object `name` (in `namespace` for a namespaced kind); raises NotFound."""
+        store, res = self._store, SPIDER_KINDS[kind]
+        key = Key(kind, namespace or "", name)
+        where = _where(res, namespace if res.namespaced else None)
+        scope = "namespaced" if res.namespaced else "cluster"
+        method = getattr(store._custom, f"get_{scope}_custom_object")
+        return store._call(
+            key, "get", lambda: method(**where, name=name, _request_timeout=store._timeout)
+        )
+
+    def watch(
+        self, kind: str, namespace: str | None, selector: str | None, since: str
+    ) -> Iterator[RawEvent]:
+        """The changes after revision `since`, as they happen, until the API server ends the
+        watch (after about five minutes) or the caller stops iterating. Bookmarks are not
+        yielded. Raises Expired when `since` is older than the server's watch cache (list
+        again), Unavailable when the connection breaks."""
+        kw: dict[str, Any] = {
+            "watch": True,
+            "resource_version": since,
+            "timeout_seconds": WATCH_SECONDS,
+            "_preload_content": False,
+            # The server ends the watch first; a read that outlasts it is a lost connection.
+            "_request_timeout": (self._store._timeout, WATCH_SECONDS + 30),
+        }
+        stream = self._store._send(
+            None, f"watch {kind}", self._lister(kind, namespace, selector, kw), holds=False
+        )
+        assert isinstance(stream, urllib3.response.BaseHTTPResponse)  # (_preload_content=False)
+        try:
+            for event in _live_lines(stream):
+                obj = event.get("object") or {}
+                if event.get("type") == "ERROR":
+                    raise _watch_error(kind, obj)
+                if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                    yield RawEvent(str(event["type"]), dict(obj))
+        except urllib3.exceptions.ReadTimeoutError:
+            return  # (the caller watches again from the last version it saw)
+        except urllib3.exceptions.HTTPError as e:
+            raise Unavailable(None, f"watch {kind}: {e}") from e
+        finally:
+            stream.close()
+            stream.release_conn()
+
+
+def _live_lines(stream: urllib3.response.BaseHTTPResponse) -> Iterator[Doc]:
+    """The watch events of a streaming response as each arrives: iterating the response
+    itself reads 64 KiB at a time, and a quiet watch would hold back what it has."""
+    assert isinstance(stream, urllib3.response.HTTPResponse)
+    chunks = stream.read_chunked(decode_content=True) if stream.chunked else stream.stream(1)
+    pending = b""
+    for chunk in chunks:
+        pending += chunk
+        *lines, pending = pending.split(b"\n")
+        for line in lines:
+            if line.strip():
+                event: Doc = json.loads(line)
+                yield event

@@ -21,6 +21,7 @@ import yaml
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
+from spidernet.control import crds
 from spidernet.control.model import printing
 from spidernet.control.model.documents import load_documents, parse, to_document
 from spidernet.control.model.errors import ValidationError
@@ -754,7 +755,7 @@ def test_printer_columns_are_served(spider: Spider, suffix: str) -> None:
     ]
     # The CLI's table of the same object has the same cells (but AGE).
     stored = spider.get("SpiderIPPool", f"shown-{suffix}")
-    cli_headers, (cli_row,) = printing.table("SpiderIPPool", [stored], wide=True)
+    cli_headers, (cli_row,) = crds.printer().table("SpiderIPPool", [stored], wide=True)
     assert cli_headers[1:] == headers[1:-1]
     assert [printing.format_cell(c) for c in cells[:-1]] == cli_row
 

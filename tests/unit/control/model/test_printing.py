@@ -3,14 +3,33 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
+from spidernet.control.crds import printer
 from spidernet.control.model.documents import load_documents, parse, to_document
-from spidernet.control.model.printing import columns, format_cell, resolve_kind, table
+from spidernet.control.model.printing import (
+    Printer,
+    format_age,
+    format_cell,
+    human_duration,
+    parse_json_path,
+    resolve_kind,
+    widths,
+)
 
 API = "spiderpool.spidernet.io/v2beta1"
+NOW = datetime(2026, 5, 1, 12, 0, 0, tzinfo=UTC)
+
+
+def table(kind: str, docs: list[Any], wide: bool = False, **kw: Any) -> Any:
+    return printer().table(kind, docs, wide, **kw)
+
+
+def columns(kind: str, wide: bool = False) -> list[tuple[str, object]]:
+    return [(c.header, c) for c in printer().columns(kind, wide)]
 
 
 def pool_doc() -> dict[str, Any]:
@@ -69,7 +88,12 @@ def test_subnet_and_reserved_columns() -> None:
         "TOTAL-IP-COUNT",
     ]
     assert [h for h, _ in columns("SpiderReservedIP")] == ["NAME", "VERSION"]
-    assert [h for h, _ in columns("SpiderCoordinator", wide=True)] == ["NAME"]
+    assert [h for h, _ in columns("SpiderCoordinator", wide=True)] == [
+        "NAME",
+        "MODE",
+        "PODCIDRTYPE",
+        "PHASE",
+    ]
 
 
 def test_endpoint_columns_show_the_first_interface() -> None:
@@ -112,6 +136,110 @@ def test_unknown_kind_has_no_columns() -> None:
         columns("Pod", wide=False)
 
 
+def test_ages_and_namespaces_with_the_time_now() -> None:
+    doc = {
+        "metadata": {
+            "name": "net1",
+            "namespace": "apps",
+            "creationTimestamp": "2026-05-01T08:40:00Z",
+        },
+        "spec": {"cniType": "macvlan", "enableCoordinator": True, "disableIPAM": False},
+    }
+    undated = {"metadata": {"name": "net2", "namespace": "apps"}, "spec": {"cniType": "custom"}}
+    assert table("SpiderMultusConfig", [doc, undated], True, namespaces=True, now=NOW) == (
+        ["NAMESPACE", "NAME", "CNI-TYPE", "COORDINATOR", "DISABLE-IPAM", "AGE"],
+        [
+            ["apps", "net1", "macvlan", "true", "false", "3h20m"],
+            ["apps", "net2", "custom", "", "", "<unknown>"],
+        ],
+    )
+    # A cluster-scoped kind gets no NAMESPACE column, even across namespaces.
+    assert table("SpiderReservedIP", [{"metadata": {"name": "r"}}], namespaces=True, now=NOW)[
+        0
+    ] == ["NAME", "VERSION", "AGE"]
+
+
+def test_columns_come_from_the_crd_documents() -> None:
+    crd = {
+        "spec": {
+            "group": "example.io",
+            "scope": "Namespaced",
+            "names": {"kind": "Thing", "plural": "things"},
+            "versions": [
+                {
+                    "served": True,
+                    "additionalPrinterColumns": [
+                        {"name": "K", "type": "string", "jsonPath": ".spec.m['a\\.b/c']"},
+                        {"name": "X", "type": "integer", "jsonPath": ".s.l[1]", "priority": 1},
+                    ],
+                }
+            ],
+        }
+    }
+    doc = {"metadata": {"name": "t"}, "spec": {"m": {"a.b/c": "v"}}, "s": {"l": [1, 2]}}
+    assert Printer([crd]).table("Thing", [doc], wide=True) == (
+        ["NAME", "K", "X"],
+        [["t", "v", "2"]],
+    )
+    assert Printer([crd]).table("Thing", [doc]) == (["NAME", "K"], [["t", "v"]])
+
+
+@pytest.mark.parametrize(
+    ("text", "steps"),
+    [
+        (".spec.ipVersion", ("spec", "ipVersion")),
+        ("{.status.current.ips[0].ipv4}", ("status", "current", "ips", 0, "ipv4")),
+        (".spec.m['ipam\\.spidernet\\.io/app']", ("spec", "m", "ipam.spidernet.io/app")),
+    ],
+)
+def test_parse_json_path(text: str, steps: tuple[object, ...]) -> None:
+    assert parse_json_path(text) == steps
+
+
+@pytest.mark.parametrize("text", ["", ".a[*]", ".a[?(@.b)]", "spec"])
+def test_parse_json_path_refuses_what_it_cannot_read(text: str) -> None:
+    with pytest.raises(ValueError, match="JSONPath"):
+        parse_json_path(text)
+
+
+@pytest.mark.parametrize(
+    ("seconds", "text"),
+    [
+        (-5, "<invalid>"),
+        (-1, "0s"),
+        (0, "0s"),
+        (119, "119s"),
+        (120, "2m"),
+        (150, "2m30s"),
+        (599, "9m59s"),
+        (600, "10m"),
+        (179 * 60, "179m"),
+        (3 * 3600, "3h"),
+        (3 * 3600 + 20 * 60, "3h20m"),
+        (8 * 3600 + 59 * 60, "8h"),
+        (47 * 3600, "47h"),
+        (48 * 3600, "2d"),
+        (3 * 86400 + 4 * 3600, "3d4h"),
+        (8 * 86400, "8d"),
+        (729 * 86400, "729d"),
+        (730 * 86400, "2y"),
+        (740 * 86400, "2y10d"),
+        (8 * 365 * 86400, "8y"),
+    ],
+)
+def test_human_duration_is_kubectls(seconds: int, text: str) -> None:
+    assert human_duration(seconds) == text
+
+
+@pytest.mark.parametrize("stamp", [None, "", "yesterday", "2026-05-01T08:00:00"])
+def test_age_of_a_missing_or_unreadable_time(stamp: object) -> None:
+    assert format_age(stamp, NOW) == "<unknown>"
+
+
+def test_widths_are_the_longest_cells() -> None:
+    assert widths(["NAME", "AGE"], [["a-long-name", "5m"], ["b", "10d"]]) == [11, 3]
+
+
 @pytest.mark.parametrize(
     ("value", "text"),
     [
@@ -145,6 +273,8 @@ def test_format_cell(value: object, text: str) -> None:
         ("SE", "SpiderEndpoint"),
         ("coordinators", "SpiderCoordinator"),
         ("scc", "SpiderCoordinator"),
+        ("smc", "SpiderMultusConfig"),
+        ("spidermultusconfigs", "SpiderMultusConfig"),
     ],
 )
 def test_resolve_kind(name: str, kind: str) -> None:
