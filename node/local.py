@@ -10,6 +10,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any
 
+from spidernet.cni.skel import run
 from spidernet.control.client import (
     Client,
     ServiceError,
@@ -17,7 +18,6 @@ from spidernet.control.client import (
     socket_path,
     state_dir,
 )
-from spidernet.node.cni.skel import run
 from spidernet.node.coordinator.commands import Context, make_plugin
 from spidernet.node.detect.announce import announce
 

@@ -4,7 +4,7 @@ the call."""
 
 import sys
 
-from spidernet.node.cni.skel import run
+from spidernet.cni.skel import run
 
 from .commands import Context, make_plugin
 

@@ -3,7 +3,7 @@
 Routes (JSON unless noted):
 - `GET  /v1/healthz`
 - `POST /v1/cni/spidernet-ipam`, `/v1/cni/spidernet-coordinator`, `/v1/cni/spidernet-ifacer`:
-  a forwarded CNI call (see `node/cni/forward.py`); the host side of the coordinator and
+  a forwarded CNI call (see `cni/forward.py`); the host side of the coordinator and
   the ifacer is the caller's namespace, and CNI_NETNS is opened as the caller sees it, in
   its mount namespace (`node/access/callers.py`)
 - `POST /v1/ipam/allocate`, `POST /v1/ipam/release`: the same operations as typed JSON
@@ -37,6 +37,9 @@ from typing import Any
 
 import trio
 
+from spidernet.cni.env import parse_cni_args
+from spidernet.cni.errors import CNIError, Code, Deferred
+from spidernet.cni.skel import error_version, plugin_main
 from spidernet.control.http import Request, Response
 from spidernet.control.model.documents import parse, to_document
 from spidernet.control.model.resources import Coordinator
@@ -44,9 +47,6 @@ from spidernet.control.store.base import Key, NotFound, Store, StoreError
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.callers import caller_view
 from spidernet.node.access.spawn import Spawning
-from spidernet.node.cni.env import parse_cni_args
-from spidernet.node.cni.errors import CNIError, Code, Deferred
-from spidernet.node.cni.skel import error_version, plugin_main
 from spidernet.node.coordinator.commands import NAME as COORDINATOR
 from spidernet.node.coordinator.commands import Context
 from spidernet.node.coordinator.commands import make_plugin as coordinator_plugin
