@@ -27,7 +27,7 @@ EXIT_INTERRUPTED = 130  # 128 + SIGINT
 
 
 def _install_cni(args: argparse.Namespace) -> int:
-    from spidernet.node.cni.launcher import LauncherError
+    from spidernet.cni.launcher import LauncherError
     from spidernet.node.install import install_cni
 
     try:
@@ -59,12 +59,12 @@ def _serve(args: argparse.Namespace) -> int:
 
     import trio
 
+    from spidernet.cni.forward import TIMEOUT_S as FORWARD_TIMEOUT_S
     from spidernet.control.client import socket_path, state_dir
-    from spidernet.control.service import logs
-    from spidernet.control.service.conflicts import parse_link
-    from spidernet.control.service.detection import Settings
-    from spidernet.control.service.serve import ServeConfig, ServiceError, serve
-    from spidernet.node.cni.forward import TIMEOUT_S as FORWARD_TIMEOUT_S
+    from spidernet.node.agent import logs
+    from spidernet.node.agent.conflicts import parse_link
+    from spidernet.node.agent.detection import Settings
+    from spidernet.node.agent.serve import ServeConfig, ServiceError, serve
 
     try:
         links = [parse_link(text) for text in args.watch_link]
@@ -86,7 +86,7 @@ def _serve(args: argparse.Namespace) -> int:
         )
         return EXIT_USAGE
     if args.auto_pool_retries * args.auto_pool_interval >= FORWARD_TIMEOUT_S:
-        # The CNI forwarders wait this long for the service's answer (node/cni/forward.py).
+        # The CNI forwarders wait this long for the service's answer (cni/forward.py).
         print(
             "spidernet: --auto-pool-retries x --auto-pool-interval must stay below the CNI "
             f"plugins' {FORWARD_TIMEOUT_S:.0f} s wait for the service",
@@ -356,7 +356,7 @@ def _controller(args: argparse.Namespace) -> int:
     except ValueError as e:
         print(f"spidernet: {e}", file=sys.stderr)
         return EXIT_USAGE
-    from spidernet.control.service import logs
+    from spidernet.node.agent import logs
 
     # Every reclaim with its reason, every webhook refusal with its field (info).
     logs.configure(args.log_level, args.log_format)

@@ -30,9 +30,9 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
-from spidernet.node.cni.config import ConfList, parse_conflist, plugin_config
-from spidernet.node.cni.errors import CNIError
-from spidernet.node.cni.result import Result, parse_result
+from spidernet.cni.config import ConfList, parse_conflist, plugin_config
+from spidernet.cni.errors import CNIError
+from spidernet.cni.result import Result, parse_result
 from spidernet.node.lab.runtime import find_plugin
 
 from .timing import Spawned, Spawner, SpawnError

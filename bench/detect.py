@@ -32,9 +32,9 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
+from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
 from spidernet.node.access.broker import Broker
-from spidernet.node.cni.config import parse_conflist
 from spidernet.node.detect.probe import PROFILES, profile, resolve
 from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, HOST4, HOST6
 from spidernet.node.lab.runtime import Chain, Target

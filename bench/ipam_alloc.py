@@ -16,8 +16,8 @@ from typing import Any
 from rich.console import Console
 
 from spidernet.control.client import Client
-from spidernet.control.service.ipam import IpamCore
 from spidernet.control.store.embedded import open_store
+from spidernet.node.agent.ipam import IpamCore
 from spidernet.node.ipam.conf import IpamConf, PodMeta
 from spidernet.node.ipam.plugin import IpamCall
 from spidernet.node.lab.service import ServiceProcess

@@ -14,7 +14,7 @@ from typing import Protocol
 
 from rich.console import Console
 
-from spidernet.node.cni import forward
+from spidernet.cni import forward
 
 from .ipam_common import BATCH, WARMUP
 from .timing import Spawner, SpawnError

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 # The service's paths and the variables that move them (DESIGN.md, "Contracts users see").
-# The forwarders (node/cni/forward.py, forward.c) carry their own copy of the socket default:
+# The forwarders (cni/forward.py, forward.c) carry their own copy of the socket default:
 # they run without this package.
 DEFAULT_SOCKET = "/run/spidernet/spidernet.sock"
 DEFAULT_STATE_DIR = "/var/lib/spidernet"

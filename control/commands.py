@@ -208,7 +208,7 @@ def gc(
     output: str,
     out: TextIO = sys.stdout,
 ) -> int:
-    """The embedded GC (control/service/orphans.py): each endpoint of this node with its
+    """The embedded GC (node/agent/orphans.py): each endpoint of this node with its
     state and reason, then what was released (newest first); with `now`, a pass first."""
     url = "/v1/gc" if grace is None else f"/v1/gc?grace={grace:g}"
     try:

@@ -31,7 +31,7 @@ from urllib.parse import parse_qs, urlsplit
 import h11
 import trio
 
-# The CNI forwarders read at most this much config (node/cni/forward.c, MAX_INPUT): any
+# The CNI forwarders read at most this much config (cni/forward.c, MAX_INPUT): any
 # request a forwarder sends fits.
 MAX_BODY = 16 * 1024 * 1024
 READ_CHUNK = 65536

@@ -19,11 +19,11 @@ from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
-from .cni import version as cni_version
-from .cni.launcher import FALLBACK, FORWARDED, PLUGINS, LauncherError, render
+from spidernet.cni import version as cni_version
+from spidernet.cni.launcher import FALLBACK, FORWARDED, PLUGINS, LauncherError, render
 
 FORWARDERS = ("auto", "c", "python")
-_SOURCE = Path(__file__).parent / "cni" / "forward.c"
+_SOURCE = Path(__file__).parent.parent / "cni" / "forward.c"
 # No -Werror: a newer compiler's new warning must not cost a user the compiled forwarder
 # (the unit lane compiles with warnings shown and fails on any).
 _CFLAGS = ["-O2", "-std=c11", "-Wall", "-Wextra", "-s"]

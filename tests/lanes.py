@@ -57,7 +57,8 @@ def typecheck() -> Outcome:
     link = base / "spidernet"
     if not link.is_symlink():
         link.symlink_to(Path("..", ".."))
-    targets = ["__init__.py", "__main__.py", "cli.py", "node", "control", "bench", "testbed"]
+    targets = ["__init__.py", "__main__.py", "cli.py", "completion.py", "cni", "netconf", "node"]
+    targets += ["control", "bench", "testbed"]
     targets.append("tests")
     cmd = [str(BIN / "mypy"), "--config-file", str(ROOT / "pyproject.toml")]
     cmd += [f"spidernet/{t}" for t in targets]

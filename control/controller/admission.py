@@ -3,7 +3,7 @@
 Pure: an AdmissionReview v1 request (the JSON the API server POSTs) and the objects that exist
 now in, an AdmissionReview response out. The rules are the model's (`control.model.rules`
 through `parse`, `control.model.validate` across resources) and the multus renderer's
-(`render_nad`), the same ones the embedded service applies (`control.service.resources`), so a
+(`render_nad`), the same ones the embedded service applies (`node.agent.resources`), so a
 refusal reads the same in both modes: `SpiderIPPool 'pool-a': spec.ips: ...`.
 
 `triage` answers at once what needs no state (a status write, an unchanged spec, an object

@@ -19,10 +19,10 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
+from spidernet.cni.errors import CNIError
 from spidernet.control.store.base import StoreError
-from spidernet.node.cni.errors import CNIError
-from spidernet.node.coordinator.config import parse_coordinator
-from spidernet.node.ifacer.config import parse_ifacer
+from spidernet.netconf.coordinator.config import parse_coordinator
+from spidernet.netconf.ifacer.config import parse_ifacer
 
 SMC_API_VERSION = "spiderpool.spidernet.io/v2beta1"
 SMC_KIND = "SpiderMultusConfig"
@@ -130,7 +130,7 @@ def _with_ipam(plugin: Doc, ipam: Doc | None) -> Doc:
 
 def _ifacer(sub: Mapping[str, Any], field: str, vlan_id: int) -> tuple[Doc | None, str]:
     """The spidernet-ifacer entry (None when not needed) and the main plugin's master, as
-    node/ifacer/config.py names the bond and VLAN links."""
+    netconf/ifacer/config.py names the bond and VLAN links."""
     masters = sub.get("master")
     if not isinstance(masters, list) or not masters:
         raise MultusConfigError(f"{field}.master", "needs at least one interface")

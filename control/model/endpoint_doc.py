@@ -1,5 +1,5 @@
 """Reading SpiderEndpoint documents (pure): the annotations spidernet keeps on them and
-their allocation entries. The service writes them (control/service/endpoints.py); diag and
+their allocation entries. The service writes them (node/agent/endpoints.py); diag and
 `spidernet detect watch` read them through the service's API.
 
 Annotations beyond Spiderpool's shape: the sandbox's container ID and network namespace,
@@ -22,7 +22,7 @@ ANNO_NETNS = "spidernet.io/netns"
 # caller saw it: what the embedded GC looks for among the namespaces the host still holds.
 ANNO_NETNS_ID = "spidernet.io/netns-id"
 ANNO_CONFLICTS = "spidernet.io/conflicts"
-# (ANNO_CONFLICTS is written by the conflict watch, control/service/conflicts.py, and kept
+# (ANNO_CONFLICTS is written by the conflict watch, node/agent/conflicts.py, and kept
 # when the service rebuilds the document.)
 
 

@@ -16,7 +16,7 @@ from typing import Any
 COMPONENT = "spidernet-agent"
 REPORTER = "spidernet.io/agent"
 
-# The CNI codes of spidernet-ipam (node/cni/errors.py) worth a word on the pod; the others
+# The CNI codes of spidernet-ipam (cni/errors.py) worth a word on the pod; the others
 # (try again later, internal) say the agent or the API server is in trouble, not the pod's
 # network, and the pod's sandbox error already carries them.
 REASONS = {

@@ -1,6 +1,7 @@
-"""spidernet-coordinator as a process: `python -m spidernet.node.coordinator` does the work in
-this process (the fallback when no node service takes the call)."""
+"""spidernet-coordinator as a process (`python -m spidernet.node.coordinator`): the fallback
+when no node agent takes the call; node/plugins.py wires it."""
 
-from spidernet.node.local import run_coordinator
+from spidernet.cni.skel import run
+from spidernet.node.plugins import COORDINATOR, in_process
 
-run_coordinator()
+run(in_process(COORDINATOR))

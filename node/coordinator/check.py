@@ -12,9 +12,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from spidernet.cni.errors import CNIError, Code
 from spidernet.node import nft
 from spidernet.node.access.base import Namespaces
-from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.netlink.client import Netlink
 from spidernet.node.netlink.errors import NotFound
 from spidernet.node.netlink.records import State

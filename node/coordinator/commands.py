@@ -20,18 +20,23 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from spidernet.cni.errors import CNIError, Code
+from spidernet.cni.result import Result
+from spidernet.cni.skel import CallArgs, Plugin
+from spidernet.netconf.coordinator.config import (
+    ANNO_DEFAULT_ROUTE_NIC,
+    CoordinatorConf,
+    parse_coordinator,
+    resolve_mode,
+)
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.spawn import Spawning
-from spidernet.node.cni.errors import CNIError, Code
-from spidernet.node.cni.result import Result
-from spidernet.node.cni.skel import CallArgs, Plugin
 from spidernet.node.netns import NetnsGone
 from spidernet.node.plan.apply import Announcer, ApplyFailed, Target, apply, unwind
 from spidernet.node.plan.codec import dumps
 from spidernet.node.plan.ops import AddRule, DeleteLink, Op, SetMac, undo_all
 
 from .check import drift, load_plan
-from .config import ANNO_DEFAULT_ROUTE_NIC, CoordinatorConf, parse_coordinator, resolve_mode
 from .gather import gather_host, gather_pod
 from .plan import HOST_RULE_PRIORITY, PlanError, Request, host_veth_name, plan_add, sysctl_keys
 

@@ -27,6 +27,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass
 
+from spidernet.netconf.coordinator.config import CoordinatorConf, policy_table
 from spidernet.node.plan.ops import (
     MAIN,
     SCOPE_LINK,
@@ -45,7 +46,6 @@ from spidernet.node.plan.ops import (
     SetTxQueueLen,
 )
 
-from .config import CoordinatorConf, policy_table
 from .facts import VETH0, HostState, IPAddress, IPInterface, IPNetwork, NicFacts, PodState
 
 REPLY_MARK = 0x1

@@ -15,9 +15,9 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path as FilePath
 
+from spidernet.cni.errors import CNIError
 from spidernet.node import netns
 from spidernet.node.access.base import Namespaces
-from spidernet.node.cni.errors import CNIError
 from spidernet.node.coordinator.check import Drift, drift, saved_plans
 from spidernet.node.detect import probe as arp
 from spidernet.node.netlink.client import Netlink

@@ -14,11 +14,12 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
+from spidernet.cni.errors import CNIError, Code
+from spidernet.cni.result import Result
+from spidernet.cni.skel import CallArgs, Plugin
+from spidernet.netconf.ifacer.config import IfacerConf, parse_ifacer
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.spawn import Spawning
-from spidernet.node.cni.errors import CNIError, Code
-from spidernet.node.cni.result import Result
-from spidernet.node.cni.skel import CallArgs, Plugin
 from spidernet.node.netlink import NetlinkFailure
 from spidernet.node.netlink.records import Link
 from spidernet.node.plan.apply import ApplyFailed, Target, apply
@@ -26,7 +27,6 @@ from spidernet.node.plan.describe import describe
 from spidernet.node.plan.ops import AddBond, AddVlan
 
 from . import users
-from .config import IfacerConf, parse_ifacer
 from .plan import IfacerPlan, PlanError, plan_add
 
 NAME = "spidernet-ifacer"

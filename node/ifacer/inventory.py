@@ -13,11 +13,11 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from spidernet.netconf.ifacer.config import MODES
 from spidernet.node.netlink import NotFound, open_netlink
 from spidernet.node.netlink.records import Link
 
 from . import users
-from .config import MODES
 from .plan import IFACER_ALIAS
 
 

@@ -13,10 +13,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from spidernet.netconf.ifacer.config import MODES, IfacerConf
 from spidernet.node.netlink.records import Link
 from spidernet.node.plan.ops import AddBond, AddVlan, Enslave, Op, SetLinkUp
-
-from .config import MODES, IfacerConf
 
 IFACER_ALIAS = "spidernet-ifacer"
 

@@ -1,7 +1,7 @@
 """spidernet-ipam as a process: `python -m spidernet.node.ipam` forwards the call to the
 node service, exactly as the installed executable does."""
 
-from spidernet.node.cni.forward import main
-from spidernet.node.cni.version import version_info_json
+from spidernet.cni.forward import main
+from spidernet.cni.version import version_info_json
 
 main("spidernet-ipam", version_info_json())

@@ -11,8 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from spidernet.node.cni.errors import CNIError, Code
-from spidernet.node.cni.skel import CallArgs
+from spidernet.cni.errors import CNIError, Code
+from spidernet.cni.skel import CallArgs
 
 # The `args` key (CNI CONVENTIONS.md: `args` keys other than `cni` belong to an organisation)
 # under which a runtime or a test passes pod metadata in embedded mode.

@@ -13,10 +13,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from spidernet.node.cni.config import Attachment
-from spidernet.node.cni.errors import CNIError, Code
-from spidernet.node.cni.result import IPConfig, Result, Route
-from spidernet.node.cni.skel import CallArgs, Plugin
+from spidernet.cni.config import Attachment
+from spidernet.cni.errors import CNIError, Code
+from spidernet.cni.result import IPConfig, Result, Route
+from spidernet.cni.skel import CallArgs, Plugin
 
 from .conf import IpamConf, PodMeta, parse_ipam, pod_meta
 

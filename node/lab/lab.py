@@ -18,10 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spidernet.cni.config import parse_conflist
+from spidernet.cni.result import parse_result, to_dict
 from spidernet.control.client import ServiceError, ServiceUnreachable
 from spidernet.node import netns
-from spidernet.node.cni.config import parse_conflist
-from spidernet.node.cni.result import parse_result, to_dict
 from spidernet.node.install import install_cni
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import RT_TABLE_MAIN

@@ -17,10 +17,10 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from spidernet.cni.config import Attachment, ConfList, plugin_config
+from spidernet.cni.errors import CNIError, Code
+from spidernet.cni.result import Result, parse_result
 from spidernet.node import netns
-from spidernet.node.cni.config import Attachment, ConfList, plugin_config
-from spidernet.node.cni.errors import CNIError, Code
-from spidernet.node.cni.result import Result, parse_result
 
 DEFAULT_TIMEOUT = 60.0
 

@@ -42,6 +42,7 @@ from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.nsidmsg import nsidmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from spidernet.netconf.ifacer.config import BondValue
 from spidernet.node.netns import open_fd, open_socket_in
 
 from .errors import AlreadyExists, NotFound, classify
@@ -63,7 +64,6 @@ from .records import (
     AF_INET6,
     IFF_UP,
     Address,
-    BondValue,
     IPAddress,
     IPInterface,
     Link,

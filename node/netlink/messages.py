@@ -14,12 +14,13 @@ from pyroute2.netlink.rtnl.ifinfmsg.plugins.bond import bond
 from pyroute2.netlink.rtnl.ndmsg import ndmsg
 from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
+from spidernet.netconf.ifacer.config import BondValue
+
 from .records import (
     AF_INET,
     AF_INET6,
     IFF_NOARP,
     IFF_UP,
-    BondValue,
     IPAddress,
     Link,
     Neighbour,
@@ -157,7 +158,7 @@ class _BondData(bond):  # type: ignore[misc]  # pyroute2 is untyped
 ifinfmsg.ifinfo.register_link_kind(module={"bond": _BondData})
 
 # Bond options by their kernel (sysfs) names -> IFLA_BOND_* attribute. Values arrive typed
-# (node/ifacer/config.py checks them): integers, an interface *index* for primary
+# (netconf/ifacer/config.py checks them): integers, an interface *index* for primary
 # (netlink takes indexes where sysfs takes names), IPv4 texts for
 # arp_ip_target, a MAC text for ad_actor_system.
 BOND_ATTRS: dict[str, str] = {

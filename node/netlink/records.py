@@ -10,6 +10,8 @@ import ipaddress
 import socket
 from dataclasses import dataclass
 
+# A bond option's value, as the ifacer's config parses it (re-exported for the adapter).
+
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -33,10 +35,6 @@ NUD_PERMANENT = 0x80
 # if.h
 IFF_UP = 0x1
 IFF_NOARP = 0x80
-
-# A bond option's value (node/ifacer/config.py): a number, an interface or MAC text, or
-# arp_ip_target's IPv4 texts.
-BondValue = int | str | tuple[str, ...]
 
 
 @dataclass(frozen=True)

@@ -17,7 +17,7 @@ import ipaddress
 from dataclasses import dataclass
 from typing import Literal
 
-from spidernet.node.netlink.records import BondValue
+from spidernet.netconf.ifacer.config import BondValue
 
 IPInterface = ipaddress.IPv4Interface | ipaddress.IPv6Interface
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address

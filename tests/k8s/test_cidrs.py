@@ -26,10 +26,10 @@ from kubernetes.client.exceptions import ApiException
 
 from spidernet.control.controller.cidrs_sync import CoordinatorStatus
 from spidernet.control.http import Peer, Request
-from spidernet.control.service.app import App
-from spidernet.control.service.ipam import IpamCore
 from spidernet.control.store.kube import KubeStore
-from spidernet.node.coordinator.config import parse_coordinator
+from spidernet.netconf.coordinator.config import parse_coordinator
+from spidernet.node.agent.app import App
+from spidernet.node.agent.ipam import IpamCore
 
 GROUP, VERSION, PLURAL = "spiderpool.spidernet.io", "v2beta1", "spidercoordinators"
 KUBE_SYSTEM = "kube-system"

@@ -26,8 +26,8 @@ from urllib.parse import urlsplit
 import pytest
 from kubernetes import client
 
+from spidernet.cni.errors import Code
 from spidernet.control.client import ServiceError, ServiceUnreachable
-from spidernet.node.cni.errors import Code
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.flood import flood
 from spidernet.testbed.kubecluster import Cluster

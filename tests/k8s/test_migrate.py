@@ -19,8 +19,8 @@ from pathlib import Path
 import pytest
 from kubernetes import client
 
+from spidernet.cni.errors import Code
 from spidernet.control.client import ServiceError
-from spidernet.node.cni.errors import Code
 from spidernet.node.lab.service import scratch_service
 from spidernet.testbed.kubecluster import Cluster
 from spidernet.testbed.kubeobjects import claims, endpoint, ipam_call, make_pod, remove_pool

@@ -12,8 +12,8 @@ from typing import Any
 
 import pytest
 
+from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
-from spidernet.node.cni.config import parse_conflist
 from spidernet.node.lab.pools import add_pool
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.service import ServiceProcess

@@ -14,8 +14,8 @@ from typing import Any
 
 import pytest
 
+from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
-from spidernet.node.cni.config import parse_conflist
 from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_IP, World
 from spidernet.node.lab.pools import add_pool
 from spidernet.node.lab.runtime import Chain, Target

@@ -23,9 +23,9 @@ from typing import Any
 
 import pytest
 
+from spidernet.cni.config import parse_conflist
 from spidernet.control.model.endpoint_doc import ANNO_NETNS
 from spidernet.node import netns
-from spidernet.node.cni.config import parse_conflist
 from spidernet.node.lab.harness import GATEWAY4, HOST4, World, namespace_footprint
 from spidernet.node.lab.pools import add_pool, allocated
 from spidernet.node.lab.runtime import Chain, Target

@@ -14,9 +14,9 @@ from collections.abc import Callable
 
 import pytest
 
+from spidernet.cni.config import parse_conflist
+from spidernet.cni.errors import Code
 from spidernet.node import netns
-from spidernet.node.cni.config import parse_conflist
-from spidernet.node.cni.errors import Code
 from spidernet.node.lab.harness import GATEWAY4, World
 from spidernet.node.lab.pools import allocated
 from spidernet.node.lab.pools import ippool as pool

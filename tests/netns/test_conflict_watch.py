@@ -15,9 +15,9 @@ from collections.abc import Callable
 
 import pytest
 
+from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
 from spidernet.node.access.spawn import Spawning
-from spidernet.node.cni.config import parse_conflist
 from spidernet.node.detect.announce import announce, gratuitous_arp
 from spidernet.node.lab.harness import GATEWAY4, World
 from spidernet.node.lab.pools import add_pool

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
+from spidernet.cni.config import parse_conflist, plugin_config
 from spidernet.node import netns, nft
-from spidernet.node.cni.config import parse_conflist, plugin_config
 from spidernet.node.lab.harness import (
     GATEWAY4,
     GATEWAY6,

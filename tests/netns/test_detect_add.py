@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from spidernet.cni.config import parse_conflist
+from spidernet.cni.errors import Code
 from spidernet.node import netns
-from spidernet.node.cni.config import parse_conflist
-from spidernet.node.cni.errors import Code
 from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, World
 from spidernet.node.lab.pools import add_pool, allocated
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target

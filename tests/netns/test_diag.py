@@ -17,8 +17,8 @@ from typing import Any
 import jsonschema
 import pytest
 
+from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
-from spidernet.node.cni.config import parse_conflist
 from spidernet.node.diag import command
 from spidernet.node.diag.analyze import KINDS
 from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_IP, World

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
+from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
-from spidernet.node.cni.config import parse_conflist
 from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, SUBNET4, ProcessSnapshot, World
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.topology import iface, ping

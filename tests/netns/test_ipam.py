@@ -12,9 +12,9 @@ import urllib.request
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
+from spidernet.cni.config import parse_conflist
+from spidernet.cni.errors import Code
 from spidernet.node import netns
-from spidernet.node.cni.config import parse_conflist
-from spidernet.node.cni.errors import Code
 from spidernet.node.lab.harness import GATEWAY4, World
 from spidernet.node.lab.pools import allocated
 from spidernet.node.lab.pools import ippool as pool

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 
-from spidernet.node.cni.errors import Code
+from spidernet.cni.errors import Code
 from spidernet.node.lab.pools import allocated
 from spidernet.node.lab.pools import ippool as pool
 from spidernet.node.lab.runtime import Outcome, invoke

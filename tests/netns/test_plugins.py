@@ -15,10 +15,10 @@ from typing import Any
 
 import pytest
 
+from spidernet.cni import version
+from spidernet.cni.config import Attachment, parse_conflist
+from spidernet.cni.errors import Code
 from spidernet.node import netns
-from spidernet.node.cni import version
-from spidernet.node.cni.config import Attachment, parse_conflist
-from spidernet.node.cni.errors import Code
 from spidernet.node.lab.harness import GATEWAY4, SUBNET4, World
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target, invoke
 from spidernet.node.lab.service import ServiceProcess

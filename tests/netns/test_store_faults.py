@@ -17,9 +17,9 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
+from spidernet.cni.errors import Code
 from spidernet.control.client import Client
 from spidernet.control.store.schema import APPLICATION_ID
-from spidernet.node.cni.errors import Code
 from spidernet.node.lab.pools import allocated
 from spidernet.node.lab.pools import ippool as pool
 from spidernet.node.lab.runtime import Outcome, invoke

@@ -57,8 +57,8 @@ def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"spidernet", wheel.name.split("-py3")[0] + ".dist-info"}
-    assert "spidernet/node/cni/skel.py" in names
-    assert "spidernet/node/cni/forward.c" in names  # install-cni compiles it
+    assert "spidernet/cni/skel.py" in names
+    assert "spidernet/cni/forward.c" in names  # install-cni compiles it
     # The lanes' infrastructure and the benchmarks stay in the checkout.
     for outside in ("tests", "testbed", "bench"):
         assert not any(n.startswith(f"spidernet/{outside}/") for n in names), outside
@@ -127,7 +127,7 @@ def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
         [
             str(venv / "bin" / "python"),
             "-c",
-            "import spidernet.node.cni.skel as s; print(s.__file__)",
+            "import spidernet.cni.skel as s; print(s.__file__)",
         ]
     )
     assert str(venv) in probe.stdout

@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parents[2]
 DOC = ROOT / "docs" / "architecture.md"
 # A repository path: a top-level folder of ours, then path characters.
 PATH = re.compile(
-    r"\b((?:node|control|deploy|testbed|tests|bpf|docs|bench)/[\w./-]*|cli\.py|pyproject\.toml)"
+    r"\b((?<![\w/])(?:node|control|cni|netconf|deploy|testbed|tests|bpf|docs|bench)/[\w./-]*|cli\.py|pyproject\.toml)"
 )
 
 

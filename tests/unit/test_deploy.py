@@ -20,11 +20,11 @@ import pytest
 import yaml
 
 from spidernet.cli import build_parser
+from spidernet.cni.config import parse_conflist, plugin_config
+from spidernet.cni.errors import CNIError
 from spidernet.control.controller.multus import render_config
-from spidernet.node.cni.config import parse_conflist, plugin_config
-from spidernet.node.cni.errors import CNIError
-from spidernet.node.coordinator.config import parse_coordinator
-from spidernet.node.ifacer.config import parse_ifacer
+from spidernet.netconf.coordinator.config import parse_coordinator
+from spidernet.netconf.ifacer.config import parse_ifacer
 from spidernet.node.ipam.conf import parse_ipam
 
 ROOT = Path(__file__).resolve().parents[2]

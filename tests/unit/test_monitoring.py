@@ -13,7 +13,7 @@ import yaml
 from prometheus_client.parser import text_string_to_metric_families
 
 from spidernet.control.controller.metrics import ControllerMetrics
-from spidernet.control.service.metrics import Metrics
+from spidernet.node.agent.metrics import Metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 MONITORING = ROOT / "deploy" / "monitoring"

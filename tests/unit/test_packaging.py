@@ -17,7 +17,7 @@ def test_every_package_directory_is_listed() -> None:
         tomllib.loads((ROOT / "pyproject.toml").read_text())["tool"]["setuptools"]["packages"]
     )
     found = {"spidernet"}
-    for top in ("node", "control"):
+    for top in ("node", "control", "cni", "netconf"):
         for init in (ROOT / top).rglob("__init__.py"):
             rel = init.parent.relative_to(ROOT)
             found.add(".".join(("spidernet", *rel.parts)))

@@ -225,10 +225,10 @@ def test_dockerignore_matches_as_docker_does() -> None:
     assert ignored("build/lib/x.py", patterns)
     assert not ignored("node/build/x.py", patterns)  # anchored at the context's root
     assert ignored("__pycache__/x.pyc", patterns)
-    assert ignored("node/cni/__pycache__/skel.pyc", patterns)
+    assert ignored("cni/__pycache__/skel.pyc", patterns)
     assert ignored("spidernet.egg-info/PKG-INFO", patterns)
     assert not ignored("node/x.egg-info", patterns)  # `*` does not cross `/`
-    assert not ignored("node/cni/skel.py", patterns)
+    assert not ignored("cni/skel.py", patterns)
     with pytest.raises(ValueError, match="exception"):
         dockerignore_patterns("tests\n!tests/keep.py\n")
 
@@ -240,7 +240,7 @@ def test_the_public_context_holds_what_the_wheel_needs_and_no_tests() -> None:
         "README.md",
         "cli.py",
         "bpf/conflict_watch.c",
-        "node/cni/forward.c",
+        "cni/forward.c",
     ):
         assert not ignored(kept, patterns), kept
     # (The Dockerfile reaches the builder apart from the context: `-f`.)

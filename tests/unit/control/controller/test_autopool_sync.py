@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 
 from spidernet.control.controller.autopool_sync import AutoPools
-from spidernet.control.service import resources
 from spidernet.control.store.base import CLAIM, Conflict, Key, Store, Stored
 from spidernet.control.store.embedded import EmbeddedStore
+from spidernet.node.agent import resources
 
 UID = "aaaa-bbbb-cccccccccccc"
 

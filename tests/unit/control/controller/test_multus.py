@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from spidernet.cni.config import parse_conflist
 from spidernet.control.controller.multus import (
     MultusConfigError,
     reconcile_multus,
@@ -17,9 +18,8 @@ from spidernet.control.controller.multus import (
     render_nad,
 )
 from spidernet.control.store.base import Conflict
-from spidernet.node.cni.config import parse_conflist
-from spidernet.node.coordinator.config import parse_coordinator
-from spidernet.node.ifacer.config import parse_ifacer
+from spidernet.netconf.coordinator.config import parse_coordinator
+from spidernet.netconf.ifacer.config import parse_ifacer
 from spidernet.node.ipam.conf import parse_ipam
 
 Doc = dict[str, Any]

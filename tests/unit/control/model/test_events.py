@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
+from spidernet.cni.errors import Code
 from spidernet.control.model import events
-from spidernet.node.cni.errors import Code
 
 NOW = datetime(2026, 12, 7, 8, 0, 0, tzinfo=UTC)
 

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from spidernet.node.cni.errors import CNIError, Code
-from spidernet.node.coordinator.config import (
+from spidernet.cni.errors import CNIError, Code
+from spidernet.netconf.coordinator.config import (
     CoordinatorConf,
     Mode,
     PolicyRoute,
@@ -221,7 +221,7 @@ def test_log_options_accepted_and_unused() -> None:
 
 @pytest.mark.parametrize("value", ["/run/spidernet/other.sock", "", None])
 def test_the_service_socket_key_is_accepted_and_unused(value: Any) -> None:
-    # The forwarder reads it (node/cni/forward.py); the coordinator only checks it, and the
+    # The forwarder reads it (cni/forward.py); the coordinator only checks it, and the
     # in-process fallback, which runs without a service, does not use it either.
     assert parse(ipam_unix_socket_path=value) == CoordinatorConf()
 

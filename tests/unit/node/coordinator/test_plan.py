@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from spidernet.node.coordinator.config import parse_coordinator, policy_table
+from spidernet.netconf.coordinator.config import parse_coordinator, policy_table
 from spidernet.node.coordinator.facts import HostState, NicFacts, PodState, RouteFact
 from spidernet.node.coordinator.plan import (
     PlanError,

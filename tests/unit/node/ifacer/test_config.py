@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from spidernet.node.cni.errors import CNIError, Code
-from spidernet.node.ifacer.config import (
+from spidernet.cni.errors import CNIError, Code
+from spidernet.netconf.ifacer.config import (
     DEFAULT_BOND,
     KNOWN_OPTIONS,
     BondConf,
@@ -167,7 +167,7 @@ def test_bad_configs_are_errors_naming_the_field(raw: dict[str, Any], named: str
 
 @pytest.mark.parametrize("value", ["/run/spidernet/other.sock", ""])
 def test_the_service_socket_key_is_accepted_and_unused(value: str) -> None:
-    # The forwarder reads it (node/cni/forward.py); the ifacer only checks it.
+    # The forwarder reads it (cni/forward.py); the ifacer only checks it.
     conf = parse_ifacer({"interfaces": ["eth1"], "ipam_unix_socket_path": value})
     assert conf == IfacerConf(("eth1",))
 

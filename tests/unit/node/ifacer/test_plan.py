@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from spidernet.node.ifacer.config import parse_ifacer
+from spidernet.netconf.ifacer.config import parse_ifacer
 from spidernet.node.ifacer.plan import IFACER_ALIAS, PlanError, plan_add
 from spidernet.node.netlink.records import Link
 from spidernet.node.plan.ops import (

@@ -74,10 +74,10 @@ def _forwarder(name: str, python: str) -> str:
     )
     head = (
         f"#!{base} -IS\n# {name}: written by `spidernet install-cni`; do not edit. "
-        "It is spidernet/node/cni/forward.py"
+        "It is spidernet/cni/forward.py"
     )
     if base == os.path.realpath(sys.executable):
-        code = compile(source, f"<{name}: spidernet/node/cni/forward.py>", "exec")
+        code = compile(source, f"<{name}: spidernet/cni/forward.py>", "exec")
         blob = marshal.dumps(code)
         return f"{head}, compiled.\nimport marshal\n\nexec(marshal.loads({blob!r}))\n"
     return f"{head}.\n{source}"

@@ -21,6 +21,8 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from spidernet.cni.config import Attachment
+from spidernet.cni.errors import CNIError, Code, Deferred
 from spidernet.control.allocator.allocate import Lease, PoolUse, allocate
 from spidernet.control.allocator.candidates import UNNAMED_PREFIX
 from spidernet.control.allocator.errors import AllocationError, Reason
@@ -40,8 +42,6 @@ from spidernet.control.store.base import (
     Write,
 )
 from spidernet.node import netns
-from spidernet.node.cni.config import Attachment
-from spidernet.node.cni.errors import CNIError, Code, Deferred
 from spidernet.node.ipam.plugin import Address, IpamCall
 
 from . import endpoints as ep

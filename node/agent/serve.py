@@ -29,13 +29,13 @@ from pathlib import Path
 
 import trio
 
+from spidernet.cni.errors import CNIError
 from spidernet.control.client import DEFAULT_SOCKET, DEFAULT_STATE_DIR, Client, ServiceUnreachable
 from spidernet.control.client import ServiceError as ClientError
 from spidernet.control.http import Connections, Handler, Request, Response, serve_listener
 from spidernet.control.store.base import Store, StoreError
 from spidernet.control.store.embedded import open_store
 from spidernet.node.access.broker import Broker, BrokerError
-from spidernet.node.cni.errors import CNIError
 from spidernet.node.detect.watch import WatchError
 from spidernet.node.netns import NetnsGone
 

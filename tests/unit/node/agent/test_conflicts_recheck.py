@@ -15,11 +15,11 @@ from typing import cast
 
 import pytest
 
-from spidernet.control.service.conflicts import ConflictWatch
-from spidernet.control.service.metrics import Metrics
 from spidernet.control.store.embedded import open_store
 from spidernet.node import netns
 from spidernet.node.access.base import Namespaces
+from spidernet.node.agent.conflicts import ConflictWatch
+from spidernet.node.agent.metrics import Metrics
 from spidernet.node.detect.watch import Conflict
 
 ADDRESS = ipaddress.ip_address("192.0.2.50")

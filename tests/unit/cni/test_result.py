@@ -9,9 +9,9 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from spidernet.node.cni import version
-from spidernet.node.cni.errors import CNIError, Code
-from spidernet.node.cni.result import (
+from spidernet.cni import version
+from spidernet.cni.errors import CNIError, Code
+from spidernet.cni.result import (
     DNS,
     Interface,
     IPConfig,

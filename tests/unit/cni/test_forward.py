@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from spidernet.node.cni import forward
-from spidernet.node.cni.launcher import render
+from spidernet.cni import forward
+from spidernet.cni.launcher import render
 from spidernet.node.install import compile_forwarder
 
 ANSWER = b'{"cniVersion": "1.0.0", "ips": []}\n'

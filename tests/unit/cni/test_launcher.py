@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from spidernet.node.cni.launcher import FORWARDED, PLUGINS, LauncherError, render
+from spidernet.cni.launcher import FORWARDED, PLUGINS, LauncherError, render
 from spidernet.node.install import install_cni
 
 HEAVY = ("pyroute2", "scapy", "bcc", "kubernetes", "trio")

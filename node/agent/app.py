@@ -3,7 +3,7 @@
 Routes (JSON unless noted):
 - `GET  /v1/healthz`
 - `POST /v1/cni/spidernet-ipam`, `/v1/cni/spidernet-coordinator`, `/v1/cni/spidernet-ifacer`:
-  a forwarded CNI call (see `node/cni/forward.py`); the host side of the coordinator and
+  a forwarded CNI call (see `cni/forward.py`); the host side of the coordinator and
   the ifacer is the caller's namespace, and CNI_NETNS is opened as the caller sees it, in
   its mount namespace (`node/access/callers.py`)
 - `POST /v1/ipam/allocate`, `POST /v1/ipam/release`: the same operations as typed JSON
@@ -37,6 +37,9 @@ from typing import Any
 
 import trio
 
+from spidernet.cni.env import parse_cni_args
+from spidernet.cni.errors import CNIError, Code, Deferred
+from spidernet.cni.skel import error_version, plugin_main
 from spidernet.control.http import Request, Response
 from spidernet.control.model.documents import parse, to_document
 from spidernet.control.model.resources import Coordinator
@@ -44,19 +47,9 @@ from spidernet.control.store.base import Key, NotFound, Store, StoreError
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.callers import caller_view
 from spidernet.node.access.spawn import Spawning
-from spidernet.node.cni.env import parse_cni_args
-from spidernet.node.cni.errors import CNIError, Code, Deferred
-from spidernet.node.cni.skel import error_version, plugin_main
-from spidernet.node.coordinator.commands import NAME as COORDINATOR
-from spidernet.node.coordinator.commands import Context
-from spidernet.node.coordinator.commands import make_plugin as coordinator_plugin
-from spidernet.node.detect.announce import announce
-from spidernet.node.ifacer.commands import NAME as IFACER
-from spidernet.node.ifacer.commands import Context as IfacerContext
-from spidernet.node.ifacer.commands import make_plugin as ifacer_plugin
 from spidernet.node.ipam.conf import IpamConf, PodMeta
-from spidernet.node.ipam.plugin import NAME as IPAM_PLUGIN
 from spidernet.node.ipam.plugin import IpamCall, make_plugin
+from spidernet.node.plugins import COORDINATOR, IFACER, PerCall, for_agent
 
 from . import endpoints as ep
 from . import orphans, resources
@@ -93,12 +86,11 @@ class App:
         access: Namespaces | None = None,
         max_pending: int = MAX_PENDING,
         collector: orphans.Collector | None = None,
+        plugins: Mapping[str, PerCall] | None = None,
     ) -> None:
         self.store = store
         # The embedded GC's memory (orphans.py); None in Kubernetes mode.
         self.collector = collector
-        # How coordinator calls reach pods' namespaces: serve passes its broker process.
-        self.access: Namespaces = access or Spawning()
         self.core = core
         self.allowed_uids = allowed_uids
         self.state_dir = state_dir
@@ -106,7 +98,14 @@ class App:
         # Coordinator calls do netlink work in pods and take longer; they run beside the
         # store's single worker, a few at a time.
         self.node_limiter = trio.CapacityLimiter(4)
-        self.plugin = make_plugin(core)
+        # The plugins this agent serves, wired in one place (node/plugins.py); serve passes
+        # its broker process as the way into pods' namespaces.
+        self.plugins = plugins or for_agent(
+            make_plugin(core),
+            state_dir=state_dir,
+            settings=self._settings,
+            access=access or Spawning(),
+        )
         self.max_pending = max_pending
         self.pending = 0
 
@@ -169,26 +168,12 @@ class App:
         return _error(404, f"no route {method} {request.path}")
 
     def _cni(self, plugin: str, request: Request) -> Response:
-        if plugin == IPAM_PLUGIN:
-            cni = self.plugin
-        elif plugin == COORDINATOR and self.state_dir is not None:
-            cni = coordinator_plugin(
-                Context(
-                    # The host side is the caller's namespace: a plugin run in a test's
-                    # "host" namespace acts there, exactly as on a real node (DESIGN.md).
-                    host_netns=caller_netns(request.peer.pid),
-                    state_dir=self.state_dir,
-                    cluster=self._cluster,
-                    announce=announce,
-                    access=self.access,
-                )
-            )
-        elif plugin == IFACER:
-            # The ifacer works in the host namespace, which is the caller's.
-            host = caller_netns(request.peer.pid)
-            cni = ifacer_plugin(IfacerContext(host_netns=host, access=self.access))
-        else:
+        make = self.plugins.get(plugin)
+        if make is None:
             return _error(404, f"the service does not serve plugin {plugin!r}")
+        # The host side is the caller's namespace: a plugin run in a test's "host"
+        # namespace acts there, exactly as on a real node (DESIGN.md).
+        cni = make(caller_netns(request.peer.pid))
         environ: dict[str, str] = {}
         for value in request.header("cni-env"):
             name, _, val = value.partition("=")
@@ -284,9 +269,6 @@ class App:
             except NotFound:
                 pass
         return spec, annotations
-
-    def _cluster(self, ns: str, name: str) -> tuple[Mapping[str, Any], Mapping[str, str]]:
-        return self._settings(ns, name)
 
     def _coordinator(self, query: Mapping[str, list[str]]) -> Response:
         ns = query.get("podNamespace", [""])[0]

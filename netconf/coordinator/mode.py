@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, NamedTuple
 
-from spidernet.node.cni.errors import CNIError, Code
+from spidernet.cni.errors import CNIError, Code
 
 from .values import RESERVED_TABLES
 

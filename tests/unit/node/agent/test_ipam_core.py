@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from spidernet.control.service import resources
-from spidernet.control.service.ipam import IpamCore
+from spidernet.cni.skel import plugin_main
 from spidernet.control.store.base import Key
 from spidernet.control.store.embedded import EmbeddedStore
-from spidernet.node.cni.skel import plugin_main
+from spidernet.node.agent import resources
+from spidernet.node.agent.ipam import IpamCore
 from spidernet.node.ipam.plugin import make_plugin
 
 

@@ -18,16 +18,16 @@ from typing import Any
 import pytest
 import trio
 
+from spidernet.cni import forward
 from spidernet.control.client import Client, ServiceError, ServiceUnreachable
 from spidernet.control.http import Peer, Request
-from spidernet.control.service.app import App
-from spidernet.control.service.ipam import IpamCore
-from spidernet.control.service.serve import Ready, ServeConfig, serve
-from spidernet.control.service.serve import ServiceError as StartError
 from spidernet.control.store.base import Key
 from spidernet.control.store.embedded import EmbeddedStore
-from spidernet.node.cni import forward
-from spidernet.node.coordinator.config import parse_coordinator
+from spidernet.netconf.coordinator.config import parse_coordinator
+from spidernet.node.agent.app import App
+from spidernet.node.agent.ipam import IpamCore
+from spidernet.node.agent.serve import Ready, ServeConfig, serve
+from spidernet.node.agent.serve import ServiceError as StartError
 
 POOL = {
     "apiVersion": "spiderpool.spidernet.io/v2beta1",
@@ -321,7 +321,7 @@ async def test_cli_apply_get_delete(svc: Running, tmp_path: Path) -> None:
 def test_the_callers_namespace_is_ours_or_a_path() -> None:
     import os
 
-    from spidernet.control.service.app import caller_netns
+    from spidernet.node.agent.app import caller_netns
 
     assert caller_netns(os.getpid()) is None  # the service's own namespace: no fork needed
     assert caller_netns(2**22 + 12345) == f"/proc/{2**22 + 12345}/ns/net"  # no such pid

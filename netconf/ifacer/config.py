@@ -14,9 +14,12 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from spidernet.node.cni.config import SOCKET_KEY, socket_path
-from spidernet.node.cni.errors import CNIError, Code
-from spidernet.node.netlink.records import BondValue
+from spidernet.cni.config import SOCKET_KEY, socket_path
+from spidernet.cni.errors import CNIError, Code
+
+# A bond option's value: a number, an interface or MAC text, or arp_ip_target's IPv4 texts
+# (node/netlink/records.py takes it from here).
+BondValue = int | str | tuple[str, ...]
 
 DEFAULT_BOND = "sp_bond0"
 IFNAMSIZ = 16  # a link name is at most 15 bytes
@@ -281,7 +284,7 @@ def parse_ifacer(raw: Mapping[str, Any]) -> IfacerConf:
     if not isinstance(state_dir, str):
         raise _fail("stateDir must be a path")
     try:
-        # The node service's socket, for the forwarder (node/cni/forward.py): only checked.
+        # The node service's socket, for the forwarder (cni/forward.py): only checked.
         socket_path(raw.get(SOCKET_KEY))
     except ValueError as e:
         raise _fail(f"{SOCKET_KEY}: {e}") from None

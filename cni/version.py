@@ -40,6 +40,6 @@ def check_supported(version: str) -> None:
 
 
 def version_info_json() -> str:
-    """What VERSION prints. node/cni/launcher.py bakes the same text into executables."""
+    """What VERSION prints. cni/launcher.py bakes the same text into executables."""
     versions = ",".join(f'"{v}"' for v in SUPPORTED)
     return f'{{"cniVersion":"{CURRENT}","supportedVersions":[{versions}]}}\n'

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 
 from spidernet.control.allocator.request import PodFacts
-from spidernet.control.service import endpoints as ep
+from spidernet.node.agent import endpoints as ep
 
 POD = PodFacts(namespace="t", name="p", uid="u1", node="n1")
 ENTRY = {"interface": "eth0", "ipv4": "10.1.0.10/24", "ipv4Pool": "v4", "vlan": 0}

@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from spidernet.node.cni.config import Attachment, parse_conflist, parse_plugin_conf, plugin_config
-from spidernet.node.cni.env import parse_cni_args, parse_env
-from spidernet.node.cni.errors import CNIError, Code
-from spidernet.node.cni.result import parse_result
+from spidernet.cni.config import Attachment, parse_conflist, parse_plugin_conf, plugin_config
+from spidernet.cni.env import parse_cni_args, parse_env
+from spidernet.cni.errors import CNIError, Code
+from spidernet.cni.result import parse_result
 
 CONFLIST: dict[str, Any] = {
     "cniVersion": "1.0.0",

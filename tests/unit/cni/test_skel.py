@@ -13,10 +13,10 @@ from typing import Any
 
 import pytest
 
-from spidernet.node.cni import version
-from spidernet.node.cni.errors import CNIError, Code
-from spidernet.node.cni.result import parse_result
-from spidernet.node.cni.skel import CallArgs, Plugin, plugin_main
+from spidernet.cni import version
+from spidernet.cni.errors import CNIError, Code
+from spidernet.cni.result import parse_result
+from spidernet.cni.skel import CallArgs, Plugin, plugin_main
 
 ADD_RESULT = {
     "cniVersion": "1.1.0",

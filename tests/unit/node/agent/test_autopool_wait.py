@@ -14,16 +14,16 @@ from typing import Any
 
 import pytest
 
+from spidernet.cni.errors import Deferred
+from spidernet.cni.skel import plugin_main
 from spidernet.control.allocator.request import AppRef
 from spidernet.control.controller.autopool import Application, Want, pool_document
 from spidernet.control.model.documents import parse
 from spidernet.control.model.iprange import IntervalSet
 from spidernet.control.model.resources import Subnet
-from spidernet.control.service import resources
-from spidernet.control.service.ipam import AutoPoolWait, IpamCore
 from spidernet.control.store.embedded import EmbeddedStore
-from spidernet.node.cni.errors import Deferred
-from spidernet.node.cni.skel import plugin_main
+from spidernet.node.agent import resources
+from spidernet.node.agent.ipam import AutoPoolWait, IpamCore
 from spidernet.node.ipam.plugin import make_plugin
 
 ANNO = {"ipam.spidernet.io/subnet": '{"ipv4": ["sub-a"]}'}

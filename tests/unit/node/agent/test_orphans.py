@@ -1,4 +1,4 @@
-"""The embedded GC's judgement (control/service/orphans.py), pure: which endpoints are
+"""The embedded GC's judgement (node/agent/orphans.py), pure: which endpoints are
 live, gone within the grace, orphans, or not judged, and what the collector remembers."""
 
 from __future__ import annotations
@@ -7,9 +7,9 @@ from collections.abc import Mapping
 from typing import Any
 
 from spidernet.control.allocator.request import PodFacts
-from spidernet.control.service import endpoints as ep
-from spidernet.control.service import orphans
 from spidernet.control.store.base import Stored
+from spidernet.node.agent import endpoints as ep
+from spidernet.node.agent import orphans
 
 LIVE_ID = "4:4026532001"
 GONE_ID = "4:4026532002"

@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
-from spidernet.control.service import events
-from spidernet.control.service.events import PodEvents
+from spidernet.cni.errors import Code
 from spidernet.control.store.base import Unavailable
-from spidernet.node.cni.errors import Code
+from spidernet.node.agent import events
+from spidernet.node.agent.events import PodEvents
 
 
 def test_a_failure_worth_an_event_is_posted_and_others_are_not() -> None:

@@ -3,7 +3,7 @@ the cluster's SpiderCoordinator settings. The mode and policy-table rules of §4
 `mode` and are re-exported here.
 
 Pure: it runs both in the plugin process and in the node service, so it imports only the
-standard library and `spidernet.node.cni`.
+standard library and `spidernet.cni`.
 
 Precedence, per field: the plugin config (the NAD) > the SpiderCoordinator settings (as the
 control service's `GET /v1/coordinator/config` returns them, in the CR's camelCase) > the
@@ -20,8 +20,8 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from spidernet.node.cni.config import SOCKET_KEY, socket_path
-from spidernet.node.cni.errors import CNIError, Code
+from spidernet.cni.config import SOCKET_KEY, socket_path
+from spidernet.cni.errors import CNIError, Code
 
 from . import values
 from .mode import MAX_NIC_INDEX, REPLY_TABLE, UNDERLAY_VETH, Mode, policy_table, resolve_mode
@@ -165,7 +165,7 @@ _FIELDS = (
     _Field("veth_mtu", "vethMTU", "vethMTU", _veth_mtu),
 )
 # `ipam_unix_socket_path` names the node service's socket for the forwarder
-# (node/cni/forward.py); the coordinator itself only checks it.
+# (cni/forward.py); the coordinator itself only checks it.
 NAD_KEYS = frozenset({f.nad_key for f in _FIELDS} | {"logOptions", SOCKET_KEY})
 _KNOWN_KEYS = ", ".join(sorted(NAD_KEYS))
 

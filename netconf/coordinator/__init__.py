@@ -1,0 +1,1 @@
+"""The spidernet-coordinator config: keys, values, modes (pure)."""

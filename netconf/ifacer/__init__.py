@@ -1,0 +1,1 @@
+"""The spidernet-ifacer config (pure)."""

@@ -1,0 +1,106 @@
+"""The one place the node's three CNI plugins are wired to what runs them.
+
+A plugin's verbs take their effects through a context (where the host namespace is, the
+node's state directory, the cluster's SpiderCoordinator settings, how to reach a pod's
+namespace, where to log). Two hosts run them:
+
+- the node agent (`spidernet serve`, node/agent): `for_agent` gives, per plugin name, a
+  maker of the plugin for one call, whose host side is the calling runtime's namespace;
+- the plugin process itself when no agent answers (`python -m spidernet.node.coordinator`
+  or `.ifacer`, the executables' fallback): `in_process` builds the plugin for this process,
+  whose host side is its own namespace (a runtime starts plugins in the host namespace).
+  It is slow and says so in its log (DESIGN.md, "Thin plugins, hot node service").
+
+spidernet-ipam has no in-process form: its state is the agent's.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+from spidernet.cni.skel import Plugin
+from spidernet.control.client import Client, ServiceError, ServiceUnreachable, socket_path
+from spidernet.control.client import state_dir as default_state_dir
+from spidernet.node.access.base import Namespaces
+from spidernet.node.coordinator import commands as coordinator
+from spidernet.node.detect.announce import announce
+from spidernet.node.ifacer import commands as ifacer
+from spidernet.node.ipam import plugin as ipam
+
+IPAM = ipam.NAME
+COORDINATOR = coordinator.NAME
+IFACER = ifacer.NAME
+# The SpiderCoordinator settings and the pod's annotations for (namespace, pod name).
+Settings = Callable[[str, str], tuple[Mapping[str, Any], Mapping[str, str]] | None]
+# The plugin for one call, given the caller's (the host side's) network namespace.
+PerCall = Callable[[str | None], Plugin]
+
+
+def for_agent(
+    ipam_plugin: Plugin,
+    *,
+    state_dir: Path | None,
+    settings: Settings,
+    access: Namespaces,
+) -> dict[str, PerCall]:
+    """What the agent serves: plugin name -> the plugin for one call. The coordinator needs a
+    state directory (its saved plans); without one the agent does not serve it."""
+    plugins: dict[str, PerCall] = {
+        IPAM: lambda _host: ipam_plugin,
+        IFACER: lambda host: ifacer.make_plugin(ifacer.Context(host_netns=host, access=access)),
+    }
+    if state_dir is not None:
+        plugins[COORDINATOR] = lambda host: coordinator.make_plugin(
+            coordinator.Context(
+                host_netns=host,
+                state_dir=state_dir,
+                cluster=settings,
+                announce=announce,
+                access=access,
+            )
+        )
+    return plugins
+
+
+def _log(name: str) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        sys.stderr.write(f"{name}: {message}\n")
+
+    return log
+
+
+def agent_settings(namespace: str, name: str) -> tuple[Mapping[str, Any], Mapping[str, str]] | None:
+    """The SpiderCoordinator settings and the pod's annotations as the agent's socket answers
+    them, or None when no agent answers (config and defaults then decide)."""
+    client = Client(socket_path(), timeout=10)
+    try:
+        found = client.request(
+            "GET", f"/v1/coordinator/config?podNamespace={namespace}&podName={name}"
+        )
+    except (ServiceUnreachable, ServiceError):
+        return None
+    annotations = found.pop("podAnnotations", {}) if isinstance(found, dict) else {}
+    return found, annotations
+
+
+def in_process(name: str) -> Plugin:
+    """The plugin `name` (coordinator or ifacer) for this process, logging that it runs
+    without the agent."""
+    log = _log(name)
+    log("no node service forwarding: running in-process")
+    if name == COORDINATOR:
+        return coordinator.make_plugin(
+            coordinator.Context(
+                host_netns=None,
+                state_dir=default_state_dir(),
+                cluster=agent_settings,
+                announce=announce,
+                log=log,
+            )
+        )
+    if name == IFACER:
+        return ifacer.make_plugin(ifacer.Context())
+    raise ValueError(f"{name} has no in-process form")
