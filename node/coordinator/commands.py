@@ -20,7 +20,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from spidernet.node.access.base import Namespaces
+from spidernet.node.access.base import Reach
 from spidernet.node.access.spawn import Spawning
 from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.cni.result import Result
@@ -52,7 +52,7 @@ class Context:
     announce: Announcer | None = None
     log: Callable[[str], None] = lambda _: None
     # How the namespaces are reached: the node service's broker, or a process per reach.
-    access: Namespaces = field(default_factory=Spawning)
+    access: Reach = field(default_factory=Spawning)
 
 
 def random_mac() -> str:

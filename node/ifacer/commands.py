@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
-from spidernet.node.access.base import Namespaces
+from spidernet.node.access.base import Reach
 from spidernet.node.access.spawn import Spawning
 from spidernet.node.cni.errors import CNIError, Code
 from spidernet.node.cni.result import Result
@@ -40,7 +40,7 @@ class Context:
     fallback; the node service passes its caller's) and how it is reached."""
 
     host_netns: str | None = None
-    access: Namespaces = field(default_factory=Spawning)
+    access: Reach = field(default_factory=Spawning)
 
 
 def _links(ctx: Context) -> list[Link]:
