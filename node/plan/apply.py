@@ -281,7 +281,12 @@ class _Executor:
             if op.was_up:
                 nl.set_link(op.name, state="up")
             raise
-        nl.set_link(op.name, state="up")
+        try:
+            nl.set_link(op.name, state="up")
+        except BaseException:
+            # Enslaved but not up: the op is not done, so no undo would release it.
+            self._release(Release(op.side, op.name, op.was_up))
+            raise
 
     def _release(self, op: Release) -> None:
         nl = self._nl(op.side)
