@@ -9,12 +9,15 @@ from collections.abc import Sequence
 from typing import Protocol
 
 from spidernet.node.netlink.client import Netlink
+from spidernet.node.netlink.protocol import Rtnetlink
 
 
-class Namespaces(Protocol):
-    """Sockets, sysctls and nftables in a network namespace."""
+class Reach(Protocol):
+    """What the plugins' apply, gather and CHECK steps use of a namespace: netlink (as the
+    `Rtnetlink` protocol), sockets, sysctls and nftables. `Namespaces` is one; the test
+    bed's in-memory kernel (testbed/fakekernel.py) is another."""
 
-    def netlink(self, netns: str | None) -> Netlink:
+    def netlink(self, netns: str | None) -> Rtnetlink:
         """A netlink client whose socket lives in `netns` (the caller closes it)."""
         ...
 
@@ -41,4 +44,13 @@ class Namespaces(Protocol):
     def nft(self, netns: str | None, script: str, action: str) -> None:
         """Run an nftables script (one transaction); raises nft.NftError "failed to <action>
         in netns '<netns>': <nft's reason>"."""
+        ...
+
+
+class Namespaces(Reach, Protocol):
+    """Sockets, sysctls and nftables in a network namespace, with the whole netlink adapter
+    (tc, namespace ids: what diag and detect use beyond `Reach`)."""
+
+    def netlink(self, netns: str | None) -> Netlink:
+        """A netlink client whose socket lives in `netns` (the caller closes it)."""
         ...

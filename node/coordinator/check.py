@@ -14,9 +14,9 @@ from pathlib import Path
 
 from spidernet.cni.errors import CNIError, Code
 from spidernet.node import nft
-from spidernet.node.access.base import Namespaces
-from spidernet.node.netlink.client import Netlink
+from spidernet.node.access.base import Reach
 from spidernet.node.netlink.errors import NotFound
+from spidernet.node.netlink.protocol import Rtnetlink
 from spidernet.node.netlink.records import State
 from spidernet.node.netns import NetnsGone
 from spidernet.node.plan.apply import Target
@@ -88,7 +88,7 @@ def _missing(op: Op, state: State, names: dict[int, str]) -> bool:
     return False
 
 
-def _state(nl: Netlink) -> tuple[State, dict[int, str]]:
+def _state(nl: Rtnetlink) -> tuple[State, dict[int, str]]:
     state = nl.state()
     return state, {link.index: link.name for link in state.links}
 
@@ -102,7 +102,7 @@ class Drift:
     message: str
 
 
-def drift(plan: Sequence[Op], target: Target, access: Namespaces) -> list[Drift]:
+def drift(plan: Sequence[Op], target: Target, access: Reach) -> list[Drift]:
     """What of `plan` the kernel no longer holds, one record each (empty: all there)."""
     problems: list[Drift] = []
     queues: dict[str, int | None] = {}

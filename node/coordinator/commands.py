@@ -29,7 +29,7 @@ from spidernet.netconf.coordinator.config import (
     parse_coordinator,
     resolve_mode,
 )
-from spidernet.node.access.base import Namespaces
+from spidernet.node.access.base import Reach
 from spidernet.node.access.spawn import Spawning
 from spidernet.node.netns import NetnsGone
 from spidernet.node.plan.apply import Announcer, ApplyFailed, Target, apply, unwind
@@ -57,7 +57,7 @@ class Context:
     announce: Announcer | None = None
     log: Callable[[str], None] = lambda _: None
     # How the namespaces are reached: the node service's broker, or a process per reach.
-    access: Namespaces = field(default_factory=Spawning)
+    access: Reach = field(default_factory=Spawning)
 
 
 def random_mac() -> str:

@@ -10,8 +10,8 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
-from spidernet.node.netlink.client import Netlink
 from spidernet.node.netlink.errors import NetlinkFailure, NotFound
+from spidernet.node.netlink.protocol import Rtnetlink
 from spidernet.node.netlink.records import RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, Link
 
 from .facts import VETH0, HostState, IPAddress, NicFacts, PodState, RouteFact
@@ -24,7 +24,7 @@ _NOT_HOST = re.compile(
 )
 
 
-def _addresses(nl: Netlink) -> dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]]:
+def _addresses(nl: Rtnetlink) -> dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]]:
     """Global addresses by interface index."""
     by_index: dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]] = {}
     for a in nl.addresses():
@@ -34,13 +34,13 @@ def _addresses(nl: Netlink) -> dict[int, list[ipaddress.IPv4Interface | ipaddres
 
 
 def _nics(
-    nl: Netlink,
+    nl: Rtnetlink,
 ) -> tuple[list[Link], dict[int, list[ipaddress.IPv4Interface | ipaddress.IPv6Interface]]]:
     links = [link for link in nl.links() if link.name != "lo"]
     return sorted(links, key=lambda link: link.index), _addresses(nl)
 
 
-def gather_pod(nl: Netlink, sysctls: dict[str, str]) -> PodState:
+def gather_pod(nl: Rtnetlink, sysctls: dict[str, str]) -> PodState:
     """The pod's NICs in creation order, veth0, its main table, and `sysctls` (the current
     values of the keys the plan may change, read by the caller)."""
     links, addresses = _nics(nl)
@@ -84,7 +84,7 @@ def host_ips(
     return tuple(near + rest)
 
 
-def gather_host(nl: Netlink, pod: PodState, overlay_nic: str) -> HostState:
+def gather_host(nl: Rtnetlink, pod: PodState, overlay_nic: str) -> HostState:
     """The host side: its addresses for the pod, and the host end of the pod's overlay NIC
     (a veth whose peer index the pod's link names).
 

@@ -18,7 +18,7 @@ from spidernet.cni.errors import CNIError, Code
 from spidernet.cni.result import Result
 from spidernet.cni.skel import CallArgs, Plugin
 from spidernet.netconf.ifacer.config import IfacerConf, parse_ifacer
-from spidernet.node.access.base import Namespaces
+from spidernet.node.access.base import Reach
 from spidernet.node.access.spawn import Spawning
 from spidernet.node.netlink import NetlinkFailure
 from spidernet.node.netlink.records import Link
@@ -40,7 +40,7 @@ class Context:
     fallback; the node service passes its caller's) and how it is reached."""
 
     host_netns: str | None = None
-    access: Namespaces = field(default_factory=Spawning)
+    access: Reach = field(default_factory=Spawning)
 
 
 def _links(ctx: Context) -> list[Link]:

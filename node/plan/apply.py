@@ -6,7 +6,7 @@ a failed ADD leaves nothing behind (STYLE.md §2). `unwind` is DEL's side: it ru
 operations one after the other, counts "not found", "already there" and "namespace gone"
 as done, carries on past errors and returns them (STYLE.md §3).
 
-Where each operation acts: through a `Namespaces` (node/access/), which reaches into the
+Where each operation acts: through a `Reach` (node/access/), which reaches into the
 pod's namespace and the host's without any thread of ours entering one (STYLE.md §5):
 - netlink work goes through one client per side, opened on first use and kept for the
   whole plan;
@@ -30,9 +30,10 @@ from dataclasses import dataclass
 from typing import assert_never
 
 from spidernet.node import netns, nft
-from spidernet.node.access.base import Namespaces
+from spidernet.node.access.base import Reach
 from spidernet.node.access.spawn import Spawning
-from spidernet.node.netlink import AlreadyExists, Netlink, NetlinkFailure, NotFound
+from spidernet.node.netlink import AlreadyExists, NetlinkFailure, NotFound
+from spidernet.node.netlink.protocol import Rtnetlink
 from spidernet.node.netlink.records import (
     NUD_PERMANENT,
     RTPROT_STATIC,
@@ -139,15 +140,15 @@ class _Executor:
         self,
         target: Target,
         announce: Announcer | None,
-        clients: Mapping[Side, Netlink] | None = None,
-        access: Namespaces | None = None,
+        clients: Mapping[Side, Rtnetlink] | None = None,
+        access: Reach | None = None,
     ) -> None:
         self._target = target
         self._announce = announce
-        self._access: Namespaces = access or Spawning()
+        self._access: Reach = access or Spawning()
         # Clients the caller opened (and closes); opening one in a namespace costs a fork.
         self._given = dict(clients or {})
-        self._clients: dict[Side, Netlink] = dict(self._given)
+        self._clients: dict[Side, Rtnetlink] = dict(self._given)
 
     def close(self) -> None:
         for side, client in self._clients.items():
@@ -158,7 +159,7 @@ class _Executor:
     def _path(self, side: Side) -> str | None:
         return self._target.pod_netns if side == "pod" else self._target.host_netns
 
-    def _nl(self, side: Side) -> Netlink:
+    def _nl(self, side: Side) -> Rtnetlink:
         client = self._clients.get(side)
         if client is None:
             client = self._clients[side] = self._access.netlink(self._path(side))
@@ -280,7 +281,12 @@ class _Executor:
             if op.was_up:
                 nl.set_link(op.name, state="up")
             raise
-        nl.set_link(op.name, state="up")
+        try:
+            nl.set_link(op.name, state="up")
+        except BaseException:
+            # Enslaved but not up: the op is not done, so no undo would release it.
+            self._release(Release(op.side, op.name, op.was_up))
+            raise
 
     def _release(self, op: Release) -> None:
         nl = self._nl(op.side)
@@ -340,7 +346,7 @@ class _Executor:
         nl.delete_rule(self._rule(op))
 
     @staticmethod
-    def _table_in_use(nl: Netlink, family: int, table: int) -> bool:
+    def _table_in_use(nl: Rtnetlink, family: int, table: int) -> bool:
         return any(r.table == table and r.family == family for r in nl.routes(table))
 
     def _sysctl(self, op: SetSysctl, *, missing_ok: bool) -> None:
@@ -352,8 +358,8 @@ def apply(
     target: Target,
     *,
     announce: Announcer | None = None,
-    clients: Mapping[Side, Netlink] | None = None,
-    access: Namespaces | None = None,
+    clients: Mapping[Side, Rtnetlink] | None = None,
+    access: Reach | None = None,
 ) -> None:
     """Execute `plan` in order; on a failure undo what was done and raise ApplyFailed.
 
@@ -386,7 +392,7 @@ def unwind(
     target: Target,
     *,
     announce: Announcer | None = None,
-    access: Namespaces | None = None,
+    access: Reach | None = None,
 ) -> list[str]:
     """Run `ops` (undo operations, usually `undo_all(plan)`) in order, for DEL.
 
