@@ -78,7 +78,8 @@ def _pool_spec(pool: IPPool) -> dict[str, Any]:
     return spec
 
 
-def _coordinator_spec(coord: Coordinator) -> dict[str, Any]:
+def coordinator_spec(coord: Coordinator) -> dict[str, Any]:
+    """A SpiderCoordinator's `spec` as the API server holds it."""
     spec: dict[str, Any] = {"mode": coord.mode, "podCIDRType": coord.pod_cidr_type}
     if coord.hijack_cidr:
         spec["hijackCIDR"] = [str(n) for n in coord.hijack_cidr]
@@ -143,7 +144,7 @@ def encode(resource: Resource) -> dict[str, Any]:
             "ips": resource.ips.to_strings(resource.ip_version),
         }
     elif isinstance(resource, Coordinator):
-        doc["spec"] = _coordinator_spec(resource)
+        doc["spec"] = coordinator_spec(resource)
     else:
         doc["status"] = {
             "current": {

@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
+from spidernet.control.model.encode import coordinator_spec
 from spidernet.control.model.errors import Collector
 from spidernet.control.model.iprange import IntervalSet
 from spidernet.control.model.labels import (
@@ -22,7 +23,6 @@ from spidernet.control.model.labels import (
     labels_problems,
 )
 from spidernet.control.model.resources import (
-    COORDINATOR_MODES,
     POD_CIDR_TYPES,
     Coordinator,
     Endpoint,
@@ -33,6 +33,7 @@ from spidernet.control.model.resources import (
     Route,
     Subnet,
 )
+from spidernet.netconf.coordinator.config import spec_problems
 
 Problems = list[tuple[str, str]]
 
@@ -184,10 +185,10 @@ def reserved_problems(reserved: ReservedIP) -> Problems:
 
 
 def coordinator_problems(coord: Coordinator) -> Problems:
-    """Everything wrong with a SpiderCoordinator on its own."""
+    """Everything wrong with a SpiderCoordinator on its own. Its settings are checked by the
+    coordinator plugin's own value checks (netconf), so what the webhook admits the plugin
+    takes, and the other way round; podCIDRType is the controller's alone."""
     out = _meta(coord)
-    if coord.mode not in COORDINATOR_MODES:
-        out.append(("spec.mode", f"'{coord.mode}' is not one of {', '.join(COORDINATOR_MODES)}"))
     if coord.pod_cidr_type not in POD_CIDR_TYPES:
         out.append(
             (
@@ -195,60 +196,7 @@ def coordinator_problems(coord: Coordinator) -> Problems:
                 f"'{coord.pod_cidr_type}' is not one of {', '.join(POD_CIDR_TYPES)}",
             )
         )
-    for i, route in enumerate(coord.policy_routes):
-        if route.dst.version != route.gw.version:
-            out.append(
-                (
-                    f"spec.policyRoutes[{i}]",
-                    f"dst {route.dst} and gw {route.gw} must use the same IP family",
-                )
-            )
-    prefix = coord.pod_mac_prefix
-    if prefix:
-        if not _MAC_PREFIX_RE.fullmatch(prefix):
-            out.append(
-                (
-                    "spec.podMACPrefix",
-                    f"'{prefix}' is not a MAC prefix: write two hex bytes such as 0a:1b",
-                )
-            )
-        elif int(prefix[:2], 16) & 1:
-            out.append(
-                (
-                    "spec.podMACPrefix",
-                    f"'{prefix}' is not a unicast MAC: the lowest bit of the first byte must be 0",
-                )
-            )
-    nic = coord.pod_default_route_nic
-    if nic and not _IFNAME_RE.fullmatch(nic):
-        out.append(
-            (
-                "spec.podDefaultRouteNIC",
-                f"'{nic}' is not an interface name (1-15 characters, no '/', ':' or spaces)",
-            )
-        )
-    if not 0 < coord.host_rule_table < 2**32 or coord.host_rule_table in _RESERVED_TABLES:
-        out.append(
-            (
-                "spec.hostRuleTable",
-                f"{coord.host_rule_table} is not a usable routing "
-                "table: use 1-4294967295 except 253, 254 and 255",
-            )
-        )
-    if coord.pod_rp_filter >= 0 and coord.pod_rp_filter not in (0, 1, 2):
-        out.append(
-            (
-                "spec.podRPFilter",
-                f"{coord.pod_rp_filter} is not one of 0, 1, 2 (or a "
-                "negative number to leave rp_filter alone)",
-            )
-        )
-    if coord.tx_queue_len < 0:
-        out.append(
-            ("spec.txQueueLen", f"{coord.tx_queue_len} is negative; use 0 to leave it alone")
-        )
-    if not 0 < coord.veth_mtu <= 65535:
-        out.append(("spec.vethMTU", f"{coord.veth_mtu} is not an MTU: it must be 1-65535"))
+    out += [(f"spec.{key}", why) for key, why in spec_problems(coordinator_spec(coord))]
     return out
 
 

@@ -170,6 +170,21 @@ NAD_KEYS = frozenset({f.nad_key for f in _FIELDS} | {"logOptions", SOCKET_KEY})
 _KNOWN_KEYS = ", ".join(sorted(NAD_KEYS))
 
 
+def spec_problems(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, reason) for each setting of a SpiderCoordinator `spec` that the coordinator
+    would refuse: the very checks a NAD's keys get, so the controller's webhook and the
+    plugin never disagree on a value. Settings the spec leaves out are not checked."""
+    out: list[tuple[str, str]] = []
+    for f in _FIELDS:
+        if f.cr_key is None or spec.get(f.cr_key) in (None, ""):
+            continue
+        try:
+            f.check(spec[f.cr_key])
+        except ValueError as e:
+            out.append((f.cr_key, str(e)))
+    return out
+
+
 def _bad(key: str, reason: str, origin: str = FROM_CONFIG) -> CNIError:
     where = {
         FROM_CONFIG: "",

@@ -496,7 +496,8 @@ INVALID: list[tuple[str, Doc, str, str, str | None]] = [
         {"policyRoutes": [{"dst": "10.10.0.0/16", "gw": "fd00::1"}]},
         "spec.policyRoutes[0]",
         "same IP family",
-        "",
+        # The model names the list: the coordinator's check says "entry 0: ...".
+        "spec.policyRoutes",
     ),
     (
         "SpiderMultusConfig",

@@ -409,7 +409,7 @@ def _field(error: jsonschema.ValidationError) -> str:
         (IPPool.KIND, {"subnet": "10.6.0.0/16", "nodeName": ["Node_1"]}, "spec.nodeName[0]"),
         (Coordinator.KIND, {"mode": "bogus"}, "spec.mode"),
         (Coordinator.KIND, {"podMACPrefix": "0b:11"}, "spec.podMACPrefix"),
-        (Coordinator.KIND, {"podMACPrefix": "0a-1b"}, "spec.podMACPrefix"),
+        (Coordinator.KIND, {"podMACPrefix": "0a1b"}, "spec.podMACPrefix"),
         (Coordinator.KIND, {"podRPFilter": 3}, "spec.podRPFilter"),
         (Coordinator.KIND, {"hostRuleTable": "500"}, "spec.hostRuleTable"),
         (Coordinator.KIND, {"txQueueLen": -1}, "spec.txQueueLen"),

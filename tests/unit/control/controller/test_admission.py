@@ -368,10 +368,7 @@ def test_coordinator_rules() -> None:
     }
     got = verdict(request("CREATE", doc))
     assert (got.allowed, got.code) == (False, 422)
-    assert (
-        "SpiderCoordinator 'default': spec.podMACPrefix: '0b:00' is not a unicast MAC"
-        in got.message
-    )
+    assert "SpiderCoordinator 'default': spec.podMACPrefix: '0b:00' is not unicast" in got.message
     assert "SpiderCoordinator 'default': spec.hostRuleTable: 254" in got.message
     doc["spec"] = {"podMACPrefix": "0a:00"}
     assert verdict(request("CREATE", doc)).allowed

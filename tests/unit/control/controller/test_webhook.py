@@ -240,7 +240,7 @@ async def test_https_round_trip_keeps_the_connection_alive(tmp_path: Path) -> No
     assert doc["response"]["allowed"] is False
     assert doc["response"]["status"]["code"] == 422
     message = doc["response"]["status"]["message"]
-    assert "SpiderCoordinator 'default': spec.vethMTU: 0 is not an MTU" in message
+    assert "SpiderCoordinator 'default': spec.vethMTU: 0 is out of range 1..65535" in message
     assert any("denied CREATE SpiderCoordinator 'default'" in line for line in log)
 
 

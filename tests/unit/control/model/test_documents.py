@@ -380,9 +380,15 @@ def reserved_ips(draw: st.DrawFn) -> ReservedIP:
 
 @st.composite
 def routes_any(draw: st.DrawFn) -> Route:
+    """A policy route: any destination, a unicast gateway (the coordinator's check)."""
     version = draw(st.sampled_from([4, 6]))
     bits = 32 if version == 4 else 128
-    return Route(draw(networks(version)), address(version, draw(st.integers(0, 2**bits - 1))))
+    gw = draw(
+        st.integers(0, 2**bits - 1)
+        .map(lambda n: address(version, n))
+        .filter(lambda a: not (a.is_unspecified or a.is_multicast))
+    )
+    return Route(draw(networks(version)), gw)
 
 
 @st.composite
