@@ -34,7 +34,7 @@ from spidernet.control.store.base import (
     Unavailable,
 )
 
-from . import autopool
+from . import autopool, autopool_wants
 
 Log = Callable[[str], None]
 
@@ -55,7 +55,7 @@ class AutoPools:
     def snapshot(
         self, store: Store
     ) -> tuple[
-        list[autopool.Application],
+        list[autopool_wants.Application],
         dict[str, autopool.SubnetState],
         dict[str, autopool.PoolState],
         dict[int, IntervalSet],
@@ -63,7 +63,7 @@ class AutoPools:
         apps = []
         for kind in APP_KINDS:
             for obj in store.list(kind).items:
-                app = autopool.application_of(kind, obj.body)
+                app = autopool_wants.application_of(kind, obj.body)
                 if app is not None:
                     apps.append(app)
         subnets = {}

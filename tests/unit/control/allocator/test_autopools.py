@@ -15,7 +15,8 @@ from spidernet.control.allocator.allocate import PoolUse, allocate
 from spidernet.control.allocator.autopools import subnet_wants
 from spidernet.control.allocator.errors import AllocationError, Reason
 from spidernet.control.allocator.request import AppRef, IpamRequest, PodFacts
-from spidernet.control.controller.autopool import Application, Want, pool_document
+from spidernet.control.controller.autopool import pool_document
+from spidernet.control.controller.autopool_wants import Application, Want
 from spidernet.control.model.documents import parse
 from spidernet.control.model.iprange import IntervalSet
 from spidernet.control.model.resources import IPPool, Subnet

@@ -20,14 +20,11 @@ from spidernet.control.allocator.autopools import (
     LABEL_RECLAIM,
 )
 from spidernet.control.allocator.request import AppRef
-from spidernet.control.controller.autopool import (
+from spidernet.control.controller.autopool import Plan, PoolState, SubnetState, plan
+from spidernet.control.controller.autopool_wants import (
     Application,
-    Invalid,
-    Plan,
-    PoolState,
-    SubnetState,
+    BadAnnotation,
     application_of,
-    plan,
     pool_name,
     pool_size,
     reclaim_of,
@@ -110,7 +107,9 @@ def test_pool_size_flexible_fixed_and_default(number: str | None, replicas: int,
 @pytest.mark.parametrize("bad", ["", "-1", "two", "0", "+", "1.5", "++1"])
 def test_invalid_ip_number_names_the_annotation(bad: str) -> None:
     anno = {**SUBNET_ANNO, "ipam.spidernet.io/ippool-ip-number": bad}
-    with pytest.raises(Invalid, match=r"ipam\.spidernet\.io/ippool-ip-number.*Deployment prod/web"):
+    with pytest.raises(
+        BadAnnotation, match=r"ipam\.spidernet\.io/ippool-ip-number.*Deployment prod/web"
+    ):
         pool_size(app(anno))
     wants, problems = wants_of([app(anno)])
     assert wants == []
@@ -121,7 +120,7 @@ def test_invalid_ip_number_names_the_annotation(bad: str) -> None:
 def test_reclaim_annotation() -> None:
     assert reclaim_of(app()) is True
     assert reclaim_of(app({**SUBNET_ANNO, "ipam.spidernet.io/ippool-reclaim": "false"})) is False
-    with pytest.raises(Invalid, match="ippool-reclaim"):
+    with pytest.raises(BadAnnotation, match="ippool-reclaim"):
         reclaim_of(app({**SUBNET_ANNO, "ipam.spidernet.io/ippool-reclaim": "maybe"}))
 
 

@@ -17,7 +17,8 @@ import pytest
 from spidernet.cni.errors import Deferred
 from spidernet.cni.skel import plugin_main
 from spidernet.control.allocator.request import AppRef
-from spidernet.control.controller.autopool import Application, Want, pool_document
+from spidernet.control.controller.autopool import pool_document
+from spidernet.control.controller.autopool_wants import Application, Want
 from spidernet.control.model.documents import parse
 from spidernet.control.model.iprange import IntervalSet
 from spidernet.control.model.resources import Subnet
