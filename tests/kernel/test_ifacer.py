@@ -14,7 +14,6 @@ import pytest
 
 from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
-from spidernet.node.lab.pools import add_pool
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
@@ -22,6 +21,7 @@ from spidernet.node.lab.topology import Topology, iface, ping
 # A chain refused at the ifacer is not followed by DEL here: Debian's macvlan DEL looks its
 # master up first and fails when the ifacer never made it.
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.pools import add_pool
 
 GATEWAY = "192.0.2.1"
 SUBNET = "192.0.2.0/24"

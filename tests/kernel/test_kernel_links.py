@@ -22,10 +22,10 @@ import pytest
 from pyroute2 import IPRoute  # noqa: TID251
 
 from spidernet.node import netns
-from spidernet.node.lab.kernelvm import MODULES
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import Netlink, netlink
 from spidernet.node.netlink.records import Link
+from spidernet.testbed.kernelvm import MODULES
 
 BOND_ACTIVE_BACKUP = 1
 BOND_8023AD = 4

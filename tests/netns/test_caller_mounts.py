@@ -26,12 +26,13 @@ import pytest
 from spidernet.cni.config import parse_conflist
 from spidernet.control.model.endpoint_doc import ANNO_NETNS
 from spidernet.node import netns
-from spidernet.node.lab.harness import GATEWAY4, HOST4, World, namespace_footprint
-from spidernet.node.lab.pools import add_pool, allocated
+from spidernet.node.lab.addresses import GATEWAY4, HOST4
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.harness import World, namespace_footprint
+from spidernet.testbed.pools import add_pool, allocated
 
 START_TIMEOUT_S = 10.0
 CNI_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"

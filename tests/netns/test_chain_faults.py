@@ -17,12 +17,13 @@ import pytest
 from spidernet.cni.config import parse_conflist
 from spidernet.cni.errors import Code
 from spidernet.node import netns
-from spidernet.node.lab.harness import GATEWAY4, World
-from spidernet.node.lab.pools import allocated
-from spidernet.node.lab.pools import ippool as pool
+from spidernet.node.lab.addresses import GATEWAY4
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import allocated
+from spidernet.testbed.pools import ippool as pool
 
 
 def test_a_two_nic_pod_whose_second_pool_is_full_holds_nothing(

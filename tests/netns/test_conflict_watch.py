@@ -19,12 +19,13 @@ from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
 from spidernet.node.access.spawn import Spawning
 from spidernet.node.detect.announce import announce, gratuitous_arp
-from spidernet.node.lab.harness import GATEWAY4, World
-from spidernet.node.lab.pools import add_pool
+from spidernet.node.lab.addresses import GATEWAY4
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import add_pool
 
 ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"
 REPORT_S = 1.0  # the bound for a report

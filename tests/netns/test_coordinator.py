@@ -15,21 +15,14 @@ import pytest
 
 from spidernet.cni.config import parse_conflist, plugin_config
 from spidernet.node import netns, nft
-from spidernet.node.lab.harness import (
-    GATEWAY4,
-    GATEWAY6,
-    HOST4,
-    HOST6,
-    SERVICE_CIDR,
-    SERVICE_IP,
-    World,
-)
-from spidernet.node.lab.pools import add_pool
+from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_CIDR, SERVICE_IP
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target, find_plugin, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import Route
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import add_pool
 
 GW4, GW6 = GATEWAY4, GATEWAY6
 SERVICE_IP6 = "fd00:96::10"

@@ -21,13 +21,14 @@ from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
 from spidernet.node.diag import command
 from spidernet.node.diag.analyze import KINDS
-from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_IP, World
-from spidernet.node.lab.pools import add_pool
+from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_IP
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import AF_INET, Route
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import add_pool
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "diag.schema.json").read_text())
 ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Any
 
 from spidernet.node import netns
-from spidernet.node.lab.pools import allocated
-from spidernet.node.lab.pools import ippool as pool
 from spidernet.node.lab.runtime import Outcome, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology
+from spidernet.testbed.pools import allocated
+from spidernet.testbed.pools import ippool as pool
 
 
 def conf(svc: ServiceProcess) -> dict[str, object]:

@@ -15,13 +15,14 @@ from pathlib import Path
 from spidernet.cni.config import parse_conflist
 from spidernet.cni.errors import Code
 from spidernet.node import netns
-from spidernet.node.lab.harness import GATEWAY4, World
-from spidernet.node.lab.pools import allocated
-from spidernet.node.lab.pools import ippool as pool
+from spidernet.node.lab.addresses import GATEWAY4
 from spidernet.node.lab.runtime import Chain, Outcome, Target, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, ping
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import allocated
+from spidernet.testbed.pools import ippool as pool
 
 
 def ipam_conf(svc: ServiceProcess, **ipam: object) -> dict[str, object]:

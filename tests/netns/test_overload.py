@@ -20,11 +20,11 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from spidernet.cni.errors import Code
-from spidernet.node.lab.pools import allocated
-from spidernet.node.lab.pools import ippool as pool
 from spidernet.node.lab.runtime import Outcome, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.testbed.flood import flood as open_flood
+from spidernet.testbed.pools import allocated
+from spidernet.testbed.pools import ippool as pool
 
 FD_LIMIT = 256
 

@@ -20,9 +20,9 @@ from pathlib import Path
 from spidernet.cni.errors import Code
 from spidernet.control.client import Client
 from spidernet.control.store.schema import APPLICATION_ID
-from spidernet.node.lab.pools import allocated
-from spidernet.node.lab.pools import ippool as pool
 from spidernet.node.lab.runtime import Outcome, invoke
+from spidernet.testbed.pools import allocated
+from spidernet.testbed.pools import ippool as pool
 
 CHUNK = b"\0" * 65536
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import pytest
 
-from spidernet.node.lab.leaks import Footprint, diff, footprint
 from spidernet.node.netlink.client import netlink
 from spidernet.testbed import nodekube
+from spidernet.testbed.leaks import Footprint, diff, footprint
 from spidernet.testbed.node import RealNode, wait_for
 from spidernet.testbed.nodelane import Prepared
 from spidernet.testbed.nodespec import CLUSTER_CIDR, GATEWAY4, NODE_IP, NODE_NAME, UPLINK
