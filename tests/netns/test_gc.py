@@ -20,6 +20,7 @@ from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology
 from spidernet.testbed.pools import allocated
 from spidernet.testbed.pools import ippool as pool
+from spidernet.testbed.waiting import wait_for
 
 
 def conf(svc: ServiceProcess) -> dict[str, object]:
@@ -64,13 +65,6 @@ def gc(svc: ServiceProcess, *args: str) -> dict[str, Any]:
 
 def states(answer: dict[str, Any]) -> dict[str, str]:
     return {e["endpoint"]: e["state"] for e in answer["endpoints"]}
-
-
-def wait_for(what: str, done: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_the_gc_releases_what_a_vanished_sandbox_held_and_keeps_live_ones(

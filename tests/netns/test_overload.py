@@ -25,6 +25,7 @@ from spidernet.node.lab.service import ServiceProcess
 from spidernet.testbed.flood import flood as open_flood
 from spidernet.testbed.pools import allocated
 from spidernet.testbed.pools import ippool as pool
+from spidernet.testbed.waiting import wait_for
 
 FD_LIMIT = 256
 
@@ -61,13 +62,6 @@ def healthz(svc: ServiceProcess) -> tuple[int, str]:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-def wait_for(what: str, done: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @contextmanager

@@ -28,9 +28,10 @@ from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.node.lab.topology import iface, ping
 from spidernet.testbed.harness import namespace_footprint
 from spidernet.testbed.leaks import diff
-from spidernet.testbed.node import RealNode, run, wait_for
+from spidernet.testbed.node import RealNode, run
 from spidernet.testbed.nodelane import Prepared
 from spidernet.testbed.nodespec import GATEWAY4
+from spidernet.testbed.waiting import wait_for
 
 PODMAN_NODE_IP = "192.0.2.3"
 NETWORK = "spidernet-macvlan"
