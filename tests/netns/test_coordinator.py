@@ -21,6 +21,7 @@ from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import Route
+from spidernet.testbed.conflists import chain_conf, macvlan, spidernet_coordinator, spidernet_ipam
 from spidernet.testbed.harness import World
 from spidernet.testbed.pools import add_pool
 
@@ -63,28 +64,13 @@ def chain(
     master: str = "eth0",
     coordinator: dict[str, Any] | None = None,
 ) -> Chain:
-    conflist: dict[str, Any] = {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "plugins": [
-            {
-                "type": "macvlan",
-                "master": master,
-                "mode": "bridge",
-                "ipam": {
-                    "type": "spidernet-ipam",
-                    "ipam_unix_socket_path": str(service.socket),
-                    "default_ipv4_ippool": v4,
-                    "default_ipv6_ippool": v6,
-                },
-            },
-            {
-                "type": "spidernet-coordinator",
-                "serviceCIDR": SERVICE_CIDRS,
-                **(coordinator or {}),
-            },
-        ],
-    }
+    conflist: dict[str, Any] = chain_conf(
+        macvlan(
+            spidernet_ipam(service.socket, default_ipv4_ippool=v4, default_ipv6_ippool=v6),
+            master,
+        ),
+        spidernet_coordinator(serviceCIDR=SERVICE_CIDRS, **(coordinator or {})),
+    )
     env = {"SPIDERNET_STATE_DIR": str(state), "SPIDERNET_SOCKET": str(service.socket)}
     return Chain(
         parse_conflist(json.dumps(conflist).encode()),

@@ -18,22 +18,14 @@ from spidernet.node import netns
 from spidernet.node.lab.runtime import Outcome, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology
+from spidernet.testbed.conflists import macvlan, plugin_conf, spidernet_ipam
 from spidernet.testbed.pools import allocated
 from spidernet.testbed.pools import ippool as pool
 from spidernet.testbed.waiting import wait_for
 
 
 def conf(svc: ServiceProcess) -> dict[str, object]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "type": "macvlan",
-        "ipam": {
-            "type": "spidernet-ipam",
-            "ipam_unix_socket_path": str(svc.socket),
-            "default_ipv4_ippool": ["gc"],
-        },
-    }
+    return plugin_conf(macvlan(spidernet_ipam(svc.socket, default_ipv4_ippool=["gc"])))
 
 
 def call(

@@ -22,6 +22,7 @@ from pathlib import Path
 from spidernet.cni.errors import Code
 from spidernet.node.lab.runtime import Outcome, invoke
 from spidernet.node.lab.service import ServiceProcess
+from spidernet.testbed.conflists import macvlan, plugin_conf, spidernet_ipam
 from spidernet.testbed.flood import flood as open_flood
 from spidernet.testbed.pools import allocated
 from spidernet.testbed.pools import ippool as pool
@@ -31,16 +32,7 @@ FD_LIMIT = 256
 
 
 def conf(svc: ServiceProcess, pool_name: str) -> dict[str, object]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "type": "macvlan",
-        "ipam": {
-            "type": "spidernet-ipam",
-            "ipam_unix_socket_path": str(svc.socket),
-            "default_ipv4_ippool": [pool_name],
-        },
-    }
+    return plugin_conf(macvlan(spidernet_ipam(svc.socket, default_ipv4_ippool=[pool_name])))
 
 
 def call(exe: str, command: str, config: dict[str, object], cid: str) -> Outcome:
