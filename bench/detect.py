@@ -36,7 +36,7 @@ from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
 from spidernet.node.access.broker import Broker
 from spidernet.node.detect.probe import PROFILES, profile, resolve
-from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, HOST4, HOST6
+from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6, HOST4, HOST6
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Segment, Topology, iface

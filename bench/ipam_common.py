@@ -1,5 +1,5 @@
 """What `bench.ipam`'s parts and report share: the run's configuration, the warm-up and
-batch sizes, and (from the lab, spidernet.node.lab.pools) the SpiderIPPool helpers both
+batch sizes, and (from the lab, spidernet.testbed.pools) the SpiderIPPool helpers both
 parts apply pools with.
 """
 
@@ -8,8 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from spidernet.node.lab.pools import allocated
-from spidernet.node.lab.pools import ippool as pool_doc
+from spidernet.testbed.pools import allocated
+from spidernet.testbed.pools import ippool as pool_doc
 
 BATCH = 10  # calls of one side in a row before the next side's turn
 WARMUP = 3  # unrecorded calls of each side (and pairs of each pool) first

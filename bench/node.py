@@ -45,8 +45,9 @@ from rich.table import Table
 
 from spidernet.testbed import nodehost, nodekube, nodelane
 from spidernet.testbed.kubecluster import BuildFailed
-from spidernet.testbed.node import RealNode, running_node, wait_for
+from spidernet.testbed.node import RealNode, running_node
 from spidernet.testbed.nodespec import GATEWAY4, UPLINK
+from spidernet.testbed.waiting import wait_for
 
 from .runs import machine_facts, machine_line, sigterm_as_exit
 
@@ -367,6 +368,7 @@ def inside(cfg: Config) -> int:
                 == 0
             ),
             120,
+            0.5,
         )
         for i in range(cfg.rounds):
             for side in SIDES:

@@ -65,6 +65,7 @@ from spidernet.testbed.nodespec import (
     pki_commands,
     scheduler_argv,
 )
+from spidernet.testbed.waiting import seconds_until
 
 READY_TIMEOUT_S = 180.0
 # Below the kubelet's cgroup root, beside its kubepods: every node process (and what it forks:
@@ -168,19 +169,6 @@ def run(
             f"{done.stdout[-3000:]}\n{done.stderr[-3000:]}"
         )
     return done
-
-
-def wait_for(
-    what: str, probe: Callable[[], bool], timeout_s: float, interval_s: float = 0.5
-) -> float:
-    """Poll `probe` until it is true; returns the seconds it took, or raises TimeoutError
-    naming `what`."""
-    start = time.monotonic()
-    while not probe():
-        if time.monotonic() - start > timeout_s:
-            raise TimeoutError(f"{what}: not within {timeout_s:.0f}s")
-        time.sleep(interval_s)
-    return time.monotonic() - start
 
 
 def _say(msg: str) -> None:
@@ -376,16 +364,18 @@ def running_node(
         files.pod_logs.mkdir(parents=True, exist_ok=True)
         kubelet = start.start("kubelet", kubelet_argv(tools.kubelet, files))
         try:
-            node.timings["node-ready"] = wait_for("node Ready", _node_ready(node), READY_TIMEOUT_S)
+            node.timings["node-ready"] = seconds_until(
+                "node Ready", _node_ready(node), READY_TIMEOUT_S, 0.5
+            )
         except TimeoutError as e:
             state = "running" if kubelet.poll() is None else f"exited {kubelet.returncode}"
             raise NodeStartFailed(f"{e} (kubelet {state}):\n{_tail(files.log('kubelet'))}") from e
-        node.timings["kube-proxy"] = wait_for(
+        node.timings["kube-proxy"] = seconds_until(
             "kube-proxy healthy", _http_ok(10256, "/healthz"), READY_TIMEOUT_S, 0.2
         )
         # The controller-manager gives each namespace its `default` ServiceAccount; no pod
         # is admitted before it exists.
-        node.timings["service-accounts"] = wait_for(
+        node.timings["service-accounts"] = seconds_until(
             "the default ServiceAccount",
             lambda: node.kubectl("get", "serviceaccount", "default", check=False).returncode == 0,
             READY_TIMEOUT_S,

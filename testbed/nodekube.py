@@ -15,8 +15,9 @@ from pathlib import Path
 from typing import Any
 
 from spidernet.testbed import chart
-from spidernet.testbed.node import NodeCommandFailed, RealNode, wait_for
+from spidernet.testbed.node import NodeCommandFailed, RealNode
 from spidernet.testbed.nodespec import json_text
+from spidernet.testbed.waiting import seconds_until
 
 AGENT = ("kube-system", "spidernet-agent")
 CONTROLLER = ("kube-system", "spidernet-controller")
@@ -75,10 +76,10 @@ def install_spidernet(node: RealNode, image: str, binary: Path, timeout_s: float
 
 
 def waited(node: RealNode, what: str, probe: Callable[[], bool], timeout_s: float) -> float:
-    """wait_for, whose timeout says what the cluster looked like: every pod, and the last
+    """seconds_until, whose timeout says what the cluster looked like: every pod, and the last
     events (why a pod does not start is there)."""
     try:
-        return wait_for(what, probe, timeout_s, 1.0)
+        return seconds_until(what, probe, timeout_s, 1.0)
     except TimeoutError as e:
         raise TimeoutError(f"{e}\n{situation(node)}") from e
 

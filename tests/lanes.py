@@ -88,12 +88,12 @@ def _pytest(lane: str, path: str, *, root: bool = False) -> Outcome:
 
 
 def kernel() -> Outcome:
-    """tests/kernel inside a VM running Debian's kernel (spidernet.node.lab.kernelvm): its
+    """tests/kernel inside a VM running Debian's kernel (spidernet.testbed.kernelvm): its
     JUnit report comes back through a shared directory and is counted like any other. A VM
     that cannot boot, or that writes no report, fails the lane with the reason."""
     if os.geteuid() != 0:
         return Outcome("kernel", False, note="needs root (kernel cache, network namespaces)")
-    from spidernet.node.lab import kernelvm
+    from spidernet.testbed import kernelvm
 
     report = _report("kernel")
     start = time.monotonic()

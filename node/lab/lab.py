@@ -26,7 +26,7 @@ from spidernet.node.install import install_cni
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import RT_TABLE_MAIN
 
-from .harness import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_CIDR, SERVICE_IP
+from .addresses import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_CIDR, SERVICE_IP
 from .runtime import Chain, PluginFailed, Target
 from .service import ServiceProcess
 from .topology import Segment, Topology, iface, ping

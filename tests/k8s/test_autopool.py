@@ -30,22 +30,12 @@ from spidernet.control.model.iprange import IntervalSet
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
 from spidernet.testbed.kubeobjects import make_pod
+from spidernet.testbed.waiting import wait_for
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 WAIT_S = 30.0
 LABEL_APP_UID = "ipam.spidernet.io/owner-application-uid"
 LABEL_OWNER_SUBNET = "ipam.spidernet.io/owner-spider-subnet"
-
-
-def wait_for(what: str, check: Callable[[], object], timeout: float = WAIT_S) -> Any:
-    """The first truthy answer of `check`, polled every 0.1 s."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found = check()
-        if found:
-            return found
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture
@@ -195,7 +185,9 @@ def pool_ips(pool: dict[str, Any]) -> set[str]:
     return {str(ipaddress.ip_address(ip)) for lo, hi in ips for ip in range(lo, hi + 1)}
 
 
-def sized(custom: client.CustomObjectsApi, app_uid: str, n: int) -> Callable[[], object]:
+def sized(
+    custom: client.CustomObjectsApi, app_uid: str, n: int
+) -> Callable[[], dict[str, Any] | None]:
     """A check: the application's one auto pool, once it holds `n` addresses."""
 
     def check() -> dict[str, Any] | None:
@@ -315,7 +307,7 @@ def test_deployment_auto_pool_follows_scale_and_disappears_with_it(
     assert {gw for _, gw in got.values()} == {str(net[1])}
     status = wait_for(
         "the subnet's status",
-        lambda: (s := subnet_status(custom, sub)).get("allocatedIPCount") == 4 and s,
+        lambda: s if (s := subnet_status(custom, sub)).get("allocatedIPCount") == 4 else None,
     )
     assert set(json.loads(status["controlledIPPools"])) == {name}
 
@@ -350,7 +342,7 @@ def test_deployment_auto_pool_follows_scale_and_disappears_with_it(
     wait_for("the pool to be deleted", lambda: not auto_pools(custom, deploy_uid))
     status = wait_for(
         "the subnet's status to drop it",
-        lambda: (s := subnet_status(custom, sub)).get("allocatedIPCount") == 0 and s,
+        lambda: s if (s := subnet_status(custom, sub)).get("allocatedIPCount") == 0 else None,
     )
     assert "controlledIPPools" not in status
     log = controller.read_text()

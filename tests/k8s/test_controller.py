@@ -15,7 +15,6 @@ import random
 import signal
 import subprocess
 import sys
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -30,6 +29,7 @@ from spidernet.control.store.kube import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
 from spidernet.testbed.kubeobjects import claims, make_pod
+from spidernet.testbed.waiting import wait_for
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 WAIT_S = 30.0
@@ -59,15 +59,6 @@ class Controller:
         except subprocess.TimeoutExpired:
             self.proc.kill()
             return self.proc.wait(timeout=15)
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture

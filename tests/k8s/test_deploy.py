@@ -22,10 +22,9 @@ import random
 import ssl
 import subprocess
 import sys
-import time
 import urllib.request
 import uuid
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +41,7 @@ from spidernet.node.lab.service import scratch_service
 from spidernet.testbed.gotools import ensure_kustomize
 from spidernet.testbed.kubecluster import Cluster, free_port
 from spidernet.testbed.kubeobjects import claims, ipam_call, make_pod
+from spidernet.testbed.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
@@ -378,15 +378,6 @@ def endpoint(custom: client.CustomObjectsApi, namespace: str, pod: str) -> dict[
         raise
     assert isinstance(doc, dict)
     return doc
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 @pytest.fixture

@@ -147,7 +147,7 @@ def lines_of(stream: object) -> queue.Queue[str]:
     return out
 
 
-def wait_for(lines: queue.Queue[str], text: str, timeout: float = 30.0) -> list[str]:
+def read_until(lines: queue.Queue[str], text: str, timeout: float = 30.0) -> list[str]:
     seen: list[str] = []
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -169,12 +169,12 @@ def test_watch_prints_a_create_and_ends_quietly_on_ctrl_c(
     try:
         errors = lines_of(proc.stderr)
         out = lines_of(proc.stdout)
-        wait_for(errors, "No resources found")  # the listing is done; the watch runs
+        read_until(errors, "No resources found")  # the listing is done; the watch runs
         body = multus_config("late", "x")
         custom.create_namespaced_custom_object(
             GROUP, VERSION, namespace, "spidermultusconfigs", body
         )
-        header, row = wait_for(out, "late")
+        header, row = read_until(out, "late")
         assert header.split() == ["EVENT", "NAME", "CNI-TYPE", "COORDINATOR", "AGE"]
         assert row.split()[:4] == ["ADDED", "late", "custom", "false"]
         proc.send_signal(signal.SIGINT)

@@ -45,20 +45,12 @@ from spidernet.bench.cluster_sides import (
 from spidernet.bench.kubeapi import KubeApi, request_codes
 from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
 from spidernet.testbed.kubecluster import Cluster
+from spidernet.testbed.waiting import wait_for
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 NODES, PODS, NAMESPACES, CONCURRENCY = 10, 1000, 4, 20
 KILLED = 2  # agents SIGKILLed before their pods are deleted
 WAIT_S = 120.0
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.5)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def claims(custom: client.CustomObjectsApi, pool: str) -> dict[str, dict[str, Any]]:
@@ -239,11 +231,15 @@ def test_ten_agents_allocate_for_a_thousand_pods_and_every_address_comes_back(
             wait_for(
                 "the GC of the dead nodes' pods",
                 lambda: set(claims(custom, pool)) == live_addresses,
+                WAIT_S,
+                0.5,
             )
             record_testsuite_property("scale_gc_seconds", f"{time.perf_counter() - gc_began:.1f}")
             wait_for(
                 "allocatedIPCount of the live pods",
                 lambda: allocated_count(custom, pool) == len(live),
+                WAIT_S,
+                0.5,
             )
             # Two more full passes: nothing in use is taken.
             time.sleep(2.5)
@@ -263,7 +259,7 @@ def test_ten_agents_allocate_for_a_thousand_pods_and_every_address_comes_back(
             assert claims(custom, pool) == {}
             assert endpoints(custom, spaces) == {}
             delete_pods(api, live)
-            wait_for("allocatedIPCount 0", lambda: allocated_count(custom, pool) == 0)
+            wait_for("allocatedIPCount 0", lambda: allocated_count(custom, pool) == 0, WAIT_S, 0.5)
         finally:
             assert stop(controller) == 0
     record_testsuite_property("scale_test_seconds", f"{time.perf_counter() - began:.1f}")

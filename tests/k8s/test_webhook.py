@@ -35,6 +35,7 @@ from spidernet.control.store.kube import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster, free_port
 from spidernet.testbed.kubeobjects import claims, ipam_call, make_pod
+from spidernet.testbed.waiting import wait_for
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 WAIT_S = 30.0
@@ -72,15 +73,6 @@ class Controller:
             self.proc.kill()
             self.proc.wait(timeout=15)
             raise
-
-
-def wait_for(what: str, check: Callable[[], bool], timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if check():
-            return
-        time.sleep(0.1)
-    pytest.fail(f"timed out after {timeout:.0f}s waiting for {what}")
 
 
 def start_controller(

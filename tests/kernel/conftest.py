@@ -1,7 +1,7 @@
 """kernel lane: link kinds this machine's kernel lacks (bonding, 8021q, ipvlan, dummy).
 
 These tests run only inside the VM that `tests/lanes.py kernel` boots (Debian's own kernel
-under QEMU, see spidernet.node.lab.kernelvm): the boot script sets SPIDERNET_KERNEL_LANE=1
+under QEMU, see spidernet.testbed.kernelvm): the boot script sets SPIDERNET_KERNEL_LANE=1
 in the guest and loads the modules, and this conftest refuses to run anywhere else. Like
 the netns lane, everything happens in throw-away network namespaces; the VM itself is
 thrown away afterwards too. The fixtures are the netns lane's: `topo`, `cni_path`, and
@@ -19,9 +19,9 @@ from pathlib import Path
 import pytest
 
 from spidernet.node.install import install_cni
-from spidernet.node.lab.kernelvm import LANE_ENV
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.node.lab.topology import Topology
+from spidernet.testbed.kernelvm import LANE_ENV
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_PLUGINS = Path("/usr/lib/cni")

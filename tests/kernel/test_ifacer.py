@@ -14,7 +14,6 @@ import pytest
 
 from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
-from spidernet.node.lab.pools import add_pool
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
@@ -22,6 +21,8 @@ from spidernet.node.lab.topology import Topology, iface, ping
 # A chain refused at the ifacer is not followed by DEL here: Debian's macvlan DEL looks its
 # master up first and fails when the ifacer never made it.
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.conflists import chain_conf, macvlan, spidernet_ipam
+from spidernet.testbed.pools import add_pool
 
 GATEWAY = "192.0.2.1"
 SUBNET = "192.0.2.0/24"
@@ -73,23 +74,11 @@ def chain(
     master: str,
     pool: str = "none",
 ) -> Chain:
-    conflist = {
-        "cniVersion": "1.0.0",
-        "name": "vlan-underlay",
-        "plugins": [
-            {"type": "spidernet-ifacer", "stateDir": str(state), **ifacer},
-            {
-                "type": "macvlan",
-                "master": master,
-                "mode": "bridge",
-                "ipam": {
-                    "type": "spidernet-ipam",
-                    "ipam_unix_socket_path": str(service.socket),
-                    "default_ipv4_ippool": [pool],
-                },
-            },
-        ],
-    }
+    conflist = chain_conf(
+        {"type": "spidernet-ifacer", "stateDir": str(state), **ifacer},
+        macvlan(spidernet_ipam(service.socket, default_ipv4_ippool=[pool]), master),
+        name="vlan-underlay",
+    )
     return Chain(parse_conflist(json.dumps(conflist).encode()), cni_path, host_netns=host)
 
 

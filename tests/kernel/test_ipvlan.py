@@ -16,12 +16,13 @@ import pytest
 
 from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
-from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_IP, World
-from spidernet.node.lab.pools import add_pool
+from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_IP
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import add_pool
 
 SERVICE_CIDR = "10.96.0.0/12"
 

@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import platform
 import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
@@ -22,10 +21,11 @@ import pytest
 from pyroute2 import IPRoute  # noqa: TID251
 
 from spidernet.node import netns
-from spidernet.node.lab.kernelvm import MODULES
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import Netlink, netlink
 from spidernet.node.netlink.records import Link
+from spidernet.testbed.kernelvm import MODULES
+from spidernet.testbed.waiting import wait_for
 
 BOND_ACTIVE_BACKUP = 1
 BOND_8023AD = 4
@@ -56,15 +56,6 @@ def info_data(msg: Any) -> dict[str, Any]:
 def slave_kind(msg: Any) -> str | None:
     info = msg.get_attr("IFLA_LINKINFO")
     return info.get_attr("IFLA_INFO_SLAVE_KIND") if info is not None else None
-
-
-def wait_for(check: Any, what: str, timeout_s: float = 20.0) -> None:
-    """Poll `check()` until true (TCG is slow: bond carrier follows miimon's 100 ms)."""
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out waiting for {what}")
-        time.sleep(0.2)
 
 
 def veth_to(nl: Netlink, name: str, switch: str, peer: str) -> None:
@@ -125,7 +116,7 @@ def test_active_backup_bond_with_miimon(topo: Topology) -> None:
     data = info_data(raw(host, "bond0"))
     assert data["IFLA_BOND_MODE"] == BOND_ACTIVE_BACKUP
     assert data["IFLA_BOND_MIIMON"] == 100
-    wait_for(lambda: raw(host, "bond0").get("operstate") == "UP", "bond0 to come up")
+    wait_for("bond0 to come up", lambda: raw(host, "bond0").get("operstate") == "UP", 20, 0.2)
     slaves = {links(host)[p].index for p in ("eth1", "eth2")}
     assert info_data(raw(host, "bond0"))["IFLA_BOND_ACTIVE_SLAVE"] in slaves
 
@@ -154,7 +145,7 @@ def test_vlan_on_a_bond_carries_traffic(topo: Topology) -> None:
     vlan = got["bond0.100"]
     assert (vlan.kind, vlan.vlan_id, vlan.link) == ("vlan", 100, got["bond0"].index)
     assert info_data(raw(host, "bond0.100"))["IFLA_VLAN_PROTOCOL"] == ETH_P_8021Q
-    wait_for(lambda: raw(host, "bond0").get("operstate") == "UP", "bond0 to come up")
+    wait_for("bond0 to come up", lambda: raw(host, "bond0").get("operstate") == "UP", 20, 0.2)
     assert ping(host, "192.0.2.1", deadline_s=10)
 
 

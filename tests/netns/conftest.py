@@ -23,14 +23,10 @@ from spidernet.node.access.base import Namespaces
 from spidernet.node.access.broker import Broker
 from spidernet.node.access.spawn import Spawning
 from spidernet.node.install import install_cni
-from spidernet.node.lab.harness import (
-    GATEWAY4,
-    GATEWAY6,
-    ProcessSnapshot,
-    World,
-)
+from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.node.lab.topology import Topology, iface
+from spidernet.testbed.harness import ProcessSnapshot, World
 
 REFERENCE_PLUGINS = Path("/usr/lib/cni")
 

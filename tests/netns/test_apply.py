@@ -15,8 +15,6 @@ import pytest
 from spidernet.node import netns, nft
 from spidernet.node.access.base import Namespaces
 from spidernet.node.detect.announce import announce
-from spidernet.node.lab.harness import namespace_footprint
-from spidernet.node.lab.leaks import Footprint, diff
 from spidernet.node.lab.topology import Topology, iface
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import (
@@ -46,6 +44,8 @@ from spidernet.node.plan.ops import (
     SetTxQueueLen,
     undo_all,
 )
+from spidernet.testbed.harness import namespace_footprint
+from spidernet.testbed.leaks import Footprint, diff
 
 ip = ipaddress.ip_address
 net = ipaddress.ip_network

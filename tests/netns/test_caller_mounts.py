@@ -26,12 +26,14 @@ import pytest
 from spidernet.cni.config import parse_conflist
 from spidernet.control.model.endpoint_doc import ANNO_NETNS
 from spidernet.node import netns
-from spidernet.node.lab.harness import GATEWAY4, HOST4, World, namespace_footprint
-from spidernet.node.lab.pools import add_pool, allocated
+from spidernet.node.lab.addresses import GATEWAY4, HOST4
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.conflists import chain_conf, macvlan, spidernet_coordinator, spidernet_ipam
+from spidernet.testbed.harness import World, namespace_footprint
+from spidernet.testbed.pools import add_pool, allocated
 
 START_TIMEOUT_S = 10.0
 CNI_ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"
@@ -121,25 +123,17 @@ def chain(
     tmp_path: Path,
 ) -> Chain:
     socket = str(service.socket)
-    conflist: dict[str, Any] = {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "plugins": [
-            {
-                "type": "macvlan",
-                "master": "eth0",
-                "mode": "bridge",
-                "ipam": {
-                    "type": "spidernet-ipam",
-                    "ipam_unix_socket_path": socket,
-                    "default_ipv4_ippool": ["v4"],
-                    # probes from the pod's namespace, through the service's broker
-                    "enableGatewayDetection": True,
-                },
-            },
-            {"type": "spidernet-coordinator", "ipam_unix_socket_path": socket},
-        ],
-    }
+    conflist: dict[str, Any] = chain_conf(
+        macvlan(
+            spidernet_ipam(
+                socket,
+                default_ipv4_ippool=["v4"],
+                # probes from the pod's namespace, through the service's broker
+                enableGatewayDetection=True,
+            )
+        ),
+        spidernet_coordinator(socket),
+    )
     # The environment names no service: only the configs lead to it. A plugin that fell
     # back to working in-process would keep its state here, not in the service's.
     env = {

@@ -17,12 +17,14 @@ import pytest
 from spidernet.cni.config import parse_conflist
 from spidernet.cni.errors import Code
 from spidernet.node import netns
-from spidernet.node.lab.harness import GATEWAY4, World
-from spidernet.node.lab.pools import allocated
-from spidernet.node.lab.pools import ippool as pool
+from spidernet.node.lab.addresses import GATEWAY4
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.conflists import chain_conf, macvlan, spidernet_coordinator, spidernet_ipam
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import allocated
+from spidernet.testbed.pools import ippool as pool
 
 
 def test_a_two_nic_pod_whose_second_pool_is_full_holds_nothing(
@@ -41,23 +43,14 @@ def test_a_two_nic_pod_whose_second_pool_is_full_holds_nothing(
         "POST", "/v1/ipam/allocate", {**other, "podName": "other", "defaultIPv4IPPool": ["nic1"]}
     )
     ippools = [{"interface": "eth0", "ipv4": ["nic0"]}, {"interface": "net1", "ipv4": ["nic1"]}]
-    conflist = {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "plugins": [
-            {
-                "type": "macvlan",
-                "master": "eth0",
-                "mode": "bridge",
-                "args": {
-                    "spidernet.io": {
-                        "annotations": {"ipam.spidernet.io/ippools": json.dumps(ippools)}
-                    }
-                },
-                "ipam": {"type": "spidernet-ipam", "ipam_unix_socket_path": str(service.socket)},
-            }
-        ],
-    }
+    conflist = chain_conf(
+        macvlan(
+            spidernet_ipam(service.socket),
+            args={
+                "spidernet.io": {"annotations": {"ipam.spidernet.io/ippools": json.dumps(ippools)}}
+            },
+        )
+    )
     chain = Chain(parse_conflist(json.dumps(conflist).encode()), cni_path, host_netns=world.host)
     pod = world.pods[0]
     target = Target(
@@ -124,27 +117,10 @@ def test_the_agent_killed_during_a_coordinator_add_leaves_nothing_after_the_runt
         "/v1/resources",
         pool("kill", "192.0.2.0/24", ["192.0.2.30-192.0.2.40"], gateway=GATEWAY4),
     )
-    conflist = {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "plugins": [
-            {
-                "type": "macvlan",
-                "master": "eth0",
-                "mode": "bridge",
-                "ipam": {
-                    "type": "spidernet-ipam",
-                    "ipam_unix_socket_path": str(service.socket),
-                    "default_ipv4_ippool": ["kill"],
-                },
-            },
-            {
-                "type": "spidernet-coordinator",
-                "ipam_unix_socket_path": str(service.socket),
-                "serviceCIDR": ["10.96.0.0/12"],
-            },
-        ],
-    }
+    conflist = chain_conf(
+        macvlan(spidernet_ipam(service.socket, default_ipv4_ippool=["kill"])),
+        spidernet_coordinator(service.socket, serviceCIDR=["10.96.0.0/12"]),
+    )
     chain = Chain(parse_conflist(json.dumps(conflist).encode()), cni_path, host_netns=world.host)
     coordinator = os.path.realpath(os.path.join(cni_path[0], "spidernet-coordinator"))
     pod = world.pods[0]

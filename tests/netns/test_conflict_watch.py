@@ -19,12 +19,14 @@ from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
 from spidernet.node.access.spawn import Spawning
 from spidernet.node.detect.announce import announce, gratuitous_arp
-from spidernet.node.lab.harness import GATEWAY4, World
-from spidernet.node.lab.pools import add_pool
+from spidernet.node.lab.addresses import GATEWAY4
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.conflists import chain_conf, macvlan, spidernet_ipam
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import add_pool
 
 ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"
 REPORT_S = 1.0  # the bound for a report
@@ -78,22 +80,7 @@ def test_a_rogue_claim_is_recorded_and_the_pods_own_traffic_is_not(
     world: World, topo: Topology, cni_path: tuple[str, ...], service: ServiceProcess
 ) -> None:
     add_pool(service.client, "v4", "192.0.2.0/24", ["192.0.2.50-192.0.2.59"], gateway=GATEWAY4)
-    conflist = {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "plugins": [
-            {
-                "type": "macvlan",
-                "master": "eth0",
-                "mode": "bridge",
-                "ipam": {
-                    "type": "spidernet-ipam",
-                    "ipam_unix_socket_path": str(service.socket),
-                    "default_ipv4_ippool": ["v4"],
-                },
-            }
-        ],
-    }
+    conflist = chain_conf(macvlan(spidernet_ipam(service.socket, default_ipv4_ippool=["v4"])))
     chain = Chain(parse_conflist(json.dumps(conflist).encode()), cni_path, host_netns=world.host)
     pod = world.pods[0]
     target = Target("ctr-cw", netns.path_of(pod), "eth0", ARGS)

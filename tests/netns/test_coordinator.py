@@ -15,21 +15,15 @@ import pytest
 
 from spidernet.cni.config import parse_conflist, plugin_config
 from spidernet.node import netns, nft
-from spidernet.node.lab.harness import (
-    GATEWAY4,
-    GATEWAY6,
-    HOST4,
-    HOST6,
-    SERVICE_CIDR,
-    SERVICE_IP,
-    World,
-)
-from spidernet.node.lab.pools import add_pool
+from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_CIDR, SERVICE_IP
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target, find_plugin, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import Route
+from spidernet.testbed.conflists import chain_conf, macvlan, spidernet_coordinator, spidernet_ipam
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import add_pool
 
 GW4, GW6 = GATEWAY4, GATEWAY6
 SERVICE_IP6 = "fd00:96::10"
@@ -70,28 +64,13 @@ def chain(
     master: str = "eth0",
     coordinator: dict[str, Any] | None = None,
 ) -> Chain:
-    conflist: dict[str, Any] = {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "plugins": [
-            {
-                "type": "macvlan",
-                "master": master,
-                "mode": "bridge",
-                "ipam": {
-                    "type": "spidernet-ipam",
-                    "ipam_unix_socket_path": str(service.socket),
-                    "default_ipv4_ippool": v4,
-                    "default_ipv6_ippool": v6,
-                },
-            },
-            {
-                "type": "spidernet-coordinator",
-                "serviceCIDR": SERVICE_CIDRS,
-                **(coordinator or {}),
-            },
-        ],
-    }
+    conflist: dict[str, Any] = chain_conf(
+        macvlan(
+            spidernet_ipam(service.socket, default_ipv4_ippool=v4, default_ipv6_ippool=v6),
+            master,
+        ),
+        spidernet_coordinator(serviceCIDR=SERVICE_CIDRS, **(coordinator or {})),
+    )
     env = {"SPIDERNET_STATE_DIR": str(state), "SPIDERNET_SOCKET": str(service.socket)}
     return Chain(
         parse_conflist(json.dumps(conflist).encode()),

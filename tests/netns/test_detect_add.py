@@ -12,33 +12,20 @@ import pytest
 from spidernet.cni.config import parse_conflist
 from spidernet.cni.errors import Code
 from spidernet.node import netns
-from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, World
-from spidernet.node.lab.pools import add_pool, allocated
+from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.conflists import chain_conf, macvlan, spidernet_ipam
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import add_pool, allocated
 
 ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"
 
 
 def _chain(world: World, cni_path: tuple[str, ...], service: ServiceProcess, **ipam: Any) -> Chain:
-    conflist = {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "plugins": [
-            {
-                "type": "macvlan",
-                "master": "eth0",
-                "mode": "bridge",
-                "ipam": {
-                    "type": "spidernet-ipam",
-                    "ipam_unix_socket_path": str(service.socket),
-                    **ipam,
-                },
-            }
-        ],
-    }
+    conflist = chain_conf(macvlan(spidernet_ipam(service.socket, **ipam)))
     return Chain(parse_conflist(json.dumps(conflist).encode()), cni_path, host_netns=world.host)
 
 

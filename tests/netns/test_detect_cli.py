@@ -14,7 +14,7 @@ import pytest
 from spidernet.node import netns
 from spidernet.node.access.spawn import Spawning
 from spidernet.node.detect.announce import announce, gratuitous_arp
-from spidernet.node.lab.harness import GATEWAY4
+from spidernet.node.lab.addresses import GATEWAY4
 from spidernet.node.lab.topology import Topology, iface
 from spidernet.node.netlink.client import netlink
 

@@ -21,13 +21,15 @@ from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
 from spidernet.node.diag import command
 from spidernet.node.diag.analyze import KINDS
-from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_IP, World
-from spidernet.node.lab.pools import add_pool
+from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6, HOST4, HOST6, SERVICE_IP
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import AF_INET, Route
+from spidernet.testbed.conflists import chain_conf, macvlan, spidernet_coordinator, spidernet_ipam
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import add_pool
 
 SCHEMA = json.loads((Path(__file__).parents[2] / "docs" / "diag.schema.json").read_text())
 ARGS = "IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=p"
@@ -49,23 +51,11 @@ def _chain(
     master: str = "eth0",
     **coordinator: Any,
 ) -> Chain:
-    conflist = {
-        "cniVersion": "1.0.0",
-        "name": f"underlay-{master}",
-        "plugins": [
-            {
-                "type": "macvlan",
-                "master": master,
-                "mode": "bridge",
-                "ipam": {
-                    "type": "spidernet-ipam",
-                    "default_ipv4_ippool": pools[0],
-                    "default_ipv6_ippool": pools[1],
-                },
-            },
-            {"type": "spidernet-coordinator", "serviceCIDR": ["10.96.0.0/12"], **coordinator},
-        ],
-    }
+    conflist = chain_conf(
+        macvlan(spidernet_ipam(default_ipv4_ippool=pools[0], default_ipv6_ippool=pools[1]), master),
+        spidernet_coordinator(serviceCIDR=["10.96.0.0/12"], **coordinator),
+        name=f"underlay-{master}",
+    )
     env = {"SPIDERNET_STATE_DIR": str(state), "SPIDERNET_SOCKET": str(service.socket)}
     return Chain(
         parse_conflist(json.dumps(conflist).encode()),

@@ -15,24 +15,17 @@ from pathlib import Path
 from typing import Any
 
 from spidernet.node import netns
-from spidernet.node.lab.pools import allocated
-from spidernet.node.lab.pools import ippool as pool
 from spidernet.node.lab.runtime import Outcome, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology
+from spidernet.testbed.conflists import macvlan, plugin_conf, spidernet_ipam
+from spidernet.testbed.pools import allocated
+from spidernet.testbed.pools import ippool as pool
+from spidernet.testbed.waiting import wait_for
 
 
 def conf(svc: ServiceProcess) -> dict[str, object]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "type": "macvlan",
-        "ipam": {
-            "type": "spidernet-ipam",
-            "ipam_unix_socket_path": str(svc.socket),
-            "default_ipv4_ippool": ["gc"],
-        },
-    }
+    return plugin_conf(macvlan(spidernet_ipam(svc.socket, default_ipv4_ippool=["gc"])))
 
 
 def call(
@@ -64,13 +57,6 @@ def gc(svc: ServiceProcess, *args: str) -> dict[str, Any]:
 
 def states(answer: dict[str, Any]) -> dict[str, str]:
     return {e["endpoint"]: e["state"] for e in answer["endpoints"]}
-
-
-def wait_for(what: str, done: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.1)
 
 
 def test_the_gc_releases_what_a_vanished_sandbox_held_and_keeps_live_ones(

@@ -13,11 +13,12 @@ import pytest
 
 from spidernet.cni.config import parse_conflist
 from spidernet.node import netns
-from spidernet.node.lab.harness import GATEWAY4, GATEWAY6, SUBNET4, ProcessSnapshot, World
+from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6, SUBNET4
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.topology import iface, ping
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import AF_INET, Rule
+from spidernet.testbed.harness import ProcessSnapshot, World
 
 
 def test_a_pod_on_the_segment_reaches_the_gateway(world: World) -> None:

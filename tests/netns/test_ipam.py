@@ -15,22 +15,19 @@ from pathlib import Path
 from spidernet.cni.config import parse_conflist
 from spidernet.cni.errors import Code
 from spidernet.node import netns
-from spidernet.node.lab.harness import GATEWAY4, World
-from spidernet.node.lab.pools import allocated
-from spidernet.node.lab.pools import ippool as pool
+from spidernet.node.lab.addresses import GATEWAY4
 from spidernet.node.lab.runtime import Chain, Outcome, Target, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, ping
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.conflists import chain_conf, macvlan, plugin_conf, spidernet_ipam
+from spidernet.testbed.harness import World
+from spidernet.testbed.pools import allocated
+from spidernet.testbed.pools import ippool as pool
 
 
 def ipam_conf(svc: ServiceProcess, **ipam: object) -> dict[str, object]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "type": "macvlan",
-        "ipam": {"type": "spidernet-ipam", "ipam_unix_socket_path": str(svc.socket), **ipam},
-    }
+    return plugin_conf(macvlan(spidernet_ipam(svc.socket, **ipam)))
 
 
 def test_fifty_macvlan_pods_get_distinct_addresses_and_give_them_back(
@@ -48,22 +45,9 @@ def test_fifty_macvlan_pods_get_distinct_addresses_and_give_them_back(
             routes=[{"dst": "198.51.100.0/24", "gw": "192.0.2.254"}],
         ),
     )
-    conflist = {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "plugins": [
-            {
-                "type": "macvlan",
-                "master": "eth0",
-                "mode": "bridge",
-                "ipam": {
-                    "type": "spidernet-ipam",
-                    "ipam_unix_socket_path": str(service.socket),
-                    "default_ipv4_ippool": ["underlay-v4"],
-                },
-            }
-        ],
-    }
+    conflist = chain_conf(
+        macvlan(spidernet_ipam(service.socket, default_ipv4_ippool=["underlay-v4"]))
+    )
     chain = Chain(parse_conflist(json.dumps(conflist).encode()), cni_path, host_netns=world.host)
     pods = [topo.namespace(f"p{i}") for i in range(50)]
     targets = [
@@ -110,12 +94,7 @@ def test_fifty_macvlan_pods_get_distinct_addresses_and_give_them_back(
 
 def test_without_a_service_the_plugin_says_try_again_later(cni_path: tuple[str, ...]) -> None:
     exe = str(Path(cni_path[0], "spidernet-ipam"))
-    conf = {
-        "cniVersion": "1.0.0",
-        "name": "n",
-        "type": "macvlan",
-        "ipam": {"type": "spidernet-ipam", "ipam_unix_socket_path": "/run/none/s.sock"},
-    }
+    conf = plugin_conf(macvlan(spidernet_ipam("/run/none/s.sock")))
     out = invoke(exe, "ADD", conf, container_id="c", netns_path="/run/netns/x", ifname="eth0")
     assert out.error is not None
     assert out.error.code == Code.TRY_AGAIN_LATER

@@ -20,26 +20,19 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from spidernet.cni.errors import Code
-from spidernet.node.lab.pools import allocated
-from spidernet.node.lab.pools import ippool as pool
 from spidernet.node.lab.runtime import Outcome, invoke
 from spidernet.node.lab.service import ServiceProcess
+from spidernet.testbed.conflists import macvlan, plugin_conf, spidernet_ipam
 from spidernet.testbed.flood import flood as open_flood
+from spidernet.testbed.pools import allocated
+from spidernet.testbed.pools import ippool as pool
+from spidernet.testbed.waiting import wait_for
 
 FD_LIMIT = 256
 
 
 def conf(svc: ServiceProcess, pool_name: str) -> dict[str, object]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "type": "macvlan",
-        "ipam": {
-            "type": "spidernet-ipam",
-            "ipam_unix_socket_path": str(svc.socket),
-            "default_ipv4_ippool": [pool_name],
-        },
-    }
+    return plugin_conf(macvlan(spidernet_ipam(svc.socket, default_ipv4_ippool=[pool_name])))
 
 
 def call(exe: str, command: str, config: dict[str, object], cid: str) -> Outcome:
@@ -61,13 +54,6 @@ def healthz(svc: ServiceProcess) -> tuple[int, str]:
             return r.status, r.read().decode()
     except urllib.error.HTTPError as e:
         return e.code, e.read().decode()
-
-
-def wait_for(what: str, done: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = time.monotonic() + timeout
-    while not done():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.05)
 
 
 @contextmanager

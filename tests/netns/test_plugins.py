@@ -19,10 +19,11 @@ from spidernet.cni import version
 from spidernet.cni.config import Attachment, parse_conflist
 from spidernet.cni.errors import Code
 from spidernet.node import netns
-from spidernet.node.lab.harness import GATEWAY4, SUBNET4, World
+from spidernet.node.lab.addresses import GATEWAY4, SUBNET4
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target, invoke
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.harness import World
 
 PLUGIN = "spidernet-ifacer"
 

@@ -14,7 +14,7 @@ import pytest
 from spidernet.node import netns
 from spidernet.node.access.base import Namespaces
 from spidernet.node.detect.probe import DEFAULT_TIMING, Answer, ProbeError, Timing, resolve
-from spidernet.node.lab.harness import GATEWAY4, GATEWAY6
+from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6
 from spidernet.node.lab.topology import Segment, Topology, iface
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import IPAddress

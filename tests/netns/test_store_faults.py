@@ -20,24 +20,16 @@ from pathlib import Path
 from spidernet.cni.errors import Code
 from spidernet.control.client import Client
 from spidernet.control.store.schema import APPLICATION_ID
-from spidernet.node.lab.pools import allocated
-from spidernet.node.lab.pools import ippool as pool
 from spidernet.node.lab.runtime import Outcome, invoke
+from spidernet.testbed.conflists import macvlan, plugin_conf, spidernet_ipam
+from spidernet.testbed.pools import allocated
+from spidernet.testbed.pools import ippool as pool
 
 CHUNK = b"\0" * 65536
 
 
 def add(exe: str, sock: Path, cid: str) -> Outcome:
-    conf = {
-        "cniVersion": "1.0.0",
-        "name": "underlay",
-        "type": "macvlan",
-        "ipam": {
-            "type": "spidernet-ipam",
-            "ipam_unix_socket_path": str(sock),
-            "default_ipv4_ippool": ["disk"],
-        },
-    }
+    conf = plugin_conf(macvlan(spidernet_ipam(sock, default_ipv4_ippool=["disk"])))
     return invoke(
         exe, "ADD", conf, container_id=cid, netns_path="/run/netns/none", ifname="eth0", timeout=60
     )

@@ -24,13 +24,14 @@ from pathlib import Path
 import pytest
 
 from spidernet.node import netns
-from spidernet.node.lab.harness import namespace_footprint
-from spidernet.node.lab.leaks import diff
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.node.lab.topology import iface, ping
-from spidernet.testbed.node import RealNode, run, wait_for
+from spidernet.testbed.harness import namespace_footprint
+from spidernet.testbed.leaks import diff
+from spidernet.testbed.node import RealNode, run
 from spidernet.testbed.nodelane import Prepared
 from spidernet.testbed.nodespec import GATEWAY4
+from spidernet.testbed.waiting import wait_for
 
 PODMAN_NODE_IP = "192.0.2.3"
 NETWORK = "spidernet-macvlan"

@@ -18,9 +18,10 @@ from collections.abc import Iterator
 import pytest
 
 from spidernet.testbed import nodekube
-from spidernet.testbed.node import RealNode, wait_for
+from spidernet.testbed.node import RealNode
 from spidernet.testbed.nodelane import Prepared
 from spidernet.testbed.nodespec import GATEWAY4, KUBERNETES_SERVICE_IP, SERVICE_CIDR, UPLINK
+from spidernet.testbed.waiting import wait_for
 
 NS = "underlay-only"
 NETWORK = "plain-underlay"
@@ -60,7 +61,7 @@ def lone(spidernet: RealNode, lane: Prepared) -> Iterator[RealNode]:
         args = ("get", "network-attachment-definitions", "-n", NS, NETWORK, "-o", "name")
         return node.kubectl(*args, check=False).returncode == 0
 
-    wait_for("the NAD of the SpiderMultusConfig", nad, WAIT_S)
+    wait_for("the NAD of the SpiderMultusConfig", nad, WAIT_S, 0.5)
     pod = {
         "apiVersion": "v1",
         "kind": "Pod",
@@ -98,7 +99,9 @@ def test_the_controller_found_the_service_cidr_and_no_nad_names_it(lone: RealNod
         )
         return found
 
-    wait_for("the coordinator's serviceCIDR", lambda: bool(status().get("serviceCIDR")), WAIT_S)
+    wait_for(
+        "the coordinator's serviceCIDR", lambda: bool(status().get("serviceCIDR")), WAIT_S, 0.5
+    )
     assert status()["serviceCIDR"] == [SERVICE_CIDR]
     nad = nodekube.get(lone, "network-attachment-definitions", "-n", NS, NETWORK)
     text = nad["spec"]["config"]

@@ -17,12 +17,13 @@ from typing import Any
 
 import pytest
 
-from spidernet.node.lab.leaks import Footprint, diff, footprint
 from spidernet.node.netlink.client import netlink
 from spidernet.testbed import nodekube
-from spidernet.testbed.node import RealNode, wait_for
+from spidernet.testbed.leaks import Footprint, diff, footprint
+from spidernet.testbed.node import RealNode
 from spidernet.testbed.nodelane import Prepared
 from spidernet.testbed.nodespec import CLUSTER_CIDR, GATEWAY4, NODE_IP, NODE_NAME, UPLINK
+from spidernet.testbed.waiting import wait_for
 
 NS = "workloads"
 NETWORK = "underlay"
@@ -111,7 +112,7 @@ def workloads(spidernet: RealNode, lane: Prepared, baseline: Footprint) -> Itera
     node = spidernet
     node.kubectl("create", "namespace", NS)
     nodekube.apply(node, network_docs())
-    wait_for("the NAD of the SpiderMultusConfig", lambda: _nad(node) is not None, WAIT_S)
+    wait_for("the NAD of the SpiderMultusConfig", lambda: _nad(node) is not None, WAIT_S, 0.5)
     image = lane.workload_image
     auto = {
         "ipam.spidernet.io/subnet": json.dumps({"ipv4": [SUBNET]}),
@@ -226,13 +227,13 @@ def test_the_auto_pool_follows_the_deployment_scale(workloads: RealNode) -> None
         )
         return sum(_count(p["spec"]["ips"]) for p in pools) if len(pools) == 1 else -1
 
-    wait_for("the auto pool sized for 2 replicas (+1)", lambda: pool_size() == 3, WAIT_S)
+    wait_for("the auto pool sized for 2 replicas (+1)", lambda: pool_size() == 3, WAIT_S, 0.5)
     workloads.kubectl("scale", "deployment", "-n", NS, "auto", "--replicas=4")
     nodekube.wait_pods(workloads, NS, "app=auto", 4, WAIT_S)
-    wait_for("the auto pool sized for 4 replicas (+1)", lambda: pool_size() == 5, WAIT_S)
+    wait_for("the auto pool sized for 4 replicas (+1)", lambda: pool_size() == 5, WAIT_S, 0.5)
     workloads.kubectl("scale", "deployment", "-n", NS, "auto", "--replicas=1")
     nodekube.wait_pods(workloads, NS, "app=auto", 1, WAIT_S)
-    wait_for("the auto pool shrunk to 1 replica (+1)", lambda: pool_size() == 2, WAIT_S)
+    wait_for("the auto pool shrunk to 1 replica (+1)", lambda: pool_size() == 2, WAIT_S, 0.5)
 
 
 def _count(ranges: list[str]) -> int:

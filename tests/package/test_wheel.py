@@ -62,6 +62,18 @@ def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
     # The lanes' infrastructure and the benchmarks stay in the checkout.
     for outside in ("tests", "testbed", "bench"):
         assert not any(n.startswith(f"spidernet/{outside}/") for n in names), outside
+    # node/lab ships only what `spidernet lab` runs on; the lanes' pieces live in testbed/.
+    lab = {
+        n.removeprefix("spidernet/node/lab/") for n in names if n.startswith("spidernet/node/lab/")
+    }
+    assert lab == {
+        "__init__.py",
+        "addresses.py",
+        "lab.py",
+        "runtime.py",
+        "service.py",
+        "topology.py",
+    }
 
     venv = tmp_path / "venv"
     run(["/usr/bin/python3", "-m", "venv", str(venv)])  # no system site packages: clean

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ipaddress
 
-from spidernet.node.lab.leaks import diff, footprint
 from spidernet.node.netlink.records import (
     AF_INET,
     RT_TABLE_LOCAL,
@@ -16,6 +15,7 @@ from spidernet.node.netlink.records import (
     Rule,
     State,
 )
+from spidernet.testbed.leaks import diff, footprint
 
 LO = Link(1, "lo", "", "00:00:00:00:00:00", 65536, True)
 ETH = Link(2, "eth0", "veth", "02:00:00:00:00:01", 1500, True)

@@ -490,8 +490,8 @@ def run_lane(project: Path, junit: Path, spec: VmSpec | None = None, tests: str 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m spidernet.node.lab.kernelvm`: fetch the kernel, or run the lane."""
-    parser = argparse.ArgumentParser(prog="python -m spidernet.node.lab.kernelvm")
+    """`python -m spidernet.testbed.kernelvm`: fetch the kernel, or run the lane."""
+    parser = argparse.ArgumentParser(prog="python -m spidernet.testbed.kernelvm")
     parser.add_argument("--fetch-only", action="store_true", help="only fetch and unpack")
     parser.add_argument("--project", type=Path, default=Path.cwd())
     parser.add_argument("--junit", type=Path, help="default: <project>/.build/junit-kernel.xml")

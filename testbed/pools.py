@@ -1,4 +1,4 @@
-"""SpiderIPPool documents and counts for the lab, the netns tests and the benchmarks."""
+"""SpiderIPPool documents and counts for the netns and kernel tests and the benchmarks."""
 
 from __future__ import annotations
 

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from spidernet.node.lab import kernelvm
-from spidernet.node.lab.kernelvm import (
+from spidernet.testbed import kernelvm
+from spidernet.testbed.kernelvm import (
     GuestRun,
     Kernel,
     KernelVmError,

@@ -1,4 +1,4 @@
-"""Checks that a test or a lab run left nothing behind, outside and inside its namespaces.
+"""Checks that a test left nothing behind, outside and inside its namespaces.
 
 `ProcessSnapshot` covers what lies outside the namespaces a run made: this machine's own
 namespace (read only), the set of named namespaces, child processes and open sockets and
@@ -12,22 +12,9 @@ import os
 from dataclasses import dataclass, field
 
 from spidernet.node import netns
-from spidernet.node.lab.leaks import Footprint, diff, footprint
 from spidernet.node.lab.topology import Segment, Topology
 from spidernet.node.netlink.client import netlink
-
-# Documentation prefixes (RFC 5737, RFC 3849): never routed anywhere, and only ever
-# configured inside namespaces a run made itself.
-SUBNET4 = "192.0.2.0/24"
-GATEWAY4 = "192.0.2.1"
-GATEWAY6 = "2001:db8:1::1"
-# The "host" namespace's own addresses on the underlay (macvlan pods reach them through the
-# coordinator's veth0, never through the macvlan master), and a "service" address on its lo
-# inside the service CIDR.
-HOST4 = "192.0.2.2"
-HOST6 = "2001:db8:1::2"
-SERVICE_CIDR = "10.96.0.0/12"
-SERVICE_IP = "10.96.0.10"
+from spidernet.testbed.leaks import Footprint, diff, footprint
 
 
 def _children() -> set[int]:
