@@ -10,6 +10,7 @@ from typing import TYPE_CHECKING, Any
 
 from spidernet import __version__
 from spidernet.control import cluster_cli
+from spidernet.control.options import KUBECONFIG_HELP, add_socket, metrics_address
 
 if TYPE_CHECKING:
     import ssl
@@ -44,24 +45,14 @@ def _install_cni(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _metrics_address(text: str) -> tuple[str, int] | None:
-    """--metrics-address: (host, port), or None for 'off'; ValueError when malformed."""
-    if text == "off":
-        return None
-    host, _, port = text.rpartition(":")
-    if not host or not port.isdigit() or int(port) > 65535:
-        raise ValueError("--metrics-address must be HOST:PORT or 'off'")
-    return host, int(port)
-
-
 def _serve(args: argparse.Namespace) -> int:
     import os
 
     import trio
 
     from spidernet.cni.forward import TIMEOUT_S as FORWARD_TIMEOUT_S
+    from spidernet.control import logs
     from spidernet.control.client import socket_path, state_dir
-    from spidernet.node.agent import logs
     from spidernet.node.agent.conflicts import parse_link
     from spidernet.node.agent.detection import Settings
     from spidernet.node.agent.serve import ServeConfig, ServiceError, serve
@@ -72,7 +63,7 @@ def _serve(args: argparse.Namespace) -> int:
         print(f"spidernet: --watch-link: {bad}", file=sys.stderr)
         return EXIT_USAGE
     try:
-        metrics = _metrics_address(args.metrics_address)
+        metrics = metrics_address(args.metrics_address)
     except ValueError as bad:
         print(f"spidernet: {bad}", file=sys.stderr)
         return EXIT_USAGE
@@ -350,13 +341,13 @@ def _controller(args: argparse.Namespace) -> int:
     try:
         if args.gc_interval <= 0 or args.lease_duration <= 0:
             raise ValueError("--gc-interval and --lease-duration must be positive")
-        _metrics_address(args.metrics_address)  # refused here; _controller_serve uses it
+        metrics_address(args.metrics_address)  # refused here; _controller_serve uses it
         hook_address = hook.check()
         hook_context = hook.file_context() if hook_address is not None else None
     except ValueError as e:
         print(f"spidernet: {e}", file=sys.stderr)
         return EXIT_USAGE
-    from spidernet.node.agent import logs
+    from spidernet.control import logs
 
     # Every reclaim with its reason, every webhook refusal with its field (info).
     logs.configure(args.log_level, args.log_format)
@@ -422,7 +413,7 @@ def _controller_serve(
     from spidernet.control.controller.webhook import WebhookError
     from spidernet.control.store.base import StoreError
 
-    metrics_at = _metrics_address(args.metrics_address)
+    metrics_at = metrics_address(args.metrics_address)
     identity = args.identity or f"{socket.gethostname()}-{os.getpid()}"
     elector = Elector(
         store, args.lease_namespace, args.lease_name, identity, duration_s=args.lease_duration
@@ -537,13 +528,6 @@ def _webhook(
     return server
 
 
-def _add_socket(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
-        "--socket",
-        help="service socket (default: $SPIDERNET_SOCKET or /run/spidernet/spidernet.sock)",
-    )
-
-
 GET_KINDS = (
     "sp (pools, spiderippools), ss (subnets), sr (reservedips), se (endpoints), "
     "scc (coordinators), smc (multusconfigs)"
@@ -601,8 +585,8 @@ def _get_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> No
         action="store_true",
         help="with --watch: an EVENT column (ADDED, MODIFIED, DELETED)",
     )
-    _add_socket(get)
-    get.add_argument("--kubeconfig", help=cluster_cli.KUBECONFIG_HELP + "; reads the API server")
+    add_socket(get)
+    get.add_argument("--kubeconfig", help=KUBECONFIG_HELP + "; reads the API server")
     get.add_argument(
         "--cluster",
         action="store_true",
@@ -619,7 +603,7 @@ def _gc_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> Non
         "less than the grace, orphan, kept), then what it released. The sandbox counts as gone "
         "when no process, mount or descriptor on the host holds its network namespace.",
     )
-    _add_socket(gc)
+    add_socket(gc)
     gc.add_argument("--now", action="store_true", help="run a pass first, releasing orphans")
     gc.add_argument(
         "--grace",
@@ -656,7 +640,7 @@ def _migrate_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -
         "or a record cannot be read (listed; the rest is still adopted). "
         "docs/migrate-from-spiderpool.md.",
     )
-    mig.add_argument("--kubeconfig", help=cluster_cli.KUBECONFIG_HELP)
+    mig.add_argument("--kubeconfig", help=KUBECONFIG_HELP)
     mig.add_argument(
         "--dry-run", action="store_true", help="print what would be adopted; change nothing"
     )
@@ -681,7 +665,7 @@ def _controller_command(sub: argparse._SubParsersAction[argparse.ArgumentParser]
         "grace or on a node that is gone (StatefulSet pods are kept while wanted), and keep "
         "each SpiderIPPool's allocatedIPCount current. Only the holder of the Lease acts.",
     )
-    ctl.add_argument("--kubeconfig", help=cluster_cli.KUBECONFIG_HELP)
+    ctl.add_argument("--kubeconfig", help=KUBECONFIG_HELP)
     ctl.add_argument(
         "--gc-interval", type=float, default=30.0, help="seconds between full scans (30)"
     )
@@ -773,7 +757,7 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
         description="Serve IPAM and resources on a unix socket; state in a SQLite file, or "
         "with --kube in the Kubernetes API server.",
     )
-    _add_socket(serve)
+    add_socket(serve)
     serve.add_argument(
         "--state-dir", help="state directory (default: $SPIDERNET_STATE_DIR or /var/lib/spidernet)"
     )
@@ -871,7 +855,7 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     serve.set_defaults(func=_serve)
 
     apply = sub.add_parser("apply", help="create or update resources from a YAML/JSON file")
-    _add_socket(apply)
+    add_socket(apply)
     apply.add_argument(
         "-f", "--filename", required=True, help="file with one or more documents, or -"
     )
@@ -883,7 +867,7 @@ def _resource_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser])
     delete = sub.add_parser(
         "delete", help="delete a resource", description=f"KIND is one of {kinds}."
     )
-    _add_socket(delete)
+    add_socket(delete)
     delete.add_argument("kind", metavar="KIND", help=f"the resource type: {GET_KINDS}")
     delete.add_argument("name", metavar="NAME", help="its name (NAMESPACE/NAME also works)")
     delete.add_argument("-n", "--namespace", help="its namespace, for namespaced kinds")
@@ -951,7 +935,7 @@ def _node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         "kernel (default: $SPIDERNET_STATE_DIR, else the service's own, else "
         "/var/lib/spidernet)",
     )
-    _add_socket(diag)
+    add_socket(diag)
     diag.set_defaults(func=_diag)
 
     detect = sub.add_parser(
@@ -999,7 +983,7 @@ def _node_commands(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> 
         help="eBPF tc program, packet socket (scapy), or eBPF where it can run (auto)",
     )
     watch.add_argument("--duration", type=float, help="stop after this many seconds")
-    _add_socket(watch)
+    add_socket(watch)
     watch.set_defaults(func=_detect_watch)
 
     ifacer = sub.add_parser(
