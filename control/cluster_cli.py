@@ -9,9 +9,10 @@ import json
 import sys
 from typing import Any
 
+from spidernet.control.options import KUBECONFIG_HELP
+
 EXIT_FAILURE = 1
 EXIT_USAGE = 2
-KUBECONFIG_HELP = "the kubeconfig (default: $KUBECONFIG, else in-cluster)"
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -23,6 +23,7 @@ import functools
 import logging
 import os
 import socket
+from collections.abc import Awaitable, Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -255,34 +256,8 @@ async def serve(
             await trio.to_thread.run_sync(broker.ping)
         except (BrokerError, OSError) as e:
             raise ServiceError(f"failed to start the namespace broker: {e}") from e
-        core = IpamCore(
-            store,
-            node=config.node,
-            detector=Detector(broker, config.detection),
-            parallel_sync=config.kube,
-            auto_pool_wait=AutoPoolWait(
-                config.kube, config.auto_pool_retries, config.auto_pool_interval_s
-            ),
-        )
-        if config.kube:
-            from spidernet.control.store.kube import KubeStore
-
-            if isinstance(store, KubeStore):
-                # Failed ADDs as Events on their pods, posted by a thread of their own.
-                pod_events = PodEvents(store.post_event, core.node)
-                stack.callback(pod_events.close)
-                core.events = pod_events.allocation_failed
-        app = App(
-            store,
-            core,
-            allowed_uids=default_uids(),
-            state_dir=config.state_dir,
-            access=broker,
-            max_pending=config.max_pending,
-            collector=None
-            if config.kube
-            else orphans.Collector(grace_s=config.gc_grace_s, interval_s=config.gc_interval_s),
-        )
+        core = _ipam_core(config, store, broker, stack)
+        app = _app(config, store, core, broker)
         try:
             await trio.to_thread.run_sync(core.view.sync)
         except StoreError as e:
@@ -291,32 +266,9 @@ async def serve(
         listeners = await _open_listeners(config, app, core)
         metrics_port = listeners[1][0].socket.getsockname()[1] if len(listeners) > 1 else None
         try:
-            async with trio.open_nursery() as conns:
-                async with trio.open_nursery() as accepting:
-                    # One count for both listeners: they share the process's descriptors.
-                    connections = Connections()
-                    for listener, handler in listeners:
-                        accepting.start_soon(
-                            functools.partial(
-                                serve_listener,
-                                listener,
-                                handler,
-                                conns,
-                                connections=connections,
-                                read_timeout_s=READ_TIMEOUT_S,
-                            )
-                        )
-                    if watch.active:
-                        accepting.start_soon(_poll_conflicts, watch)
-                    if app.collector is not None and config.gc_interval_s > 0:
-                        accepting.start_soon(_collect_orphans, core, app.collector, app.limiter)
-                    task_status.started(Ready(config.socket, metrics_port))
-                    await stop.wait()
-                    for listener, _ in listeners:
-                        await listener.aclose()
-                    accepting.cancel_scope.cancel()  # the conflict poller, too
-                # Requests in flight finish; stragglers are cancelled after DRAIN_S.
-                conns.cancel_scope.deadline = trio.current_time() + DRAIN_S
+            background = _background(config, app, core, watch)
+            ready = Ready(config.socket, metrics_port)
+            await _accept(listeners, background, stop, ready, task_status)
         finally:
             config.socket.unlink(missing_ok=True)
     finally:
@@ -324,3 +276,89 @@ async def serve(
             await trio.to_thread.run_sync(stack.close)
             await trio.to_thread.run_sync(broker.close)
         store.close()
+
+
+def _ipam_core(config: ServeConfig, store: Store, broker: Broker, stack: ExitStack) -> IpamCore:
+    """The IPAM core on `store`; in Kubernetes mode its failed ADDs become Events on their
+    pods, posted by a thread that `stack` closes."""
+    core = IpamCore(
+        store,
+        node=config.node,
+        detector=Detector(broker, config.detection),
+        parallel_sync=config.kube,
+        auto_pool_wait=AutoPoolWait(
+            config.kube, config.auto_pool_retries, config.auto_pool_interval_s
+        ),
+    )
+    if config.kube:
+        from spidernet.control.store.kube import KubeStore
+
+        if isinstance(store, KubeStore):
+            # Failed ADDs as Events on their pods, posted by a thread of their own.
+            pod_events = PodEvents(store.post_event, core.node)
+            stack.callback(pod_events.close)
+            core.events = pod_events.allocation_failed
+    return core
+
+
+def _app(config: ServeConfig, store: Store, core: IpamCore, broker: Broker) -> App:
+    """The routes; the embedded store's orphan collector with them (the controller collects
+    in Kubernetes mode)."""
+    return App(
+        store,
+        core,
+        allowed_uids=default_uids(),
+        state_dir=config.state_dir,
+        access=broker,
+        max_pending=config.max_pending,
+        collector=None
+        if config.kube
+        else orphans.Collector(grace_s=config.gc_grace_s, interval_s=config.gc_interval_s),
+    )
+
+
+def _background(
+    config: ServeConfig, app: App, core: IpamCore, watch: ConflictWatch
+) -> list[Callable[[], Awaitable[None]]]:
+    """The tasks that run beside the accept loops: the conflict poller, the orphan GC."""
+    tasks: list[Callable[[], Awaitable[None]]] = []
+    if watch.active:
+        tasks.append(functools.partial(_poll_conflicts, watch))
+    if app.collector is not None and config.gc_interval_s > 0:
+        tasks.append(functools.partial(_collect_orphans, core, app.collector, app.limiter))
+    return tasks
+
+
+async def _accept(
+    listeners: list[tuple[trio.SocketListener, Handler]],
+    background: list[Callable[[], Awaitable[None]]],
+    stop: trio.Event,
+    ready: Ready,
+    task_status: trio.TaskStatus[Ready],
+) -> None:
+    """Accept on every listener (and run `background`) until `stop`; then close the
+    listeners and let the requests in flight finish for up to DRAIN_S."""
+    async with trio.open_nursery() as conns:
+        async with trio.open_nursery() as accepting:
+            # One count for both listeners: they share the process's descriptors.
+            connections = Connections()
+            for listener, handler in listeners:
+                accepting.start_soon(
+                    functools.partial(
+                        serve_listener,
+                        listener,
+                        handler,
+                        conns,
+                        connections=connections,
+                        read_timeout_s=READ_TIMEOUT_S,
+                    )
+                )
+            for task in background:
+                accepting.start_soon(task)
+            task_status.started(ready)
+            await stop.wait()
+            for listener, _ in listeners:
+                await listener.aclose()
+            accepting.cancel_scope.cancel()  # the conflict poller, too
+        # Requests in flight finish; stragglers are cancelled after DRAIN_S.
+        conns.cancel_scope.deadline = trio.current_time() + DRAIN_S

@@ -205,6 +205,11 @@ def _leg(leg: Mapping[str, Any] | None) -> str:
 
 def tables(doc: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
     """(title, columns, rows) for each table the report prints, from its JSON document."""
+    return _kernel_tables(doc) + _check_tables(doc)
+
+
+def _kernel_tables(doc: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """What the kernel holds on each side: interfaces, rules, routes, neighbours, sysctls."""
     out: list[tuple[str, list[str], list[list[str]]]] = []
     sides = [("pod", doc["pod"])] + ([("host", doc["host"])] if doc["host"] else [])
     out.append(
@@ -266,6 +271,13 @@ def tables(doc: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]
             [[s, k, v] for s, d in sides for k, v in d["sysctls"].items()],
         )
     )
+    return out
+
+
+def _check_tables(doc: Mapping[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """What diag compared and asked: the IPAM record, the paths, the host's routes to the
+    pod, the probes."""
+    out: list[tuple[str, list[str], list[list[str]]]] = []
     if doc["ipam"] is not None:
         actual = {i["name"]: i["addresses"] for i in doc["pod"]["interfaces"]}
         out.append(

@@ -1,9 +1,11 @@
-"""The service's log: one line per event on stderr, as text or as JSON (one object a line).
+"""The log of the node service and of the controller: one line per event on stderr, as text
+or as JSON (one object a line).
 
-`configure` installs the handler for the whole process (`spidernet serve --log-level
---log-format`). Lines that carry facts pass them as `extra={"fields": {...}}`: the text form
-appends them as `key=value`, the JSON form as members, so a log shipper can index a CNI
-request's container, pod, verb, outcome and duration without parsing the message.
+`configure` installs the handler for the whole process (`spidernet serve` and `spidernet
+controller`, `--log-level --log-format`). Lines that carry facts pass them as
+`extra={"fields": {...}}`: the text form appends them as `key=value`, the JSON form as
+members, so a log shipper can index a CNI request's container, pod, verb, outcome and
+duration without parsing the message.
 """
 
 from __future__ import annotations

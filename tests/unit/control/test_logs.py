@@ -1,4 +1,4 @@
-"""The service's log formats (node/agent/logs.py): text and one JSON object a line,
+"""The service's log formats (control/logs.py): text and one JSON object a line,
 each carrying a record's fields."""
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from spidernet.node.agent import logs
+from spidernet.control import logs
 
 
 @pytest.fixture
