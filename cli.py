@@ -489,7 +489,7 @@ def _webhook(
 
     from spidernet.control.controller import webhook
     from spidernet.control.store.base import NotFound
-    from spidernet.control.store.kube import KubeAdmissionApi
+    from spidernet.control.store.kube_gateways import KubeAdmissionApi
 
     api = KubeAdmissionApi(store)
     if context is not None:

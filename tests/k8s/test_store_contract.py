@@ -23,7 +23,8 @@ import pytest
 from kubernetes import client
 
 from spidernet.control.store.base import Store
-from spidernet.control.store.kube import INTERNAL, KubeStore
+from spidernet.control.store.kube import KubeStore
+from spidernet.control.store.kube_names import INTERNAL
 
 CONTRACT = Path(__file__).resolve().parents[1] / "unit" / "control" / "store" / "test_contract.py"
 
