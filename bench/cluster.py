@@ -38,7 +38,7 @@ from typing import Any
 from rich.console import Console
 from rich.table import Table
 
-from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
+from spidernet.control.store.kube_names import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
 from spidernet.node.lab.service import ServiceStartFailed
 from spidernet.testbed.kubecluster import (
     BuildFailed,

@@ -1,7 +1,7 @@
 """A small JSON client of the test cluster's API server on loopback, for `bench.cluster`.
 
 The bench is not the Kubernetes store and may not import the official client (only
-control/store/kube.py does), so it speaks the few REST calls it needs itself: create and delete
+control/store/kube_api.py does), so it speaks the few REST calls it needs itself: create and delete
 Pods, Nodes, Namespaces and CRDs, list objects, and read `/metrics`. It authenticates with the
 cluster's admin client certificate; one HTTPS connection per thread, kept alive.
 """

@@ -164,7 +164,9 @@ def get(args: argparse.Namespace) -> int:
     from spidernet.control.model import listing
     from spidernet.control.model.printing import resolve_kind
     from spidernet.control.store.base import NotFound, StoreError
-    from spidernet.control.store.kube import SPIDER_KINDS, KubeGetApi, context_namespace
+    from spidernet.control.store.kube_api import context_namespace
+    from spidernet.control.store.kube_get import KubeGetApi
+    from spidernet.control.store.kube_names import SPIDER_KINDS
 
     try:
         kind = resolve_kind(args.kind)

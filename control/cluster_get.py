@@ -22,7 +22,7 @@ from spidernet.control.model.listing import Selector, applyable, as_list, name_l
 from spidernet.control.model.printing import widths
 
 if TYPE_CHECKING:
-    from spidernet.control.store.kube import KubeGetApi
+    from spidernet.control.store.kube_get import KubeGetApi
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

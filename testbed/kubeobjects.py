@@ -12,7 +12,7 @@ from typing import Any
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
+from spidernet.control.store.kube_names import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 

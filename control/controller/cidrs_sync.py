@@ -17,7 +17,8 @@ from typing import Any, Protocol
 
 from spidernet.control.model.resources import Coordinator
 from spidernet.control.store.base import Conflict, NotFound, Store
-from spidernet.control.store.kube import KubeCidrApi, KubeStore
+from spidernet.control.store.kube import KubeStore
+from spidernet.control.store.kube_gateways import KubeCidrApi
 
 from . import cidrs
 

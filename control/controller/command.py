@@ -18,7 +18,8 @@ from spidernet.control.controller.run import Elector, reconcilers, run
 from spidernet.control.controller.webhook import Options, WebhookError, WebhookThread
 from spidernet.control.options import metrics_address
 from spidernet.control.store.base import NotFound, StoreError
-from spidernet.control.store.kube import KubeAdmissionApi, KubeStore
+from spidernet.control.store.kube import KubeStore
+from spidernet.control.store.kube_gateways import KubeAdmissionApi
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -46,7 +46,8 @@ from spidernet.control.store.base import (
     StoreError,
     Unavailable,
 )
-from spidernet.control.store.kube import KubeMultusApi, KubeStore
+from spidernet.control.store.kube import KubeStore
+from spidernet.control.store.kube_gateways import KubeMultusApi
 
 DEFAULT_GC_INTERVAL_S = 30.0
 

@@ -15,8 +15,7 @@ import random
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
@@ -24,30 +23,25 @@ from typing import Any, Protocol
 from spidernet.cni.config import Attachment
 from spidernet.cni.errors import CNIError, Code, Deferred
 from spidernet.control.allocator.allocate import Lease, PoolUse, allocate
-from spidernet.control.allocator.candidates import UNNAMED_PREFIX
-from spidernet.control.allocator.errors import AllocationError, Reason
+from spidernet.control.allocator.errors import AllocationError
 from spidernet.control.allocator.request import IpamRequest, PodFacts
 from spidernet.control.store.base import (
     AlreadyExists,
     Conflict,
-    Create,
-    Delete,
     Key,
     NotFound,
     Store,
     Stored,
-    StoreError,
-    Unavailable,
-    Update,
     Write,
 )
 from spidernet.node import netns
 from spidernet.node.ipam.plugin import Address, IpamCall
 
+from . import claimplan, orphans
 from . import endpoints as ep
-from . import orphans
 from .conflicts import ConflictWatch
 from .detection import CannotProbe, Detector, Unreachable
+from .ipam_errors import cni_error, conflict_error, store_errors
 from .metrics import Metrics
 from .pools import PoolView
 from .workloads import facts, stateful_valid
@@ -81,36 +75,8 @@ class AutoPoolWait:
     interval_s: float = 2.0
 
 
-def _cni_error(e: AllocationError) -> CNIError:
-    code = {
-        Reason.INVALID: Code.INVALID_NETWORK_CONFIG,
-        Reason.NO_POOL: Code.NO_POOL,
-        Reason.EXHAUSTED: Code.ADDRESSES_EXHAUSTED,
-    }[e.reason]
-    return CNIError(code, e.message)
-
-
 # Addresses tried for one interface before an ADD with conflict detection gives up.
 DETECT_ATTEMPTS = 3
-
-
-def _conflict_error(call: IpamCall, conflicts: Sequence[str]) -> CNIError:
-    return CNIError(
-        Code.IP_CONFLICT,
-        f"no free address for {call.ifname}: {'; '.join(conflicts)}",
-        "every address tried is held by another station (ARP/NDP probe); each was released",
-    )
-
-
-@contextmanager
-def _store_errors(what: str) -> Iterator[None]:
-    try:
-        yield
-    except Unavailable as e:
-        # Busy, locked, or a full or failing disk: nothing was written; a retry may succeed.
-        raise CNIError(Code.TRY_AGAIN_LATER, f"failed to {what}: store unavailable: {e}") from e
-    except StoreError as e:
-        raise CNIError(Code.INTERNAL, f"failed to {what}: {e}") from e
 
 
 class IpamCore:
@@ -169,7 +135,7 @@ class IpamCore:
                 self.watch.track(pod.namespace, pod.name, call.netns, call.ifname, ips)
         except AllocationError as e:
             self.metrics.allocation_failures.labels(e.reason.value).inc()
-            error = _cni_error(e)
+            error = cni_error(e)
             self._tell(call, error, waiting=e.waiting)
             raise error from e
         except CNIError as e:
@@ -208,7 +174,7 @@ class IpamCore:
         """Free the addresses the call's sandbox holds on its interface."""
         start = time.perf_counter()
         try:
-            with self._lock, _store_errors(f"release for {call.container_id}"):
+            with self._lock, store_errors(f"release for {call.container_id}"):
                 before = self._held(call)
                 self._release(call)
                 gone = before - self._held(call)
@@ -221,7 +187,7 @@ class IpamCore:
 
     def lookup(self, call: IpamCall) -> Sequence[Address]:
         """The addresses recorded for the call's sandbox."""
-        with self._lock, _store_errors(f"look up {call.container_id}"):
+        with self._lock, store_errors(f"look up {call.container_id}"):
             pod = facts(self.store, call, self.node)
             current = self._endpoint(pod)
             if current is None or ep.container_of(current.body) != call.container_id:
@@ -231,7 +197,7 @@ class IpamCore:
     def gc(self, network: str, keep: Sequence[Attachment]) -> None:
         """Free addresses of `network` on this node whose attachment is not in `keep`."""
         valid = {(a.container_id, a.ifname) for a in keep}
-        with self._lock, _store_errors(f"collect garbage of network {network}"):
+        with self._lock, store_errors(f"collect garbage of network {network}"):
             for obj in self.store.list(ep.KIND).items:
                 doc = obj.body
                 if doc.get("status", {}).get("current", {}).get("node") != self.node:
@@ -257,7 +223,7 @@ class IpamCore:
         """One pass of the embedded GC (orphans.py): judge this node's endpoints against the
         namespaces the host holds (`scan`, run after the listing) and, with `release`,
         release the orphans, each only if its endpoint is still the version judged."""
-        with self._lock, _store_errors("collect orphaned addresses"):
+        with self._lock, store_errors("collect orphaned addresses"):
             listed = {obj.key: obj for obj in self.store.list(ep.KIND).items}
             live = scan()
             verdicts = collector.judge(
@@ -295,7 +261,7 @@ class IpamCore:
 
     def status(self) -> None:
         """Ready when at least one enabled pool exists."""
-        with self._lock, _store_errors("read pools"):
+        with self._lock, store_errors("read pools"):
             self.view.sync()
             if not any(not p.disable for p in self.view.pools.values()):
                 raise CNIError(
@@ -329,25 +295,20 @@ class IpamCore:
             auto_pools=self.auto_pool_wait.enabled,
         )
 
-    def _claim(self, lease: Lease, pod: PodFacts) -> Create:
-        return Create(
-            ep.claim_key(lease.pool, str(lease.address.ip)), self._claim_body(pod, lease.interface)
-        )
-
-    def _claim_body(self, pod: PodFacts, interface: str) -> dict[str, Any]:
+    def _add(self, call: IpamCall, nsid: str) -> claimplan.Add:
         # `since`: when the address was given (`spidernet ip who`); UTC, to the second.
         since = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
-        return {
-            "pod": pod.ref,
-            "podUid": pod.uid,
-            "interface": interface,
-            "node": self.node,
-            "since": since,
-        }
+        return claimplan.Add(
+            container_id=call.container_id,
+            ifname=call.ifname,
+            network=call.network,
+            netns=call.netns,
+            netns_id=nsid,
+            node=self.node,
+            since=since,
+        )
 
-    def _holdings(
-        self, ref: str, entries: Sequence[dict[str, Any]]
-    ) -> tuple[dict[Key, str], set[Key], set[Key]]:
+    def _holdings(self, ref: str, entries: Sequence[dict[str, Any]]) -> claimplan.Holdings:
         """The claims of `entries`, read: those pod `ref` (namespace/name) holds, with their
         versions; those another pod holds; those that do not exist. An endpoint is written
         after its claims, but a write whose answer was lost, or a claim deleted by hand, can
@@ -367,12 +328,7 @@ class IpamCore:
                 mine[key] = claim.version
             else:
                 taken.add(key)
-        return mine, taken, missing
-
-    def _deletes(self, ref: str, entries: Sequence[dict[str, Any]]) -> list[Write]:
-        """Deletes of the claims of `entries` that pod `ref` holds, at the versions read."""
-        mine, _, _ = self._holdings(ref, entries)
-        return [Delete(k, version) for k, version in mine.items()]
+        return claimplan.Holdings(mine, frozenset(taken), frozenset(missing))
 
     def _choose(
         self, call: IpamCall, pod: PodFacts, skip: set[tuple[str, int]], only: set[str] | None
@@ -403,7 +359,7 @@ class IpamCore:
         conflicts: list[str] = []
         for _ in range(DETECT_ATTEMPTS):
             try:
-                with self._lock, _store_errors(f"allocate for {call.container_id}"):
+                with self._lock, store_errors(f"allocate for {call.container_id}"):
                     out = self._allocate(call, avoid)
                     # Which pool each address came from: only needed to avoid it after a
                     # conflict (one more read of the endpoint, so only when checking).
@@ -411,7 +367,7 @@ class IpamCore:
             except AllocationError as e:
                 if not conflicts:
                     raise
-                raise _conflict_error(call, conflicts) from e
+                raise conflict_error(call.ifname, conflicts) from e
             if self.detector is None or settings is None or not checking:
                 return out
             try:
@@ -433,36 +389,20 @@ class IpamCore:
             self.metrics.detections.labels("conflict").inc()
             conflicts.append(problem.describe(call.ifname))
             avoid |= {(pools[str(ip)], int(ip)) for ip, _ in problem.held if str(ip) in pools}
-        raise _conflict_error(call, conflicts)
+        raise conflict_error(call.ifname, conflicts)
 
     def _held(self, call: IpamCall) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         """The addresses the call's pod holds on every interface (empty: no record)."""
         current = self._endpoint(facts(self.store, call, self.node))
-        if current is None:
-            return set()
-        return {
-            ipaddress.ip_interface(str(entry[fam])).ip
-            for entry in ep.entries_of(current.body)
-            for fam in ("ipv4", "ipv6")
-            if entry.get(fam)
-        }
+        return set() if current is None else claimplan.held(current.body)
 
     def _pools_of(self, call: IpamCall) -> dict[str, str]:
         """Address (no prefix) -> pool, for the call's interface."""
         current = self._endpoint(facts(self.store, call, self.node))
-        if current is None:
-            return {}
-        out = {}
-        for entry in ep.entries_of(current.body):
-            if entry.get("interface") != call.ifname:
-                continue
-            for fam in ("ipv4", "ipv6"):
-                if entry.get(fam) and entry.get(f"{fam}Pool"):
-                    out[str(entry[fam]).split("/", 1)[0]] = str(entry[f"{fam}Pool"])
-        return out
+        return {} if current is None else claimplan.pools_of(current.body, call.ifname)
 
     def _undo(self, call: IpamCall) -> None:
-        with self._lock, _store_errors(f"release for {call.container_id}"):
+        with self._lock, store_errors(f"release for {call.container_id}"):
             self._release(call)
 
     def _allocate(self, call: IpamCall, avoid: set[tuple[str, int]] | None = None) -> list[Address]:
@@ -502,79 +442,28 @@ class IpamCore:
         nsid: str,
     ) -> tuple[list[Write], list[dict[str, Any]]]:
         """The writes of one ADD and the endpoint entries it answers with (`nsid`: the
-        sandbox namespace's identity, recorded on the endpoint)."""
-        nic = call.ifname
+        sandbox namespace's identity, recorded on the endpoint), planned by claimplan.py
+        around the store's reads and the allocator's choice."""
+        add = self._add(call, nsid)
         if current is None:
             leases = self._choose(call, pod, skip, None)
-            entries = ep.entries_from(leases)
-            nets = {e["interface"]: call.network for e in entries}
-            doc = ep.build(
-                pod, call.container_id, entries, nets, [nic], netns=call.netns, netns_id=nsid
-            )
-            writes: list[Write] = [self._claim(lease, pod) for lease in leases]
-            return [*writes, Create(ep.key_of(pod.namespace, pod.name), doc)], entries
-        doc = dict(current.body)
-        same = ep.container_of(doc) == call.container_id or (
-            pod.uid != "" and doc.get("status", {}).get("current", {}).get("uid") == pod.uid
-        )
-        entries = ep.entries_of(doc)
-        nets = ep.networks_of(doc)
-        attached = set(ep.attached_of(doc))
-        if not same and not pod.stateful:
-            # A new incarnation of the pod (Spiderpool issues #1187, #4916): free the old
-            # sandbox's addresses and allocate afresh, in the same commit.
-            old = self._deletes(pod.ref, entries)
-            old.append(Delete(current.key, current.version))
+            return claimplan.fresh(add, pod, None, claimplan.Holdings(), leases)
+        entries = ep.entries_of(current.body)
+        if claimplan.renewed(pod, current, call.container_id):
+            # A new incarnation of the pod: free the old sandbox's addresses and allocate
+            # afresh, in the same commit.
+            holdings = self._holdings(pod.ref, entries)
             leases = self._choose(call, pod, skip, None)
-            entries = ep.entries_from(leases)
-            nets = {e["interface"]: call.network for e in entries}
-            new = ep.build(
-                pod, call.container_id, entries, nets, [nic], netns=call.netns, netns_id=nsid
-            )
-            claims = [self._claim(lease, pod) for lease in leases]
-            return [*old, *claims, Create(current.key, new)], entries
-        _, taken, missing = self._holdings(pod.ref, entries)
-        writes = []
-        for entry in [e for e in entries if taken & set(ep.claims_of([e]))]:
-            # Another pod holds it now: this NIC is allocated afresh (its ADD never finished).
+            return claimplan.fresh(add, pod, current, holdings, leases)
+        holdings = self._holdings(pod.ref, entries)
+        kept = claimplan.keep(add, pod, current, holdings)
+        for _ in kept.dropped:
             _ipam_log.warning(
                 "endpoint %s/%s listed %s, which another pod holds; dropped from it",
-                pod.namespace, pod.name, ", ".join(sorted(k.name for k in taken)),
+                pod.namespace, pod.name, ", ".join(sorted(k.name for k in holdings.taken)),
             )  # fmt: skip
-            entries.remove(entry)
-            nets.pop(entry["interface"], None)
-            attached.discard(entry["interface"])
-        for entry in entries:
-            for key in ep.claims_of([entry]):
-                if key in missing:
-                    writes.append(Create(key, self._claim_body(pod, str(entry["interface"]))))
-        names = [e["interface"] for e in entries]
-        if nic not in names:
-            placeholders = sorted((n for n in names if n.startswith(UNNAMED_PREFIX)), key=_index)
-            if placeholders:
-                # A later NIC of an unnamed `ippools` annotation takes the next entry.
-                entry = next(e for e in entries if e["interface"] == placeholders[0])
-                entry["interface"] = nic
-                nets[nic] = nets.pop(placeholders[0], call.network)
-            else:
-                leases = self._choose(call, pod, skip, {nic})
-                entries.extend(ep.entries_from(leases))
-                nets[nic] = call.network
-                writes.extend(self._claim(lease, pod) for lease in leases)
-        attached.add(nic)
-        new = ep.build(
-            pod,
-            call.container_id,
-            entries,
-            nets,
-            attached,
-            netns=call.netns,
-            netns_id=nsid,
-            previous=doc,
-        )
-        if new != doc:
-            writes.append(Update(current.key, new, current.version))
-        return writes, entries
+        leases = self._choose(call, pod, skip, {call.ifname}) if kept.needs_lease else []
+        return claimplan.extend(add, pod, current, kept, leases)
 
     def _release(self, call: IpamCall) -> None:
         for _ in range(ATTEMPTS):
@@ -583,17 +472,7 @@ class IpamCore:
             if current is None or ep.container_of(current.body) != call.container_id:
                 return  # nothing held by this sandbox: DEL is idempotent
             if stateful_valid(self.store, current.body):
-                attached = set(ep.attached_of(current.body)) - {call.ifname}
-                doc = dict(current.body)
-                new = ep.build(
-                    pod,
-                    call.container_id,
-                    ep.entries_of(doc),
-                    ep.networks_of(doc),
-                    attached,
-                    netns=ep.netns_of(doc),
-                    previous=doc,
-                )
+                new = claimplan.detach(pod, call.container_id, current.body, call.ifname)
                 try:
                     self.store.update(current.key, new, current.version)
                 except Conflict:
@@ -609,48 +488,10 @@ class IpamCore:
 
     def _drop(self, current: Stored, nics: Sequence[str]) -> None:
         """Release the entries of `nics`; when no configured NIC is left, release all."""
-        doc = current.body
-        entries = ep.entries_of(doc)
-        attached = set(ep.attached_of(doc)) - set(nics)
-        nets = ep.networks_of(doc)
-        if attached:
-            gone = [e for e in entries if e["interface"] in nics]
-            kept = [e for e in entries if e["interface"] not in nics]
-        else:
-            gone, kept = entries, []
         ref = f"{current.key.namespace}/{current.key.name}"
-        writes = self._deletes(ref, gone)
-        if kept:
-            for nic in nics:
-                nets.pop(nic, None)
-            meta = doc.get("metadata", {})
-            cur = doc.get("status", {}).get("current", {})
-            pod = PodFacts(
-                namespace=str(meta.get("namespace", "")),
-                name=str(meta.get("name", "")),
-                uid=str(cur.get("uid", "")),
-                node=str(cur.get("node", "")),
-                owner_kind=str(doc.get("status", {}).get("ownerControllerType", "")),
-                owner_name=str(doc.get("status", {}).get("ownerControllerName", "")),
-            )
-            new = ep.build(
-                pod,
-                ep.container_of(doc),
-                kept,
-                nets,
-                attached,
-                netns=ep.netns_of(doc),
-                previous=doc,
-            )
-            writes.append(Update(current.key, new, current.version))
-        else:
-            writes.append(Delete(current.key, current.version))
-        self.store.commit(writes)
+        mine = self._holdings(ref, claimplan.gone(current.body, nics)).mine
+        self.store.commit(claimplan.drop(current, nics, mine))
 
 
 def _ip_int(text: str) -> int:
     return int(ipaddress.ip_address(text))
-
-
-def _index(name: str) -> int:
-    return int(name[len(UNNAMED_PREFIX) :])

@@ -26,7 +26,7 @@ import pytest
 from kubernetes import client
 
 from spidernet.control.client import Client, ServiceError
-from spidernet.control.store.kube import INTERNAL
+from spidernet.control.store.kube_names import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
 from spidernet.testbed.kubeobjects import claims, endpoint, endpoints, ipam_call, make_pod

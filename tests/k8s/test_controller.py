@@ -25,7 +25,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from spidernet.control.store.kube import INTERNAL
+from spidernet.control.store.kube_names import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
 from spidernet.testbed.kubeobjects import claims, make_pod

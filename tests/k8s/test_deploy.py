@@ -36,7 +36,7 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from spidernet.cni.errors import Code
 from spidernet.control.client import ServiceError
-from spidernet.control.store.kube import INTERNAL
+from spidernet.control.store.kube_names import INTERNAL
 from spidernet.node.lab.service import scratch_service
 from spidernet.testbed.gotools import ensure_kustomize
 from spidernet.testbed.kubecluster import Cluster, free_port

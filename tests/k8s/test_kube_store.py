@@ -22,7 +22,7 @@ import pytest
 import yaml
 from kubernetes import client
 
-from spidernet.control.store import kube
+from spidernet.control.store import kube_api
 from spidernet.control.store.base import (
     CLAIM,
     AlreadyExists,
@@ -39,7 +39,9 @@ from spidernet.control.store.base import (
     Update,
     Write,
 )
-from spidernet.control.store.kube import INTERNAL, SPIDER_KINDS, KubeStore, NotApplied
+from spidernet.control.store.kube import KubeStore
+from spidernet.control.store.kube_api import NotApplied
+from spidernet.control.store.kube_names import INTERNAL, SPIDER_KINDS
 from spidernet.testbed.kubecluster import Cluster, free_port
 from spidernet.testbed.relay import Relay
 
@@ -257,7 +259,7 @@ def test_a_write_whose_answer_is_lost_is_not_sent_again(
             store.update(key, {"n": 2}, first.version)
         healer.join()
         assert not isinstance(caught.value, NotApplied)
-        time.sleep(kube.UNANSWERED_HOLD_S)
+        time.sleep(kube_api.UNANSWERED_HOLD_S)
         assert store.get(key).body == {"n": 2}
     finally:
         relay.close()

@@ -15,7 +15,8 @@ from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from spidernet.control.controller.multus import reconcile_multus, render_nad
-from spidernet.control.store.kube import KubeMultusApi, KubeStore
+from spidernet.control.store.kube import KubeStore
+from spidernet.control.store.kube_gateways import KubeMultusApi
 
 GROUP, VERSION, SMCS = "spiderpool.spidernet.io", "v2beta1", "spidermultusconfigs"
 NAD = ("k8s.cni.cncf.io", "v1")

@@ -43,7 +43,7 @@ from spidernet.bench.cluster_sides import (
     spidernet_calls,
 )
 from spidernet.bench.kubeapi import KubeApi, request_codes
-from spidernet.control.store.kube import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
+from spidernet.control.store.kube_names import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
 from spidernet.testbed.kubecluster import Cluster
 from spidernet.testbed.waiting import wait_for
 

@@ -12,7 +12,8 @@ from __future__ import annotations
 import pytest
 from kubernetes import client
 
-from spidernet.control.store.kube import INTERNAL, KubeStore
+from spidernet.control.store.kube import KubeStore
+from spidernet.control.store.kube_names import INTERNAL
 from spidernet.testbed.store_contract import Backend, StoreContract
 
 

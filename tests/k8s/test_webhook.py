@@ -31,7 +31,7 @@ import pytest
 from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
-from spidernet.control.store.kube import INTERNAL
+from spidernet.control.store.kube_names import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster, free_port
 from spidernet.testbed.kubeobjects import claims, ipam_call, make_pod

@@ -11,7 +11,7 @@ import pytest
 import urllib3.exceptions as u
 from kubernetes.client.exceptions import ApiException
 
-from spidernet.control.store import kube
+from spidernet.control.store import kube, kube_api, kube_names
 from spidernet.control.store.base import (
     CLAIM,
     AlreadyExists,
@@ -43,39 +43,44 @@ def test_object_names_are_dns_safe_readable_and_distinct() -> None:
         Key("Pod", "default", "web-0"),
         Key("Pod", "default-web", "0"),
     ]
-    names = [kube.object_name(k) for k in keys]
+    names = [kube_names.object_name(k) for k in keys]
     assert len(set(names)) == len(names)
     for name in names:
         assert len(name) <= 253
         assert DNS_SUBDOMAIN.fullmatch(name), name
     assert names[0].startswith("ipclaim-pool-a-10-0-0-5-")
-    assert kube.object_name(keys[0]) == names[0]  # stable
+    assert kube_names.object_name(keys[0]) == names[0]  # stable
 
 
 def test_label_values_are_valid_and_kept_when_possible() -> None:
-    assert kube.label_value("IPClaim") == "IPClaim"
-    assert kube.label_value("") == ""
+    assert kube_names.label_value("IPClaim") == "IPClaim"
+    assert kube_names.label_value("") == ""
     for text in ("x" * 64, "pool:a", "-a", "a b", "p" * 253):
-        value = kube.label_value(text)
+        value = kube_names.label_value(text)
         assert value != text
         assert len(value) <= 63
         assert LABEL_VALUE.fullmatch(value)
-    assert kube.label_value("x" * 64) != kube.label_value("x" * 65)
+    assert kube_names.label_value("x" * 64) != kube_names.label_value("x" * 65)
 
 
 def test_internal_documents_round_trip() -> None:
     key = Key(CLAIM, "pool-a", "10.0.0.5")
     body = {"pod": "default/web-0", "n": [1, {"x": None}]}
-    doc = kube._encode(key, kube.INTERNAL, kube.object_name(key), body)
-    assert doc["metadata"]["labels"] == {kube.LABEL_KIND: CLAIM, kube.LABEL_NAMESPACE: "pool-a"}
+    doc = kube_names.encode_object(key, kube_names.INTERNAL, kube_names.object_name(key), body)
+    assert doc["metadata"]["labels"] == {
+        kube_names.LABEL_KIND: CLAIM,
+        kube_names.LABEL_NAMESPACE: "pool-a",
+    }
     doc["metadata"]["resourceVersion"] = "42"
-    assert kube._decode(kube.INTERNAL, doc) == Stored(key, body, "42")
+    assert kube_names.decode_object(kube_names.INTERNAL, doc) == Stored(key, body, "42")
 
 
 def test_spider_documents_take_their_name_from_the_key() -> None:
-    res = kube.SPIDER_KINDS["SpiderEndpoint"]
+    res = kube_names.SPIDER_KINDS["SpiderEndpoint"]
     key = Key("SpiderEndpoint", "ns", "web-0")
-    doc = kube._encode(key, res, "web-0", {"status": {"x": 1}, "metadata": {"uid": "u"}})
+    doc = kube_names.encode_object(
+        key, res, "web-0", {"status": {"x": 1}, "metadata": {"uid": "u"}}
+    )
     assert doc == {
         "apiVersion": "spiderpool.spidernet.io/v2beta1",
         "kind": "SpiderEndpoint",
@@ -83,11 +88,11 @@ def test_spider_documents_take_their_name_from_the_key() -> None:
         "status": {"x": 1},
     }
     with pytest.raises(Invalid, match=r"metadata\.name"):
-        kube._encode(key, res, "web-0", {"metadata": {"name": "web-1"}})
+        kube_names.encode_object(key, res, "web-0", {"metadata": {"name": "web-1"}})
     with pytest.raises(Invalid, match="kind"):
-        kube._encode(key, res, "web-0", {"kind": "SpiderIPPool"})
+        kube_names.encode_object(key, res, "web-0", {"kind": "SpiderIPPool"})
     read = doc | {"metadata": doc["metadata"] | {"resourceVersion": "7", "uid": "u", "x": "y"}}
-    stored = kube._decode(res, read)
+    stored = kube_names.decode_object(res, read)
     assert stored.key == key
     assert stored.version == "7"
     assert stored.body["metadata"] == {"name": "web-0", "namespace": "ns", "x": "y"}
@@ -95,10 +100,10 @@ def test_spider_documents_take_their_name_from_the_key() -> None:
 
 def test_keys_must_fit_the_kinds_scope() -> None:
     with pytest.raises(ValueError, match="namespaced"):
-        kube._place(Key("SpiderEndpoint", "", "web-0"))
+        kube_names.place(Key("SpiderEndpoint", "", "web-0"))
     with pytest.raises(ValueError, match="cluster-scoped"):
-        kube._place(Key("SpiderIPPool", "ns", "pool-a"))
-    assert kube._place(Key("SpiderIPPool", "", "pool-a"))[1:] == (None, "pool-a")
+        kube_names.place(Key("SpiderIPPool", "ns", "pool-a"))
+    assert kube_names.place(Key("SpiderIPPool", "", "pool-a"))[1:] == (None, "pool-a")
 
 
 A, B = Key(CLAIM, "p", "10.0.0.1"), Key(CLAIM, "p", "10.0.0.2")
@@ -110,19 +115,19 @@ def _stored(key: Key, version: str) -> Stored:
 
 def test_commit_check_finds_the_first_failing_write() -> None:
     present = {A: _stored(A, "5"), B: None}
-    kube._check([Update(A, {}, "5"), Create(B, {}), Delete(B), Create(B, {})], present)
+    kube_names.check_writes([Update(A, {}, "5"), Create(B, {}), Delete(B), Create(B, {})], present)
     with pytest.raises(AlreadyExists) as taken:
-        kube._check([Create(B, {}), Create(A, {})], present)
+        kube_names.check_writes([Create(B, {}), Create(A, {})], present)
     assert taken.value.key == A
     with pytest.raises(NotFound) as missing:
-        kube._check([Create(B, {}), Delete(B), Delete(B)], present)
+        kube_names.check_writes([Create(B, {}), Delete(B), Delete(B)], present)
     assert missing.value.key == B
     with pytest.raises(Conflict) as stale:
-        kube._check([Delete(A, "4")], present)
+        kube_names.check_writes([Delete(A, "4")], present)
     assert type(stale.value) is Conflict
     # An updated object's new version is not known in advance: it matches no expectation.
     with pytest.raises(Conflict):
-        kube._check([Update(A, {}, "5"), Update(A, {}, "5")], present)
+        kube_names.check_writes([Update(A, {}, "5"), Update(A, {}, "5")], present)
 
 
 def test_the_clusters_own_kinds_are_read_as_they_are_and_never_written() -> None:
@@ -138,7 +143,7 @@ def test_the_clusters_own_kinds_are_read_as_they_are_and_never_written() -> None
         },
         "spec": {"nodeName": "node-a"},
     }
-    stored = kube._decode_as("Pod", kube.INTERNAL, item)
+    stored = kube_names.decode_as("Pod", kube_names.INTERNAL, item)
     assert stored.key == Key("Pod", "prod", "web-0")
     assert stored.version == "42"
     assert stored.body["apiVersion"] == "v1"
@@ -148,13 +153,13 @@ def test_the_clusters_own_kinds_are_read_as_they_are_and_never_written() -> None
     assert meta["ownerReferences"][0]["kind"] == "StatefulSet"
     assert "managedFields" not in meta
     assert "resourceVersion" not in meta
-    assert kube._namespaced("Pod") is True
-    assert kube._namespaced("Node") is False
-    assert kube._namespaced(CLAIM) is None
+    assert kube_names.namespaced_of("Pod") is True
+    assert kube_names.namespaced_of("Node") is False
+    assert kube_names.namespaced_of(CLAIM) is None
     for kind in ("Pod", "Namespace", "Node", "StatefulSet"):
         with pytest.raises(ReadOnly, match="read-only"):
-            kube._writable(Key(kind, "", "x"))
-    kube._writable(Key(CLAIM, "p", "10.0.0.1"))
+            kube_names.ensure_writable(Key(kind, "", "x"))
+    kube_names.ensure_writable(Key(CLAIM, "p", "10.0.0.1"))
 
 
 def test_connect_without_any_configuration_is_unavailable(
@@ -182,15 +187,15 @@ def test_connect_without_any_configuration_is_unavailable(
 def test_unavailable_says_whether_a_write_may_have_been_applied(
     status: int, reason: str, applied_maybe: bool
 ) -> None:
-    error = kube._translate(ApiException(status=status, reason=reason), None, "create")
+    error = kube_api.translate(ApiException(status=status, reason=reason), None, "create")
     assert isinstance(error, Unavailable)
-    assert isinstance(error, kube.NotApplied) is not applied_maybe
+    assert isinstance(error, kube_api.NotApplied) is not applied_maybe
 
 
 def test_only_a_connection_never_made_is_known_not_sent() -> None:
     refused = u.NewConnectionError(None, "refused")  # type: ignore[arg-type]
     timeout = u.ReadTimeoutError(None, "/x", "read timed out")  # type: ignore[arg-type]
-    assert kube._never_connected(u.MaxRetryError(None, "/x", refused))  # type: ignore[arg-type]
-    assert kube._never_connected(refused)
-    assert not kube._never_connected(u.MaxRetryError(None, "/x", timeout))  # type: ignore[arg-type]
-    assert not kube._never_connected(u.ProtocolError("Connection aborted"))
+    assert kube_api.never_connected(u.MaxRetryError(None, "/x", refused))  # type: ignore[arg-type]
+    assert kube_api.never_connected(refused)
+    assert not kube_api.never_connected(u.MaxRetryError(None, "/x", timeout))  # type: ignore[arg-type]
+    assert not kube_api.never_connected(u.ProtocolError("Connection aborted"))

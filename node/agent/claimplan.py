@@ -1,0 +1,260 @@
+"""The IPAM core's claim planning (pure): given one call, the pod, its endpoint and the claims
+the store holds for it, which claims to create, keep and delete, and the endpoint to write.
+
+An ADD is planned in two steps around the allocator, which the core runs between them
+(ipam.py): `keep` says what of a recorded endpoint stays and whether the call's NIC still
+needs addresses; `fresh` (a new endpoint, or a new incarnation of the pod) and `extend` (the
+same sandbox, or a StatefulSet pod by its identity) turn the leases the allocator chose into
+the writes of one commit. `drop` plans a release. Nothing here reads the store or a clock.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from spidernet.control.allocator.allocate import Lease
+from spidernet.control.allocator.candidates import UNNAMED_PREFIX
+from spidernet.control.allocator.request import PodFacts
+from spidernet.control.store.base import Create, Delete, Key, Stored, Update, Write
+
+from . import endpoints as ep
+
+Entry = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Add:
+    """One ADD as the planner sees it: the sandbox and the NIC, the CNI network, the sandbox
+    namespace's path and identity (recorded on the endpoint), the node, and when the claims
+    are made (`since`, UTC to the second: `spidernet ip who`)."""
+
+    container_id: str
+    ifname: str
+    network: str
+    netns: str
+    netns_id: str
+    node: str
+    since: str
+
+
+@dataclass(frozen=True)
+class Holdings:
+    """The claims an endpoint's entries name, as read from the store: those the pod holds
+    (key -> version), those another pod holds, those that do not exist."""
+
+    mine: Mapping[Key, str] = field(default_factory=dict)
+    taken: frozenset[Key] = frozenset()
+    missing: frozenset[Key] = frozenset()
+
+
+@dataclass(frozen=True)
+class Kept:
+    """What of a recorded endpoint an ADD of the same pod keeps: its entries (the call's NIC
+    renamed onto an unnamed `ippools` entry when one is free), networks and attached NICs; the
+    writes so far (claims re-created where missing); the NICs dropped because another pod
+    holds their claims; and whether the call's NIC still needs addresses."""
+
+    entries: list[Entry]
+    nets: dict[str, str]
+    attached: set[str]
+    writes: list[Write]
+    dropped: tuple[str, ...]
+    needs_lease: bool
+
+
+def claim_body(pod: PodFacts, interface: str, add: Add) -> dict[str, Any]:
+    """The body of one IPClaim: who holds the address, on which NIC and node, since when."""
+    return {
+        "pod": pod.ref,
+        "podUid": pod.uid,
+        "interface": interface,
+        "node": add.node,
+        "since": add.since,
+    }
+
+
+def claim(lease: Lease, pod: PodFacts, add: Add) -> Create:
+    """The create of the claim of `lease`."""
+    return Create(
+        ep.claim_key(lease.pool, str(lease.address.ip)), claim_body(pod, lease.interface, add)
+    )
+
+
+def renewed(pod: PodFacts, current: Stored, container_id: str) -> bool:
+    """Whether `current` belongs to another incarnation of the pod (Spiderpool issues #1187,
+    #4916): another sandbox and another uid, and not a StatefulSet pod (whose addresses
+    follow its identity)."""
+    doc = current.body
+    same = ep.container_of(doc) == container_id or (
+        pod.uid != "" and doc.get("status", {}).get("current", {}).get("uid") == pod.uid
+    )
+    return not same and not pod.stateful
+
+
+def fresh(
+    add: Add,
+    pod: PodFacts,
+    current: Stored | None,
+    holdings: Holdings,
+    leases: Sequence[Lease],
+) -> tuple[list[Write], list[Entry]]:
+    """The writes of an ADD that allocates every NIC afresh (`leases`), and its entries: a new
+    endpoint, or, for a new incarnation (`current`), the old sandbox's claims the pod holds
+    (`holdings.mine`) and its endpoint deleted in the same commit."""
+    entries = ep.entries_from(leases)
+    nets = {e["interface"]: add.network for e in entries}
+    doc = ep.build(
+        pod, add.container_id, entries, nets, [add.ifname], netns=add.netns, netns_id=add.netns_id
+    )
+    claims: list[Write] = [claim(lease, pod, add) for lease in leases]
+    if current is None:
+        return [*claims, Create(ep.key_of(pod.namespace, pod.name), doc)], entries
+    old: list[Write] = [Delete(k, version) for k, version in holdings.mine.items()]
+    old.append(Delete(current.key, current.version))
+    return [*old, *claims, Create(current.key, doc)], entries
+
+
+def keep(add: Add, pod: PodFacts, current: Stored, holdings: Holdings) -> Kept:
+    """What an ADD of the same pod keeps of its endpoint `current`. An entry whose claim
+    another pod holds now is dropped (its ADD never finished: the NIC is allocated afresh);
+    a claim that is missing is made again."""
+    doc = current.body
+    entries = ep.entries_of(doc)
+    nets = ep.networks_of(doc)
+    attached = set(ep.attached_of(doc))
+    dropped: list[str] = []
+    for entry in [e for e in entries if holdings.taken & set(ep.claims_of([e]))]:
+        entries.remove(entry)
+        nets.pop(entry["interface"], None)
+        attached.discard(entry["interface"])
+        dropped.append(str(entry["interface"]))
+    writes: list[Write] = []
+    for entry in entries:
+        for key in ep.claims_of([entry]):
+            if key in holdings.missing:
+                writes.append(Create(key, claim_body(pod, str(entry["interface"]), add)))
+    names = [e["interface"] for e in entries]
+    needs_lease = False
+    if add.ifname not in names:
+        placeholders = sorted((n for n in names if n.startswith(UNNAMED_PREFIX)), key=_index)
+        if placeholders:
+            # A later NIC of an unnamed `ippools` annotation takes the next entry.
+            entry = next(e for e in entries if e["interface"] == placeholders[0])
+            entry["interface"] = add.ifname
+            nets[add.ifname] = nets.pop(placeholders[0], add.network)
+        else:
+            needs_lease = True
+    return Kept(entries, nets, attached, writes, tuple(dropped), needs_lease)
+
+
+def extend(
+    add: Add, pod: PodFacts, current: Stored, kept: Kept, leases: Sequence[Lease]
+) -> tuple[list[Write], list[Entry]]:
+    """The writes of an ADD of the same pod, and its entries: what `keep` kept, the claims of
+    `leases` (the call's NIC, when it needed addresses), and the endpoint updated when it
+    changed."""
+    entries, nets, attached = list(kept.entries), dict(kept.nets), set(kept.attached)
+    writes = list(kept.writes)
+    if kept.needs_lease:
+        entries.extend(ep.entries_from(leases))
+        nets[add.ifname] = add.network
+        writes.extend(claim(lease, pod, add) for lease in leases)
+    attached.add(add.ifname)
+    doc = dict(current.body)
+    new = ep.build(
+        pod,
+        add.container_id,
+        entries,
+        nets,
+        attached,
+        netns=add.netns,
+        netns_id=add.netns_id,
+        previous=doc,
+    )
+    if new != doc:
+        writes.append(Update(current.key, new, current.version))
+    return writes, entries
+
+
+def gone(doc: Mapping[str, Any], nics: Sequence[str]) -> list[Entry]:
+    """The entries a release of `nics` frees: theirs, or all when no attached NIC is left."""
+    entries = ep.entries_of(doc)
+    if set(ep.attached_of(doc)) - set(nics):
+        return [e for e in entries if e["interface"] in nics]
+    return entries
+
+
+def drop(current: Stored, nics: Sequence[str], mine: Mapping[Key, str]) -> list[Write]:
+    """The writes that release the entries of `nics` from the endpoint `current` (all of it
+    when no attached NIC is left): deletes of the claims the pod holds of them (`mine`, at
+    the versions read), then the endpoint updated, or deleted when nothing is kept."""
+    doc = current.body
+    entries = ep.entries_of(doc)
+    attached = set(ep.attached_of(doc)) - set(nics)
+    nets = ep.networks_of(doc)
+    kept = [e for e in entries if e["interface"] not in nics] if attached else []
+    writes: list[Write] = [Delete(k, version) for k, version in mine.items()]
+    if not kept:
+        writes.append(Delete(current.key, current.version))
+        return writes
+    for nic in nics:
+        nets.pop(nic, None)
+    meta = doc.get("metadata", {})
+    cur = doc.get("status", {}).get("current", {})
+    pod = PodFacts(
+        namespace=str(meta.get("namespace", "")),
+        name=str(meta.get("name", "")),
+        uid=str(cur.get("uid", "")),
+        node=str(cur.get("node", "")),
+        owner_kind=str(doc.get("status", {}).get("ownerControllerType", "")),
+        owner_name=str(doc.get("status", {}).get("ownerControllerName", "")),
+    )
+    new = ep.build(
+        pod, ep.container_of(doc), kept, nets, attached, netns=ep.netns_of(doc), previous=doc
+    )
+    writes.append(Update(current.key, new, current.version))
+    return writes
+
+
+def detach(pod: PodFacts, container_id: str, doc: Mapping[str, Any], ifname: str) -> Entry:
+    """The endpoint `doc` of a StatefulSet pod after a DEL of `ifname`: every address kept
+    (they follow the pod's identity), the NIC no longer attached."""
+    attached = set(ep.attached_of(doc)) - {ifname}
+    return ep.build(
+        pod,
+        container_id,
+        ep.entries_of(doc),
+        ep.networks_of(doc),
+        attached,
+        netns=ep.netns_of(doc),
+        previous=dict(doc),
+    )
+
+
+def held(doc: Mapping[str, Any]) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses the endpoint `doc` lists, on every interface."""
+    return {
+        ipaddress.ip_interface(str(entry[fam])).ip
+        for entry in ep.entries_of(doc)
+        for fam in ("ipv4", "ipv6")
+        if entry.get(fam)
+    }
+
+
+def pools_of(doc: Mapping[str, Any], ifname: str) -> dict[str, str]:
+    """Address (no prefix) -> pool, for the entries of `ifname` in the endpoint `doc`."""
+    out: dict[str, str] = {}
+    for entry in ep.entries_of(doc):
+        if entry.get("interface") != ifname:
+            continue
+        for fam in ("ipv4", "ipv6"):
+            if entry.get(fam) and entry.get(f"{fam}Pool"):
+                out[str(entry[fam]).split("/", 1)[0]] = str(entry[f"{fam}Pool"])
+    return out
+
+
+def _index(name: str) -> int:
+    return int(name[len(UNNAMED_PREFIX) :])
