@@ -17,13 +17,17 @@ spidernet-ipam has no in-process form: its state is the agent's.
 from __future__ import annotations
 
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any
 
 from spidernet.cni.skel import Plugin
 from spidernet.control.client import Client, ServiceError, ServiceUnreachable, socket_path
 from spidernet.control.client import state_dir as default_state_dir
+from spidernet.netconf.coordinator.config import (
+    ANNO_DEFAULT_ROUTE_NIC,
+    ClusterSettings,
+    cluster_settings,
+)
 from spidernet.node.access.base import Namespaces
 from spidernet.node.coordinator import commands as coordinator
 from spidernet.node.detect.announce import announce
@@ -33,8 +37,8 @@ from spidernet.node.ipam import plugin as ipam
 IPAM = ipam.NAME
 COORDINATOR = coordinator.NAME
 IFACER = ifacer.NAME
-# The SpiderCoordinator settings and the pod's annotations for (namespace, pod name).
-Settings = Callable[[str, str], tuple[Mapping[str, Any], Mapping[str, str]] | None]
+# The cluster's coordinator settings for (namespace, pod name), or None.
+Settings = Callable[[str, str], ClusterSettings | None]
 # The plugin for one call, given the caller's (the host side's) network namespace.
 PerCall = Callable[[str | None], Plugin]
 
@@ -72,9 +76,10 @@ def _log(name: str) -> Callable[[str], None]:
     return log
 
 
-def agent_settings(namespace: str, name: str) -> tuple[Mapping[str, Any], Mapping[str, str]] | None:
-    """The SpiderCoordinator settings and the pod's annotations as the agent's socket answers
-    them, or None when no agent answers (config and defaults then decide)."""
+def agent_settings(namespace: str, name: str) -> ClusterSettings | None:
+    """The cluster's settings for the pod as the agent's socket answers them (the
+    SpiderCoordinator spec and the pod's default-route-NIC annotation), checked here; None
+    when no agent answers (config and defaults then decide)."""
     client = Client(socket_path(), timeout=10)
     try:
         found = client.request(
@@ -82,8 +87,11 @@ def agent_settings(namespace: str, name: str) -> tuple[Mapping[str, Any], Mappin
         )
     except (ServiceUnreachable, ServiceError):
         return None
-    annotations = found.pop("podAnnotations", {}) if isinstance(found, dict) else {}
-    return found, annotations
+    if not isinstance(found, dict):
+        return None
+    annotations = found.pop("podAnnotations", {})
+    nic = annotations.get(ANNO_DEFAULT_ROUTE_NIC, "") if isinstance(annotations, dict) else ""
+    return cluster_settings(found, str(nic))
 
 
 def in_process(name: str) -> Plugin:

@@ -170,19 +170,41 @@ NAD_KEYS = frozenset({f.nad_key for f in _FIELDS} | {"logOptions", SOCKET_KEY})
 _KNOWN_KEYS = ", ".join(sorted(NAD_KEYS))
 
 
-def spec_problems(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(key, reason) for each setting of a SpiderCoordinator `spec` that the coordinator
-    would refuse: the very checks a NAD's keys get, so the controller's webhook and the
-    plugin never disagree on a value. Settings the spec leaves out are not checked."""
-    out: list[tuple[str, str]] = []
+@dataclass(frozen=True)
+class ClusterSettings:
+    """What the cluster says about one pod's coordinator, checked once where it is read (the
+    agent, or the in-process plugin reading the agent's answer): each SpiderCoordinator
+    setting as its value (`settled`, by CoordinatorConf attribute) or why it is refused
+    (`refused`: attribute -> (key, reason); raised only if the NAD does not set that field),
+    and the pod's default-route-NIC annotation ("" if none)."""
+
+    settled: Mapping[str, object] = field(default_factory=dict)
+    refused: Mapping[str, tuple[str, str]] = field(default_factory=dict)
+    default_route_nic: str = ""
+
+
+def cluster_settings(spec: Mapping[str, Any], default_route_nic: str = "") -> ClusterSettings:
+    """A SpiderCoordinator `spec` (as the API server holds it) checked by the very checks a
+    NAD's keys get; settings the spec leaves out (or this version does not know) are absent,
+    so a newer agent does not break an older plugin."""
+    settled: dict[str, object] = {}
+    refused: dict[str, tuple[str, str]] = {}
     for f in _FIELDS:
-        if f.cr_key is None or spec.get(f.cr_key) in (None, ""):
+        if f.cr_key is None or not _is_set(spec.get(f.cr_key)):
             continue
         try:
-            f.check(spec[f.cr_key])
+            settled[f.attr] = f.check(spec[f.cr_key])
         except ValueError as e:
-            out.append((f.cr_key, str(e)))
-    return out
+            refused[f.attr] = (f.cr_key, str(e))
+    return ClusterSettings(
+        types.MappingProxyType(settled), types.MappingProxyType(refused), default_route_nic
+    )
+
+
+def spec_problems(spec: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(key, reason) for each setting of a SpiderCoordinator `spec` that the coordinator
+    would refuse: the controller's webhook and the plugin never disagree on a value."""
+    return list(cluster_settings(spec).refused.values())
 
 
 def _bad(key: str, reason: str, origin: str = FROM_CONFIG) -> CNIError:
@@ -209,17 +231,17 @@ def _check(f: _Field, key: str, value: object, origin: str) -> object:
 
 def parse_coordinator(
     conf: Mapping[str, Any],
-    cluster: Mapping[str, Any] | None = None,
+    cluster: ClusterSettings | Mapping[str, Any] | None = None,
     default_route_nic_annotation: str = "",
 ) -> CoordinatorConf:
     """Check the plugin config `conf` and merge it with the SpiderCoordinator settings.
 
     `conf` is the whole plugin config (CNI-standard keys are skipped); `cluster` the
-    SpiderCoordinator spec as the control service returns it, or None when there is none;
-    `default_route_nic_annotation` the pod's `ipam.spidernet.io/default-route-nic` ("" if
-    absent). A SpiderCoordinator setting is only checked when the NAD does not set that field,
-    and settings this version does not know are skipped, so a newer control service does not
-    break an older plugin.
+    cluster's settings (a SpiderCoordinator spec document is checked into them first), or
+    None when there are none; `default_route_nic_annotation` the pod's
+    `ipam.spidernet.io/default-route-nic` when `cluster` does not carry it ("" if absent). A
+    refused SpiderCoordinator setting only fails the call when the NAD does not set that
+    field.
 
     Raises CNIError(INVALID_NETWORK_CONFIG) naming the key, and the SpiderCoordinator or the
     annotation when the bad value came from there.
@@ -242,7 +264,10 @@ def parse_coordinator(
         except ValueError as e:
             raise _bad("logOptions", str(e)) from None
 
-    spec: Mapping[str, Any] = {} if cluster is None else cluster
+    if cluster is None:
+        cluster = ClusterSettings()
+    elif not isinstance(cluster, ClusterSettings):
+        cluster = cluster_settings(cluster)
     default = CoordinatorConf()
     settled: dict[str, Any] = {}
     sources: dict[str, str] = {}
@@ -250,12 +275,16 @@ def parse_coordinator(
         if _is_set(conf.get(f.nad_key)):
             settled[f.attr] = _check(f, f.nad_key, conf[f.nad_key], FROM_CONFIG)
             sources[f.attr] = FROM_CONFIG
-        elif f.cr_key is not None and _is_set(spec.get(f.cr_key)):
-            settled[f.attr] = _check(f, f.cr_key, spec[f.cr_key], FROM_CLUSTER)
+        elif f.attr in cluster.settled:
+            settled[f.attr] = cluster.settled[f.attr]
             sources[f.attr] = FROM_CLUSTER
+        elif f.attr in cluster.refused:
+            key, reason = cluster.refused[f.attr]
+            raise _bad(key, reason, FROM_CLUSTER)
         else:
             settled[f.attr] = getattr(default, f.attr)
             sources[f.attr] = FROM_DEFAULT
+    default_route_nic_annotation = default_route_nic_annotation or cluster.default_route_nic
     if default_route_nic_annotation:
         try:
             settled["pod_default_route_nic"] = values.ifname(default_route_nic_annotation)

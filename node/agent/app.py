@@ -44,6 +44,11 @@ from spidernet.control.http import Request, Response
 from spidernet.control.model.documents import parse, to_document
 from spidernet.control.model.resources import Coordinator
 from spidernet.control.store.base import Key, NotFound, Store, StoreError
+from spidernet.netconf.coordinator.config import (
+    ANNO_DEFAULT_ROUTE_NIC,
+    ClusterSettings,
+    cluster_settings,
+)
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.callers import caller_view
 from spidernet.node.access.spawn import Spawning
@@ -55,7 +60,6 @@ from . import endpoints as ep
 from . import orphans, resources
 from .ipam import IpamCore
 
-ANNO_DEFAULT_ROUTE_NIC = "ipam.spidernet.io/default-route-nic"
 # The SpiderCoordinator status lists handed to the coordinator beside the spec.
 STATUS_CIDR_KEYS = ("overlayPodCIDR", "serviceCIDR")
 _log = logging.getLogger("spidernet.cni")
@@ -103,7 +107,7 @@ class App:
         self.plugins = plugins or for_agent(
             make_plugin(core),
             state_dir=state_dir,
-            settings=self._settings,
+            settings=self._cluster_settings,
             access=access or Spawning(),
         )
         self.max_pending = max_pending
@@ -269,6 +273,12 @@ class App:
             except NotFound:
                 pass
         return spec, annotations
+
+    def _cluster_settings(self, ns: str, name: str) -> ClusterSettings:
+        """What the coordinator plugin gets in this process: the settings of `_settings`,
+        checked once into the typed record."""
+        spec, annotations = self._settings(ns, name)
+        return cluster_settings(spec, annotations.get(ANNO_DEFAULT_ROUTE_NIC, ""))
 
     def _coordinator(self, query: Mapping[str, list[str]]) -> Response:
         ns = query.get("podNamespace", [""])[0]

@@ -13,18 +13,17 @@ from __future__ import annotations
 import os
 import secrets
 import socket
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any
 
 from spidernet.cni.errors import CNIError, Code
 from spidernet.cni.result import Result
 from spidernet.cni.skel import CallArgs, Plugin
 from spidernet.netconf.coordinator.config import (
-    ANNO_DEFAULT_ROUTE_NIC,
+    ClusterSettings,
     CoordinatorConf,
     parse_coordinator,
     resolve_mode,
@@ -42,9 +41,9 @@ from .plan import HOST_RULE_PRIORITY, PlanError, Request, host_veth_name, plan_a
 
 NAME = "spidernet-coordinator"
 
-# (pod namespace, pod name) -> (SpiderCoordinator settings, pod annotations), or None when
-# no control service answers (config and defaults then decide).
-ClusterLookup = Callable[[str, str], tuple[Mapping[str, Any], Mapping[str, str]] | None]
+# (pod namespace, pod name) -> the cluster's settings for the pod, or None when no agent
+# answers (config and defaults then decide).
+ClusterLookup = Callable[[str, str], ClusterSettings | None]
 
 
 @dataclass(frozen=True)
@@ -73,10 +72,9 @@ def _plan_path(ctx: Context, container_id: str, ifname: str) -> Path:
 def _conf(ctx: Context, args: CallArgs) -> CoordinatorConf:
     ns, name = args.env.arg("K8S_POD_NAMESPACE"), args.env.arg("K8S_POD_NAME")
     found = ctx.cluster(ns, name) if ns and name else None
-    settings, annotations = found if found else ({}, {})
     if found is None:
         ctx.log("no SpiderCoordinator settings (no control service): config and defaults apply")
-    return parse_coordinator(args.conf.raw, settings, annotations.get(ANNO_DEFAULT_ROUTE_NIC, ""))
+    return parse_coordinator(args.conf.raw, found)
 
 
 def _save(path: Path, plan: tuple[Op, ...]) -> None:

@@ -14,6 +14,7 @@ from spidernet.netconf.coordinator.config import (
     CoordinatorConf,
     Mode,
     PolicyRoute,
+    cluster_settings,
     parse_coordinator,
     policy_table,
     resolve_mode,
@@ -501,3 +502,33 @@ def test_policy_table(index: int, table: int) -> None:
 def test_policy_table_refuses_main_reply_and_kernel_tables(index: int) -> None:
     with pytest.raises(ValueError, match=r"out of range 1\.\.152"):
         policy_table(index)
+
+
+def test_the_cluster_settings_are_checked_once_into_a_typed_record() -> None:
+    settings = cluster_settings(
+        {"hostRuleTable": 254, "vethMTU": 9000, "podMACPrefix": "0A-1b", "future": 1}, "net1"
+    )
+    assert dict(settings.settled) == {"veth_mtu": 9000, "pod_mac_prefix": "0a:1b"}
+    assert dict(settings.refused) == {
+        "host_rule_table": (
+            "hostRuleTable",
+            "254 is a table the kernel owns (253 default, 254 main, 255 local)",
+        )
+    }
+    # The refused setting fails a call only where the NAD leaves it to the cluster.
+    conf = parse_coordinator({"type": "spidernet-coordinator", "hostRuleTable": 300}, settings)
+    assert (conf.host_rule_table, conf.veth_mtu, conf.pod_default_route_nic) == (300, 9000, "net1")
+    assert conf.sources["veth_mtu"] == "SpiderCoordinator"
+    with pytest.raises(CNIError) as caught:
+        parse_coordinator({"type": "spidernet-coordinator"}, settings)
+    assert "hostRuleTable" in caught.value.msg
+    assert "SpiderCoordinator" in caught.value.msg
+    # A document gives the same record as the one made from it.
+    assert (
+        parse_coordinator(
+            {"type": "spidernet-coordinator", "hostRuleTable": 300},
+            {"vethMTU": 9000, "podMACPrefix": "0A-1b"},
+            "net1",
+        )
+        == conf
+    )
