@@ -33,15 +33,35 @@ from spidernet.testbed.guard import OwnStack
 from spidernet.testbed.kubebuild import log_tail as _tail
 from spidernet.testbed.kubecluster import ClusterStartFailed, _get, _process, free_port
 from spidernet.testbed.kubespec import kubectl_argv, kubectl_env
+from spidernet.testbed.nodeargv import (
+    apiserver_argv,
+    containerd_argv,
+    controller_manager_argv,
+    etcd_argv,
+    kube_proxy_argv,
+    kubelet_argv,
+    scheduler_argv,
+)
+from spidernet.testbed.nodeconfig import (
+    MULTUS_RBAC,
+    containerd_config,
+    kube_proxy_config,
+    kubelet_config,
+    multus_conf,
+)
+from spidernet.testbed.nodepki import (
+    CERTS,
+    KUBECONFIG_USERS,
+    node_kubeconfig,
+    openssl_cnf,
+    pki_commands,
+)
 from spidernet.testbed.nodespec import (
     API_PORT,
-    CERTS,
     CNI_BIN_DIR,
     CNI_CONF_DIR,
     GATEWAY4,
-    KUBECONFIG_USERS,
     KUBELET_SYSCTLS,
-    MULTUS_RBAC,
     NODE_IP,
     NODE_NAME,
     PRIVATE_PATHS,
@@ -49,21 +69,7 @@ from spidernet.testbed.nodespec import (
     SHARED_PATHS,
     UPLINK,
     NodeFiles,
-    apiserver_argv,
-    containerd_argv,
-    containerd_config,
-    controller_manager_argv,
-    etcd_argv,
     json_text,
-    kube_proxy_argv,
-    kube_proxy_config,
-    kubelet_argv,
-    kubelet_config,
-    multus_conf,
-    node_kubeconfig,
-    openssl_cnf,
-    pki_commands,
-    scheduler_argv,
 )
 from spidernet.testbed.waiting import seconds_until
 

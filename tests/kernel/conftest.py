@@ -21,7 +21,7 @@ import pytest
 from spidernet.node.install import install_cni
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.node.lab.topology import Topology
-from spidernet.testbed.kernelvm import LANE_ENV
+from spidernet.testbed.kernelplan import LANE_ENV
 
 HERE = Path(__file__).resolve().parent
 REFERENCE_PLUGINS = Path("/usr/lib/cni")

@@ -24,7 +24,7 @@ from spidernet.node import netns
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import Netlink, netlink
 from spidernet.node.netlink.records import Link
-from spidernet.testbed.kernelvm import MODULES
+from spidernet.testbed.kernelplan import MODULES
 from spidernet.testbed.waiting import wait_for
 
 BOND_ACTIVE_BACKUP = 1

@@ -11,29 +11,25 @@ from pathlib import Path
 
 import pytest
 
-from spidernet.testbed import kernelvm
-from spidernet.testbed.kernelvm import (
+from spidernet.testbed import kernelfetch
+from spidernet.testbed.kernelfetch import cached, ensure, obtain, precompile, resolve
+from spidernet.testbed.kernelplan import (
     GuestRun,
     Kernel,
     KernelVmError,
     VmResult,
     VmSpec,
     cache_dir,
-    cached,
     console_line,
-    descendants,
-    ensure,
     explain,
     guest_script,
     kernel_in,
-    obtain,
     parse_depends,
     parse_status,
-    precompile,
-    resolve,
     spec_from_env,
     vng_command,
 )
+from spidernet.testbed.kernelvm import descendants
 
 APT_CACHE_DEPENDS = """linux-image-amd64
   Depends: linux-image-6.1.0-56-amd64
@@ -198,7 +194,7 @@ def test_a_cached_kernel_is_reused_without_downloading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kernel = unpacked(tmp_path, "6.1.0-56-amd64")
-    monkeypatch.setattr(kernelvm, "_run", no_commands)
+    monkeypatch.setattr(kernelfetch, "_run", no_commands)
     assert ensure(kernel) is False
     assert kernel.image.exists()
 
@@ -209,7 +205,7 @@ def test_without_apt_the_newest_cached_kernel_is_used(
     def offline(cmd: Sequence[str], **_: object) -> str:
         raise KernelVmError(f"{cmd[0]}: no network")
 
-    monkeypatch.setattr(kernelvm, "_run", offline)
+    monkeypatch.setattr(kernelfetch, "_run", offline)
     with pytest.raises(KernelVmError, match="no kernel is cached"):
         resolve(tmp_path)
     unpacked(tmp_path, "6.1.0-9-amd64")
@@ -224,7 +220,7 @@ def test_apt_decides_which_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         calls.append(list(cmd))
         return APT_CACHE_DEPENDS
 
-    monkeypatch.setattr(kernelvm, "_run", apt)
+    monkeypatch.setattr(kernelfetch, "_run", apt)
     unpacked(tmp_path, "6.1.0-9-amd64")
     assert resolve(tmp_path) == kernel_in(tmp_path, "6.1.0-56-amd64")
     assert calls == [["apt-cache", "depends", "linux-image-amd64"]]
@@ -247,7 +243,7 @@ def test_a_kernel_that_cannot_be_fetched_falls_back_to_the_cached_one(
             return APT_CACHE_DEPENDS.replace("-56-", "-57-")  # a newer ABI than cached
         raise KernelVmError(f"{cmd[0]}: no network")
 
-    monkeypatch.setattr(kernelvm, "_run", apt)
+    monkeypatch.setattr(kernelfetch, "_run", apt)
     with pytest.raises(KernelVmError, match="no network"):
         obtain(tmp_path)
     old = unpacked(tmp_path, "6.1.0-56-amd64")

@@ -1,5 +1,5 @@
-"""The node lane's node as data (spidernet.testbed.nodespec): addresses that must agree with
-each other, certificates, configs and command lines."""
+"""The node lane's node as data (spidernet.testbed.nodespec, nodepki, nodeargv,
+nodeconfig): addresses that must agree with each other, certificates, configs and command lines."""
 
 from __future__ import annotations
 
@@ -7,13 +7,25 @@ import ipaddress
 import tomllib
 from pathlib import Path
 
-from spidernet.testbed.nodespec import (
+from spidernet.testbed.nodeargv import apiserver_argv
+from spidernet.testbed.nodeconfig import (
+    cluster_network,
+    containerd_config,
+    kubelet_config,
+    multus_conf,
+)
+from spidernet.testbed.nodepki import (
     CERTS,
+    KUBECONFIG_USERS,
+    node_kubeconfig,
+    openssl_cnf,
+    pki_commands,
+)
+from spidernet.testbed.nodespec import (
     CLUSTER_CIDR,
     CNI_BIN_DIR,
     CNI_CONF_DIR,
     GATEWAY4,
-    KUBECONFIG_USERS,
     KUBERNETES_SERVICE_IP,
     NODE_IP,
     POD_CIDR,
@@ -22,14 +34,6 @@ from spidernet.testbed.nodespec import (
     SERVICE_CIDR,
     SHARED_PATHS,
     NodeFiles,
-    apiserver_argv,
-    cluster_network,
-    containerd_config,
-    kubelet_config,
-    multus_conf,
-    node_kubeconfig,
-    openssl_cnf,
-    pki_commands,
 )
 
 FILES = NodeFiles(Path("/var/tmp/node-x"))
