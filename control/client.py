@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from spidernet.control.errors import ControlError
+
 # The service's paths and the variables that move them (DESIGN.md, "Contracts users see").
 # The forwarders (cni/forward.py, forward.c) carry their own copy of the socket default:
 # they run without this package.
@@ -21,11 +23,11 @@ DEFAULT_STATE_DIR = "/var/lib/spidernet"
 TIMEOUT_S = 100.0
 
 
-class ServiceUnreachable(Exception):
+class ServiceUnreachable(ControlError):
     """Nothing answers on the socket."""
 
 
-class ServiceError(Exception):
+class ServiceError(ControlError):
     """The service answered with an error; `status` is its HTTP status, `code` the CNI
     error code when the answer carries one (the IPAM routes: 11 means try again later)."""
 

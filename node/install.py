@@ -21,6 +21,7 @@ from pathlib import Path
 
 from spidernet.cni import version as cni_version
 from spidernet.cni.launcher import FALLBACK, FORWARDED, PLUGINS, LauncherError, render
+from spidernet.node.errors import NodeError
 
 FORWARDERS = ("auto", "c", "python")
 _SOURCE = Path(__file__).parent.parent / "cni" / "forward.c"
@@ -38,7 +39,7 @@ class Installed:
     note: str = ""
 
 
-class ForwarderBuildError(LauncherError):
+class ForwarderBuildError(NodeError, LauncherError):
     """The C forwarder could not be compiled (no compiler, or the compiler failed)."""
 
 

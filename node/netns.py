@@ -25,21 +25,23 @@ from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
 
+from spidernet.node.errors import NodeError
+
 RUN_DIR = Path("/run/netns")
 # ioctl(NS_GET_NSTYPE) = _IO(0xb7, 0x3), Linux >= 4.11 (ioctl_ns(2)); CLONE_NEWNET from sched.h.
 _NS_GET_NSTYPE = 0xB703
 _CLONE_NEWNET = 0x40000000
 
 
-class NetnsGone(Exception):
+class NetnsGone(NodeError):
     """Raised when a namespace path does not exist (any more): a torn-down sandbox."""
 
 
-class NotANetns(Exception):
+class NotANetns(NodeError):
     """Raised when a path exists but is not a network namespace."""
 
 
-class NetnsCommandError(Exception):
+class NetnsCommandError(NodeError):
     """Raised when `ip netns` fails to create or remove a namespace."""
 
 

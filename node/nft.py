@@ -14,6 +14,7 @@ import re
 import subprocess
 
 from spidernet.node import netns
+from spidernet.node.errors import NodeError
 
 TABLE = "spidernet_reply"
 # Interface names are at most IFNAMSIZ - 1 = 15 bytes (include/uapi/linux/if.h); anything
@@ -28,7 +29,7 @@ ADD_ACTION = f"add nftables table 'inet {TABLE}'"
 DROP_ACTION = f"delete nftables table 'inet {TABLE}'"
 
 
-class NftError(Exception):
+class NftError(NodeError):
     """Raised when nftables refuses a script or cannot run; the message carries nft's own."""
 
 

@@ -6,7 +6,7 @@ node/access/base.py).
 It answers like the kernel where our code depends on the answer: EEXIST for what is there
 already, ENODEV for a missing link, EADDRNOTAVAIL for a missing address, ESRCH for a missing
 route, ENOENT for a missing rule or neighbour, ENETDOWN for a route through a link that is
-down, and so on, as the adapter's own exceptions (AlreadyExists, NotFound, NetlinkFailure
+down, and so on, as the adapter's own exceptions (NetlinkExists, NetlinkMissing, NetlinkFailure
 with the errno). testbed/netlink_contract.py holds the behaviour to the real adapter's: the
 same suite runs against both (unit lane and netns lane).
 

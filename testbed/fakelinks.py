@@ -7,7 +7,7 @@ import errno
 from collections.abc import Sequence
 
 from spidernet.netconf.ifacer.config import BondValue
-from spidernet.node.netlink.errors import NotFound
+from spidernet.node.netlink.errors import NetlinkMissing
 
 from .fakereads import FakeReads
 from .fakestate import drop_link, set_down
@@ -107,7 +107,7 @@ class FakeLinks(FakeReads):
         if link is None:
             if missing_ok:
                 return
-            raise NotFound("find", f"link '{name}' in {self.where}", errno.ENODEV)
+            raise NetlinkMissing("find", f"link '{name}' in {self.where}", errno.ENODEV)
         self._mutate("delete", f"link '{name}'")
         drop_link(self._ns, link.index)
         if link.peer is not None:

@@ -7,7 +7,7 @@ import errno
 import ipaddress
 from typing import TYPE_CHECKING, Self
 
-from spidernet.node.netlink.errors import NetlinkFailure, NotFound, classify
+from spidernet.node.netlink.errors import NetlinkFailure, NetlinkMissing, classify
 from spidernet.node.netlink.records import (
     AF_INET,
     RT_SCOPE_UNIVERSE,
@@ -56,7 +56,7 @@ class FakeReads:
     def _link(self, name: str) -> FakeLink:
         link = self._ns.by_name(name)
         if link is None:
-            raise NotFound("find", f"link '{name}' in {self.where}", errno.ENODEV)
+            raise NetlinkMissing("find", f"link '{name}' in {self.where}", errno.ENODEV)
         return link
 
     def _record(self, link: FakeLink) -> Link:

@@ -18,7 +18,7 @@ from dataclasses import dataclass
 
 import pytest
 
-from spidernet.node.netlink.errors import AlreadyExists, NetlinkFailure, NotFound
+from spidernet.node.netlink.errors import NetlinkExists, NetlinkFailure, NetlinkMissing
 from spidernet.node.netlink.protocol import Rtnetlink
 from spidernet.node.netlink.records import (
     AF_INET,
@@ -74,9 +74,9 @@ def refused(code: int, fn: Callable[[], object]) -> NetlinkFailure:
         fn()
     assert info.value.errno == code, f"errno {info.value.errno}, not {errno.errorcode[code]}"
     if code == errno.EEXIST:
-        assert isinstance(info.value, AlreadyExists)
+        assert isinstance(info.value, NetlinkExists)
     if code in (errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDRNOTAVAIL):
-        assert isinstance(info.value, NotFound)
+        assert isinstance(info.value, NetlinkMissing)
     return info.value
 
 

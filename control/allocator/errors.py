@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import enum
 
+from spidernet.control.errors import ControlError
+
 
 class Reason(enum.Enum):
     """The families of allocation failure."""
@@ -18,7 +20,7 @@ class Reason(enum.Enum):
     EXHAUSTED = "exhausted"  # candidate pools exist but have no free address
 
 
-class AllocationError(Exception):
+class AllocationError(ControlError):
     """Raised by the allocator; `str()` is the one-line message users see."""
 
     def __init__(self, reason: Reason, message: str, *, waiting: bool = False) -> None:

@@ -12,6 +12,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from spidernet.control.errors import ControlError
 from spidernet.control.model.endpoint_doc import entries_of
 from spidernet.control.store.base import CLAIM, Delete, Key, NotFound, Store, Stored, Update, Write
 
@@ -73,7 +74,7 @@ def who(store: Store, address: str) -> list[Holder]:
     return out
 
 
-class Refused(Exception):
+class Refused(ControlError):
     """`release` will not: the message says why and what would make it."""
 
 

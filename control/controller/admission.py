@@ -27,6 +27,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from spidernet.control.controller.multus import SMC_KIND, MultusConfigError, render_nad
+from spidernet.control.errors import ControlError
 from spidernet.control.model import validate
 from spidernet.control.model.documents import parse
 from spidernet.control.model.errors import ValidationError, ValidationErrors
@@ -54,7 +55,7 @@ Doc = Mapping[str, Any]
 _R = TypeVar("_R", IPPool, Subnet)
 
 
-class BadReview(ValueError):
+class BadReview(ControlError, ValueError):
     """A body that is not an AdmissionReview v1 request; the message names the field."""
 
 

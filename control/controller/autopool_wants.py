@@ -20,6 +20,7 @@ from spidernet.control.allocator.autopools import (
 )
 from spidernet.control.allocator.errors import AllocationError
 from spidernet.control.allocator.request import AppRef, controller_ref
+from spidernet.control.errors import ControlError
 
 # Spiderpool's `clusterSubnetAutoPoolDefaultRedundantIPNumber` (Helm `defaultRedundantIPNumber`).
 DEFAULT_REDUNDANT = 1
@@ -65,7 +66,7 @@ def application_of(kind: str, body: Mapping[str, Any]) -> Application | None:
     )
 
 
-class BadAnnotation(ValueError):
+class BadAnnotation(ControlError, ValueError):
     """An application's annotation cannot be used; the message names it."""
 
 

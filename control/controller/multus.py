@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Protocol
 
 from spidernet.cni.errors import CNIError
+from spidernet.control.errors import ControlError
 from spidernet.control.store.base import StoreError
 from spidernet.netconf.coordinator.config import parse_coordinator
 from spidernet.netconf.ifacer.config import parse_ifacer
@@ -69,7 +70,7 @@ _SUB_CONFIG = {
 Doc = dict[str, Any]
 
 
-class MultusConfigError(ValueError):
+class MultusConfigError(ControlError, ValueError):
     """A SpiderMultusConfig that cannot be rendered; `field` is the path of the culprit."""
 
     def __init__(self, field: str, message: str) -> None:

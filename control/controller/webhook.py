@@ -37,6 +37,7 @@ from typing import Any, Protocol
 import trio
 
 from spidernet.control.controller import admission, certs
+from spidernet.control.errors import ControlError
 from spidernet.control.http import Handler, Request, Response, serve_connection
 from spidernet.control.model.resources import IPPool, Subnet
 from spidernet.control.store.base import CLAIM, AlreadyExists, NotFound, Store, StoreError
@@ -51,7 +52,7 @@ CA_RECHECK_S = 30.0
 Log = Callable[[str], None]
 
 
-class WebhookError(Exception):
+class WebhookError(ControlError):
     """The webhook cannot start: the message says what and why."""
 
 

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from spidernet.control.errors import ControlError
 from spidernet.control.model.decode import decode
 from spidernet.control.model.encode import encode
 from spidernet.control.model.resources import KINDS, Resource
@@ -26,7 +27,7 @@ _FLOAT = "tag:yaml.org,2002:float"
 _TIMESTAMP = "tag:yaml.org,2002:timestamp"
 
 
-class DocumentError(ValueError):
+class DocumentError(ControlError, ValueError):
     """A file that is not a sequence of mappings (bad YAML/JSON, a list where a resource
     should be, ...). The message says which document and, where known, which line."""
 

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Iterator, Sequence
 
+from spidernet.control.errors import ControlError
 
-class ValidationError(Exception):
+
+class ValidationError(ControlError):
     """A resource was refused: `kind` and `name` say which, `field` where, `reason` why.
 
     `namespace` is set only for namespaced kinds (SpiderEndpoint). An error about the whole

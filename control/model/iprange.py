@@ -13,10 +13,12 @@ import bisect
 import ipaddress
 from collections.abc import Iterable, Iterator, Sequence
 
+from spidernet.control.errors import ControlError
+
 _BITS = {4: 32, 6: 128}
 
 
-class RangeSyntaxError(ValueError):
+class RangeSyntaxError(ControlError, ValueError):
     """An entry of an `ips`-style list that cannot be read; `index` is its position."""
 
     def __init__(self, index: int, entry: object, reason: str) -> None:

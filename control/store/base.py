@@ -24,6 +24,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
+from spidernet.control.errors import ControlError
+
 CLAIM = "IPClaim"
 
 
@@ -103,7 +105,7 @@ class Delete:
 Write = Create | Update | Delete
 
 
-class StoreError(Exception):
+class StoreError(ControlError):
     """Base of the control plane's store errors; each names the object."""
 
     def __init__(self, key: Key | None, reason: str) -> None:

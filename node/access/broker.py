@@ -19,6 +19,7 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from spidernet.node.errors import NodeError
 from spidernet.node.netlink.client import Netlink, netlink_on, open_netlink
 from spidernet.node.netns import NetnsGone, openable
 from spidernet.node.nft import NftError
@@ -32,11 +33,11 @@ STOP_WAIT_S = 5
 REPLY_TIMEOUT_S = 30.0
 
 
-class BrokerError(Exception):
+class BrokerError(NodeError):
     """The broker could not be started, or went away during a request."""
 
 
-class RequestFailed(Exception):
+class RequestFailed(NodeError):
     """The broker answered a request with an error (`errno` and its message)."""
 
     def __init__(self, message: str, code: int) -> None:

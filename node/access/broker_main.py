@@ -36,6 +36,7 @@ from collections.abc import Callable, Mapping
 from typing import Any
 
 from spidernet.node import nft
+from spidernet.node.errors import NodeError
 from spidernet.node.netns import NetnsGone, NotANetns, check, sysctl_path
 
 MAX_MESSAGE = 1 << 16
@@ -46,7 +47,7 @@ NFT_TIMEOUT_S = 10
 Reply = tuple[dict[str, Any], list[int]]
 
 
-class Failed(Exception):
+class Failed(NodeError):
     """A request that failed; `errno` travels back with the message."""
 
     def __init__(self, message: str, code: int = errno.EINVAL, *, gone: bool = False) -> None:

@@ -219,7 +219,7 @@ def _run(config: ServeConfig) -> int:
 
     import trio
 
-    from spidernet.node.agent.serve import ServiceError, serve
+    from spidernet.node.agent.serve import AgentStartError, serve
 
     async def main() -> None:
         stop = trio.Event()
@@ -235,7 +235,7 @@ def _run(config: ServeConfig) -> int:
     failures: list[BaseException] = []
     try:
         trio.run(main)
-    except* ServiceError as group:
+    except* AgentStartError as group:
         failures.extend(group.exceptions)
     for e in failures:
         print(f"spidernet: {e}", file=sys.stderr)

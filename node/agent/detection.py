@@ -23,6 +23,7 @@ from dataclasses import dataclass
 
 from spidernet.node.access.base import Namespaces
 from spidernet.node.detect.probe import ProbeError, profile, resolve
+from spidernet.node.errors import NodeError
 from spidernet.node.ipam.conf import IpamConf
 from spidernet.node.ipam.plugin import Address
 from spidernet.node.netlink.errors import NetlinkFailure
@@ -73,7 +74,7 @@ class Unreachable:
         return f"gateway {names} does not answer on {ifname}"
 
 
-class CannotProbe(Exception):
+class CannotProbe(NodeError):
     """The probes could not be sent (the link is missing, the namespace is gone...)."""
 
 

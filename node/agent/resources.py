@@ -35,6 +35,7 @@ from spidernet.control.store.base import (
     Stored,
     Write,
 )
+from spidernet.node.errors import NodeError
 
 from . import endpoints as ep
 from .workloads import WORKLOAD_KINDS
@@ -43,7 +44,7 @@ _WORKLOAD_API = {"Pod": "v1", "Namespace": "v1", "Node": "v1", "StatefulSet": "a
 _NAMESPACED = {*NAMESPACED_KINDS, "Pod", "StatefulSet"}
 
 
-class Rejected(Exception):
+class Rejected(NodeError):
     """A resource the service refuses; the message names the resource, field and reason."""
 
 

@@ -38,6 +38,7 @@ from spidernet.control.store.base import Store, StoreError
 from spidernet.control.store.embedded import open_store
 from spidernet.node.access.broker import Broker, BrokerError
 from spidernet.node.detect.watch import WatchError
+from spidernet.node.errors import NodeError
 from spidernet.node.netns import NetnsGone
 
 from . import orphans
@@ -63,7 +64,7 @@ _log = logging.getLogger("spidernet.serve")
 KUBE_WATCH_IDLE_S = 0.05
 
 
-class ServiceError(Exception):
+class AgentStartError(NodeError):
     """The service cannot start (socket in use, state directory unusable, ...)."""
 
 
@@ -112,12 +113,12 @@ def _claim_socket_path(path: Path) -> None:
         probe.connect(str(path))
     except OSError as e:
         if e.errno not in (errno.ECONNREFUSED, errno.ENOENT):
-            raise ServiceError(f"failed to check socket '{path}': {e.strerror}") from e
+            raise AgentStartError(f"failed to check socket '{path}': {e.strerror}") from e
         path.unlink(missing_ok=True)
         return
     finally:
         probe.close()
-    raise ServiceError(f"a service already listens on '{path}'")
+    raise AgentStartError(f"a service already listens on '{path}'")
 
 
 async def _unix_listener(path: Path) -> trio.SocketListener:
@@ -175,7 +176,7 @@ async def _start_watch(
     try:
         await trio.to_thread.run_sync(watch.open, config.watch_links)
     except (WatchError, NetnsGone) as e:
-        raise ServiceError(f"failed to watch for conflicts: {e}") from e
+        raise AgentStartError(f"failed to watch for conflicts: {e}") from e
     if watch.active:
         await trio.to_thread.run_sync(watch.sync)
         core.watch = watch
@@ -211,15 +212,15 @@ def open_config_store(config: ServeConfig) -> Store:
         try:
             return KubeStore.connect(kubeconfig, watch_idle=KUBE_WATCH_IDLE_S)
         except StoreError as e:
-            raise ServiceError(f"failed to connect to the Kubernetes API server: {e}") from e
+            raise AgentStartError(f"failed to connect to the Kubernetes API server: {e}") from e
     try:
         return open_store(config.state_dir)
     except OSError as e:
-        raise ServiceError(f"failed to open state directory '{config.state_dir}': {e}") from e
+        raise AgentStartError(f"failed to open state directory '{config.state_dir}': {e}") from e
     except StoreError as e:
         # A damaged file, another program's database, or one from a newer release: refused
         # as it is, naming the file; nothing in it was changed (schema.py).
-        raise ServiceError(str(e)) from e
+        raise AgentStartError(str(e)) from e
 
 
 async def _open_listeners(
@@ -235,7 +236,7 @@ async def _open_listeners(
     except OSError as e:
         await unix.aclose()
         config.socket.unlink(missing_ok=True)
-        raise ServiceError(f"failed to listen for metrics on {host}:{port}: {e}") from e
+        raise AgentStartError(f"failed to listen for metrics on {host}:{port}: {e}") from e
     return [(unix, app), (tcp, _metrics_handler(core, app.limiter, config.socket))]
 
 
@@ -255,13 +256,13 @@ async def serve(
         try:
             await trio.to_thread.run_sync(broker.ping)
         except (BrokerError, OSError) as e:
-            raise ServiceError(f"failed to start the namespace broker: {e}") from e
+            raise AgentStartError(f"failed to start the namespace broker: {e}") from e
         core = _ipam_core(config, store, broker, stack)
         app = _app(config, store, core, broker)
         try:
             await trio.to_thread.run_sync(core.view.sync)
         except StoreError as e:
-            raise ServiceError(f"failed to read pools and claims: {e}") from e
+            raise AgentStartError(f"failed to read pools and claims: {e}") from e
         watch = await _start_watch(config, broker, store, core, stack)
         listeners = await _open_listeners(config, app, core)
         metrics_port = listeners[1][0].socket.getsockname()[1] if len(listeners) > 1 else None

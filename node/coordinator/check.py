@@ -15,7 +15,7 @@ from pathlib import Path
 from spidernet.cni.errors import CNIError, Code
 from spidernet.node import nft
 from spidernet.node.access.base import Reach
-from spidernet.node.netlink.errors import NotFound
+from spidernet.node.netlink.errors import NetlinkMissing
 from spidernet.node.netlink.protocol import Rtnetlink
 from spidernet.node.netlink.records import State
 from spidernet.node.netns import NetnsGone
@@ -116,7 +116,7 @@ def drift(plan: Sequence[Op], target: Target, access: Reach) -> list[Drift]:
                 if isinstance(op, SetTxQueueLen) and op.side == "pod":
                     try:
                         queues[op.name] = pod_nl.txqlen(op.name)
-                    except NotFound:
+                    except NetlinkMissing:
                         queues[op.name] = None
     except NetnsGone as e:
         return [Drift(None, str(e))]

@@ -37,7 +37,14 @@ from spidernet.node.plan.ops import AddRule, DeleteLink, Op, SetMac, undo_all
 
 from .check import drift, load_plan
 from .gather import gather_host, gather_pod
-from .plan import HOST_RULE_PRIORITY, PlanError, Request, host_veth_name, plan_add, sysctl_keys
+from .plan import (
+    HOST_RULE_PRIORITY,
+    CoordinatorPlanError,
+    Request,
+    host_veth_name,
+    plan_add,
+    sysctl_keys,
+)
 
 NAME = "spidernet-coordinator"
 
@@ -113,7 +120,7 @@ def _add(ctx: Context, args: CallArgs) -> Result:
             )
         except NetnsGone as e:
             raise CNIError(Code.INVALID_NETNS, str(e)) from e
-        except PlanError as e:
+        except CoordinatorPlanError as e:
             raise CNIError(Code.INVALID_NETWORK_CONFIG, str(e)) from e
         _save(saved, plan)
         try:

@@ -10,7 +10,7 @@ import ipaddress
 import re
 from collections.abc import Sequence
 
-from spidernet.node.netlink.errors import NetlinkFailure, NotFound
+from spidernet.node.netlink.errors import NetlinkFailure, NetlinkMissing
 from spidernet.node.netlink.protocol import Rtnetlink
 from spidernet.node.netlink.records import RT_SCOPE_UNIVERSE, RT_TABLE_MAIN, Link
 
@@ -100,7 +100,7 @@ def gather_host(nl: Rtnetlink, pod: PodState, overlay_nic: str) -> HostState:
     for index in dict.fromkeys(wanted):
         try:
             links.append(nl.link_at(index))
-        except NotFound:
+        except NetlinkMissing:
             continue  # gone since the address dump
     links = [link for link in links if link.name != "lo"]
     pod_ips = [a.ip for nic in pod.nics for a in nic.addresses]

@@ -28,6 +28,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 
 from spidernet.netconf.coordinator.config import CoordinatorConf, policy_table
+from spidernet.node.errors import NodeError
 from spidernet.node.plan.ops import (
     MAIN,
     SCOPE_LINK,
@@ -58,7 +59,7 @@ DEFAULT = {4: ipaddress.ip_network("0.0.0.0/0"), 6: ipaddress.ip_network("::/0")
 LINK_LOCAL6 = ipaddress.ip_network("fe80::/64")
 
 
-class PlanError(ValueError):
+class CoordinatorPlanError(NodeError, ValueError):
     """The pod is not in a state the coordinator can work with; the message says why."""
 
 
@@ -86,7 +87,9 @@ def prefixed_mac(prefix: str, addresses: Iterable[IPInterface]) -> str:
     bytes of the first IPv6 address (reference §4.3 step 9)."""
     ordered = sorted(addresses, key=lambda a: a.version)
     if not ordered:
-        raise PlanError("podMACPrefix is set but the interface has no address to derive from")
+        raise CoordinatorPlanError(
+            "podMACPrefix is set but the interface has no address to derive from"
+        )
     tail = ordered[0].ip.packed[-4:]
     return prefix.lower() + ":" + ":".join(f"{b:02x}" for b in tail)
 
@@ -243,7 +246,7 @@ def _tune_routes(req: Request, nic: NicFacts, pod: PodState, table: int) -> list
         return []
     wanted = req.conf.pod_default_route_nic
     if wanted and wanted != nic.name and pod.nic(wanted) is None:
-        raise PlanError(f"podDefaultRouteNic '{wanted}' is not an interface of the pod")
+        raise CoordinatorPlanError(f"podDefaultRouteNic '{wanted}' is not an interface of the pod")
     mover = pod.nic(detected) if wanted == nic.name else nic
     assert mover is not None
     return [*_source_rules(mover, table), *_move_routes(pod, mover.name, table)]
@@ -255,9 +258,9 @@ def plan_add(
     """The ADD plan for `req.ifname`; `mode` and `first` come from `config.resolve_mode`."""
     nic = pod.nic(req.ifname)
     if nic is None:
-        raise PlanError(f"interface '{req.ifname}' is not in the pod")
+        raise CoordinatorPlanError(f"interface '{req.ifname}' is not in the pod")
     if not nic.addresses:
-        raise PlanError(f"interface '{req.ifname}' has no address to coordinate")
+        raise CoordinatorPlanError(f"interface '{req.ifname}' has no address to coordinate")
     conf = req.conf
     ops: list[Op] = [] if nic.up else [SetLinkUp("pod", nic.name)]
     src = _v4_source(nic)
@@ -288,7 +291,7 @@ def plan_add(
     elif mode == "underlay":
         table = policy_table(nic_index)
         if pod.veth0 is None:
-            raise PlanError(
+            raise CoordinatorPlanError(
                 f"underlay NIC '{nic.name}' needs veth0: enable the coordinator on the pod's "
                 f"first NIC '{conf.pod_default_cni_nic}' too"
             )
@@ -309,7 +312,9 @@ def _overlay(
     """Overlay mode: eth0 belongs to the overlay CNI, this NIC answers from its own table."""
     conf = req.conf
     if not host.overlay_peer:
-        raise PlanError(f"overlay mode: the host end of '{conf.pod_default_cni_nic}' was not found")
+        raise CoordinatorPlanError(
+            f"overlay mode: the host end of '{conf.pod_default_cni_nic}' was not found"
+        )
     ops = _tuning(req, nic, pod)
     ops += _host_side(req, nic, host, host.overlay_peer, None)
     # The host's addresses through eth0, in this NIC's table: replies from this NIC's

@@ -21,6 +21,8 @@ import socket
 from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 
+from spidernet.node.errors import NodeError
+
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 BROADCAST = "ff:ff:ff:ff:ff:ff"
@@ -30,7 +32,7 @@ ALL_NODES_MAC = "33:33:00:00:00:01"
 ARP_REQUEST = 1
 
 
-class AnnounceError(Exception):
+class AnnounceError(NodeError):
     """Raised when the announcement could not be sent (link missing or down, ...)."""
 
 

@@ -18,10 +18,12 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
+from spidernet.node.errors import NodeError
+
 GENERATED_CONFIG = Path("include/generated/autoconf.h")
 
 
-class HeadersMissing(Exception):
+class HeadersMissing(NodeError):
     """Raised when no kernel headers for bcc are found."""
 
 

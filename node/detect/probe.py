@@ -51,6 +51,7 @@ from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
 from scapy.layers.l2 import ARP, Ether
 
 from spidernet.node.access.base import Namespaces
+from spidernet.node.errors import NodeError
 
 from .announce import ARP_REQUEST, BROADCAST, IPAddress
 
@@ -73,7 +74,7 @@ UNSPECIFIED6 = ipaddress.IPv6Address("::")
 SOLICITED_NODE = int(ipaddress.IPv6Address("ff02::1:ff00:0"))
 
 
-class ProbeError(Exception):
+class ProbeError(NodeError):
     """Raised when the probe could not be sent or heard: the link is missing, down, not
     Ethernet or NOARP, or the socket failed."""
 
@@ -263,7 +264,7 @@ def _where(netns: str | None) -> str:
     return f"netns '{netns}'" if netns else "this process's netns"
 
 
-class _Unusable(Exception):
+class _Unusable(NodeError):
     """A link that exists but cannot be probed (the cause of a ProbeError)."""
 
 

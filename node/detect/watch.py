@@ -36,7 +36,8 @@ from pathlib import Path
 from typing import Protocol
 
 from spidernet.node.access.base import Namespaces
-from spidernet.node.netlink.errors import NotFound
+from spidernet.node.errors import NodeError
+from spidernet.node.netlink.errors import NetlinkMissing
 from spidernet.node.netns import NetnsGone
 
 from .announce import IPAddress
@@ -53,7 +54,7 @@ _labels = itertools.count(1)
 MAC = re.compile(r"[0-9a-fA-F]{2}([:-][0-9a-fA-F]{2}){5}")
 
 
-class WatchError(Exception):
+class WatchError(NodeError):
     """Raised when a link cannot be watched: it is missing, its socket failed, or (with
     prefer="ebpf") the eBPF program cannot run there."""
 
@@ -244,7 +245,7 @@ def _detach(access: Namespaces, at: _Attachment) -> None:
             nl.detach_bpf_ingress(at.link, at.label)
             if at.created_qdisc:
                 nl.delete_clsact(at.link)
-    except (NotFound, NetnsGone):
+    except (NetlinkMissing, NetnsGone):
         return
 
 
@@ -358,7 +359,7 @@ def _attach(
     label = f"spidernet-watch-{os.getpid()}-{next(_labels)}"
     with access.netlink(netns) as nl:
         if nl.index(link) != ifindex:
-            raise NotFound("find", f"link '{link}' in {_where(netns)}", errno.ENODEV)
+            raise NetlinkMissing("find", f"link '{link}' in {_where(netns)}", errno.ENODEV)
         created = nl.add_clsact(link)
         try:
             nl.attach_bpf_ingress(link, fn.fd, label)
@@ -385,7 +386,7 @@ def _open_ebpf(
     with access.netlink(netns) as nl:
         try:
             ifindex = nl.index(link)
-        except NotFound as e:
+        except NetlinkMissing as e:
             raise WatchError(f"failed to watch '{link}' in {where}: no such link") from e
     try:
         from bcc import BPF  # Debian's python3-bpfcc (pyproject: no type information)

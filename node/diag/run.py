@@ -20,6 +20,7 @@ from spidernet.node import netns
 from spidernet.node.access.base import Namespaces
 from spidernet.node.coordinator.check import Drift, drift, saved_plans
 from spidernet.node.detect import probe as arp
+from spidernet.node.errors import NodeError
 from spidernet.node.netlink.client import Netlink
 from spidernet.node.netlink.errors import NetlinkFailure
 from spidernet.node.nft import NftError
@@ -42,7 +43,7 @@ from .model import (
 )
 
 
-class TargetError(Exception):
+class TargetError(NodeError):
     """The target names no namespace, container or pod that can be found."""
 
 

@@ -27,7 +27,7 @@ from spidernet.node.plan.describe import describe
 from spidernet.node.plan.ops import AddBond, AddVlan
 
 from . import users
-from .plan import IfacerPlan, PlanError, plan_add
+from .plan import IfacerPlan, IfacerPlanError, plan_add
 
 NAME = "spidernet-ifacer"
 # The kernel's answer to a link kind it has no driver for.
@@ -52,7 +52,7 @@ def _plan(ctx: Context, conf: IfacerConf) -> IfacerPlan:
     links = _links(ctx)
     try:
         return plan_add(conf, links)
-    except PlanError as e:
+    except IfacerPlanError as e:
         raise CNIError(Code.INVALID_NETWORK_CONFIG, f"{NAME}: {e}") from e
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spidernet.netconf.ifacer.config import MODES
-from spidernet.node.netlink import NotFound, open_netlink
+from spidernet.node.netlink import NetlinkMissing, open_netlink
 from spidernet.node.netlink.records import Link
 
 from . import users
@@ -118,7 +118,7 @@ def prune(state_dir: str = "", *, dry_run: bool = False) -> Report:
                 removed.append(m.name)
                 for slave in m.slaves:
                     nl.set_link(slave, state="up")
-            except NotFound:
+            except NetlinkMissing:
                 continue  # a slave gone meanwhile
             except Exception as e:  # one failure does not stop the others
                 errors.append(f"{m.name}: {e}")

@@ -2,7 +2,7 @@
 
 Given the config and the host's links, `plan_add` returns the operations that make the
 master a pod hangs from exist and be up (a VLAN on a NIC, a bond over NICs, a VLAN on the
-bond), reusing what exists, or raises PlanError when the host holds something that is in
+bond), reusing what exists, or raises IfacerPlanError when the host holds something that is in
 the way: a link of that name that is something else, a NIC enslaved elsewhere, or the VLAN
 ID already used under another name (Spiderpool's rule). Links this plan creates carry the
 alias `IFACER_ALIAS`, so `spidernet ifacer` can tell them from the administrator's.
@@ -14,13 +14,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from spidernet.netconf.ifacer.config import MODES, IfacerConf
+from spidernet.node.errors import NodeError
 from spidernet.node.netlink.records import Link
 from spidernet.node.plan.ops import AddBond, AddVlan, Enslave, Op, SetLinkUp
 
 IFACER_ALIAS = "spidernet-ifacer"
 
 
-class PlanError(ValueError):
+class IfacerPlanError(NodeError, ValueError):
     """The host is not in a state the ifacer can work with; the message says why."""
 
 
@@ -55,9 +56,9 @@ def _bond_ops(conf: IfacerConf, by_name: dict[str, Link], by_index: dict[int, Li
     if existing is not None:
         if existing.kind != "bond":
             what = _describe(existing, by_index)
-            raise PlanError(f"'{bond.name}' exists on the host and is a {what}, not a bond")
+            raise IfacerPlanError(f"'{bond.name}' exists on the host and is a {what}, not a bond")
         if existing.bond_mode is not None and existing.bond_mode != bond.mode:
-            raise PlanError(
+            raise IfacerPlanError(
                 f"bond '{bond.name}' exists in mode {MODES[existing.bond_mode]},"
                 f" the config asks for {MODES[bond.mode]}"
             )
@@ -71,7 +72,7 @@ def _bond_ops(conf: IfacerConf, by_name: dict[str, Link], by_index: dict[int, Li
         if nic.master is not None:
             master = by_index.get(nic.master)
             owner = f"'{master.name}'" if master else f"link {nic.master}"
-            raise PlanError(f"interface '{name}' is already enslaved to {owner}")
+            raise IfacerPlanError(f"interface '{name}' is already enslaved to {owner}")
         ops.append(Enslave("host", name, bond.name, nic.up))
     if existing is None or not existing.up:
         ops.append(SetLinkUp("host", bond.name))
@@ -84,7 +85,7 @@ def _vlan_ops(
     name, parent = conf.master, conf.parent
     for link in by_name.values():
         if link.kind == "vlan" and link.vlan_id == conf.vlan_id and link.name != name:
-            raise PlanError(
+            raise IfacerPlanError(
                 f"cannot make '{name}': VLAN {conf.vlan_id} already exists on this host as"
                 f" '{link.name}' ({_describe(link, by_index)}); one VLAN ID, one interface"
             )
@@ -106,7 +107,7 @@ def _vlan_ops(
         or existing.link != parent_link.index
     ):
         what = _describe(existing, by_index)
-        raise PlanError(
+        raise IfacerPlanError(
             f"'{name}' exists on the host and is a {what}, not vlan {conf.vlan_id} on '{parent}'"
         )
     return [*_up(parent_link), *_up(existing)]
@@ -118,7 +119,7 @@ def plan_add(conf: IfacerConf, links: Sequence[Link]) -> IfacerPlan:
     by_index = {link.index: link for link in links}
     missing = [n for n in conf.interfaces if n not in by_name]
     if missing:
-        raise PlanError(f"interface(s) {', '.join(missing)} not found on the host")
+        raise IfacerPlanError(f"interface(s) {', '.join(missing)} not found on the host")
     ops: list[Op] = []
     parent_new = False
     if conf.bond is not None:

@@ -22,6 +22,7 @@ from spidernet.cni.config import parse_conflist
 from spidernet.cni.result import parse_result, to_dict
 from spidernet.control.client import ServiceError, ServiceUnreachable
 from spidernet.node import netns
+from spidernet.node.errors import NodeError
 from spidernet.node.install import install_cni
 from spidernet.node.netlink.client import netlink
 from spidernet.node.netlink.records import RT_TABLE_MAIN
@@ -62,7 +63,7 @@ POOLS = (
 )
 
 
-class LabError(Exception):
+class LabError(NodeError):
     """The lab cannot do what was asked (already up, not up, a plugin failed, ...)."""
 
 

@@ -21,6 +21,7 @@ from spidernet.cni.config import Attachment, ConfList, plugin_config
 from spidernet.cni.errors import CNIError, Code
 from spidernet.cni.result import Result, parse_result
 from spidernet.node import netns
+from spidernet.node.errors import NodeError
 
 DEFAULT_TIMEOUT = 60.0
 
@@ -43,7 +44,7 @@ class Outcome:
         return self.returncode == 0
 
 
-class PluginFailed(Exception):
+class PluginFailed(NodeError):
     """Raised by Chain when a plugin answers an error; `outcome` holds what it printed."""
 
     def __init__(self, outcome: Outcome) -> None:

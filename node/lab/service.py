@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from spidernet.control.client import Client
+from spidernet.node.errors import NodeError
 
 # SPIDERNET_SERVICE_START_TIMEOUT (seconds) raises the limit where Python itself is slow:
 # the kernel lane's VM (emulated, TCG) takes about a minute to import the service.
@@ -25,7 +26,7 @@ START_TIMEOUT_S = float(os.environ.get("SPIDERNET_SERVICE_START_TIMEOUT") or 20.
 STOP_TIMEOUT_S = 15.0
 
 
-class ServiceStartFailed(Exception):
+class ServiceStartFailed(NodeError):
     """`spidernet serve` exited or did not answer in time; the message holds its log tail."""
 
 

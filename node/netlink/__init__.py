@@ -6,14 +6,14 @@ of it the plugins' apply, gather and CHECK steps use.
 """
 
 from .client import Netlink, open_netlink
-from .errors import AlreadyExists, NetlinkFailure, NotFound
+from .errors import NetlinkExists, NetlinkFailure, NetlinkMissing
 from .protocol import Rtnetlink
 
 __all__ = [
-    "AlreadyExists",
     "Netlink",
+    "NetlinkExists",
     "NetlinkFailure",
-    "NotFound",
+    "NetlinkMissing",
     "Rtnetlink",
     "open_netlink",
 ]

@@ -5,8 +5,10 @@ from __future__ import annotations
 import errno
 import os
 
+from spidernet.node.errors import NodeError
 
-class NetlinkFailure(Exception):
+
+class NetlinkFailure(NodeError):
     """Raised when the kernel refuses a netlink request; `errno` is the kernel's answer."""
 
     def __init__(self, action: str, obj: str, code: int) -> None:
@@ -17,11 +19,11 @@ class NetlinkFailure(Exception):
         self.errno = code
 
 
-class NotFound(NetlinkFailure):
+class NetlinkMissing(NetlinkFailure):
     """Raised when the object named in a request does not exist (ENODEV, ENOENT, ESRCH, ...)."""
 
 
-class AlreadyExists(NetlinkFailure):
+class NetlinkExists(NetlinkFailure):
     """Raised when the object to create exists already (EEXIST)."""
 
 
@@ -32,7 +34,7 @@ MISSING_ERRNOS = frozenset({errno.ENODEV, errno.ENOENT, errno.ESRCH, errno.EADDR
 def classify(action: str, obj: str, code: int) -> NetlinkFailure:
     """The adapter error for kernel errno `code`."""
     if code == errno.EEXIST:
-        return AlreadyExists(action, obj, code)
+        return NetlinkExists(action, obj, code)
     if code in MISSING_ERRNOS:
-        return NotFound(action, obj, code)
+        return NetlinkMissing(action, obj, code)
     return NetlinkFailure(action, obj, code)

@@ -19,7 +19,7 @@ from .records import Address, IPAddress, IPInterface, Link, Neighbour, Route, Ru
 
 class Rtnetlink(Protocol):
     """rtnetlink requests in one namespace. Errors are the adapter's own (errors.py):
-    AlreadyExists for EEXIST, NotFound for ENODEV / ENOENT / ESRCH / EADDRNOTAVAIL, and
+    NetlinkExists for EEXIST, NetlinkMissing for ENODEV / ENOENT / ESRCH / EADDRNOTAVAIL, and
     NetlinkFailure with the kernel's errno for the rest."""
 
     def __enter__(self) -> Self: ...
@@ -37,19 +37,19 @@ class Rtnetlink(Protocol):
         ...
 
     def link_at(self, index: int) -> Link:
-        """The link with interface index `index`; raises NotFound."""
+        """The link with interface index `index`; raises NetlinkMissing."""
         ...
 
     def link(self, name: str) -> Link:
-        """The link called `name`; raises NotFound."""
+        """The link called `name`; raises NetlinkMissing."""
         ...
 
     def index(self, name: str) -> int:
-        """The interface index of `name`; raises NotFound."""
+        """The interface index of `name`; raises NetlinkMissing."""
         ...
 
     def txqlen(self, name: str) -> int:
-        """The transmit queue length of link `name`; raises NotFound."""
+        """The transmit queue length of link `name`; raises NetlinkMissing."""
         ...
 
     def addresses(self) -> list[Address]:
@@ -128,7 +128,7 @@ class Rtnetlink(Protocol):
         ...
 
     def add_route(self, route: Route) -> None:
-        """Install `route` (exclusively: one there already is AlreadyExists)."""
+        """Install `route` (exclusively: one there already is NetlinkExists)."""
         ...
 
     def delete_route(self, route: Route) -> None:

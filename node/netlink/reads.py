@@ -25,7 +25,7 @@ from pyroute2.netlink.rtnl.rtmsg import rtmsg
 
 from spidernet.node.netns import open_fd
 
-from .errors import NotFound
+from .errors import NetlinkMissing
 from .messages import addr, getroute, link_of, net
 from .records import (
     AF_INET,
@@ -52,21 +52,21 @@ class Reads(Session):
         return [link_of(m) for m in self._read("links", ifinfmsg, RTM_GETLINK)]
 
     def link_at(self, index: int) -> Link:
-        """The link with interface index `index` (one RTM_GETLINK); raises NotFound."""
+        """The link with interface index `index` (one RTM_GETLINK); raises NetlinkMissing."""
         msg = ifinfmsg()
         msg["index"] = index
         [m, *_] = self._get("look up", f"link {index}", msg, RTM_GETLINK)
         return link_of(m)
 
     def link(self, name: str) -> Link:
-        """The link called `name`; raises NotFound."""
+        """The link called `name`; raises NetlinkMissing."""
         for link in self.links():
             if link.name == name:
                 return link
-        raise NotFound("find", f"link '{name}' in {self.where}", 19)
+        raise NetlinkMissing("find", f"link '{name}' in {self.where}", 19)
 
     def txqlen(self, name: str) -> int:
-        """The transmit queue length of link `name` (IFLA_TXQLEN); raises NotFound."""
+        """The transmit queue length of link `name` (IFLA_TXQLEN); raises NetlinkMissing."""
         index = self.index(name)
         msg = ifinfmsg()
         msg["index"] = index

@@ -19,7 +19,7 @@ from pyroute2.netlink.exceptions import NetlinkDumpInterrupted, NetlinkError
 from pyroute2.netlink.rtnl import RTM_GETLINK
 from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 
-from .errors import NotFound, classify
+from .errors import NetlinkMissing, classify
 from .raw import Reader
 
 T = TypeVar("T")
@@ -97,7 +97,7 @@ class Session:
         return []  # pragma: no cover - the loop returns or raises
 
     def index(self, name: str) -> int:
-        """The interface index of `name`; raises NotFound."""
+        """The interface index of `name`; raises NetlinkMissing."""
         known = self._indexes.get(name)
         if known is not None:
             return known
@@ -106,7 +106,7 @@ class Session:
         msg["attrs"] = [("IFLA_IFNAME", name)]
         found = self._get("look up", f"link '{name}'", msg, RTM_GETLINK)
         if not found:
-            raise NotFound("find", f"link '{name}' in {self.where}", 19)
+            raise NetlinkMissing("find", f"link '{name}' in {self.where}", 19)
         index = self._indexes[name] = int(found[0]["index"])
         return index
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from functools import partial
 
-from .errors import AlreadyExists
+from .errors import NetlinkExists
 from .session import Session
 
 # pkt_sched.h: TC_H_MAKE(TC_H_CLSACT, TC_H_MIN_INGRESS), the parent of a clsact qdisc's
@@ -28,7 +28,7 @@ class TrafficControl(Session):
             self._call(
                 "add", f"clsact qdisc on '{name}'", lambda: self._ipr.tc("add", "clsact", index)
             )
-        except AlreadyExists:
+        except NetlinkExists:
             return False
         return True
 

@@ -20,7 +20,7 @@ from pyroute2.netlink.rtnl.ifinfmsg import ifinfmsg
 from spidernet.netconf.ifacer.config import BondValue
 from spidernet.node.netns import open_fd
 
-from .errors import NotFound
+from .errors import NetlinkMissing
 from .messages import alias_msg, bond_msg, neighbour_msg, route_msg, rule_msg, vlan_msg
 from .records import IFF_UP, IPInterface, Neighbour, Route, Rule
 from .session import Session
@@ -118,7 +118,7 @@ class Writes(Session):
         try:
             index = self.index(name)
             self._call("delete", f"link '{name}'", lambda: self._ipr.link("del", index=index))
-        except NotFound:
+        except NetlinkMissing:
             if not missing_ok:
                 raise
         finally:

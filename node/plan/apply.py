@@ -32,7 +32,8 @@ from typing import assert_never
 from spidernet.node import netns, nft
 from spidernet.node.access.base import Reach
 from spidernet.node.access.spawn import Spawning
-from spidernet.node.netlink import AlreadyExists, NetlinkFailure, NotFound
+from spidernet.node.errors import NodeError
+from spidernet.node.netlink import NetlinkExists, NetlinkFailure, NetlinkMissing
 from spidernet.node.netlink.protocol import Rtnetlink
 from spidernet.node.netlink.records import (
     NUD_PERMANENT,
@@ -104,7 +105,7 @@ class Target:
     host_netns: str | None
 
 
-class ApplyFailed(Exception):
+class ApplyFailed(NodeError):
     """Raised when an operation of a plan failed; everything before it has been undone.
 
     `op` is the operation, `cause` its error, `undo_errors` what could not be undone (empty
@@ -130,7 +131,7 @@ def reason(error: BaseException) -> str:
 def _gone(error: Exception) -> bool:
     """True for what an undo counts as done: the object or its namespace is not there, or
     (an undo that adds something back) it is there already."""
-    return isinstance(error, NotFound | AlreadyExists | netns.NetnsGone)
+    return isinstance(error, NetlinkMissing | NetlinkExists | netns.NetnsGone)
 
 
 class _Executor:
@@ -333,7 +334,7 @@ class _Executor:
     def _add_rule(self, op: AddRule) -> None:
         try:
             self._nl(op.side).add_rule(self._rule(op))
-        except AlreadyExists:
+        except NetlinkExists:
             # A shared rule (the host's `from all lookup <hostRuleTable>`) is there already
             # for every pod after the first; any other rule found in place is an error.
             if not op.shared:
@@ -363,7 +364,7 @@ def apply(
 ) -> None:
     """Execute `plan` in order; on a failure undo what was done and raise ApplyFailed.
 
-    An operation that finds its object there already fails (AlreadyExists): a plan never
+    An operation that finds its object there already fails (NetlinkExists): a plan never
     adopts state it did not make, since its undo would remove it. The exception is a
     `shared` AddRule, which many pods' plans add. `clients`: netlink clients already open
     in the target's namespaces, to reuse (the caller keeps owning them); `access`: how to

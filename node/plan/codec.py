@@ -12,6 +12,8 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
+from spidernet.node.errors import NodeError
+
 from . import ops
 
 _CLASSES: dict[str, type[Any]] = {
@@ -21,7 +23,7 @@ _CLASSES: dict[str, type[Any]] = {
 }
 
 
-class CodecError(ValueError):
+class CodecError(NodeError, ValueError):
     """A saved plan that cannot be read back."""
 
 

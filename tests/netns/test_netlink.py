@@ -10,7 +10,7 @@ import pytest
 
 from spidernet.node import netns
 from spidernet.node.lab.topology import Topology, iface
-from spidernet.node.netlink import AlreadyExists, NotFound
+from spidernet.node.netlink import NetlinkExists, NetlinkMissing
 from spidernet.node.netlink.client import netlink, open_netlink
 from spidernet.node.netlink.records import AF_INET, AF_INET6, Neighbour, Route, Rule
 
@@ -56,7 +56,7 @@ def test_veth_addresses_routes_rules_and_neighbours_round_trip(topo: Topology) -
         }
         assert next(n for n in nl.neighbours() if n.dst == neigh.dst).lladdr == neigh.lladdr
 
-        with pytest.raises(AlreadyExists, match="failed to add rule 1000 table 101"):
+        with pytest.raises(NetlinkExists, match="failed to add rule 1000 table 101"):
             nl.add_rule(rule)
         nl.delete_rule(rule)
         nl.delete_rule(rule6)
@@ -65,13 +65,13 @@ def test_veth_addresses_routes_rules_and_neighbours_round_trip(topo: Topology) -
         nl.delete_neighbour(neigh)
         assert [r for r in nl.rules() if r.priority == 1000] == []
         assert [r for r in nl.routes() if r.table == 101] == []
-        with pytest.raises(NotFound):
+        with pytest.raises(NetlinkMissing):
             nl.delete_rule(rule)
     with netlink(netns.path_of(b)) as nl:
         assert nl.link("veth-b").mtu == 1400
     with netlink(netns.path_of(a)) as nl:
         nl.delete_link("veth-a")
-        with pytest.raises(NotFound, match="link 'veth-a'"):
+        with pytest.raises(NetlinkMissing, match="link 'veth-a'"):
             nl.delete_link("veth-a")
         nl.delete_link("veth-a", missing_ok=True)
     with netlink(netns.path_of(b)) as nl:
@@ -82,7 +82,7 @@ def test_duplicate_link_is_already_exists(topo: Topology) -> None:
     a = topo.namespace("a")
     with netlink(netns.path_of(a)) as nl:
         nl.add_link("br-x", "bridge")
-        with pytest.raises(AlreadyExists, match="bridge 'br-x'"):
+        with pytest.raises(NetlinkExists, match="bridge 'br-x'"):
             nl.add_link("br-x", "bridge")
         nl.delete_link("br-x")
 
@@ -129,7 +129,7 @@ def test_route_get_follows_policy_rules_and_reports_the_real_table(topo: Topolog
         # A packet arriving on v0 for a local address is delivered here (type local).
         arriving = nl.route_get(ipaddress.ip_address("192.0.2.10"), src=far, iif="v0")
         assert arriving.type == 2  # RTN_LOCAL
-        with pytest.raises(NotFound):
+        with pytest.raises(NetlinkMissing):
             nl.route_get(far, iif="nope")
         # A TCP port takes part in the lookup (`ip route get ... ipproto tcp dport 443`).
         nl.add_route(Route(dst=ipaddress.ip_network("0.0.0.0/0"), table=600, gateway=gw, oif=v1))

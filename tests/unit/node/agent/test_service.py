@@ -26,8 +26,8 @@ from spidernet.control.store.embedded import EmbeddedStore
 from spidernet.netconf.coordinator.config import parse_coordinator
 from spidernet.node.agent.app import App
 from spidernet.node.agent.ipam import IpamCore
+from spidernet.node.agent.serve import AgentStartError as StartError
 from spidernet.node.agent.serve import Ready, ServeConfig, serve
-from spidernet.node.agent.serve import ServiceError as StartError
 
 POOL = {
     "apiVersion": "spiderpool.spidernet.io/v2beta1",

@@ -12,7 +12,7 @@ import pytest
 from spidernet.netconf.coordinator.config import parse_coordinator, policy_table
 from spidernet.node.coordinator.facts import HostState, NicFacts, PodState, RouteFact
 from spidernet.node.coordinator.plan import (
-    PlanError,
+    CoordinatorPlanError,
     Request,
     host_veth_name,
     plan_add,
@@ -182,7 +182,7 @@ def test_default_route_nic_moves_the_old_default_instead() -> None:
     assert DeleteRoute("pod", net("0.0.0.0/0"), "eth0", ip("192.0.2.1")) in ops
     assert AddRule("pod", socket.AF_INET, 1000, 101, src=net("192.0.2.10/32")) in ops
     assert not any(isinstance(o, DeleteRoute) and o.dev == "net1" for o in ops)
-    with pytest.raises(PlanError, match="nope"):
+    with pytest.raises(CoordinatorPlanError, match="nope"):
         plan_add(
             request("net1", podDefaultRouteNic="nope"),
             pod,
@@ -195,7 +195,7 @@ def test_default_route_nic_moves_the_old_default_instead() -> None:
 
 def test_second_underlay_nic_without_veth0_is_refused() -> None:
     pod = PodState(nics=(ETH0, NET1), main_routes=MAIN_ROUTES)
-    with pytest.raises(PlanError, match="veth0"):
+    with pytest.raises(CoordinatorPlanError, match="veth0"):
         plan_add(request("net1"), pod, HOST, mode="underlay", first=False, nic_index=1)
 
 
@@ -223,7 +223,7 @@ def test_overlay_keeps_eth0_and_gives_the_underlay_nic_a_table() -> None:
     # eth0's replies stay on eth0 (issue #3683): its default copied into table 100.
     assert AddRoute("pod", net("0.0.0.0/0"), "eth0", ip("192.0.2.1"), 100) in ops
     assert AddRule("pod", socket.AF_INET, 1000, 100, src=net("192.0.2.10/32")) in ops
-    with pytest.raises(PlanError, match="host end"):
+    with pytest.raises(CoordinatorPlanError, match="host end"):
         plan_add(request("net1"), pod, HOST, mode="overlay", first=True, nic_index=1)
 
 
@@ -242,5 +242,5 @@ def test_policy_routes_follow_the_nic_table() -> None:
 
 def test_an_interface_without_addresses_is_refused() -> None:
     pod = PodState(nics=(NicFacts("eth0", "aa:bb:cc:00:00:01"),))
-    with pytest.raises(PlanError, match="no address"):
+    with pytest.raises(CoordinatorPlanError, match="no address"):
         plan_add(request(), pod, HOST, mode="underlay", first=True, nic_index=0)

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from spidernet.netconf.ifacer.config import parse_ifacer
-from spidernet.node.ifacer.plan import IFACER_ALIAS, PlanError, plan_add
+from spidernet.node.ifacer.plan import IFACER_ALIAS, IfacerPlanError, plan_add
 from spidernet.node.netlink.records import Link
 from spidernet.node.plan.ops import (
     AddBond,
@@ -52,7 +52,7 @@ def test_an_existing_vlan_is_reused_and_only_brought_up() -> None:
 
 def test_the_same_vlan_id_under_another_name_is_refused() -> None:
     host = [*HOST, nic(9, "vlan100", kind="vlan", link=3, vlan_id=100)]
-    with pytest.raises(PlanError) as info:
+    with pytest.raises(IfacerPlanError) as info:
         plan_add(parse_ifacer({"interfaces": ["eth1"], "vlanID": 100}), host)
     assert "VLAN 100 already exists on this host as 'vlan100' (vlan 100 on 'eth2')" in str(
         info.value
@@ -67,13 +67,13 @@ def test_the_same_vlan_id_under_another_name_is_refused() -> None:
     ],
 )
 def test_a_link_in_the_way_of_the_vlan_name_is_refused(existing: Link, words: str) -> None:
-    with pytest.raises(PlanError) as info:
+    with pytest.raises(IfacerPlanError) as info:
         plan_add(parse_ifacer({"interfaces": ["eth1"], "vlanID": 100}), [*HOST, existing])
     assert words in str(info.value)
 
 
 def test_missing_nics_are_named() -> None:
-    with pytest.raises(PlanError) as info:
+    with pytest.raises(IfacerPlanError) as info:
         plan_add(parse_ifacer({"interfaces": ["eth1", "eth7", "eth8"], "bond": {}}), HOST)
     assert "interface(s) eth7, eth8 not found on the host" in str(info.value)
 
@@ -130,7 +130,7 @@ def test_an_existing_bond_is_reused_and_a_free_nic_joins_it() -> None:
 )
 def test_a_bond_in_the_way_is_refused(host: list[Link], words: str) -> None:
     conf = parse_ifacer({"interfaces": ["eth1", "eth2"], "bond": {"name": "bond0", "mode": 4}})
-    with pytest.raises(PlanError) as info:
+    with pytest.raises(IfacerPlanError) as info:
         plan_add(conf, host)
     assert words in str(info.value)
 
