@@ -120,17 +120,20 @@ def _version_of(
     return (read or reported_kustomize_version)(out.stdout)
 
 
-def ensure_kustomize(
-    tool: GoTool | None = None, progress: Callable[[str], None] | None = None
+def _go_install(
+    tool: GoTool,
+    package: str,
+    ldflags: str,
+    version_of: Callable[[Path], str | None],
+    progress: Callable[[str], None] | None,
 ) -> Path:
-    """The cached kustomize binary, built first with `go install` if missing or of another
-    version; raises BuildFailed."""
-    tool = tool or kustomize_tool()
+    """The cached `tool` binary: `go install PACKAGE@VERSION` with `ldflags` into its cache
+    unless `version_of` already finds that version there; raises BuildFailed."""
     say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
     tool.dir.mkdir(parents=True, exist_ok=True)
     with tool.lock.open("w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building: wait for it
-        if _version_of(tool.binary) == tool.version:
+        if version_of(tool.binary) == tool.version:
             return tool.binary
         go = shutil.which("go")
         if go is None:
@@ -140,13 +143,22 @@ def ensure_kustomize(
         env = go_env(Layout(tool.root), os.environ)
         env["GOBIN"] = str(tool.binary.parent)
         tool.log.write_text("")
-        argv = ["nice", "-n", "19", go, "install", "-trimpath", "-ldflags=-s -w"]
-        run_go([*argv, f"{tool.module}@{tool.version}"], tool.dir, env, tool.log)
-        found = _version_of(tool.binary)
+        argv = ["nice", "-n", "19", go, "install", "-trimpath", f"-ldflags={ldflags}"]
+        run_go([*argv, f"{package}@{tool.version}"], tool.dir, env, tool.log)
+        found = version_of(tool.binary)
         if found != tool.version:
             raise BuildFailed(f"built {tool.binary}, but it reports version {found}")
         say(f"built {tool.binary} in {time.monotonic() - started:.0f}s")
     return tool.binary
+
+
+def ensure_kustomize(
+    tool: GoTool | None = None, progress: Callable[[str], None] | None = None
+) -> Path:
+    """The cached kustomize binary, built first with `go install` if missing or of another
+    version; raises BuildFailed."""
+    tool = tool or kustomize_tool()
+    return _go_install(tool, tool.module, "-s -w", _version_of, progress)
 
 
 def multus_tool(env: Mapping[str, str] | None = None) -> GoTool:
@@ -262,35 +274,7 @@ def ensure_helm(tool: GoTool | None = None, progress: Callable[[str], None] | No
     """The cached helm binary, built first with `go install` if missing or of another
     version; raises BuildFailed."""
     tool = tool or helm_tool()
-    say = progress or (lambda msg: print(msg, file=sys.stderr, flush=True))
-    tool.dir.mkdir(parents=True, exist_ok=True)
-    with tool.lock.open("w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)  # another run may be building: wait for it
-        if _helm_version_of(tool.binary) == tool.version:
-            return tool.binary
-        go = shutil.which("go")
-        if go is None:
-            raise BuildFailed(f"failed to build {tool.name}: no `go` on PATH")
-        say(f"building {tool.name} {tool.version} with {go} (log: {tool.log}) ...")
-        started = time.monotonic()
-        env = go_env(Layout(tool.root), os.environ)
-        env["GOBIN"] = str(tool.binary.parent)
-        tool.log.write_text("")
-        argv = [
-            "nice",
-            "-n",
-            "19",
-            go,
-            "install",
-            "-trimpath",
-            f"-ldflags={helm_ldflags(tool.version)}",
-        ]
-        run_go([*argv, f"{HELM_PACKAGE}@{tool.version}"], tool.dir, env, tool.log)
-        found = _helm_version_of(tool.binary)
-        if found != tool.version:
-            raise BuildFailed(f"built {tool.binary}, but it reports version {found}")
-        say(f"built {tool.binary} in {time.monotonic() - started:.0f}s")
-    return tool.binary
+    return _go_install(tool, HELM_PACKAGE, helm_ldflags(tool.version), _helm_version_of, progress)
 
 
 def main(argv: list[str]) -> int:

@@ -150,3 +150,29 @@ def network_status(pod: Mapping[str, Any]) -> list[dict[str, Any]]:
     raw = pod["metadata"].get("annotations", {}).get("k8s.v1.cni.cncf.io/network-status", "[]")
     found: list[dict[str, Any]] = json.loads(raw)
     return found
+
+
+def underlay_network(pool: str, ips: str, network: str, namespace: str) -> list[dict[str, Any]]:
+    """A SpiderIPPool `pool` of `ips` on the node's underlay segment and a SpiderMultusConfig
+    `namespace/network` (macvlan on the node's uplink, that pool, the coordinator in auto
+    mode, no CIDRs), from which the controller writes the NAD."""
+    from spidernet.testbed.nodespec import GATEWAY4, UPLINK
+
+    return [
+        {
+            "apiVersion": f"{GROUP}/v2beta1",
+            "kind": "SpiderIPPool",
+            "metadata": {"name": pool},
+            "spec": {"subnet": "192.0.2.0/24", "ips": [ips], "gateway": GATEWAY4},
+        },
+        {
+            "apiVersion": f"{GROUP}/v2beta1",
+            "kind": "SpiderMultusConfig",
+            "metadata": {"name": network, "namespace": namespace},
+            "spec": {
+                "cniType": "macvlan",
+                "macvlan": {"master": [UPLINK], "ippools": {"ipv4": [pool]}},
+                "coordinator": {"mode": "auto"},
+            },
+        },
+    ]

@@ -20,14 +20,13 @@ import pytest
 from spidernet.testbed import nodekube
 from spidernet.testbed.node import RealNode
 from spidernet.testbed.nodelane import Prepared
-from spidernet.testbed.nodespec import GATEWAY4, KUBERNETES_SERVICE_IP, SERVICE_CIDR, UPLINK
+from spidernet.testbed.nodespec import KUBERNETES_SERVICE_IP, SERVICE_CIDR
 from spidernet.testbed.waiting import wait_for
 
 NS = "underlay-only"
 NETWORK = "plain-underlay"
 POOL = "underlay-v4"
 POOL_RANGE = "192.0.2.160-192.0.2.169"
-GROUP = "spiderpool.spidernet.io/v2beta1"
 WAIT_S = 180.0
 
 
@@ -35,27 +34,7 @@ WAIT_S = 180.0
 def lone(spidernet: RealNode, lane: Prepared) -> Iterator[RealNode]:
     node = spidernet
     node.kubectl("create", "namespace", NS)
-    nodekube.apply(
-        node,
-        [
-            {
-                "apiVersion": GROUP,
-                "kind": "SpiderIPPool",
-                "metadata": {"name": POOL},
-                "spec": {"subnet": "192.0.2.0/24", "ips": [POOL_RANGE], "gateway": GATEWAY4},
-            },
-            {
-                "apiVersion": GROUP,
-                "kind": "SpiderMultusConfig",
-                "metadata": {"name": NETWORK, "namespace": NS},
-                "spec": {
-                    "cniType": "macvlan",
-                    "macvlan": {"master": [UPLINK], "ippools": {"ipv4": [POOL]}},
-                    "coordinator": {"mode": "auto"},
-                },
-            },
-        ],
-    )
+    nodekube.apply(node, nodekube.underlay_network(POOL, POOL_RANGE, NETWORK, NS))
 
     def nad() -> bool:
         args = ("get", "network-attachment-definitions", "-n", NS, NETWORK, "-o", "name")

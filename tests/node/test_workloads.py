@@ -22,7 +22,7 @@ from spidernet.testbed import nodekube
 from spidernet.testbed.leaks import Footprint, diff, footprint
 from spidernet.testbed.node import RealNode
 from spidernet.testbed.nodelane import Prepared
-from spidernet.testbed.nodespec import CLUSTER_CIDR, GATEWAY4, NODE_IP, NODE_NAME, UPLINK
+from spidernet.testbed.nodespec import CLUSTER_CIDR, GATEWAY4, NODE_IP, NODE_NAME
 from spidernet.testbed.waiting import wait_for
 
 NS = "workloads"
@@ -77,22 +77,7 @@ def network_docs() -> list[dict[str, Any]]:
                 "gateway": GATEWAY4,
             },
         },
-        {
-            "apiVersion": GROUP,
-            "kind": "SpiderIPPool",
-            "metadata": {"name": POOL},
-            "spec": {"subnet": "192.0.2.0/24", "ips": ["-".join(POOL_RANGE)], "gateway": GATEWAY4},
-        },
-        {
-            "apiVersion": GROUP,
-            "kind": "SpiderMultusConfig",
-            "metadata": {"name": NETWORK, "namespace": NS},
-            "spec": {
-                "cniType": "macvlan",
-                "macvlan": {"master": [UPLINK], "ippools": {"ipv4": [POOL]}},
-                "coordinator": {"mode": "auto"},
-            },
-        },
+        *nodekube.underlay_network(POOL, "-".join(POOL_RANGE), NETWORK, NS),
     ]
 
 
