@@ -8,15 +8,12 @@ serve`) as root. No timing is asserted: the benchmark reports ratios, it does no
 from __future__ import annotations
 
 import json
-import math
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from spidernet.testbed.benchsmoke import positive, run_quick
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A hang guard only; --quick takes about 10 s with the coordinator in the node service.
-TIMEOUT_S = 300
 
 RATIOS = (
     "add_spidernet_over_reference",
@@ -28,21 +25,9 @@ RATIOS = (
 )
 
 
-def _positive(value: object) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
-
-
 def test_quick_chain_benchmark_writes_png_and_json(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.chain", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_quick("chain", out)
     assert "Ratios spidernet / reference" in done.stdout
 
     assert (out / "chain.png").read_bytes()[:8] == PNG_SIGNATURE
@@ -54,7 +39,7 @@ def test_quick_chain_benchmark_writes_png_and_json(tmp_path: Path) -> None:
     assert doc["machine"]["cpus"] >= 1
     assert doc["machine"]["kernel"]
     for key in RATIOS:
-        assert _positive(doc["ratios"].get(key)), (key, doc["ratios"].get(key))
+        assert positive(doc["ratios"].get(key)), (key, doc["ratios"].get(key))
 
     calls = doc["config"]["calls"]
     for side, plugins in (
@@ -65,7 +50,7 @@ def test_quick_chain_benchmark_writes_png_and_json(tmp_path: Path) -> None:
             row = doc["chain"][side][verb]
             assert row["n"] == calls
             assert len(row["samples_ms"]) == calls
-            assert all(_positive(row[k]) for k in ("mean_ms", "median_ms", "p90_ms"))
+            assert all(positive(row[k]) for k in ("mean_ms", "median_ms", "p90_ms"))
             assert set(doc["plugins"][side][verb]) == plugins
             assert doc["ipam_alone"][side][verb]["n"] == calls
 

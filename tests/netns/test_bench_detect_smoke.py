@@ -4,25 +4,14 @@ lane: it builds namespaces and runs the real chains as root). No timing is asser
 from __future__ import annotations
 
 import json
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
-TIMEOUT_S = 300  # a hang guard; --quick takes about 20 s
+from spidernet.testbed.benchsmoke import run_quick
 
 
 def test_quick_detect_benchmark_writes_its_numbers(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.detect", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    run_quick("detect", out)
     doc = json.loads((out / "detect.json").read_text())
     cells = {(p["profile"], p["family"], p["case"]) for p in doc["probes"]}
     assert cells == {

@@ -8,15 +8,12 @@ benchmark reports ratios, it does not judge them.
 from __future__ import annotations
 
 import json
-import math
-import subprocess
-import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from spidernet.testbed.benchsmoke import positive, run_quick
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # A hang guard only; --quick takes well under a minute.
-TIMEOUT_S = 300
 
 RATIOS = (
     "ipam_over_host_local_add",
@@ -31,21 +28,9 @@ RATIOS = (
 )
 
 
-def _positive(value: object) -> bool:
-    return isinstance(value, int | float) and math.isfinite(value) and value > 0
-
-
 def test_quick_benchmark_writes_png_and_json(tmp_path: Path) -> None:
     out = tmp_path / "results"
-    done = subprocess.run(
-        [sys.executable, "-m", "bench.ipam", "--quick", "--out", str(out)],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=TIMEOUT_S,
-        check=False,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    done = run_quick("ipam", out)
     assert "spidernet-ipam (compiled) / host-local" in done.stdout
     assert "spidernet-ipam (Python) / host-local" in done.stdout
 
@@ -58,14 +43,14 @@ def test_quick_benchmark_writes_png_and_json(tmp_path: Path) -> None:
     assert doc["machine"]["kernel"]
     assert doc["machine"]["date"]
     for key in RATIOS:
-        assert _positive(doc["ratios"].get(key)), (key, doc["ratios"].get(key))
+        assert positive(doc["ratios"].get(key)), (key, doc["ratios"].get(key))
 
     calls = doc["config"]["calls"]
     for side in ("spidernet-ipam", "spidernet-ipam-python", "host-local"):
         for verb in ("ADD", "DEL"):
             row = doc["per_call"][side][verb]
             assert row["n"] == calls
-            assert all(_positive(row[k]) for k in ("mean_ms", "median_ms", "p90_ms"))
+            assert all(positive(row[k]) for k in ("mean_ms", "median_ms", "p90_ms"))
     for floor in ("python3-floor", "venv-python-floor"):
         assert doc["per_call"][floor]["run"]["n"] == calls
 
@@ -78,4 +63,4 @@ def test_quick_benchmark_writes_png_and_json(tmp_path: Path) -> None:
         want = 0 if cell["control"] else round(cell["fill"] * cell["usable"])
         assert cell["held"] == want
         assert cell["allocate"]["n"] == doc["config"]["pairs"]
-        assert _positive(cell["allocate"]["median_ms"])
+        assert positive(cell["allocate"]["median_ms"])
