@@ -44,6 +44,7 @@ from spidernet.bench.cluster_sides import (
 )
 from spidernet.bench.kubeapi import KubeApi, request_codes
 from spidernet.control.store.kube_names import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
+from spidernet.testbed import kubeobjects
 from spidernet.testbed.kubecluster import Cluster
 from spidernet.testbed.waiting import wait_for
 
@@ -53,14 +54,9 @@ KILLED = 2  # agents SIGKILLed before their pods are deleted
 WAIT_S = 120.0
 
 
-def claims(custom: client.CustomObjectsApi, pool: str) -> dict[str, dict[str, Any]]:
+def claims_by_address(custom: client.CustomObjectsApi, pool: str) -> dict[str, dict[str, Any]]:
     """address -> IPClaim body, of `pool`, read from the API server itself."""
-    selector = f"{LABEL_KIND}={label_value('IPClaim')},{LABEL_NAMESPACE}={label_value(pool)}"
-    doc = custom.list_cluster_custom_object(
-        INTERNAL.group, INTERNAL.version, INTERNAL.plural, label_selector=selector
-    )
-    assert isinstance(doc, dict)
-    found = [c["spec"] for c in doc["items"] if c["spec"]["namespace"] == pool]
+    found = [c["spec"] for c in kubeobjects.claims(custom, pool)]
     by_address = {spec["name"]: spec["body"] for spec in found}
     assert len(by_address) == len(found)  # one object per address, whatever the lists say
     return by_address
@@ -194,7 +190,7 @@ def test_ten_agents_allocate_for_a_thousand_pods_and_every_address_comes_back(
         assert all(first <= a.ip <= last and a.network == net for a in answers.values())
         # Each one visible in the cluster: its IPClaim names the pod, its uid and its node ...
         by_pod = {p.key: p for p in pods}
-        held = claims(custom, pool)
+        held = claims_by_address(custom, pool)
         assert {addr: body["pod"] for addr, body in held.items()} == {
             str(a.ip): key for key, a in answers.items()
         }
@@ -230,7 +226,7 @@ def test_ten_agents_allocate_for_a_thousand_pods_and_every_address_comes_back(
             gc_began = time.perf_counter()
             wait_for(
                 "the GC of the dead nodes' pods",
-                lambda: set(claims(custom, pool)) == live_addresses,
+                lambda: set(claims_by_address(custom, pool)) == live_addresses,
                 WAIT_S,
                 0.5,
             )
@@ -243,7 +239,7 @@ def test_ten_agents_allocate_for_a_thousand_pods_and_every_address_comes_back(
             )
             # Two more full passes: nothing in use is taken.
             time.sleep(2.5)
-            assert set(claims(custom, pool)) == live_addresses
+            assert set(claims_by_address(custom, pool)) == live_addresses
             assert set(endpoints(custom, spaces)) == {p.key for p in live}
             mine = [ln for ln in log.read_text().splitlines() if "reclaimed" in ln and prefix in ln]
             assert len(mine) == len(orphans), mine[:5]
@@ -256,7 +252,7 @@ def test_ten_agents_allocate_for_a_thousand_pods_and_every_address_comes_back(
             bad: list[Call] = [c for c in released if not c.outcome.ok]
             assert not bad, [str(c.outcome.error) for c in bad[:5]]
             record_testsuite_property("scale_release_seconds", f"{del_seconds:.1f}")
-            assert claims(custom, pool) == {}
+            assert claims_by_address(custom, pool) == {}
             assert endpoints(custom, spaces) == {}
             delete_pods(api, live)
             wait_for("allocatedIPCount 0", lambda: allocated_count(custom, pool) == 0, WAIT_S, 0.5)

@@ -26,6 +26,7 @@ import pytest
 from spidernet.node import netns
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.node.lab.topology import iface, ping
+from spidernet.testbed import conflists
 from spidernet.testbed.harness import namespace_footprint
 from spidernet.testbed.leaks import diff
 from spidernet.testbed.node import RealNode, run
@@ -109,19 +110,11 @@ def podman(node: RealNode, lane: Prepared, service: ServiceProcess) -> Iterator[
     confs = top / "cni-conf"
     confs.mkdir()
     socket = str(service.socket)
-    conflist = {
-        "cniVersion": "1.0.0",
-        "name": NETWORK,
-        "plugins": [
-            {
-                "type": "macvlan",
-                "master": "eth0",
-                "mode": "bridge",
-                "ipam": {"type": "spidernet-ipam", "ipam_unix_socket_path": socket},
-            },
-            {"type": "spidernet-coordinator", "ipam_unix_socket_path": socket},
-        ],
-    }
+    conflist = conflists.chain_conf(
+        conflists.macvlan(conflists.spidernet_ipam(socket)),
+        conflists.spidernet_coordinator(socket),
+        name=NETWORK,
+    )
     (confs / f"{NETWORK}.conflist").write_text(json.dumps(conflist, indent=2))
     quoted = ", ".join(f'"{d}"' for d in (bins, "/usr/lib/cni"))
     conf = CONTAINERS_CONF.format(bins=quoted, confs=confs, tmp=top / "tmp")
