@@ -4,27 +4,24 @@ These tests run only inside the VM that `tests/lanes.py kernel` boots (Debian's 
 under QEMU, see spidernet.testbed.kernelvm): the boot script sets SPIDERNET_KERNEL_LANE=1
 in the guest and loads the modules, and this conftest refuses to run anywhere else. Like
 the netns lane, everything happens in throw-away network namespaces; the VM itself is
-thrown away afterwards too. The fixtures are the netns lane's: `topo`, `cni_path`, and
-`service` / `start_service` (a `spidernet serve` per test).
+thrown away afterwards too. `topo` and `cni_path` come from the test bed's plugin
+(testbed/lanefixtures.py, loaded by tests/conftest.py); this file adds `service` (one
+`spidernet serve` for the lane).
 """
 
 from __future__ import annotations
 
 import os
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from spidernet.node.install import install_cni
 from spidernet.node.lab.service import ServiceProcess, scratch_service
-from spidernet.node.lab.topology import Topology
 from spidernet.testbed.kernelplan import LANE_ENV
 
 HERE = Path(__file__).resolve().parent
-REFERENCE_PLUGINS = Path("/usr/lib/cni")
 
 
 def _refusal() -> str:
@@ -50,25 +47,6 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     why = _refusal() if ours else ""
     if why:
         raise pytest.UsageError(why)
-
-
-@pytest.fixture
-def topo() -> Iterator[Topology]:
-    """A Topology whose namespaces are removed after the test."""
-    t = Topology()
-    try:
-        yield t
-    finally:
-        errors = t.teardown()
-        assert not errors, errors
-
-
-@pytest.fixture(scope="session")
-def cni_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
-    """CNI_PATH: our executables (written by install-cni), then Debian's reference plugins."""
-    bin_dir = tmp_path_factory.mktemp("cni-bin")
-    install_cni(bin_dir, sys.executable)
-    return (str(bin_dir), str(REFERENCE_PLUGINS))
 
 
 @pytest.fixture(scope="session")

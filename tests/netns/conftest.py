@@ -12,23 +12,19 @@ removed in every case, on failure too.
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Callable, Iterator
 from contextlib import ExitStack
-from pathlib import Path
 
 import pytest
 
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.broker import Broker
 from spidernet.node.access.spawn import Spawning
-from spidernet.node.install import install_cni
 from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.node.lab.topology import Topology, iface
 from spidernet.testbed.harness import ProcessSnapshot, World
-
-REFERENCE_PLUGINS = Path("/usr/lib/cni")
+from spidernet.testbed.lanefixtures import REFERENCE_PLUGINS
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -54,17 +50,6 @@ def leak_check() -> Iterator[None]:
 
 
 @pytest.fixture
-def topo() -> Iterator[Topology]:
-    """A Topology whose namespaces are removed after the test."""
-    t = Topology()
-    try:
-        yield t
-    finally:
-        errors = t.teardown()
-        assert not errors, errors
-
-
-@pytest.fixture
 def world(topo: Topology) -> Iterator[World]:
     """Switch + gateway (192.0.2.1, 2001:db8:1::1) + host (eth0 on the segment) + two pods."""
     seg = topo.segment()
@@ -81,14 +66,6 @@ def world(topo: Topology) -> Iterator[World]:
         pytest.fail(
             "namespaces differ from their baseline:\n  " + "\n  ".join(lines), pytrace=False
         )
-
-
-@pytest.fixture(scope="session")
-def cni_path(tmp_path_factory: pytest.TempPathFactory) -> tuple[str, ...]:
-    """CNI_PATH: our executables (written by install-cni), then Debian's reference plugins."""
-    bin_dir = tmp_path_factory.mktemp("cni-bin")
-    install_cni(bin_dir, sys.executable)
-    return (str(bin_dir), str(REFERENCE_PLUGINS))
 
 
 @pytest.fixture(params=["spawning", "broker"])
