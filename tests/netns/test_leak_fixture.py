@@ -35,8 +35,12 @@ def test_clean(world):
 
 def test_the_lane_fixtures_fail_tests_that_leak(tmp_path: Path) -> None:
     stray = f"snt-inner-{tmp_path.name[-6:]}"
-    shutil.copy(HERE / "conftest.py", tmp_path / "conftest.py")
-    (tmp_path / "test_inner.py").write_text(textwrap.dedent(LEAKY.format(stray=stray)))
+    # The lane's layout: tests/conftest.py (the test bed's fixture plugin) over the lane's.
+    shutil.copy(HERE.parent / "conftest.py", tmp_path / "conftest.py")
+    inner = tmp_path / "inner"
+    inner.mkdir()
+    shutil.copy(HERE / "conftest.py", inner / "conftest.py")
+    (inner / "test_inner.py").write_text(textwrap.dedent(LEAKY.format(stray=stray)))
     try:
         proc = subprocess.run(
             [sys.executable, "-m", "pytest", "-p", "no:cacheprovider", "-q", "-rA", str(tmp_path)],
@@ -50,9 +54,9 @@ def test_the_lane_fixtures_fail_tests_that_leak(tmp_path: Path) -> None:
         netns.remove(stray)
     out = proc.stdout
     assert proc.returncode == 1, out
-    assert "ERROR test_inner.py::test_leaks_a_veth" in out
+    assert "ERROR inner/test_inner.py::test_leaks_a_veth" in out
     assert "left behind: link 'leaked0' (veth)" in out
-    assert "ERROR test_inner.py::test_leaks_a_namespace" in out
+    assert "ERROR inner/test_inner.py::test_leaks_a_namespace" in out
     assert f"namespace left behind: {stray}" in out
-    assert "PASSED test_inner.py::test_clean" in out
-    assert "ERROR test_inner.py::test_clean" not in out
+    assert "PASSED inner/test_inner.py::test_clean" in out
+    assert "ERROR inner/test_inner.py::test_clean" not in out
