@@ -69,6 +69,7 @@ def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
     assert lab == {
         "__init__.py",
         "addresses.py",
+        "cli.py",
         "lab.py",
         "runtime.py",
         "service.py",
