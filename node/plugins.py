@@ -29,14 +29,7 @@ from spidernet.netconf.coordinator.config import (
     cluster_settings,
 )
 from spidernet.node.access.base import Namespaces
-from spidernet.node.coordinator import commands as coordinator
-from spidernet.node.detect.announce import announce
-from spidernet.node.ifacer import commands as ifacer
-from spidernet.node.ipam import plugin as ipam
 
-IPAM = ipam.NAME
-COORDINATOR = coordinator.NAME
-IFACER = ifacer.NAME
 # The cluster's coordinator settings for (namespace, pod name), or None.
 Settings = Callable[[str, str], ClusterSettings | None]
 # The plugin for one call, given the caller's (the host side's) network namespace.
@@ -52,12 +45,19 @@ def for_agent(
 ) -> dict[str, PerCall]:
     """What the agent serves: plugin name -> the plugin for one call. The coordinator needs a
     state directory (its saved plans); without one the agent does not serve it."""
+    from spidernet.node.coordinator import commands as coordinator
+    from spidernet.node.detect.announce import announce
+    from spidernet.node.ifacer import commands as ifacer
+    from spidernet.node.ipam.plugin import NAME as IPAM
+
     plugins: dict[str, PerCall] = {
         IPAM: lambda _host: ipam_plugin,
-        IFACER: lambda host: ifacer.make_plugin(ifacer.Context(host_netns=host, access=access)),
+        ifacer.NAME: lambda host: ifacer.make_plugin(
+            ifacer.Context(host_netns=host, access=access)
+        ),
     }
     if state_dir is not None:
-        plugins[COORDINATOR] = lambda host: coordinator.make_plugin(
+        plugins[coordinator.NAME] = lambda host: coordinator.make_plugin(
             coordinator.Context(
                 host_netns=host,
                 state_dir=state_dir,
@@ -94,21 +94,28 @@ def agent_settings(namespace: str, name: str) -> ClusterSettings | None:
     return cluster_settings(found, str(nic))
 
 
-def in_process(name: str) -> Plugin:
-    """The plugin `name` (coordinator or ifacer) for this process, logging that it runs
-    without the agent."""
-    log = _log(name)
+def coordinator_in_process() -> Plugin:
+    """spidernet-coordinator for this process, logging that it runs without the agent."""
+    from spidernet.node.coordinator import commands as coordinator
+    from spidernet.node.detect.announce import announce
+
+    log = _log(coordinator.NAME)
     log("no node service forwarding: running in-process")
-    if name == COORDINATOR:
-        return coordinator.make_plugin(
-            coordinator.Context(
-                host_netns=None,
-                state_dir=default_state_dir(),
-                cluster=agent_settings,
-                announce=announce,
-                log=log,
-            )
+    return coordinator.make_plugin(
+        coordinator.Context(
+            host_netns=None,
+            state_dir=default_state_dir(),
+            cluster=agent_settings,
+            announce=announce,
+            log=log,
         )
-    if name == IFACER:
-        return ifacer.make_plugin(ifacer.Context())
-    raise ValueError(f"{name} has no in-process form")
+    )
+
+
+def ifacer_in_process() -> Plugin:
+    """spidernet-ifacer for this process (its host side is this process's namespace), logging
+    that it runs without the agent. It loads only the ifacer: no scapy, no coordinator."""
+    from spidernet.node.ifacer import commands as ifacer
+
+    _log(ifacer.NAME)("no node service forwarding: running in-process")
+    return ifacer.make_plugin(ifacer.Context())

@@ -52,9 +52,11 @@ from spidernet.netconf.coordinator.config import (
 from spidernet.node.access.base import Namespaces
 from spidernet.node.access.callers import caller_view
 from spidernet.node.access.spawn import Spawning
+from spidernet.node.coordinator.commands import NAME as COORDINATOR
+from spidernet.node.ifacer.commands import NAME as IFACER
 from spidernet.node.ipam.conf import IpamConf, PodMeta
 from spidernet.node.ipam.plugin import IpamCall, make_plugin
-from spidernet.node.plugins import COORDINATOR, IFACER, PerCall, for_agent
+from spidernet.node.plugins import PerCall, for_agent
 
 from . import endpoints as ep
 from . import orphans, resources

@@ -2,6 +2,6 @@
 when no node agent takes the call; node/plugins.py wires it."""
 
 from spidernet.cni.skel import run
-from spidernet.node.plugins import COORDINATOR, in_process
+from spidernet.node.plugins import coordinator_in_process
 
-run(in_process(COORDINATOR))
+run(coordinator_in_process())

@@ -3,6 +3,6 @@ node agent takes the call, in the runtime's (the host's) namespace; node/plugins
 it."""
 
 from spidernet.cni.skel import run
-from spidernet.node.plugins import IFACER, in_process
+from spidernet.node.plugins import ifacer_in_process
 
-run(in_process(IFACER))
+run(ifacer_in_process())
