@@ -22,6 +22,10 @@ ANNO_NS_DEFAULT_V6 = "ipam.spidernet.io/default-ipv6-ippool"
 
 # Owner kinds whose pods keep their addresses across restarts (§2.7).
 STATEFUL_OWNERS = frozenset({"StatefulSet"})
+# What an endpoint's `ownerControllerType` says when its addresses follow a KubeVirt VM or an
+# IPAMClaim rather than one pod (docs/kubevirt.md).
+VMI_OWNER = "VirtualMachineInstance"
+IPAMCLAIM_OWNER = "IPAMClaim"
 
 
 @dataclass(frozen=True)
@@ -74,16 +78,29 @@ class PodFacts:
     namespace_annotations: Mapping[str, str] = field(default_factory=dict)
     # The top controller, when pool selection needs it (SpiderSubnet annotations only).
     app: AppRef | None = None
+    # A KubeVirt virt-launcher pod whose addresses follow its VM: the VM's name.
+    vm: str = ""
+    # A live-migration target launcher pod: the migration's uid (`kubevirt.io/migrationJobUID`).
+    migration: str = ""
+    # The IPAMClaim the call's interface names (`ipam-claim-reference`): its name.
+    ipam_claim: str = ""
+
+    @property
+    def holder(self) -> str:
+        """The name the addresses are held under (the endpoint's and the claims' name): the
+        IPAMClaim's, else the VM's, else the pod's own."""
+        return self.ipam_claim or self.vm or self.name
 
     @property
     def ref(self) -> str:
-        """`namespace/name`, the form Spiderpool records in pool status."""
-        return f"{self.namespace}/{self.name}"
+        """`namespace/holder`, the form Spiderpool records in pool status."""
+        return f"{self.namespace}/{self.holder}"
 
     @property
     def stateful(self) -> bool:
-        """True for pods whose addresses are kept by identity (StatefulSet pods)."""
-        return self.owner_kind in STATEFUL_OWNERS
+        """True when the addresses are kept by identity, not by sandbox: StatefulSet pods,
+        KubeVirt VMs' launcher pods, interfaces tied to an IPAMClaim."""
+        return self.owner_kind in STATEFUL_OWNERS or bool(self.vm or self.ipam_claim)
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,11 @@ An endpoint is reclaimed, with its claims, when its pod:
 - is terminating and its deletionTimestamp + grace period + `margin` has passed;
 - is on a node that no longer exists (the Pod's `spec.nodeName` names a missing Node);
 - has finished (phase Succeeded or Failed).
+A KubeVirt VM's endpoint (owner VirtualMachineInstance, named after the VM) is kept while the
+VM or its VMI exists, whatever its launcher pods do (stopped, restarted, migrating: the next
+launcher pod gets the same addresses), and reclaimed once neither does. An IPAMClaim's
+endpoint (owner IPAMClaim) is kept while the claim exists and reclaimed once it is gone
+(docs/kubevirt.md).
 A StatefulSet pod (the endpoint's owner is a StatefulSet) whose StatefulSet exists and whose
 ordinal is below `spec.replicas` is always kept (gone, recreated, finished or terminating: the
 StatefulSet makes a pod of that name again and the agent gives it the same addresses); once the
@@ -36,6 +41,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from spidernet.control.allocator.request import IPAMCLAIM_OWNER, VMI_OWNER
 from spidernet.control.model.endpoint_doc import entries_of
 from spidernet.control.store.base import CLAIM, Key
 
@@ -56,6 +62,8 @@ class Reason(enum.Enum):
     STATEFULSET_GONE = "statefulset gone"
     ORDINAL_UNWANTED = "statefulset scaled below the pod's ordinal"
     ORPHAN_CLAIM = "claim no endpoint lists"
+    VM_GONE = "virtual machine and its instance gone"
+    IPAMCLAIM_GONE = "ipamclaim gone"
 
 
 @dataclass(frozen=True)
@@ -111,6 +119,10 @@ class Snapshot:
     pods: Mapping[tuple[str, str], Pod]
     nodes: frozenset[str]
     statefulsets: Mapping[tuple[str, str], StatefulSet]
+    # (namespace, name) of each KubeVirt VirtualMachine, VirtualMachineInstance and IPAMClaim.
+    vms: frozenset[tuple[str, str]] = frozenset()
+    vmis: frozenset[tuple[str, str]] = frozenset()
+    ipam_claims: frozenset[tuple[str, str]] = frozenset()
 
 
 @dataclass(frozen=True)
@@ -153,6 +165,12 @@ def endpoint_verdict(
     ep: Endpoint, snap: Snapshot, now: float, policy: Policy = Policy()
 ) -> Reason | None:
     """Why `ep` is reclaimed, or None when it is kept."""
+    namespace = ep.key.namespace
+    if ep.owner_kind == VMI_OWNER:
+        alive = (namespace, ep.key.name) in snap.vms or (namespace, ep.owner_name) in snap.vmis
+        return None if alive else Reason.VM_GONE
+    if ep.owner_kind == IPAMCLAIM_OWNER:
+        return None if (namespace, ep.owner_name) in snap.ipam_claims else Reason.IPAMCLAIM_GONE
     if ep.owner_kind == "StatefulSet" and _sts_wants(ep, snap.statefulsets) is None:
         # A StatefulSet pod keeps its addresses (and gets them back by name) while wanted.
         return None

@@ -95,6 +95,9 @@ class GarbageCollector:
             pods={(p.namespace, p.name): p for p in pods},
             nodes=frozenset(s.key.name for s in store.list("Node").items),
             statefulsets={(s.namespace, s.name): s for s in sets},
+            vms=_names(store, "VirtualMachine"),
+            vmis=_names(store, "VirtualMachineInstance"),
+            ipam_claims=_names(store, "IPAMClaim"),
         )
 
     def reconcile(self, store: Store, now: float, log: Log) -> None:
@@ -122,6 +125,14 @@ class GarbageCollector:
             log(f"reclaimed {verdict.key} of pod {verdict.pod}{held}: {verdict.reason.value}")
             if isinstance(store, KubeStore):
                 _tell_pools(store, verdict, log)
+
+
+def _names(store: Store, kind: str) -> frozenset[tuple[str, str]]:
+    """(namespace, name) of every `kind` object; none when its CRD is not installed."""
+    try:
+        return frozenset((s.key.namespace, s.key.name) for s in store.list(kind).items)
+    except NotFound:
+        return frozenset()
 
 
 def _tell_pools(store: KubeStore, verdict: gc.Reclaim, log: Log) -> None:

@@ -22,6 +22,12 @@ ANNO_NETNS = "spidernet.io/netns"
 # caller saw it: what the embedded GC looks for among the namespaces the host still holds.
 ANNO_NETNS_ID = "spidernet.io/netns-id"
 ANNO_CONFLICTS = "spidernet.io/conflicts"
+# The pod that holds the addresses, when the endpoint is named after something else: a
+# KubeVirt VM or an IPAMClaim (docs/kubevirt.md).
+ANNO_POD = "spidernet.io/pod"
+# During a KubeVirt live migration, the source launcher pod's sandbox ({containerID, uid,
+# pod, node, netns, netnsId, attached}) while the target holds the endpoint.
+ANNO_MIGRATION = "spidernet.io/migration-source"
 # (ANNO_CONFLICTS is written by the conflict watch, node/agent/conflicts.py, and kept
 # when the service rebuilds the document.)
 
@@ -45,6 +51,21 @@ def netns_of(doc: Mapping[str, Any]) -> str:
 def netns_id_of(doc: Mapping[str, Any]) -> str:
     """The sandbox's network namespace identity ("" when not recorded)."""
     return str(annotations_of(doc).get(ANNO_NETNS_ID, ""))
+
+
+def pod_of(doc: Mapping[str, Any]) -> str:
+    """The name of the pod that holds the endpoint's addresses."""
+    anno = annotations_of(doc)
+    return str(anno.get(ANNO_POD) or doc.get("metadata", {}).get("name", ""))
+
+
+def migration_of(doc: Mapping[str, Any]) -> dict[str, Any]:
+    """The source sandbox of a live migration in progress (empty when none)."""
+    raw = annotations_of(doc).get(ANNO_MIGRATION)
+    if not raw:
+        return {}
+    value = json.loads(str(raw))
+    return value if isinstance(value, dict) else {}
 
 
 def networks_of(doc: Mapping[str, Any]) -> dict[str, str]:

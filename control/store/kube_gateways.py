@@ -1,7 +1,8 @@
 """The gateways the controller uses besides the store, each a few calls on a KubeStore's
 `KubeApi` (kube_api.py): SpiderMultusConfigs and NetworkAttachmentDefinitions (the multus
 reconciler), the admission webhook's Secret and configuration, and the sources of the
-SpiderCoordinator status's CIDRs. Objects are the API server's raw JSON; errors are the store's.
+SpiderCoordinator status's CIDRs; and (for the agent) an IPAMClaim's status. Objects are the
+API server's raw JSON; errors are the store's.
 """
 
 from __future__ import annotations
@@ -10,10 +11,10 @@ import base64
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from spidernet.control.store.base import Key, NotFound
+from spidernet.control.store.base import Conflict, Key, NotFound
 from spidernet.control.store.kube import KubeStore
 from spidernet.control.store.kube_api import json_of
-from spidernet.control.store.kube_names import SPIDER_KINDS, Doc
+from spidernet.control.store.kube_names import FOREIGN_KINDS, SPIDER_KINDS, Doc, where
 
 # -- SpiderMultusConfig -> NetworkAttachmentDefinition (spidernet.control.controller.multus) ------
 
@@ -273,5 +274,44 @@ class KubeCidrApi:
             "update status",
             lambda: api.custom.replace_cluster_custom_object_status(
                 res.group, res.version, res.plural, name, sent, _request_timeout=api.timeout
+            ),
+        )
+
+
+class KubeIpamClaimApi:
+    """The one write spidernet makes to another project's object: an IPAMClaim's
+    `status.ips` (k8s.cni.cncf.io/v1alpha1), the addresses its interface holds."""
+
+    def __init__(self, store: KubeStore) -> None:
+        self._api = store.api
+
+    def write_ips(self, namespace: str, name: str, ips: Sequence[str]) -> None:
+        """Set the claim's status.ips to `ips` unless it says so already (NotFound when the
+        claim is gone; a Conflict, a write in between, is read and tried again once)."""
+        res = FOREIGN_KINDS["IPAMClaim"]
+        key = Key("IPAMClaim", namespace, name)
+        api = self._api
+        kw = where(res, namespace) | {"_request_timeout": api.timeout}
+        for attempt in (1, 2):
+            doc = api.call(
+                key, "get", lambda: api.custom.get_namespaced_custom_object(**kw, name=name)
+            )
+            if (doc.get("status") or {}).get("ips") == list(ips):
+                return
+            doc["status"] = {**(doc.get("status") or {}), "ips": list(ips)}
+            try:
+                self._replace_status(key, kw, doc)
+                return
+            except Conflict:
+                if attempt == 2:
+                    raise
+
+    def _replace_status(self, key: Key, kw: dict[str, Any], doc: Doc) -> None:
+        api = self._api
+        api.call(
+            key,
+            "update status",
+            lambda: api.custom.replace_namespaced_custom_object_status(
+                **kw, name=key.name, body=doc
             ),
         )

@@ -71,6 +71,14 @@ SPIDER_KINDS = {
     ),
 }
 INTERNAL = Resource(INTERNAL_GROUP, INTERNAL_VERSION, INTERNAL_PLURAL, False, False)
+# Other projects' kinds spidernet reads and never writes (docs/kubevirt.md): KubeVirt's VMs
+# and VMIs, whose life a VM's addresses follow, and k8snetworkplumbingwg's IPAMClaims, whose
+# status.ips alone the agent writes (kube_gateways.py). Absent CRDs read as no objects.
+FOREIGN_KINDS = {
+    "VirtualMachine": Resource("kubevirt.io", "v1", "virtualmachines", True, True),
+    "VirtualMachineInstance": Resource("kubevirt.io", "v1", "virtualmachineinstances", True, True),
+    "IPAMClaim": Resource("k8s.cni.cncf.io", "v1alpha1", "ipamclaims", True, True),
+}
 
 
 @dataclass(frozen=True)
@@ -119,8 +127,8 @@ def label_value(text: str) -> str:
 
 
 def resource_of(kind: str) -> Resource:
-    """Where `kind`'s objects live: its Spiderpool CRD, else the internal CRD."""
-    return SPIDER_KINDS.get(kind, INTERNAL)
+    """Where `kind`'s objects live: its Spiderpool (or foreign) CRD, else the internal CRD."""
+    return SPIDER_KINDS.get(kind) or FOREIGN_KINDS.get(kind, INTERNAL)
 
 
 def namespaced_of(kind: str) -> bool | None:
@@ -134,6 +142,13 @@ def namespaced_of(kind: str) -> bool | None:
 
 def ensure_writable(key: Key) -> None:
     """Raise ReadOnly for the cluster's own kinds."""
+    if key.kind in FOREIGN_KINDS:
+        res = FOREIGN_KINDS[key.kind]
+        raise ReadOnly(
+            key,
+            f"read-only: {res.api_version} {key.kind} belongs to another project; spidernet "
+            "reads it and never writes it",
+        )
     kind = BUILTIN_KINDS.get(key.kind)
     if kind is not None:
         raise ReadOnly(

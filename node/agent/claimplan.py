@@ -11,13 +11,14 @@ the writes of one commit. `drop` plans a release. Nothing here reads the store o
 from __future__ import annotations
 
 import ipaddress
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 from spidernet.control.allocator.allocate import Lease
 from spidernet.control.allocator.candidates import UNNAMED_PREFIX
-from spidernet.control.allocator.request import PodFacts
+from spidernet.control.allocator.request import IPAMCLAIM_OWNER, VMI_OWNER, PodFacts
 from spidernet.control.store.base import Create, Delete, Key, Stored, Update, Write
 
 from . import endpoints as ep
@@ -63,6 +64,8 @@ class Kept:
     writes: list[Write]
     dropped: tuple[str, ...]
     needs_lease: bool
+    # A live migration's target taking the endpoint over: the source's sandbox, recorded.
+    source: Mapping[str, Any] | None = None
 
 
 def claim_body(pod: PodFacts, interface: str, add: Add) -> dict[str, Any]:
@@ -111,7 +114,7 @@ def fresh(
     )
     claims: list[Write] = [claim(lease, pod, add) for lease in leases]
     if current is None:
-        return [*claims, Create(ep.key_of(pod.namespace, pod.name), doc)], entries
+        return [*claims, Create(ep.key_of(pod.namespace, pod.holder), doc)], entries
     old: list[Write] = [Delete(k, version) for k, version in holdings.mine.items()]
     old.append(Delete(current.key, current.version))
     return [*old, *claims, Create(current.key, doc)], entries
@@ -125,6 +128,9 @@ def keep(add: Add, pod: PodFacts, current: Stored, holdings: Holdings) -> Kept:
     entries = ep.entries_of(doc)
     nets = ep.networks_of(doc)
     attached = set(ep.attached_of(doc))
+    source = handover(pod, doc, add.container_id)
+    if source is not None:
+        attached = set()  # the target's NICs are attached as its ADDs come
     dropped: list[str] = []
     for entry in [e for e in entries if holdings.taken & set(ep.claims_of([e]))]:
         entries.remove(entry)
@@ -147,7 +153,7 @@ def keep(add: Add, pod: PodFacts, current: Stored, holdings: Holdings) -> Kept:
             nets[add.ifname] = nets.pop(placeholders[0], add.network)
         else:
             needs_lease = True
-    return Kept(entries, nets, attached, writes, tuple(dropped), needs_lease)
+    return Kept(entries, nets, attached, writes, tuple(dropped), needs_lease, source)
 
 
 def extend(
@@ -174,9 +180,62 @@ def extend(
         netns_id=add.netns_id,
         previous=doc,
     )
+    if kept.source is not None:
+        new["metadata"]["annotations"][ep.ANNO_MIGRATION] = json.dumps(kept.source, sort_keys=True)
     if new != doc:
         writes.append(Update(current.key, new, current.version))
     return writes, entries
+
+
+def handover(pod: PodFacts, doc: Mapping[str, Any], container_id: str) -> dict[str, Any] | None:
+    """The source sandbox to record when the ADD of `container_id` is a live migration's
+    target taking over the VM's endpoint `doc` from the source launcher pod that holds it
+    now; None otherwise (not a target, the same sandbox, or a handover already recorded)."""
+    held_by = ep.container_of(doc)
+    if not pod.migration or not held_by or held_by == container_id or ep.migration_of(doc):
+        return None
+    cur = doc.get("status", {}).get("current", {})
+    return {
+        "containerID": held_by,
+        "uid": str(cur.get("uid", "")),
+        "node": str(cur.get("node", "")),
+        "pod": ep.pod_of(doc),
+        "netns": ep.netns_of(doc),
+        "netnsId": ep.netns_id_of(doc),
+        "attached": sorted(ep.attached_of(doc)),
+        "migration": pod.migration,
+    }
+
+
+def migration_ended(doc: Mapping[str, Any], container_id: str) -> dict[str, Any] | None:
+    """The VM's endpoint `doc` after a DEL of `container_id` during a live migration, or
+    None when that sandbox is neither side of it. The source's DEL ends the migration as a
+    success: the target keeps the endpoint, the record of the source goes. The target's DEL
+    ends it as a failure or an abort: the source holds the endpoint again, as before."""
+    source = ep.migration_of(doc)
+    new: dict[str, Any] = json.loads(json.dumps(doc))
+    annotations = new["metadata"]["annotations"]
+    if source.get("containerID") == container_id:
+        del annotations[ep.ANNO_MIGRATION]
+        return new
+    if ep.container_of(doc) != container_id:
+        return None
+    del annotations[ep.ANNO_MIGRATION]
+    annotations[ep.ANNO_CONTAINER] = str(source.get("containerID", ""))
+    annotations[ep.ANNO_ATTACHED] = ",".join(source.get("attached", []))
+    for anno, field_ in (
+        (ep.ANNO_POD, "pod"),
+        (ep.ANNO_NETNS, "netns"),
+        (ep.ANNO_NETNS_ID, "netnsId"),
+    ):
+        if source.get(field_):
+            annotations[anno] = str(source[field_])
+        else:
+            annotations.pop(anno, None)
+    current = new.setdefault("status", {}).setdefault("current", {})
+    current["uid"] = str(source.get("uid", ""))
+    current["node"] = str(source.get("node", ""))
+    return new
 
 
 def gone(doc: Mapping[str, Any], nics: Sequence[str]) -> list[Entry]:
@@ -202,21 +261,38 @@ def drop(current: Stored, nics: Sequence[str], mine: Mapping[Key, str]) -> list[
         return writes
     for nic in nics:
         nets.pop(nic, None)
-    meta = doc.get("metadata", {})
-    cur = doc.get("status", {}).get("current", {})
-    pod = PodFacts(
-        namespace=str(meta.get("namespace", "")),
-        name=str(meta.get("name", "")),
-        uid=str(cur.get("uid", "")),
-        node=str(cur.get("node", "")),
-        owner_kind=str(doc.get("status", {}).get("ownerControllerType", "")),
-        owner_name=str(doc.get("status", {}).get("ownerControllerName", "")),
-    )
     new = ep.build(
-        pod, ep.container_of(doc), kept, nets, attached, netns=ep.netns_of(doc), previous=doc
+        facts_of(doc),
+        ep.container_of(doc),
+        kept,
+        nets,
+        attached,
+        netns=ep.netns_of(doc),
+        previous=doc,
     )
     writes.append(Update(current.key, new, current.version))
     return writes
+
+
+def facts_of(doc: Mapping[str, Any]) -> PodFacts:
+    """The pod facts an endpoint document records (its holder: the pod, its VM or its
+    IPAMClaim, by `ownerControllerType`)."""
+    meta = doc.get("metadata", {})
+    status = doc.get("status", {})
+    cur = status.get("current", {})
+    kind = str(status.get("ownerControllerType", ""))
+    owner = str(status.get("ownerControllerName", ""))
+    name = str(meta.get("name", ""))
+    return PodFacts(
+        namespace=str(meta.get("namespace", "")),
+        name=ep.pod_of(doc),
+        uid=str(cur.get("uid", "")),
+        node=str(cur.get("node", "")),
+        owner_kind=kind,
+        owner_name=owner,
+        vm=name if kind == VMI_OWNER else "",
+        ipam_claim=owner if kind == IPAMCLAIM_OWNER else "",
+    )
 
 
 def detach(pod: PodFacts, container_id: str, doc: Mapping[str, Any], ifname: str) -> Entry:

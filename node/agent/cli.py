@@ -71,6 +71,13 @@ def _add_kube_options(serve: argparse.ArgumentParser) -> None:
         default=2.0,
         help="with --kube: seconds between those looks (default: 2)",
     )
+    serve.add_argument(
+        "--no-kubevirt-static-ip",
+        dest="kubevirt_static_ip",
+        action="store_false",
+        help="a KubeVirt VM's launcher pods get addresses of their own, freed with each pod, "
+        "instead of the VM's, kept until the VM is deleted (docs/kubevirt.md)",
+    )
 
 
 def _add_detection_options(serve: argparse.ArgumentParser) -> None:
@@ -183,6 +190,7 @@ def _config(args: argparse.Namespace) -> ServeConfig:
         kubeconfig=Path(args.kubeconfig) if args.kubeconfig else None,
         auto_pool_retries=args.auto_pool_retries,
         auto_pool_interval_s=args.auto_pool_interval,
+        kubevirt_static_ip=args.kubevirt_static_ip,
         detection=Settings(
             args.ip_conflict_detection, args.gateway_detection, args.detection_profile
         ),

@@ -22,18 +22,22 @@ from spidernet.control.model.endpoint_doc import (
     ANNO_ATTACHED,
     ANNO_CONFLICTS,
     ANNO_CONTAINER,
+    ANNO_MIGRATION,
     ANNO_NETNS,
     ANNO_NETNS_ID,
     ANNO_NETWORKS,
+    ANNO_POD,
     annotations_of,
     attached_of,
     conflicts_of,
     container_of,
     entries_of,
     interfaces_of,
+    migration_of,
     netns_id_of,
     netns_of,
     networks_of,
+    pod_of,
 )
 from spidernet.control.store.base import CLAIM, Key
 from spidernet.node.ipam.plugin import Address
@@ -81,9 +85,10 @@ def build(
     netns_id: str = "",
     previous: Mapping[str, Any] | None = None,
 ) -> dict[str, Any]:
-    """A complete endpoint document (`previous`: the document it replaces, whose recorded
-    conflicts it keeps, and its namespace identity when `netns` is the same path and no
-    `netns_id` is given)."""
+    """A complete endpoint document, named after the pod's holder (the pod, its VM or its
+    IPAMClaim), with the pod's name beside it when they differ (`previous`: the document it
+    replaces, whose recorded conflicts and migration source it keeps, and its namespace
+    identity when `netns` is the same path and no `netns_id` is given)."""
     annotations = {
         ANNO_CONTAINER: container_id,
         ANNO_NETWORKS: json.dumps(dict(networks), sort_keys=True),
@@ -95,14 +100,17 @@ def build(
         netns_id = netns_id_of(previous)
     if netns_id:
         annotations[ANNO_NETNS_ID] = netns_id
-    kept = annotations_of(previous or {}).get(ANNO_CONFLICTS)
-    if kept:
-        annotations[ANNO_CONFLICTS] = str(kept)
+    if pod.holder != pod.name:
+        annotations[ANNO_POD] = pod.name
+    for anno in (ANNO_CONFLICTS, ANNO_MIGRATION):
+        kept = annotations_of(previous or {}).get(anno)
+        if kept:
+            annotations[anno] = str(kept)
     return {
         "apiVersion": API_VERSION,
         "kind": KIND,
         "metadata": {
-            "name": pod.name,
+            "name": pod.holder,
             "namespace": pod.namespace,
             "annotations": annotations,
         },
@@ -149,9 +157,11 @@ __all__ = [
     "ANNO_ATTACHED",
     "ANNO_CONFLICTS",
     "ANNO_CONTAINER",
+    "ANNO_MIGRATION",
     "ANNO_NETNS",
     "ANNO_NETNS_ID",
     "ANNO_NETWORKS",
+    "ANNO_POD",
     "API_VERSION",
     "KIND",
     "addresses_of",
@@ -166,7 +176,9 @@ __all__ = [
     "entries_of",
     "interfaces_of",
     "key_of",
+    "migration_of",
     "netns_id_of",
     "netns_of",
     "networks_of",
+    "pod_of",
 ]

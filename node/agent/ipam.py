@@ -112,6 +112,12 @@ class IpamCore:
         # Told of every failed ADD (pod namespace, name, uid, CNI code, message, waiting for
         # an auto pool): the Kubernetes agent's Events on pods (events.py).
         self.events: FailureHook | None = None
+        # Whether a KubeVirt virt-launcher pod's addresses follow its VM (Spiderpool's
+        # enableKubevirtStaticIP; docs/kubevirt.md).
+        self.kubevirt = True
+        # Told of the addresses an IPAMClaim's interface holds after each ADD (namespace,
+        # claim, addresses with prefix): the Kubernetes agent writes the claim's status.ips.
+        self.claim_status: Callable[[str, str, list[str]], None] | None = None
 
     # -- the Backend protocol -------------------------------------------------------------
 
@@ -122,17 +128,17 @@ class IpamCore:
         start = time.perf_counter()
         try:
             try:
-                out = self._allocate_checked(call)
+                out, pod = self._allocate_checked(call)
             except AllocationError as e:
                 self._defer(call, e)
                 raise
             self._waiting.pop((call.container_id, call.ifname), None)
+            mine = [a.address for a in out if a.interface == call.ifname]
             if self.watch is not None:
-                pod = call.pod
-                ips = [
-                    ipaddress.ip_interface(a.address).ip for a in out if a.interface == call.ifname
-                ]
-                self.watch.track(pod.namespace, pod.name, call.netns, call.ifname, ips)
+                ips = [ipaddress.ip_interface(a).ip for a in mine]
+                self.watch.track(pod.namespace, pod.holder, call.netns, call.ifname, ips)
+            if pod.ipam_claim and self.claim_status is not None:
+                self._claim_status(pod, mine)
         except AllocationError as e:
             self.metrics.allocation_failures.labels(e.reason.value).inc()
             error = cni_error(e)
@@ -145,6 +151,21 @@ class IpamCore:
         self.metrics.allocations.inc()
         self.metrics.allocation_seconds.observe(time.perf_counter() - start)
         return out
+
+    def _claim_status(self, pod: PodFacts, addresses: list[str]) -> None:
+        """Write the IPAMClaim's status.ips; a failure is logged, not the ADD's: the
+        addresses are held either way, and the next ADD writes them again."""
+        assert self.claim_status is not None
+        try:
+            self.claim_status(pod.namespace, pod.ipam_claim, addresses)
+        except Exception as e:  # the claim object is the user's, not ours
+            _ipam_log.warning(
+                "IPAMClaim %s/%s: failed to write status.ips %s: %s",
+                pod.namespace, pod.ipam_claim, addresses, e,
+            )  # fmt: skip
+
+    def _facts(self, call: IpamCall, *, strict: bool = False) -> PodFacts:
+        return facts(self.store, call, self.node, kubevirt=self.kubevirt, strict=strict)
 
     def _tell(self, call: IpamCall, error: CNIError, *, waiting: bool = False) -> None:
         """Hand a failed ADD to `events` (an Event on the pod, in Kubernetes mode)."""
@@ -188,7 +209,7 @@ class IpamCore:
     def lookup(self, call: IpamCall) -> Sequence[Address]:
         """The addresses recorded for the call's sandbox."""
         with self._lock, store_errors(f"look up {call.container_id}"):
-            pod = facts(self.store, call, self.node)
+            pod = self._facts(call)
             current = self._endpoint(pod)
             if current is None or ep.container_of(current.body) != call.container_id:
                 return []
@@ -279,7 +300,7 @@ class IpamCore:
 
     def _endpoint(self, pod: PodFacts) -> Stored | None:
         try:
-            return self.store.get(ep.key_of(pod.namespace, pod.name))
+            return self.store.get(ep.key_of(pod.namespace, pod.holder))
         except NotFound:
             return None
 
@@ -352,7 +373,7 @@ class IpamCore:
             leases = [lease for lease in leases if lease.interface in only]
         return leases
 
-    def _allocate_checked(self, call: IpamCall) -> list[Address]:
+    def _allocate_checked(self, call: IpamCall) -> tuple[list[Address], PodFacts]:
         settings = self.detector.settings(call.conf) if self.detector is not None else None
         checking = settings is not None and settings.enabled
         avoid: set[tuple[str, int]] = set()
@@ -360,7 +381,7 @@ class IpamCore:
         for _ in range(DETECT_ATTEMPTS):
             try:
                 with self._lock, store_errors(f"allocate for {call.container_id}"):
-                    out = self._allocate(call, avoid)
+                    out, pod = self._allocate(call, avoid)
                     # Which pool each address came from: only needed to avoid it after a
                     # conflict (one more read of the endpoint, so only when checking).
                     pools = self._pools_of(call) if checking else {}
@@ -368,8 +389,9 @@ class IpamCore:
                 if not conflicts:
                     raise
                 raise conflict_error(call.ifname, conflicts) from e
-            if self.detector is None or settings is None or not checking:
-                return out
+            if self.detector is None or settings is None or not checking or pod.migration:
+                # (A live migration's target: its source still answers for the addresses.)
+                return out, pod
             try:
                 problem = self.detector.check(call.netns, call.ifname, out, settings)
             except CannotProbe as e:
@@ -378,7 +400,7 @@ class IpamCore:
                     Code.INTERNAL, f"failed to check the new addresses of {call.ifname}: {e}"
                 ) from e
             if problem is None:
-                return out
+                return out, pod
             self._undo(call)
             if isinstance(problem, Unreachable):
                 self.metrics.detections.labels("gateway").inc()
@@ -393,26 +415,28 @@ class IpamCore:
 
     def _held(self, call: IpamCall) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         """The addresses the call's pod holds on every interface (empty: no record)."""
-        current = self._endpoint(facts(self.store, call, self.node))
+        current = self._endpoint(self._facts(call))
         return set() if current is None else claimplan.held(current.body)
 
     def _pools_of(self, call: IpamCall) -> dict[str, str]:
         """Address (no prefix) -> pool, for the call's interface."""
-        current = self._endpoint(facts(self.store, call, self.node))
+        current = self._endpoint(self._facts(call))
         return {} if current is None else claimplan.pools_of(current.body, call.ifname)
 
     def _undo(self, call: IpamCall) -> None:
         with self._lock, store_errors(f"release for {call.container_id}"):
             self._release(call)
 
-    def _allocate(self, call: IpamCall, avoid: set[tuple[str, int]] | None = None) -> list[Address]:
+    def _allocate(
+        self, call: IpamCall, avoid: set[tuple[str, int]] | None = None
+    ) -> tuple[list[Address], PodFacts]:
         skip: set[tuple[str, int]] = set(avoid or ())
         # The namespace as the caller sees it (the call's view is installed), read once for
         # all attempts: the embedded GC's evidence that the sandbox still exists (orphans.py).
         ident = netns.identity(call.netns) if call.netns else None
         nsid = netns.identity_text(ident) if ident else ""
         for _ in range(ATTEMPTS):
-            pod = facts(self.store, call, self.node)
+            pod = self._facts(call, strict=True)
             current = self._endpoint(pod)
             writes, entries = self._plan_add(call, pod, current, skip, nsid)
             try:
@@ -426,7 +450,7 @@ class IpamCore:
             except Conflict:
                 self.metrics.allocation_conflicts.inc()
                 continue
-            return ep.addresses_of(entries)
+            return ep.addresses_of(entries), pod
         raise CNIError(
             Code.TRY_AGAIN_LATER,
             f"failed to allocate for {call.container_id}: {ATTEMPTS} claims lost to "
@@ -445,15 +469,17 @@ class IpamCore:
         sandbox namespace's identity, recorded on the endpoint), planned by claimplan.py
         around the store's reads and the allocator's choice."""
         add = self._add(call, nsid)
+        # An IPAMClaim holds one interface: allocate for it alone.
+        only = {call.ifname} if pod.ipam_claim else None
         if current is None:
-            leases = self._choose(call, pod, skip, None)
+            leases = self._choose(call, pod, skip, only)
             return claimplan.fresh(add, pod, None, claimplan.Holdings(), leases)
         entries = ep.entries_of(current.body)
         if claimplan.renewed(pod, current, call.container_id):
             # A new incarnation of the pod: free the old sandbox's addresses and allocate
             # afresh, in the same commit.
             holdings = self._holdings(pod.ref, entries)
-            leases = self._choose(call, pod, skip, None)
+            leases = self._choose(call, pod, skip, only)
             return claimplan.fresh(add, pod, current, holdings, leases)
         holdings = self._holdings(pod.ref, entries)
         kept = claimplan.keep(add, pod, current, holdings)
@@ -467,8 +493,17 @@ class IpamCore:
 
     def _release(self, call: IpamCall) -> None:
         for _ in range(ATTEMPTS):
-            pod = facts(self.store, call, self.node)
+            pod = self._facts(call)
             current = self._endpoint(pod)
+            if current is not None and ep.migration_of(current.body):
+                # A live migration's source or target going away (docs/kubevirt.md).
+                new = claimplan.migration_ended(current.body, call.container_id)
+                if new is not None:
+                    try:
+                        self.store.update(current.key, new, current.version)
+                    except Conflict:
+                        continue
+                    return
             if current is None or ep.container_of(current.body) != call.container_id:
                 return  # nothing held by this sandbox: DEL is idempotent
             if stateful_valid(self.store, current.body):

@@ -87,6 +87,8 @@ class ServeConfig:
     # Kubernetes mode: how long an ADD waits for its SpiderSubnet auto pool (ipam.py).
     auto_pool_retries: int = 25
     auto_pool_interval_s: float = 2.0
+    # A KubeVirt VM's launcher pods share the VM's addresses (ipam.py, docs/kubevirt.md).
+    kubevirt_static_ip: bool = True
     # Requests queued or in work before more are refused with CNI error 11 (app.py).
     max_pending: int = MAX_PENDING
     # The embedded store's GC of addresses whose sandbox's namespace is gone (orphans.py):
@@ -291,14 +293,17 @@ def _ipam_core(config: ServeConfig, store: Store, broker: Broker, stack: ExitSta
             config.kube, config.auto_pool_retries, config.auto_pool_interval_s
         ),
     )
+    core.kubevirt = config.kubevirt_static_ip
     if config.kube:
         from spidernet.control.store.kube import KubeStore
+        from spidernet.control.store.kube_gateways import KubeIpamClaimApi
 
         if isinstance(store, KubeStore):
             # Failed ADDs as Events on their pods, posted by a thread of their own.
             pod_events = PodEvents(store.post_event, core.node)
             stack.callback(pod_events.close)
             core.events = pod_events.allocation_failed
+            core.claim_status = KubeIpamClaimApi(store).write_ips
     return core
 
 

@@ -16,9 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from spidernet.control.allocator.holders import SelectionError, claim_for, vm_of
 from spidernet.control.allocator.request import (
     ANNO_SUBNET,
     ANNO_SUBNETS,
+    IPAMCLAIM_OWNER,
+    VMI_OWNER,
     AppRef,
     PodFacts,
     controller_ref,
@@ -30,6 +33,10 @@ from spidernet.node.ipam.plugin import IpamCall
 # after the container ID.
 ANONYMOUS_NAMESPACE = "cni"
 WORKLOAD_KINDS = ("Pod", "Namespace", "Node", "StatefulSet")
+# The kinds whose life a VM's or an IPAMClaim's addresses follow (read-only, namespaced).
+VM_KIND = "VirtualMachine"
+VMI_KIND = "VirtualMachineInstance"
+IPAMCLAIM_KIND = "IPAMClaim"
 
 
 def _meta(store: Store, key: Key) -> Mapping[str, Any]:
@@ -63,30 +70,50 @@ def application(store: Store, pod_meta: Mapping[str, Any], namespace: str) -> Ap
     return controller_ref(rs, namespace) or ref
 
 
-def facts(store: Store, call: IpamCall, node: str) -> PodFacts:
-    """Everything pool selection looks at for this call's pod."""
+def facts(
+    store: Store, call: IpamCall, node: str, *, kubevirt: bool = True, strict: bool = False
+) -> PodFacts:
+    """Everything pool selection looks at for this call's pod, and who holds its addresses
+    (holders.py): the IPAMClaim its interface names, else, with `kubevirt`, the VM of a
+    virt-launcher pod. `strict` (an ADD): a malformed claim reference raises SelectionError;
+    otherwise (DEL, CHECK) the pod's own name stands in."""
     namespace = call.pod.namespace or ANONYMOUS_NAMESPACE
     name = call.pod.name or call.container_id
     pod = _meta(store, Key("Pod", namespace, name)).get("metadata", {})
     ns = _meta(store, Key("Namespace", "", namespace)).get("metadata", {})
     node_meta = _meta(store, Key("Node", "", node)).get("metadata", {})
     owner_kind, owner_name = _owner(pod)
+    owner_kind, owner_name = call.pod.owner_kind or owner_kind, call.pod.owner_name or owner_name
     annotations = {**_strs(pod.get("annotations")), **call.pod.annotations}
     # The application is read only for pods that ask for its SpiderSubnet auto pool.
     wants_app = ANNO_SUBNET in annotations or ANNO_SUBNETS in annotations
+    try:
+        claim = claim_for(annotations, call.ifname)
+    except SelectionError:
+        if strict:
+            raise
+        claim = ""
+    vm = vm_of(pod) if kubevirt and not claim else None
+    if claim:
+        owner_kind, owner_name = IPAMCLAIM_OWNER, claim
+    elif vm is not None:
+        owner_kind, owner_name = VMI_OWNER, vm.vmi
     return PodFacts(
         namespace=namespace,
         name=name,
         uid=call.pod.uid or str(pod.get("uid", "")),
         labels={**_strs(pod.get("labels")), **call.pod.labels},
         annotations=annotations,
-        owner_kind=call.pod.owner_kind or owner_kind,
-        owner_name=call.pod.owner_name or owner_name,
+        owner_kind=owner_kind,
+        owner_name=owner_name,
         node=node,
         node_labels=_strs(node_meta.get("labels")),
         namespace_labels=_strs(ns.get("labels")),
         namespace_annotations=_strs(ns.get("annotations")),
         app=application(store, pod, namespace) if wants_app else None,
+        vm=vm.vm if vm is not None else "",
+        migration=vm.migration if vm is not None else "",
+        ipam_claim=claim,
     )
 
 
@@ -97,16 +124,33 @@ def ordinal(pod_name: str, owner_name: str) -> int | None:
     return int(tail) if tail.isdigit() else None
 
 
-def stateful_valid(store: Store, endpoint: Mapping[str, Any]) -> bool:
-    """True while a StatefulSet pod keeps its addresses across DEL (reference §2.7): its
-    owner is a StatefulSet and, when that StatefulSet is registered, the ordinal is below
-    `spec.replicas`. A deleted endpoint (`spidernet delete endpoint`) ends it."""
-    status = endpoint.get("status", {})
-    if status.get("ownerControllerType") != "StatefulSet":
+def _exists(store: Store, key: Key) -> bool:
+    try:
+        store.get(key)
+    except NotFound:
         return False
+    return True
+
+
+def stateful_valid(store: Store, endpoint: Mapping[str, Any]) -> bool:
+    """True while the endpoint's addresses outlive a DEL: a StatefulSet pod's (reference
+    §2.7) while its StatefulSet, when registered, wants the ordinal (below `spec.replicas`);
+    a KubeVirt VM's while the VM (named like the endpoint) or its VMI exists; an IPAMClaim's
+    while the claim exists. A deleted endpoint (`spidernet delete endpoint`) ends it."""
+    status = endpoint.get("status", {})
     meta = endpoint.get("metadata", {})
+    namespace = str(meta.get("namespace", ""))
     owner = str(status.get("ownerControllerName", ""))
-    sts = _meta(store, Key("StatefulSet", str(meta.get("namespace", "")), owner))
+    kind = status.get("ownerControllerType")
+    if kind == VMI_OWNER:
+        return _exists(store, Key(VM_KIND, namespace, str(meta.get("name", "")))) or _exists(
+            store, Key(VMI_KIND, namespace, owner)
+        )
+    if kind == IPAMCLAIM_OWNER:
+        return _exists(store, Key(IPAMCLAIM_KIND, namespace, owner))
+    if kind != "StatefulSet":
+        return False
+    sts = _meta(store, Key("StatefulSet", namespace, owner))
     if not sts:
         return True
     replicas = sts.get("spec", {}).get("replicas", 1)

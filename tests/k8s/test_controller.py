@@ -13,11 +13,8 @@ import ipaddress
 import json
 import random
 import signal
-import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -28,37 +25,12 @@ from kubernetes.client.exceptions import ApiException
 from spidernet.control.store.kube_names import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
+from spidernet.testbed.kubecontroller import Controller, start_controller
 from spidernet.testbed.kubeobjects import claims, make_pod
 from spidernet.testbed.waiting import wait_for
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 WAIT_S = 30.0
-
-
-@dataclass
-class Controller:
-    """A running `spidernet controller` child process and its log."""
-
-    proc: subprocess.Popen[bytes]
-    log: Path
-    identity: str
-    namespace: str  # the test's: other tests' leftovers may be reclaimed too
-
-    def lines(self) -> list[str]:
-        return self.log.read_text(errors="replace").splitlines()
-
-    def reclaims(self) -> list[str]:
-        mine = f"'{self.namespace}/"
-        return [line for line in self.lines() if "reclaimed" in line and mine in line]
-
-    def stop(self, sig: int = signal.SIGTERM) -> int:
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-        try:
-            return self.proc.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            return self.proc.wait(timeout=15)
 
 
 @pytest.fixture
@@ -93,38 +65,17 @@ def agent(k8s_cluster: Cluster, store_crds: list[str]) -> Iterator[ServiceProces
         yield proc
 
 
-@pytest.fixture
-def start_controller(
+@pytest.fixture(name="start_controller")
+def start_controllers(
     k8s_cluster: Cluster, namespace: str, tmp_path: Path
 ) -> Iterator[Callable[[str], Controller]]:
     """Start `spidernet controller` processes on the Lease `gc` in the test's namespace."""
     started: list[Controller] = []
 
     def start(identity: str) -> Controller:
-        log = tmp_path / f"controller-{identity}.log"
-        argv = [
-            sys.executable,
-            "-m",
-            "spidernet",
-            "controller",
-            "--kubeconfig",
-            str(k8s_cluster.kubeconfig),
-            "--gc-interval",
-            "0.5",
-            "--gc-margin",
-            "0",
-            "--lease-namespace",
-            namespace,
-            "--lease-name",
-            "gc",
-            "--lease-duration",
-            "3",
-            "--identity",
-            identity,
-        ]
-        with log.open("wb") as out:
-            proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
-        ctl = Controller(proc, log, identity, namespace)
+        ctl = start_controller(
+            k8s_cluster, namespace, identity, tmp_path / f"controller-{identity}.log"
+        )
         started.append(ctl)
         return ctl
 
