@@ -35,6 +35,16 @@ _WORKLOAD_NAMES = {
     "statefulset": "StatefulSet",
     "statefulsets": "StatefulSet",
     "sts": "StatefulSet",
+    "virtualmachine": "VirtualMachine",
+    "virtualmachines": "VirtualMachine",
+    "vm": "VirtualMachine",
+    "vms": "VirtualMachine",
+    "virtualmachineinstance": "VirtualMachineInstance",
+    "virtualmachineinstances": "VirtualMachineInstance",
+    "vmi": "VirtualMachineInstance",
+    "vmis": "VirtualMachineInstance",
+    "ipamclaim": "IPAMClaim",
+    "ipamclaims": "IPAMClaim",
 }
 
 
@@ -46,7 +56,8 @@ def kind_of(name: str) -> str:
         return resolve_kind(name)
     except ValueError as e:
         raise ValueError(
-            f"{e}; or the embedded-mode records pods, namespaces, nodes, statefulsets"
+            f"{e}; or the embedded-mode records pods, namespaces, nodes, statefulsets, vms, "
+            "vmis, ipamclaims"
         ) from e
 
 
@@ -183,7 +194,9 @@ def _name_of(kind: str, doc: dict[str, Any]) -> str:
     info = printer().kinds.get(kind)
     if info is not None:
         return name_line({"kind": kind, **doc}, info.group)
-    group = ".apps" if kind == "StatefulSet" else ""
+    group = {"StatefulSet": ".apps", "IPAMClaim": ".k8s.cni.cncf.io"}.get(kind, "")
+    if kind.startswith("VirtualMachine"):
+        group = ".kubevirt.io"
     return f"{kind.lower()}{group}/{doc.get('metadata', {}).get('name', '')}"
 
 

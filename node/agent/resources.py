@@ -40,8 +40,24 @@ from spidernet.node.errors import NodeError
 from . import endpoints as ep
 from .workloads import WORKLOAD_KINDS
 
-_WORKLOAD_API = {"Pod": "v1", "Namespace": "v1", "Node": "v1", "StatefulSet": "apps/v1"}
-_NAMESPACED = {*NAMESPACED_KINDS, "Pod", "StatefulSet"}
+_WORKLOAD_API = {
+    "Pod": "v1",
+    "Namespace": "v1",
+    "Node": "v1",
+    "StatefulSet": "apps/v1",
+    # Records of KubeVirt's and k8snetworkplumbingwg's objects (docs/kubevirt.md).
+    "VirtualMachine": "kubevirt.io/v1",
+    "VirtualMachineInstance": "kubevirt.io/v1",
+    "IPAMClaim": "k8s.cni.cncf.io/v1alpha1",
+}
+_NAMESPACED = {
+    *NAMESPACED_KINDS,
+    "Pod",
+    "StatefulSet",
+    "VirtualMachine",
+    "VirtualMachineInstance",
+    "IPAMClaim",
+}
 
 
 class Rejected(NodeError):

@@ -32,11 +32,11 @@ from spidernet.node.ipam.plugin import IpamCall
 # Endpoints of calls that name no pod (plain CNI runtimes) live in this namespace, named
 # after the container ID.
 ANONYMOUS_NAMESPACE = "cni"
-WORKLOAD_KINDS = ("Pod", "Namespace", "Node", "StatefulSet")
-# The kinds whose life a VM's or an IPAMClaim's addresses follow (read-only, namespaced).
+# The kinds whose life a VM's or an IPAMClaim's addresses follow (namespaced).
 VM_KIND = "VirtualMachine"
 VMI_KIND = "VirtualMachineInstance"
 IPAMCLAIM_KIND = "IPAMClaim"
+WORKLOAD_KINDS = ("Pod", "Namespace", "Node", "StatefulSet", VM_KIND, VMI_KIND, IPAMCLAIM_KIND)
 
 
 def _meta(store: Store, key: Key) -> Mapping[str, Any]:

@@ -150,6 +150,28 @@ def test_a_finished_statefulset_pod_is_kept_while_wanted_and_reclaimed_once_not(
     }
 
 
+def test_a_vms_addresses_are_kept_while_the_vm_or_its_vmi_exists() -> None:
+    held = claim("pool-a", "10.0.0.9", pod="ns/vm1", uid="launcher-1")
+    ep = endpoint("vm1", "launcher-1", (held,), ("VirtualMachineInstance", "vm1"))
+    running = gc.Snapshot((held,), (ep,), {}, frozenset(), {}, vms=frozenset({("ns", "vm1")}))
+    assert reasons(running) == {}  # no launcher pod at all: a stopped VM
+    vmi_only = gc.Snapshot((held,), (ep,), {}, frozenset(), {}, vmis=frozenset({("ns", "vm1")}))
+    assert reasons(vmi_only) == {}
+    other = gc.Snapshot((held,), (ep,), {}, frozenset(), {}, vms=frozenset({("other", "vm1")}))
+    assert reasons(other) == {ep.key: Reason.VM_GONE}
+    (verdict,) = gc.decide(other, NOW, {})
+    assert verdict.claims == (held,)
+
+
+def test_an_ipamclaims_address_is_kept_while_the_claim_exists_whatever_its_pods_do() -> None:
+    held = claim("pool-a", "10.0.0.8", pod="ns/db.net", uid="pod-1")
+    ep = endpoint("db.net", "pod-1", (held,), ("IPAMClaim", "db.net"))
+    alive = frozenset({("ns", "db.net")})
+    assert reasons(gc.Snapshot((held,), (ep,), {}, frozenset(), {}, ipam_claims=alive)) == {}
+    gone = gc.Snapshot((held,), (ep,), {}, frozenset(), {})
+    assert reasons(gone) == {ep.key: Reason.IPAMCLAIM_GONE}
+
+
 def test_ordinal() -> None:
     assert gc.ordinal("db-12") == 12
     assert gc.ordinal("db") is None
