@@ -197,8 +197,10 @@ class IpamCore:
         try:
             with self._lock, store_errors(f"release for {call.container_id}"):
                 before = self._held(call)
-                self._release(call)
-                gone = before - self._held(call)
+                # Kept but no longer used here (a StatefulSet's, a VM's or a claim's address
+                # after its pod's DEL; a migration's side that lost): this node stops watching.
+                left = self._release(call)
+                gone = (before - self._held(call)) | left
             if self.watch is not None and gone:
                 self.watch.untrack(gone)
         except CNIError:
@@ -491,7 +493,9 @@ class IpamCore:
         leases = self._choose(call, pod, skip, {call.ifname}) if kept.needs_lease else []
         return claimplan.extend(add, pod, current, kept, leases)
 
-    def _release(self, call: IpamCall) -> None:
+    def _release(self, call: IpamCall) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+        """Release what the call's sandbox holds on its interface; the addresses it stops
+        using but its holder keeps."""
         for _ in range(ATTEMPTS):
             pod = self._facts(call)
             current = self._endpoint(pod)
@@ -503,22 +507,23 @@ class IpamCore:
                         self.store.update(current.key, new, current.version)
                     except Conflict:
                         continue
-                    return
+                    return claimplan.held(current.body)
             if current is None or ep.container_of(current.body) != call.container_id:
-                return  # nothing held by this sandbox: DEL is idempotent
+                return set()  # nothing held by this sandbox: DEL is idempotent
             if stateful_valid(self.store, current.body):
                 new = claimplan.detach(pod, call.container_id, current.body, call.ifname)
                 try:
                     self.store.update(current.key, new, current.version)
                 except Conflict:
                     continue
-                return
+                mine = claimplan.pools_of(current.body, call.ifname)
+                return {ipaddress.ip_address(a) for a in mine}
             try:
                 self._drop(current, [call.ifname])
             except (Conflict, NotFound):
                 continue  # changed since read: read again
             self.metrics.releases.inc()
-            return
+            return set()
         raise CNIError(Code.TRY_AGAIN_LATER, f"failed to release {call.container_id}: conflicts")
 
     def _drop(self, current: Stored, nics: Sequence[str]) -> None:

@@ -101,7 +101,7 @@ def claims(core: IpamCore) -> dict[str, str]:
     }
 
 
-def annotations(core: IpamCore, name: str) -> dict[str, str]:
+def endpoint_annotations(core: IpamCore, name: str) -> dict[str, str]:
     anno: dict[str, str] = core.store.get(Key("SpiderEndpoint", NS, name)).body["metadata"][
         "annotations"
     ]
@@ -122,7 +122,7 @@ def test_a_vm_keeps_its_addresses_across_launcher_pods_until_vm_and_vmi_are_gone
     record(core, "VirtualMachineInstance", "vm1")  # started again
     launcher(core, "virt-launcher-vm1-bbbbb", "vm1")
     assert add(core, "virt-launcher-vm1-bbbbb", "c2") == first
-    assert annotations(core, "vm1")["spidernet.io/pod"] == "virt-launcher-vm1-bbbbb"
+    assert endpoint_annotations(core, "vm1")["spidernet.io/pod"] == "virt-launcher-vm1-bbbbb"
     core.store.delete(Key("VirtualMachine", NS, "vm1"))  # the VMI alone still holds them
     delete(core, "virt-launcher-vm1-bbbbb", "c2")
     assert len(claims(core)) == 2
@@ -151,7 +151,7 @@ def _migrating(core: IpamCore) -> dict[str, str]:
     launcher(core, "virt-launcher-vm1-dst", "vm1", migration="job-1")
     first = add(core, "virt-launcher-vm1-src", "src")
     assert add(core, "virt-launcher-vm1-dst", "dst") == first
-    anno = annotations(core, "vm1")
+    anno = endpoint_annotations(core, "vm1")
     assert anno["spidernet.io/container-id"] == "dst"
     source = json.loads(anno["spidernet.io/migration-source"])
     assert (source["containerID"], source["pod"]) == ("src", "virt-launcher-vm1-src")
@@ -162,7 +162,7 @@ def _migrating(core: IpamCore) -> dict[str, str]:
 def test_a_migration_that_succeeds_leaves_the_target_holding(core: IpamCore) -> None:
     first = _migrating(core)
     delete(core, "virt-launcher-vm1-src", "src")
-    anno = annotations(core, "vm1")
+    anno = endpoint_annotations(core, "vm1")
     assert anno["spidernet.io/container-id"] == "dst"
     assert "spidernet.io/migration-source" not in anno
     assert anno["spidernet.io/attached"] == "eth0,net1"
@@ -172,7 +172,7 @@ def test_a_migration_that_succeeds_leaves_the_target_holding(core: IpamCore) -> 
 def test_a_migration_that_fails_gives_the_endpoint_back_to_the_source(core: IpamCore) -> None:
     first = _migrating(core)
     delete(core, "virt-launcher-vm1-dst", "dst")
-    anno = annotations(core, "vm1")
+    anno = endpoint_annotations(core, "vm1")
     assert anno["spidernet.io/container-id"] == "src"
     assert anno["spidernet.io/pod"] == "virt-launcher-vm1-src"
     assert "spidernet.io/migration-source" not in anno
@@ -248,3 +248,29 @@ def test_a_malformed_claim_reference_is_a_config_error_and_holds_nothing(core: I
     assert e.value.code == 7
     assert claims(core) == {}
     core.release(call("bad", "c1", "net1"))  # DEL of what never was: fine
+
+
+class _Watched:
+    """Records what the conflict watch is told (the watch's own tests cover the watching)."""
+
+    def __init__(self) -> None:
+        self.ips: set[str] = set()
+
+    def track(self, namespace: str, name: str, netns: str, ifname: str, ips: Sequence[Any]) -> None:
+        self.ips |= {str(ip) for ip in ips}
+
+    def untrack(self, ips: set[Any]) -> None:
+        self.ips -= {str(ip) for ip in ips}
+
+
+def test_the_side_of_a_migration_that_leaves_stops_watching_the_vms_addresses(
+    core: IpamCore,
+) -> None:
+    watched = _Watched()
+    core.watch = watched  # type: ignore[assignment]  # (only track and untrack are called)
+    first = _migrating(core)
+    mine = {a.split("/")[0] for a in first.values()}
+    assert watched.ips == mine
+    delete(core, "virt-launcher-vm1-src", "src")  # this node hosted the source
+    assert watched.ips == set()
+    assert len(claims(core)) == 2  # (the target, on another node, holds them)
