@@ -12,9 +12,11 @@ the SpiderEndpoint named after the VM (or the claim) and one IPClaim per address
 
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import json
 import random
+import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
@@ -85,8 +87,9 @@ def agents(k8s_cluster: Cluster, foreign_crds: list[str]) -> Iterator[dict[str, 
 
 @pytest.fixture
 def pools(custom: client.CustomObjectsApi, foreign_crds: list[str]) -> Iterator[dict[str, str]]:
-    """A SpiderIPPool of three addresses per NIC (so an unrelated pod can only get what the
-    VM does not hold); claims and pools removed afterwards."""
+    """A SpiderIPPool of four addresses per NIC (the VM, the canary or the step's unrelated
+    pod, and the churning pod: an unrelated pod can only get what the VM does not hold);
+    claims and pools removed afterwards."""
     made: dict[str, str] = {}
     for nic in NICS:
         name = f"kv-{nic}-{uuid.uuid4().hex[:6]}"
@@ -95,7 +98,7 @@ def pools(custom: client.CustomObjectsApi, foreign_crds: list[str]) -> Iterator[
             "apiVersion": f"{GROUP}/{VERSION}",
             "kind": "SpiderIPPool",
             "metadata": {"name": name},
-            "spec": {"ipVersion": 4, "subnet": str(net), "ips": [f"{net[10]}-{net[12]}"]},
+            "spec": {"ipVersion": 4, "subnet": str(net), "ips": [f"{net[10]}-{net[13]}"]},
         }
         custom.create_cluster_custom_object(GROUP, VERSION, "spiderippools", body)
         made[nic] = name
@@ -255,6 +258,51 @@ def test_live_migration_hands_the_addresses_over_and_back_as_it_succeeds_fails_o
     expected = {nic: {f"{addresses[nic].split('/')[0]}={namespace}/vm2"} for nic in NICS}
     mine = {a.split("/")[0] for a in addresses.values()}
     migrate = _Migration(agents, core, custom, namespace, pools, vmi_uid)
+    with _churn(agents["node-a"], core, namespace, pools) as given:
+        _fail_abort_succeed(migrate, source, addresses, expected, mine)
+    assert given, "the churning pod never got an address"
+    assert not given & mine, f"an unrelated pod was given the VM's {given & mine}"
+    assert [r for r in controller.reclaims() if f"'{namespace}/vm2'" in r] == []
+
+
+@contextlib.contextmanager
+def _churn(
+    agent: ServiceProcess, core: client.CoreV1Api, namespace: str, pools: dict[str, str]
+) -> Iterator[set[str]]:
+    """An unrelated pod's sandboxes come and go (ADD both NICs, DEL) on another thread for
+    the duration; the addresses it was given."""
+    uid = make_pod(core, namespace, "churn")
+    given: set[str] = set()
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            while not stop.is_set():
+                pod = Launcher(agent, namespace, "churn", uid, pools)
+                given.update(a.split("/")[0] for a in pod.add_all().values())
+                pod.delete()
+        except BaseException as e:  # reported on the test's thread
+            errors.append(e)
+
+    thread = threading.Thread(target=run, name="churn")
+    thread.start()
+    try:
+        yield given
+    finally:
+        stop.set()
+        thread.join(timeout=60)
+    assert not errors, errors
+
+
+def _fail_abort_succeed(
+    migrate: _Migration,
+    source: Launcher,
+    addresses: dict[str, str],
+    expected: dict[str, set[str]],
+    mine: set[str],
+) -> None:
+    """Three migrations of the VM `source` runs: failed, aborted half-way, succeeded."""
     # Failed: the target got its addresses, then KubeVirt deletes it; the source holds again.
     target = migrate.start(source)
     assert target.add_all() == addresses
@@ -278,7 +326,6 @@ def test_live_migration_hands_the_addresses_over_and_back_as_it_succeeds_fails_o
     # A late DEL of the source sandbox (a retried one) takes nothing from the target.
     source.delete()
     migrate.check(target, source="", expected=expected, avoid=mine)
-    assert [r for r in controller.reclaims() if f"'{namespace}/vm2'" in r] == []
 
 
 class _Migration:
@@ -335,7 +382,9 @@ class _Migration:
         assert not got & avoid, f"{other} was given the VM's {got & avoid}"
         pod.delete()
         self.core.delete_namespaced_pod(other, self.namespace, grace_period_seconds=0)
-        assert held(self.custom, self.pools) == expected
+        vm = f"={self.namespace}/vm2"
+        now = held(self.custom, self.pools)  # (the churning pod's come and go meanwhile)
+        assert {nic: {h for h in now.get(nic, set()) if h.endswith(vm)} for nic in NICS} == expected
 
 
 def test_an_ipamclaim_outlives_three_pods_and_its_deletion_frees_the_address(
