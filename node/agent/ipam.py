@@ -1,5 +1,5 @@
 """The IPAM core of the service: CNI IPAM calls against the store (the `Backend` of
-spidernet-ipam).
+spidernet-ipam; it raises node/ipam/errors.py's failures, which the plugin answers as CNI errors).
 
 Each call reads the mirrors, lets the pure allocator choose, and writes the claims and the
 pod's endpoint in ONE store commit, so an answered ADD is durable and a crash leaves either
@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any, Protocol
 
 from spidernet.cni.config import Attachment
-from spidernet.cni.errors import CNIError, Code, Deferred
+from spidernet.cni.errors import Deferred
 from spidernet.control.allocator.allocate import Lease, PoolUse, allocate
 from spidernet.control.allocator.errors import AllocationError
 from spidernet.control.allocator.request import IpamRequest, PodFacts
@@ -35,13 +35,23 @@ from spidernet.control.store.base import (
     Write,
 )
 from spidernet.node import netns
+from spidernet.node.ipam.conf import PodMeta
+from spidernet.node.ipam.errors import (
+    AddressesHeld,
+    BackendError,
+    Contended,
+    Failure,
+    GatewayUnreachable,
+    NoEnabledPool,
+    ProbeFailed,
+)
 from spidernet.node.ipam.plugin import Address, IpamCall
 
 from . import claimplan, orphans
 from . import endpoints as ep
 from .conflicts import ConflictWatch
 from .detection import CannotProbe, Detector, Unreachable
-from .ipam_errors import cni_error, conflict_error, store_errors
+from .ipam_errors import store_errors
 from .metrics import Metrics
 from .pools import PoolView
 from .workloads import facts, stateful_valid
@@ -51,12 +61,10 @@ ATTEMPTS = 32
 
 
 class FailureHook(Protocol):
-    """Told of a failed ADD: the pod, the CNI error code and message, and whether it was
+    """Told of a failed ADD: the pod, the failure (node/ipam/errors.py), and whether it was
     waiting for its SpiderSubnet auto pool."""
 
-    def __call__(
-        self, namespace: str, name: str, uid: str, code: int, message: str, *, waiting: bool
-    ) -> None: ...
+    def __call__(self, pod: PodMeta, error: Failure, *, waiting: bool) -> None: ...
 
 
 _log = logging.getLogger("spidernet.gc")
@@ -135,10 +143,9 @@ class IpamCore:
                 self.watch.track(pod.namespace, pod.name, call.netns, call.ifname, ips)
         except AllocationError as e:
             self.metrics.allocation_failures.labels(e.reason.value).inc()
-            error = cni_error(e)
-            self._tell(call, error, waiting=e.waiting)
-            raise error from e
-        except CNIError as e:
+            self._tell(call, e, waiting=e.waiting)
+            raise
+        except BackendError as e:
             self.metrics.allocation_failures.labels("error").inc()
             self._tell(call, e)
             raise
@@ -146,11 +153,10 @@ class IpamCore:
         self.metrics.allocation_seconds.observe(time.perf_counter() - start)
         return out
 
-    def _tell(self, call: IpamCall, error: CNIError, *, waiting: bool = False) -> None:
+    def _tell(self, call: IpamCall, error: Failure, *, waiting: bool = False) -> None:
         """Hand a failed ADD to `events` (an Event on the pod, in Kubernetes mode)."""
         if self.events is not None:
-            pod = call.pod
-            self.events(pod.namespace, pod.name, pod.uid, error.code, error.msg, waiting=waiting)
+            self.events(call.pod, error, waiting=waiting)
 
     def _defer(self, call: IpamCall, e: AllocationError) -> None:
         """Raise Deferred while the call may still wait for its auto pool (e.waiting);
@@ -180,7 +186,7 @@ class IpamCore:
                 gone = before - self._held(call)
             if self.watch is not None and gone:
                 self.watch.untrack(gone)
-        except CNIError:
+        except BackendError:
             self.metrics.release_failures.inc()
             raise
         self.metrics.release_seconds.observe(time.perf_counter() - start)
@@ -264,9 +270,8 @@ class IpamCore:
         with self._lock, store_errors("read pools"):
             self.view.sync()
             if not any(not p.disable for p in self.view.pools.values()):
-                raise CNIError(
-                    Code.PLUGIN_NOT_AVAILABLE,
-                    "no enabled SpiderIPPool exists; create one with `spidernet apply -f`",
+                raise NoEnabledPool(
+                    "no enabled SpiderIPPool exists; create one with `spidernet apply -f`"
                 )
 
     def scrape(self) -> bytes:
@@ -367,29 +372,26 @@ class IpamCore:
             except AllocationError as e:
                 if not conflicts:
                     raise
-                raise conflict_error(call.ifname, conflicts) from e
+                raise AddressesHeld(call.ifname, conflicts) from e
             if self.detector is None or settings is None or not checking:
                 return out
             try:
                 problem = self.detector.check(call.netns, call.ifname, out, settings)
             except CannotProbe as e:
                 self._undo(call)
-                raise CNIError(
-                    Code.INTERNAL, f"failed to check the new addresses of {call.ifname}: {e}"
-                ) from e
+                raise ProbeFailed(f"failed to check the new addresses of {call.ifname}: {e}") from e
             if problem is None:
                 return out
             self._undo(call)
             if isinstance(problem, Unreachable):
                 self.metrics.detections.labels("gateway").inc()
-                raise CNIError(
-                    Code.GATEWAY_UNREACHABLE,
-                    f"{problem.describe(call.ifname)}: its addresses were released",
+                raise GatewayUnreachable(
+                    f"{problem.describe(call.ifname)}: its addresses were released"
                 )
             self.metrics.detections.labels("conflict").inc()
             conflicts.append(problem.describe(call.ifname))
             avoid |= {(pools[str(ip)], int(ip)) for ip, _ in problem.held if str(ip) in pools}
-        raise conflict_error(call.ifname, conflicts)
+        raise AddressesHeld(call.ifname, conflicts)
 
     def _held(self, call: IpamCall) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         """The addresses the call's pod holds on every interface (empty: no record)."""
@@ -427,10 +429,9 @@ class IpamCore:
                 self.metrics.allocation_conflicts.inc()
                 continue
             return ep.addresses_of(entries)
-        raise CNIError(
-            Code.TRY_AGAIN_LATER,
+        raise Contended(
             f"failed to allocate for {call.container_id}: {ATTEMPTS} claims lost to "
-            "concurrent writers",
+            "concurrent writers"
         )
 
     def _plan_add(
@@ -484,7 +485,7 @@ class IpamCore:
                 continue  # changed since read: read again
             self.metrics.releases.inc()
             return
-        raise CNIError(Code.TRY_AGAIN_LATER, f"failed to release {call.container_id}: conflicts")
+        raise Contended(f"failed to release {call.container_id}: conflicts")
 
     def _drop(self, current: Stored, nics: Sequence[str]) -> None:
         """Release the entries of `nics`; when no configured NIC is left, release all."""

@@ -30,7 +30,6 @@ from pathlib import Path
 
 import trio
 
-from spidernet.cni.errors import CNIError
 from spidernet.control.client import DEFAULT_SOCKET, DEFAULT_STATE_DIR, Client, ServiceUnreachable
 from spidernet.control.client import ServiceError as ClientError
 from spidernet.control.http import Connections, Handler, Request, Response, serve_listener
@@ -39,6 +38,7 @@ from spidernet.control.store.embedded import open_store
 from spidernet.node.access.broker import Broker, BrokerError
 from spidernet.node.detect.watch import WatchError
 from spidernet.node.errors import NodeError
+from spidernet.node.ipam.errors import BackendError
 from spidernet.node.netns import NetnsGone
 
 from . import orphans
@@ -199,8 +199,8 @@ async def _collect_orphans(
         await trio.sleep(collector.interval_s)
         try:
             await trio.to_thread.run_sync(core.collect, collector, limiter=limiter)
-        except CNIError as e:
-            _log.warning("gc: pass failed: %s", e.msg)
+        except BackendError as e:
+            _log.warning("gc: pass failed: %s", e.message)
 
 
 def open_config_store(config: ServeConfig) -> Store:
@@ -298,7 +298,7 @@ def _ipam_core(config: ServeConfig, store: Store, broker: Broker, stack: ExitSta
             # Failed ADDs as Events on their pods, posted by a thread of their own.
             pod_events = PodEvents(store.post_event, core.node)
             stack.callback(pod_events.close)
-            core.events = pod_events.allocation_failed
+            core.events = pod_events.add_failed
     return core
 
 
