@@ -4,11 +4,13 @@
 Shutdown is graceful: when `stop` is set the listeners close, requests in flight get
 `DRAIN_S` to finish, then the store is closed and the socket file removed.
 
-Under overload the service keeps answering (control/http.py): an accept error never ends a
-listener, a request must arrive whole within `READ_TIMEOUT_S`, and requests beyond
-`ServeConfig.max_pending` get error 11 at once (app.py). `GET /healthz` on the metrics port
-asks the CNI socket itself (`GET /v1/healthz` within `HEALTH_TIMEOUT_S`): the liveness
-probe fails when the socket the plugins use stops answering, not only when the process dies.
+Under overload the service keeps answering (control/http.py): at its connection limit it
+sheds the connections still waiting for a request, accept()'s capacity errors (EMFILE and
+kin) are logged and retried (trio's serve_listeners), a request must arrive whole within
+`READ_TIMEOUT_S`, and requests beyond `ServeConfig.max_pending` get error 11 at once
+(app.py). `GET /healthz` on the metrics port asks the CNI socket itself (`GET /v1/healthz`
+within `HEALTH_TIMEOUT_S`): the liveness probe fails when the socket the plugins use stops
+answering, not only when the process dies.
 
 The store is the embedded SQLite file in the state directory, or, with `ServeConfig.kube`
 (`spidernet serve --kube`), the Kubernetes API server (control/store/kube.py): pools and
@@ -358,8 +360,8 @@ async def _accept(
                 accepting.start_soon(task)
             task_status.started(ready)
             await stop.wait()
-            for listener, _ in listeners:
-                await listener.aclose()
-            accepting.cancel_scope.cancel()  # the conflict poller, too
+            # The accept loops close their listeners as they end; the conflict poller and
+            # the GC end with them.
+            accepting.cancel_scope.cancel()
         # Requests in flight finish; stragglers are cancelled after DRAIN_S.
         conns.cancel_scope.deadline = trio.current_time() + DRAIN_S
