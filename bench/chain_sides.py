@@ -23,6 +23,7 @@ from spidernet.node import netns
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.conflists import chain_conf, macvlan, spidernet_coordinator, spidernet_ipam
 
 from .ipam_calls import HOST_LOCAL, install_plugins
 from .ipam_common import BATCH, allocated, pool_doc
@@ -53,29 +54,17 @@ def reference_conflist(data_dir: Path) -> dict[str, Any]:
     both hand out the same 241 addresses (and host-local never the host's own .2)."""
     rng = {"subnet": SUBNET, "gateway": GATEWAY, "rangeStart": FIRST, "rangeEnd": LAST}
     ipam = {"type": "host-local", "dataDir": str(data_dir), "ranges": [[rng]]}
-    return {
-        "cniVersion": "1.0.0",
-        "name": "bench-reference",
-        "plugins": [{"type": "macvlan", "master": MASTER, "mode": "bridge", "ipam": ipam}],
-    }
+    return chain_conf(macvlan(ipam, MASTER), name="bench-reference")
 
 
 def spidernet_conflist(socket: Path) -> dict[str, Any]:
     """macvlan + spidernet-ipam (the service's socket named in the config, as Spiderpool's
     configs do) + spidernet-coordinator."""
-    ipam = {
-        "type": "spidernet-ipam",
-        "ipam_unix_socket_path": str(socket),
-        "default_ipv4_ippool": [POOL],
-    }
-    return {
-        "cniVersion": "1.0.0",
-        "name": "bench-spidernet",
-        "plugins": [
-            {"type": "macvlan", "master": MASTER, "mode": "bridge", "ipam": ipam},
-            {"type": "spidernet-coordinator", "serviceCIDR": [SERVICE_CIDR]},
-        ],
-    }
+    return chain_conf(
+        macvlan(spidernet_ipam(socket, default_ipv4_ippool=[POOL]), MASTER),
+        spidernet_coordinator(serviceCIDR=[SERVICE_CIDR]),
+        name="bench-spidernet",
+    )
 
 
 class Worker:

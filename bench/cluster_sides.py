@@ -33,6 +33,7 @@ import yaml
 
 from spidernet.node.lab.runtime import Outcome, invoke
 from spidernet.node.lab.service import ServiceProcess, scratch_service
+from spidernet.testbed.conflists import macvlan, plugin_conf, spidernet_ipam
 from spidernet.testbed.kubecluster import Cluster
 
 from .kubeapi import KubeApi
@@ -210,13 +211,7 @@ def install_spidernet_ipam(bin_dir: Path) -> Path:
 
 
 def spidernet_conf(pool: str) -> dict[str, Any]:
-    return {
-        "cniVersion": "1.0.0",
-        "name": NETWORK,
-        "type": "macvlan",
-        "master": "eth0",
-        "ipam": {"type": "spidernet-ipam", "default_ipv4_ippool": [pool]},
-    }
+    return plugin_conf(macvlan(spidernet_ipam(default_ipv4_ippool=[pool])), name=NETWORK)
 
 
 @contextmanager

@@ -40,6 +40,7 @@ from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6, HOST4, HOST6
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Segment, Topology, iface
+from spidernet.testbed.conflists import chain_conf, macvlan, spidernet_ipam
 
 from .ipam_calls import HOST_LOCAL, install_plugins
 from .ipam_common import pool_doc
@@ -109,14 +110,9 @@ def add_latency(
     cni_path = (str(bin_dir), str(HOST_LOCAL.parent))
 
     def conflist(ipam: dict[str, Any]) -> dict[str, Any]:
-        plugin = {"type": "macvlan", "master": "eth0", "mode": "bridge", "ipam": ipam}
-        return {"cniVersion": "1.0.0", "name": "det", "plugins": [plugin]}
+        return chain_conf(macvlan(ipam), name="det")
 
-    spider = {
-        "type": "spidernet-ipam",
-        "ipam_unix_socket_path": str(svc.socket),
-        "default_ipv4_ippool": ["det"],
-    }
+    spider = spidernet_ipam(svc.socket, default_ipv4_ippool=["det"])
     reference = {
         "type": "host-local",
         "subnet": "192.0.2.0/24",

@@ -19,6 +19,7 @@ from typing import Any
 from rich.console import Console
 
 from spidernet.node.lab.service import ServiceProcess
+from spidernet.testbed.conflists import macvlan, plugin_conf
 
 from .ipam_common import Config, allocated, pool_doc
 from .ipam_sides import PLUGIN, RUN, ForwardSide, ProcessSide, Samples, Side, measure_calls
@@ -66,9 +67,7 @@ class CallResults:
 
 def cni_conf(ipam: Mapping[str, Any]) -> bytes:
     """A network config with the given `ipam` section (macvlan is never run: IPAM only)."""
-    return json.dumps(
-        {"cniVersion": "1.0.0", "name": "bench", "type": "macvlan", "ipam": dict(ipam)}
-    ).encode()
+    return json.dumps(plugin_conf(macvlan(dict(ipam)), name="bench")).encode()
 
 
 def install_plugins(bin_dir: Path, forwarder: str) -> Path:

@@ -44,6 +44,7 @@ from rich.console import Console
 from rich.table import Table
 
 from spidernet.testbed import nodehost, nodekube, nodelane
+from spidernet.testbed.conflists import chain_conf, macvlan
 from spidernet.testbed.kubecluster import BuildFailed
 from spidernet.testbed.node import RealNode, running_node
 from spidernet.testbed.nodespec import GATEWAY4, UPLINK
@@ -88,30 +89,14 @@ def network_docs() -> list[dict[str, Any]]:
     """The spidernet side's pool and SpiderMultusConfig, and host-local's NAD (their own
     ranges of the segment; one side runs at a time)."""
     group = "spiderpool.spidernet.io/v2beta1"
-    hostlocal = {
-        "cniVersion": "1.0.0",
-        "name": "bench-hostlocal",
-        "plugins": [
-            {
-                "type": "macvlan",
-                "master": UPLINK,
-                "mode": "bridge",
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [
-                        [
-                            {
-                                "subnet": "192.0.2.0/24",
-                                "rangeStart": "192.0.2.10",
-                                "rangeEnd": "192.0.2.127",
-                                "gateway": GATEWAY4,
-                            }
-                        ]
-                    ],
-                },
-            }
-        ],
+    rng = {
+        "subnet": "192.0.2.0/24",
+        "rangeStart": "192.0.2.10",
+        "rangeEnd": "192.0.2.127",
+        "gateway": GATEWAY4,
     }
+    ipam = {"type": "host-local", "ranges": [[rng]]}
+    hostlocal = chain_conf(macvlan(ipam, UPLINK), name="bench-hostlocal")
     return [
         {
             "apiVersion": group,

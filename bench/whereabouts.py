@@ -40,6 +40,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from spidernet.testbed.conflists import macvlan, plugin_conf
 from spidernet.testbed.gotools import GoTool
 from spidernet.testbed.kubebuild import BuildFailed, run_go
 from spidernet.testbed.kubespec import Layout, cache_root, go_env
@@ -196,17 +197,12 @@ def net_config(flat_file: Path, subnet: str, start: str, end: str, name: str) ->
     """A macvlan network with Whereabouts as its IPAM, as its README configures it, pointing
     at the flat file (`configuration_path`, looked up before the /etc paths); the
     leader-election timings and overlapping ranges left at their defaults."""
-    return {
-        "cniVersion": "1.0.0",
-        "name": name,
-        "type": "macvlan",
-        "master": "eth0",
-        "ipam": {
-            "type": "whereabouts",
-            "range": subnet,
-            "range_start": start,
-            "range_end": end,
-            "configuration_path": str(flat_file),
-            "log_level": "error",
-        },
+    ipam = {
+        "type": "whereabouts",
+        "range": subnet,
+        "range_start": start,
+        "range_end": end,
+        "configuration_path": str(flat_file),
+        "log_level": "error",
     }
+    return plugin_conf(macvlan(ipam), name=name)

@@ -10,14 +10,17 @@ What a client can hold is bounded: a whole request must arrive within the read d
 otherwise, or a silent close when nothing came), a body over `MAX_BODY` is refused with 413
 before it is read, and `serve_listener` holds at most as many connections as the process has
 file descriptors to spare; at that limit, or when accept() fails for want of a resource, it
-sheds the connections that have been waiting longest for their request, logs it, and accepts
-again. Its loop never ends on an error.
+sheds the connections that have been waiting longest for their request and logs it. Its loop
+is trio's `serve_listeners`, which logs accept()'s capacity errors (EMFILE, ENFILE, ENOMEM,
+ENOBUFS) and accepts again after 100 ms; any other accept error ends it, and the service with
+it, rather than leave a live process that answers nothing.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
+import functools
 import json
 import logging
 import resource
@@ -26,6 +29,7 @@ import struct
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from http import HTTPStatus
+from typing import NoReturn
 from urllib.parse import parse_qs, urlsplit
 
 import h11
@@ -39,8 +43,9 @@ READ_CHUNK = 65536
 MAX_HEAD = 64 * 1024
 # A request not complete after this long is dropped (a forwarder sends all of it at once).
 READ_TIMEOUT_S = 30.0
-# accept() errors that mean "out of a resource for now", not "the listener is broken" (the
-# set trio's serve_listeners retries too).
+# accept() errors that mean "out of a resource for now", not "the listener is broken": the
+# set trio's serve_listeners logs and retries (trio/_highlevel_serve_listeners.py,
+# ACCEPT_CAPACITY_ERRNOS); on these the gate sheds waiting connections first.
 CAPACITY_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOMEM, errno.ENOBUFS})
 ACCEPT_RETRY_S = 0.1
 SHED_WAIT_S = 0.01
@@ -278,45 +283,69 @@ async def serve_connection(
 
 
 async def serve_listener(
-    listener: trio.abc.Listener[trio.SocketStream],
+    listener: trio.abc.Listener[trio.abc.Stream],
     handler: Handler,
     nursery: trio.Nursery,
     *,
     connections: Connections,
     read_timeout_s: float = READ_TIMEOUT_S,
-) -> None:
+    task_status: trio.TaskStatus[object] = trio.TASK_STATUS_IGNORED,
+) -> NoReturn:
     """Accept connections on `listener` and serve each in `nursery`, one request each, until
-    the listener is closed. At `connections`' limit it accepts no more: it sheds up to
-    `SHED_BATCH` of the connections waiting longest for their request and waits for room
-    (new callers wait in the listen queue meanwhile). An accept error never ends the loop:
-    one that means the process or kernel is out of a resource sheds the same way, and every
-    failure is logged (at most once per `LOG_EVERY_S`) and retried after `ACCEPT_RETRY_S`."""
-    report = _Report()
-    while True:
-        if connections.full():
+    cancelled (the listener is closed on the way out). The loop is `trio.serve_listeners`:
+    an accept error that means the process or kernel is out of a resource is logged
+    (logger `trio.serve_listeners`) and retried after 100 ms; any other ends it. In front of
+    it, `Gate` keeps to `connections`' limit and sheds for capacity errors."""
+    serve = functools.partial(
+        _serve_counted, handler=handler, read_timeout_s=read_timeout_s, connections=connections
+    )
+    gate = Gate(listener, connections)
+    await trio.serve_listeners(serve, [gate], handler_nursery=nursery, task_status=task_status)
+
+
+class Gate(trio.abc.Listener[trio.abc.Stream]):
+    """`listener` within `connections`' limit. At the limit it accepts no more: it sheds up
+    to `SHED_BATCH` of the connections waiting longest for their request and waits for
+    room (new callers wait in the listen queue meanwhile). An accept error that means the
+    process or kernel is out of a resource sheds the same way before it goes on to the
+    accept loop. Both are logged at most once per `LOG_EVERY_S`."""
+
+    def __init__(
+        self, listener: trio.abc.Listener[trio.abc.Stream], connections: Connections
+    ) -> None:
+        self.listener = listener
+        self.connections = connections
+        self._report = _Report()
+
+    async def accept(self) -> trio.abc.Stream:
+        """The next connection, counted in `connections` (its handler uncounts it)."""
+        connections = self.connections
+        while connections.full():
             # Shed only for a caller that is waiting to be accepted, and only while still
             # full: connections that finish meanwhile make room by themselves.
-            if await _caller_waiting(listener) and connections.full():
+            if await _caller_waiting(self.listener) and connections.full():
                 shed = connections.shed(SHED_BATCH)
-                report.event(f"{connections.open} connections open, the limit", shed, connections)
+                what = f"{connections.open} connections open, the limit"
+                self._report.event(what, shed, connections)
                 # Shed connections close at the next turns of the loop; with none to shed,
                 # the ones in work must finish first.
                 await trio.sleep(SHED_WAIT_S if shed else ACCEPT_RETRY_S)
-            continue
         try:
-            stream = await listener.accept()
-        except trio.ClosedResourceError:
-            return
+            stream = await self.listener.accept()
         except OSError as e:
-            shed = connections.shed(SHED_BATCH) if e.errno in CAPACITY_ERRNOS else 0
-            report.event(f"accept failed: {e.strerror or e}", shed, connections)
-            await trio.sleep(ACCEPT_RETRY_S)
-            continue
+            if e.errno in CAPACITY_ERRNOS:
+                shed = connections.shed(SHED_BATCH)
+                self._report.event(f"accept failed: {e.strerror or e}", shed, connections)
+            raise
         connections.open += 1
-        nursery.start_soon(_serve_counted, stream, handler, read_timeout_s, connections)
+        return stream
+
+    async def aclose(self) -> None:
+        """Close the listener."""
+        await self.listener.aclose()
 
 
-async def _caller_waiting(listener: trio.abc.Listener[trio.SocketStream]) -> bool:
+async def _caller_waiting(listener: trio.abc.Listener[trio.abc.Stream]) -> bool:
     """True once a connection waits in `listener`'s accept queue (its socket is readable),
     False when none came within `ACCEPT_RETRY_S`. A listener without a socket: True."""
     if not isinstance(listener, trio.SocketListener):
@@ -329,7 +358,7 @@ async def _caller_waiting(listener: trio.abc.Listener[trio.SocketStream]) -> boo
 
 
 async def _serve_counted(
-    stream: trio.SocketStream, handler: Handler, read_timeout_s: float, connections: Connections
+    stream: trio.abc.Stream, *, handler: Handler, read_timeout_s: float, connections: Connections
 ) -> None:
     try:
         await serve_connection(

@@ -1,8 +1,8 @@
 """Why an allocation failed, in the control plane's own vocabulary (STYLE.md §6).
 
-The service translates these to CNI codes at its boundary: `INVALID` is a config error (7),
-`NO_POOL` and `EXHAUSTED` are spidernet's own codes, so a runtime (and a person) can tell a
-typo from a full pool.
+The ipam plugin translates these to CNI codes where it answers (node/ipam/errors.py):
+`INVALID` is a config error (7), `NO_POOL` and `EXHAUSTED` are spidernet's own codes, so a
+runtime (and a person) can tell a typo from a full pool.
 """
 
 from __future__ import annotations

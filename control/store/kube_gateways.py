@@ -51,36 +51,33 @@ class KubeMultusApi:
         return self._list(NAD_GROUP, NAD_VERSION, NAD_PLURAL)
 
     def create_nad(self, doc: Mapping[str, Any]) -> None:
-        api = self._api
-        meta = doc["metadata"]
-        key = Key("NetworkAttachmentDefinition", meta["namespace"], meta["name"])
-        api.call(
-            key,
-            "create",
-            lambda: api.custom.create_namespaced_custom_object(
-                NAD_GROUP,
-                NAD_VERSION,
-                meta["namespace"],
-                NAD_PLURAL,
-                dict(doc),
-                _request_timeout=api.timeout,
-            ),
-        )
+        """Create the NAD `doc` (AlreadyExists when its name is taken)."""
+        self._write_nad("create", doc)
 
     def replace_nad(self, doc: Mapping[str, Any]) -> None:
         """Replace the NAD at `doc["metadata"]["resourceVersion"]` (Conflict when stale)."""
+        self._write_nad("update", doc)
+
+    def _write_nad(self, verb: str, doc: Mapping[str, Any]) -> None:
+        """Create (`verb` "create": POST to the collection) or replace ("update": PUT to the
+        object's name) the NAD `doc`, named in its metadata."""
         api = self._api
         meta = doc["metadata"]
-        key = Key("NetworkAttachmentDefinition", meta["namespace"], meta["name"])
+        namespace, name = meta["namespace"], meta["name"]
+        method, where = (
+            ("create_namespaced_custom_object", ())
+            if verb == "create"
+            else ("replace_namespaced_custom_object", (name,))
+        )
         api.call(
-            key,
-            "update",
-            lambda: api.custom.replace_namespaced_custom_object(
+            Key("NetworkAttachmentDefinition", namespace, name),
+            verb,
+            lambda: getattr(api.custom, method)(
                 NAD_GROUP,
                 NAD_VERSION,
-                meta["namespace"],
+                namespace,
                 NAD_PLURAL,
-                meta["name"],
+                *where,
                 dict(doc),
                 _request_timeout=api.timeout,
             ),

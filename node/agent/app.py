@@ -40,6 +40,7 @@ import trio
 from spidernet.cni.env import parse_cni_args
 from spidernet.cni.errors import CNIError, Code, Deferred
 from spidernet.cni.skel import error_version, plugin_main
+from spidernet.control.allocator.errors import AllocationError
 from spidernet.control.http import Request, Response
 from spidernet.control.model.documents import parse, to_document
 from spidernet.control.model.resources import Coordinator
@@ -55,6 +56,7 @@ from spidernet.node.access.spawn import Spawning
 from spidernet.node.coordinator.commands import NAME as COORDINATOR
 from spidernet.node.ifacer.commands import NAME as IFACER
 from spidernet.node.ipam.conf import IpamConf, PodMeta
+from spidernet.node.ipam.errors import BackendError, cni_error
 from spidernet.node.ipam.plugin import IpamCall, make_plugin
 from spidernet.node.plugins import PerCall, for_agent
 
@@ -228,8 +230,10 @@ class App:
                     self.core.release(call)
                     return _json(200, {"released": True})
                 addresses = self.core.allocate(call)
-        except CNIError as e:
-            return _json(409, {"error": e.msg, "code": int(e.code)})
+        except (AllocationError, BackendError) as e:
+            # The typed route's answer for the same CNI error the plugin would give.
+            error = cni_error(e)
+            return _json(409, {"error": error.msg, "code": error.code})
         return _json(
             200,
             {
@@ -305,8 +309,9 @@ class App:
                 raise ValueError("grace must be 0 or more seconds")
         try:
             verdicts = self.core.collect(collector, release=release, grace_s=grace)
-        except CNIError as e:
-            return _json(503, {"error": e.msg, "code": e.code})
+        except BackendError as e:
+            error = cni_error(e)
+            return _json(503, {"error": error.msg, "code": error.code})
         history = [
             {"time": _iso(when), **verdict.to_dict()}
             for when, verdict in reversed(collector.released)

@@ -18,6 +18,8 @@ from typing import Any
 
 from spidernet.control.model import events
 from spidernet.control.store.base import StoreError
+from spidernet.node.ipam.conf import PodMeta
+from spidernet.node.ipam.errors import Failure, cni_error
 
 _log = logging.getLogger("spidernet.events")
 
@@ -39,6 +41,12 @@ class PodEvents:
         self._logged = 0.0
         self._thread = threading.Thread(target=self._run, name="pod-events", daemon=True)
         self._thread.start()
+
+    def add_failed(self, pod: PodMeta, error: Failure, *, waiting: bool) -> None:
+        """The IPAM core's failure hook: queue the Event for the ADD of `pod` that failed
+        with `error`, named after the CNI error the runtime got for it (cni_error)."""
+        cni = cni_error(error)
+        self.allocation_failed(pod.namespace, pod.name, pod.uid, cni.code, cni.msg, waiting=waiting)
 
     def allocation_failed(
         self, namespace: str, name: str, uid: str, code: int, message: str, *, waiting: bool

@@ -1,5 +1,5 @@
 """The IPAM core of the service: CNI IPAM calls against the store (the `Backend` of
-spidernet-ipam).
+spidernet-ipam; it raises node/ipam/errors.py's failures, which the plugin answers as CNI errors).
 
 Each call reads the mirrors, lets the pure allocator choose, and writes the claims and the
 pod's endpoint in ONE store commit, so an answered ADD is durable and a crash leaves either
@@ -20,8 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from spidernet.cni.config import Attachment
-from spidernet.cni.errors import CNIError, Code, Deferred
+from spidernet.cni.errors import Deferred
 from spidernet.control.allocator.allocate import Lease, PoolUse, allocate
 from spidernet.control.allocator.errors import AllocationError
 from spidernet.control.allocator.request import IpamRequest, PodFacts
@@ -35,13 +34,24 @@ from spidernet.control.store.base import (
     Write,
 )
 from spidernet.node import netns
+from spidernet.node.ipam.conf import PodMeta
+from spidernet.node.ipam.errors import (
+    AddressesHeld,
+    BackendError,
+    Contended,
+    Failure,
+    GatewayUnreachable,
+    NoEnabledPool,
+    ProbeFailed,
+)
 from spidernet.node.ipam.plugin import Address, IpamCall
 
-from . import claimplan, orphans
+from . import claimplan
 from . import endpoints as ep
+from .collecting import Collecting
 from .conflicts import ConflictWatch
 from .detection import CannotProbe, Detector, Unreachable
-from .ipam_errors import cni_error, conflict_error, store_errors
+from .ipam_errors import store_errors
 from .metrics import Metrics
 from .pools import PoolView
 from .workloads import facts, stateful_valid
@@ -51,15 +61,12 @@ ATTEMPTS = 32
 
 
 class FailureHook(Protocol):
-    """Told of a failed ADD: the pod, the CNI error code and message, and whether it was
+    """Told of a failed ADD: the pod, the failure (node/ipam/errors.py), and whether it was
     waiting for its SpiderSubnet auto pool."""
 
-    def __call__(
-        self, namespace: str, name: str, uid: str, code: int, message: str, *, waiting: bool
-    ) -> None: ...
+    def __call__(self, pod: PodMeta, error: Failure, *, waiting: bool) -> None: ...
 
 
-_log = logging.getLogger("spidernet.gc")
 _ipam_log = logging.getLogger("spidernet.ipam")
 
 
@@ -79,7 +86,7 @@ class AutoPoolWait:
 DETECT_ATTEMPTS = 3
 
 
-class IpamCore:
+class IpamCore(Collecting):
     """Allocation and release for one node. Thread-safe: calls are serialised."""
 
     def __init__(
@@ -141,10 +148,9 @@ class IpamCore:
                 self._claim_status(pod, mine)
         except AllocationError as e:
             self.metrics.allocation_failures.labels(e.reason.value).inc()
-            error = cni_error(e)
-            self._tell(call, error, waiting=e.waiting)
-            raise error from e
-        except CNIError as e:
+            self._tell(call, e, waiting=e.waiting)
+            raise
+        except BackendError as e:
             self.metrics.allocation_failures.labels("error").inc()
             self._tell(call, e)
             raise
@@ -167,11 +173,10 @@ class IpamCore:
     def _facts(self, call: IpamCall, *, strict: bool = False) -> PodFacts:
         return facts(self.store, call, self.node, kubevirt=self.kubevirt, strict=strict)
 
-    def _tell(self, call: IpamCall, error: CNIError, *, waiting: bool = False) -> None:
+    def _tell(self, call: IpamCall, error: Failure, *, waiting: bool = False) -> None:
         """Hand a failed ADD to `events` (an Event on the pod, in Kubernetes mode)."""
         if self.events is not None:
-            pod = call.pod
-            self.events(pod.namespace, pod.name, pod.uid, error.code, error.msg, waiting=waiting)
+            self.events(call.pod, error, waiting=waiting)
 
     def _defer(self, call: IpamCall, e: AllocationError) -> None:
         """Raise Deferred while the call may still wait for its auto pool (e.waiting);
@@ -203,7 +208,7 @@ class IpamCore:
                 gone = (before - self._held(call)) | left
             if self.watch is not None and gone:
                 self.watch.untrack(gone)
-        except CNIError:
+        except BackendError:
             self.metrics.release_failures.inc()
             raise
         self.metrics.release_seconds.observe(time.perf_counter() - start)
@@ -217,79 +222,13 @@ class IpamCore:
                 return []
             return ep.addresses_of(ep.entries_of(current.body))
 
-    def gc(self, network: str, keep: Sequence[Attachment]) -> None:
-        """Free addresses of `network` on this node whose attachment is not in `keep`."""
-        valid = {(a.container_id, a.ifname) for a in keep}
-        with self._lock, store_errors(f"collect garbage of network {network}"):
-            for obj in self.store.list(ep.KIND).items:
-                doc = obj.body
-                if doc.get("status", {}).get("current", {}).get("node") != self.node:
-                    continue
-                container = ep.container_of(doc)
-                nets = ep.networks_of(doc)
-                drop = [
-                    nic
-                    for nic, net in nets.items()
-                    if net == network and (container, nic) not in valid
-                ]
-                if drop and not stateful_valid(self.store, doc):
-                    self._drop(obj, drop)
-
-    def collect(
-        self,
-        collector: orphans.Collector,
-        *,
-        scan: Callable[[], frozenset[str]] = netns.live_identities,
-        release: bool = True,
-        grace_s: float | None = None,
-    ) -> list[orphans.Verdict]:
-        """One pass of the embedded GC (orphans.py): judge this node's endpoints against the
-        namespaces the host holds (`scan`, run after the listing) and, with `release`,
-        release the orphans, each only if its endpoint is still the version judged."""
-        with self._lock, store_errors("collect orphaned addresses"):
-            listed = {obj.key: obj for obj in self.store.list(ep.KIND).items}
-            live = scan()
-            verdicts = collector.judge(
-                listed.values(),
-                node=self.node,
-                live=live,
-                now=self._clock(),
-                stateful=lambda doc: stateful_valid(self.store, doc),
-                grace_s=grace_s,
-            )
-            if not release:
-                return verdicts
-            for verdict in verdicts:
-                if verdict.state != orphans.ORPHAN:
-                    continue
-                current = listed[verdict.key]
-                try:
-                    # Every configured NIC dropped: _drop releases all of the endpoint.
-                    self._drop(current, ep.attached_of(current.body))
-                except (Conflict, NotFound):
-                    continue  # changed since it was judged: the next pass looks again
-                collector.remember(time.time(), verdict)
-                self.metrics.gc_releases.inc()
-                _log.warning(
-                    "gc: released %s/%s (container %s, %s): %s",
-                    verdict.key.namespace,
-                    verdict.key.name,
-                    verdict.container,
-                    ", ".join(verdict.addresses),
-                    verdict.reason,
-                )
-                if self.watch is not None:
-                    self.watch.untrack({ipaddress.ip_address(a) for a in verdict.addresses})
-        return verdicts
-
     def status(self) -> None:
         """Ready when at least one enabled pool exists."""
         with self._lock, store_errors("read pools"):
             self.view.sync()
             if not any(not p.disable for p in self.view.pools.values()):
-                raise CNIError(
-                    Code.PLUGIN_NOT_AVAILABLE,
-                    "no enabled SpiderIPPool exists; create one with `spidernet apply -f`",
+                raise NoEnabledPool(
+                    "no enabled SpiderIPPool exists; create one with `spidernet apply -f`"
                 )
 
     def scrape(self) -> bytes:
@@ -390,7 +329,7 @@ class IpamCore:
             except AllocationError as e:
                 if not conflicts:
                     raise
-                raise conflict_error(call.ifname, conflicts) from e
+                raise AddressesHeld(call.ifname, conflicts) from e
             if self.detector is None or settings is None or not checking or pod.migration:
                 # (A live migration's target: its source still answers for the addresses.)
                 return out, pod
@@ -398,22 +337,19 @@ class IpamCore:
                 problem = self.detector.check(call.netns, call.ifname, out, settings)
             except CannotProbe as e:
                 self._undo(call)
-                raise CNIError(
-                    Code.INTERNAL, f"failed to check the new addresses of {call.ifname}: {e}"
-                ) from e
+                raise ProbeFailed(f"failed to check the new addresses of {call.ifname}: {e}") from e
             if problem is None:
                 return out, pod
             self._undo(call)
             if isinstance(problem, Unreachable):
                 self.metrics.detections.labels("gateway").inc()
-                raise CNIError(
-                    Code.GATEWAY_UNREACHABLE,
-                    f"{problem.describe(call.ifname)}: its addresses were released",
+                raise GatewayUnreachable(
+                    f"{problem.describe(call.ifname)}: its addresses were released"
                 )
             self.metrics.detections.labels("conflict").inc()
             conflicts.append(problem.describe(call.ifname))
             avoid |= {(pools[str(ip)], int(ip)) for ip, _ in problem.held if str(ip) in pools}
-        raise conflict_error(call.ifname, conflicts)
+        raise AddressesHeld(call.ifname, conflicts)
 
     def _held(self, call: IpamCall) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
         """The addresses the call's pod holds on every interface (empty: no record)."""
@@ -453,10 +389,9 @@ class IpamCore:
                 self.metrics.allocation_conflicts.inc()
                 continue
             return ep.addresses_of(entries), pod
-        raise CNIError(
-            Code.TRY_AGAIN_LATER,
+        raise Contended(
             f"failed to allocate for {call.container_id}: {ATTEMPTS} claims lost to "
-            "concurrent writers",
+            "concurrent writers"
         )
 
     def _plan_add(
@@ -524,7 +459,7 @@ class IpamCore:
                 continue  # changed since read: read again
             self.metrics.releases.inc()
             return set()
-        raise CNIError(Code.TRY_AGAIN_LATER, f"failed to release {call.container_id}: conflicts")
+        raise Contended(f"failed to release {call.container_id}: conflicts")
 
     def _drop(self, current: Stored, nics: Sequence[str]) -> None:
         """Release the entries of `nics`; when no configured NIC is left, release all."""

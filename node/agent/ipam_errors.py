@@ -1,43 +1,23 @@
-"""The IPAM core's failures as CNI errors (the spec's codes: reference/peers.md §5): the
-allocator's, the conflict detection's and the store's, translated at the service's boundary."""
+"""The store's failures under the IPAM core, in the backend's vocabulary
+(node/ipam/errors.py): the ipam plugin turns them into CNI errors where it answers."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
 
-from spidernet.cni.errors import CNIError, Code
-from spidernet.control.allocator.errors import AllocationError, Reason
 from spidernet.control.store.base import StoreError, Unavailable
-
-
-def cni_error(e: AllocationError) -> CNIError:
-    """The CNI error of the allocator's refusal `e`."""
-    code = {
-        Reason.INVALID: Code.INVALID_NETWORK_CONFIG,
-        Reason.NO_POOL: Code.NO_POOL,
-        Reason.EXHAUSTED: Code.ADDRESSES_EXHAUSTED,
-    }[e.reason]
-    return CNIError(code, e.message)
-
-
-def conflict_error(ifname: str, conflicts: Sequence[str]) -> CNIError:
-    """The CNI error of an ADD whose every address tried on `ifname` another station holds."""
-    return CNIError(
-        Code.IP_CONFLICT,
-        f"no free address for {ifname}: {'; '.join(conflicts)}",
-        "every address tried is held by another station (ARP/NDP probe); each was released",
-    )
+from spidernet.node.ipam.errors import StoreFailed
 
 
 @contextmanager
 def store_errors(what: str) -> Iterator[None]:
-    """Store errors inside as CNI errors: try again later (11) when the store is
-    unavailable, internal (999) otherwise; `what` names the work that failed."""
+    """Store errors inside as StoreFailed, `what` naming the work that failed; unavailable
+    when the store says so (busy, locked, or a full or failing disk: nothing was written,
+    a retry may succeed)."""
     try:
         yield
     except Unavailable as e:
-        # Busy, locked, or a full or failing disk: nothing was written; a retry may succeed.
-        raise CNIError(Code.TRY_AGAIN_LATER, f"failed to {what}: store unavailable: {e}") from e
+        raise StoreFailed(what, e, unavailable=True) from e
     except StoreError as e:
-        raise CNIError(Code.INTERNAL, f"failed to {what}: {e}") from e
+        raise StoreFailed(what, e, unavailable=False) from e

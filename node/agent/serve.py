@@ -4,11 +4,13 @@
 Shutdown is graceful: when `stop` is set the listeners close, requests in flight get
 `DRAIN_S` to finish, then the store is closed and the socket file removed.
 
-Under overload the service keeps answering (control/http.py): an accept error never ends a
-listener, a request must arrive whole within `READ_TIMEOUT_S`, and requests beyond
-`ServeConfig.max_pending` get error 11 at once (app.py). `GET /healthz` on the metrics port
-asks the CNI socket itself (`GET /v1/healthz` within `HEALTH_TIMEOUT_S`): the liveness
-probe fails when the socket the plugins use stops answering, not only when the process dies.
+Under overload the service keeps answering (control/http.py): at its connection limit it
+sheds the connections still waiting for a request, accept()'s capacity errors (EMFILE and
+kin) are logged and retried (trio's serve_listeners), a request must arrive whole within
+`READ_TIMEOUT_S`, and requests beyond `ServeConfig.max_pending` get error 11 at once
+(app.py). `GET /healthz` on the metrics port asks the CNI socket itself (`GET /v1/healthz`
+within `HEALTH_TIMEOUT_S`): the liveness probe fails when the socket the plugins use stops
+answering, not only when the process dies.
 
 The store is the embedded SQLite file in the state directory, or, with `ServeConfig.kube`
 (`spidernet serve --kube`), the Kubernetes API server (control/store/kube.py): pools and
@@ -30,7 +32,6 @@ from pathlib import Path
 
 import trio
 
-from spidernet.cni.errors import CNIError
 from spidernet.control.client import DEFAULT_SOCKET, DEFAULT_STATE_DIR, Client, ServiceUnreachable
 from spidernet.control.client import ServiceError as ClientError
 from spidernet.control.http import Connections, Handler, Request, Response, serve_listener
@@ -39,6 +40,7 @@ from spidernet.control.store.embedded import open_store
 from spidernet.node.access.broker import Broker, BrokerError
 from spidernet.node.detect.watch import WatchError
 from spidernet.node.errors import NodeError
+from spidernet.node.ipam.errors import BackendError
 from spidernet.node.netns import NetnsGone
 
 from . import orphans
@@ -201,8 +203,8 @@ async def _collect_orphans(
         await trio.sleep(collector.interval_s)
         try:
             await trio.to_thread.run_sync(core.collect, collector, limiter=limiter)
-        except CNIError as e:
-            _log.warning("gc: pass failed: %s", e.msg)
+        except BackendError as e:
+            _log.warning("gc: pass failed: %s", e.message)
 
 
 def open_config_store(config: ServeConfig) -> Store:
@@ -302,7 +304,7 @@ def _ipam_core(config: ServeConfig, store: Store, broker: Broker, stack: ExitSta
             # Failed ADDs as Events on their pods, posted by a thread of their own.
             pod_events = PodEvents(store.post_event, core.node)
             stack.callback(pod_events.close)
-            core.events = pod_events.allocation_failed
+            core.events = pod_events.add_failed
             core.claim_status = KubeIpamClaimApi(store).write_ips
     return core
 
@@ -363,8 +365,8 @@ async def _accept(
                 accepting.start_soon(task)
             task_status.started(ready)
             await stop.wait()
-            for listener, _ in listeners:
-                await listener.aclose()
-            accepting.cancel_scope.cancel()  # the conflict poller, too
+            # The accept loops close their listeners as they end; the conflict poller and
+            # the GC end with them.
+            accepting.cancel_scope.cancel()
         # Requests in flight finish; stragglers are cancelled after DRAIN_S.
         conns.cancel_scope.deadline = trio.current_time() + DRAIN_S

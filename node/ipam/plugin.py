@@ -2,14 +2,16 @@
 
 The backend is the control service's allocator: the service runs these verbs itself when a
 thin plugin process forwards a call to it (DESIGN.md, "Thin plugins, hot node service"). This
-module only turns CNI calls into backend calls and backend answers into CNI results:
-load config -> gather pod facts -> ask the backend -> print the result (STYLE.md §1).
+module only turns CNI calls into backend calls and backend answers into CNI results, and the
+backend's failures into CNI errors (errors.py): load config -> gather pod facts -> ask the
+backend -> print the result (STYLE.md §1).
 """
 
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -17,8 +19,10 @@ from spidernet.cni.config import Attachment
 from spidernet.cni.errors import CNIError, Code
 from spidernet.cni.result import IPConfig, Result, Route
 from spidernet.cni.skel import CallArgs, Plugin
+from spidernet.control.allocator.errors import AllocationError
 
 from .conf import IpamConf, PodMeta, parse_ipam, pod_meta
+from .errors import BackendError, cni_error
 
 NAME = "spidernet-ipam"
 
@@ -46,7 +50,8 @@ class Address:
 
 
 class Backend(Protocol):
-    """Where addresses come from. Each method raises CNIError with the right code."""
+    """Where addresses come from. Each method raises the allocator's AllocationError or a
+    BackendError (errors.py); the plugin answers with their CNI errors."""
 
     def allocate(self, call: IpamCall) -> Sequence[Address]:
         """The addresses of the call's pod (every NIC; the same ones on a repeated ADD)."""
@@ -65,7 +70,7 @@ class Backend(Protocol):
         ...
 
     def status(self) -> None:
-        """Raise CNIError 50 when no ADD could succeed now."""
+        """Raise NoEnabledPool when no ADD could succeed now."""
         ...
 
 
@@ -101,19 +106,34 @@ def result_for(ifname: str, addresses: Sequence[Address], version: str) -> Resul
     return Result(cni_version=version, ips=ips, routes=routes)
 
 
+@contextmanager
+def answering() -> Iterator[None]:
+    """The backend's failures inside as the CNI errors the runtime gets (errors.py)."""
+    try:
+        yield
+    except (AllocationError, BackendError) as e:
+        raise cni_error(e) from e
+
+
 def make_plugin(backend: Backend) -> Plugin:
     """spidernet-ipam over `backend`."""
 
     def add(args: CallArgs) -> Result:
         call = call_of(args)
-        return result_for(call.ifname, backend.allocate(call), args.conf.cni_version)
+        with answering():
+            addresses = backend.allocate(call)
+        return result_for(call.ifname, addresses, args.conf.cni_version)
 
     def delete(args: CallArgs) -> None:
-        backend.release(call_of(args))
+        call = call_of(args)
+        with answering():
+            backend.release(call)
 
     def check(args: CallArgs) -> None:
         call = call_of(args)
-        held = [a for a in backend.lookup(call) if a.interface == call.ifname]
+        with answering():
+            recorded = backend.lookup(call)
+        held = [a for a in recorded if a.interface == call.ifname]
         if not held:
             raise CNIError(
                 Code.UNKNOWN_CONTAINER,
@@ -132,11 +152,13 @@ def make_plugin(backend: Backend) -> Plugin:
 
     def gc(args: CallArgs) -> None:
         parse_ipam(args.conf.ipam)
-        backend.gc(args.conf.name, args.conf.valid_attachments or ())
+        with answering():
+            backend.gc(args.conf.name, args.conf.valid_attachments or ())
 
     def status(args: CallArgs) -> None:
         parse_ipam(args.conf.ipam)
-        backend.status()
+        with answering():
+            backend.status()
 
     return Plugin(
         name=NAME,

@@ -13,15 +13,11 @@ and its RBAC exercised by real processes.
 
 from __future__ import annotations
 
-import base64
-import http.client
 import ipaddress
 import json
 import os
 import random
-import ssl
 import subprocess
-import sys
 import urllib.request
 import uuid
 from collections.abc import Iterator
@@ -29,7 +25,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client, config, dynamic
 from kubernetes.client.exceptions import ApiException
 from prometheus_client.parser import text_string_to_metric_families
@@ -37,32 +32,32 @@ from prometheus_client.parser import text_string_to_metric_families
 from spidernet.cni.errors import Code
 from spidernet.control.client import ServiceError
 from spidernet.control.store.kube_names import INTERNAL
-from spidernet.node.lab.service import scratch_service
-from spidernet.testbed.gotools import ensure_kustomize
+from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster, free_port
-from spidernet.testbed.kubeobjects import claims, ipam_call, make_pod
+from spidernet.testbed.kubedeploy import (
+    LEASE,
+    SYSTEM,
+    WEBHOOK_SECRET,
+    allocated_count,
+    allowed,
+    controller_argv,
+    dry_apply,
+    ident,
+    kustomize_build,
+    lease_holder,
+    manifest_command,
+    token_kubeconfig,
+    webhook_healthz,
+    without,
+)
+from spidernet.testbed.kubeobjects import claims, endpoint, ipam_call, make_pod
 from spidernet.testbed.waiting import wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
-SYSTEM = "kube-system"
 AGENT_SA, CONTROLLER_SA = "spidernet-agent", "spidernet-controller"
-LEASE = "spidernet-controller"
-WEBHOOK_SECRET = "spidernet-webhook-tls"
 WAIT_S = 30.0
 RBAC_KINDS = ("ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding")
-
-
-def kustomize_build(directory: Path) -> list[dict[str, Any]]:
-    done = subprocess.run(
-        [str(ensure_kustomize()), "build", str(directory)],
-        capture_output=True,
-        text=True,
-        timeout=120,
-        check=False,
-    )
-    assert done.returncode == 0, done.stderr
-    return [d for d in yaml.safe_load_all(done.stdout) if d]
 
 
 @pytest.fixture(scope="module")
@@ -73,25 +68,6 @@ def rendered() -> list[dict[str, Any]]:
 @pytest.fixture(scope="module")
 def dyn(k8s_api: client.ApiClient) -> dynamic.DynamicClient:
     return dynamic.DynamicClient(k8s_api)  # type: ignore[no-untyped-call]  # (no annotations)
-
-
-def ident(doc: dict[str, Any]) -> tuple[str, str, str]:
-    return (doc["kind"], doc["metadata"].get("namespace", ""), doc["metadata"]["name"])
-
-
-def dry_apply(dyn: dynamic.DynamicClient, doc: dict[str, Any], namespace: str | None = None) -> Any:
-    """A server-side apply that the API server checks in full and does not persist."""
-    res = dyn.resources.get(api_version=doc["apiVersion"], kind=doc["kind"])
-    ns = (namespace or doc["metadata"].get("namespace")) if res.namespaced else None
-    return res.server_side_apply(
-        body=doc,
-        name=doc["metadata"]["name"],
-        namespace=ns,
-        field_manager="spidernet-test",
-        force_conflicts=True,
-        dry_run="All",
-        query_params=[("fieldValidation", "Strict")],
-    )
 
 
 def test_render_has_every_object_and_one_image(rendered: list[dict[str, Any]]) -> None:
@@ -218,39 +194,6 @@ def rbac(
             res.delete(name=doc["metadata"]["name"], namespace=doc["metadata"].get("namespace"))
 
 
-def token_kubeconfig(
-    core: client.CoreV1Api, cluster: Cluster, account: str, directory: Path
-) -> Path:
-    """A kubeconfig with a TokenRequest token of kube-system/`account` (one hour)."""
-    request = client.AuthenticationV1TokenRequest(
-        spec=client.V1TokenRequestSpec(audiences=[], expiration_seconds=3600)
-    )
-    answer = core.create_namespaced_service_account_token(account, SYSTEM, request)
-    assert answer.status is not None
-    token = answer.status.token
-    assert token
-    doc = {
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [
-            {
-                "name": "c",
-                "cluster": {
-                    "server": cluster.server,
-                    "certificate-authority": str(cluster.files.ca_crt),
-                },
-            }
-        ],
-        "users": [{"name": account, "user": {"token": token}}],
-        "contexts": [{"name": "c", "context": {"cluster": "c", "user": account}}],
-        "current-context": "c",
-    }
-    path = directory / f"{account}.kubeconfig"
-    path.write_text(json.dumps(doc))
-    path.chmod(0o600)
-    return path
-
-
 @pytest.fixture(scope="module")
 def kubeconfigs(
     rbac: None,
@@ -263,36 +206,6 @@ def kubeconfigs(
     return {
         sa: token_kubeconfig(core, k8s_cluster, sa, directory) for sa in (AGENT_SA, CONTROLLER_SA)
     }
-
-
-def allowed(
-    authz: client.AuthorizationV1Api,
-    account: str,
-    verb: str,
-    resource: str,
-    *,
-    group: str = "",
-    namespace: str | None = None,
-    name: str | None = None,
-    subresource: str | None = None,
-) -> bool:
-    review = client.V1SubjectAccessReview(
-        spec=client.V1SubjectAccessReviewSpec(
-            user=f"system:serviceaccount:{SYSTEM}:{account}",
-            groups=["system:serviceaccounts", f"system:serviceaccounts:{SYSTEM}"],
-            resource_attributes=client.V1ResourceAttributes(
-                verb=verb,
-                group=group,
-                resource=resource,
-                namespace=namespace,
-                name=name,
-                subresource=subresource,
-            ),
-        )
-    )
-    status = authz.create_subject_access_review(review).status
-    assert status is not None
-    return bool(status.allowed)
 
 
 def test_what_the_service_accounts_may_not_do(
@@ -369,17 +282,6 @@ def claimed(custom: client.CustomObjectsApi, pool: str) -> set[str]:
     return {c["spec"]["name"] for c in claims(custom, pool)}
 
 
-def endpoint(custom: client.CustomObjectsApi, namespace: str, pod: str) -> dict[str, Any] | None:
-    try:
-        doc = custom.get_namespaced_custom_object(GROUP, VERSION, namespace, "spiderendpoints", pod)
-    except ApiException as e:
-        if e.status == 404:
-            return None
-        raise
-    assert isinstance(doc, dict)
-    return doc
-
-
 @pytest.fixture
 def pool(custom: client.CustomObjectsApi, store_crds: list[str]) -> Iterator[str]:
     name = make_pool(custom)
@@ -389,36 +291,6 @@ def pool(custom: client.CustomObjectsApi, store_crds: list[str]) -> Iterator[str
             INTERNAL.group, INTERNAL.version, INTERNAL.plural, claim["metadata"]["name"]
         )
     custom.delete_cluster_custom_object(GROUP, VERSION, "spiderippools", name)
-
-
-def manifest_command(rendered: list[dict[str, Any]], kind: str, container: str) -> list[str]:
-    """The command of `container` in the rendered `kind`."""
-    (workload,) = [d for d in rendered if d["kind"] == kind]
-    (found,) = [
-        c for c in workload["spec"]["template"]["spec"]["containers"] if c["name"] == container
-    ]
-    command: list[str] = found["command"]
-    return command
-
-
-def without(argv: list[str], *flags: str) -> list[str]:
-    """`argv` less each `FLAG VALUE` pair of `flags`."""
-    out: list[str] = []
-    skip = False
-    for word in argv:
-        if skip:
-            skip = False
-        elif word in flags:
-            skip = True
-        else:
-            out.append(word)
-    return out
-
-
-def replaced(argv: list[str], flag: str, value: str) -> list[str]:
-    """`argv` with the value of `flag` replaced."""
-    i = argv.index(flag)
-    return [*argv[: i + 1], value, *argv[i + 2 :]]
 
 
 @pytest.fixture
@@ -468,46 +340,7 @@ def test_agent_and_controller_work_with_their_service_accounts(
     monkeypatch.setenv("KUBECONFIG", str(kubeconfigs[AGENT_SA]))
     paths = ("--socket", "--state-dir", "--metrics-address")  # scratch_service sets its own
     with scratch_service(*without(agent_argv[2:], *paths)) as agent:
-        # It allocates and releases for a pod, with the agent's token only.
-        uid = make_pod(core, namespace, "web", labels={"app": "web"})
-        call = ipam_call(namespace, "web", uid, pool)
-        answer = agent.client.request("POST", "/v1/ipam/allocate", call)
-        (address,) = [ip["address"].split("/")[0] for ip in answer["ips"]]
-        ep = endpoint(custom, namespace, "web")
-        assert ep is not None
-        assert ep["status"]["current"]["node"] == node
-        assert claimed(custom, pool) == {address}
-        agent.client.request("POST", "/v1/ipam/release", call)
-        assert endpoint(custom, namespace, "web") is None
-        assert claimed(custom, pool) == set()
-
-        # A pod whose address is never released (deleted while nothing runs its CNI DEL).
-        uid = make_pod(core, namespace, "leak", labels={"app": "leak"})
-        answer = agent.client.request(
-            "POST", "/v1/ipam/allocate", ipam_call(namespace, "leak", uid, pool)
-        )
-        (leaked,) = [ip["address"].split("/")[0] for ip in answer["ips"]]
-        # An ADD that fails is a Warning Event on its pod, posted with the agent's token;
-        # the kubelet's retry raises its count instead of writing another.
-        uid = make_pod(core, namespace, "nopool")
-        bad = ipam_call(namespace, "nopool", uid, "no-such-pool")
-        for _ in range(2):
-            with pytest.raises(ServiceError) as refused:
-                agent.client.request("POST", "/v1/ipam/allocate", bad)
-        assert refused.value.code == Code.NO_POOL, refused.value.message
-
-        def pod_events() -> list[client.CoreV1Event]:
-            found = core.list_namespaced_event(
-                namespace, field_selector=f"involvedObject.uid={uid}"
-            )
-            return list(found.items)
-
-        wait_for("the pod's Event, counted twice", lambda: [e.count for e in pod_events()] == [2])
-        (event,) = pod_events()
-        assert (event.type, event.reason) == ("Warning", "NoIPPool")
-        assert event.message == refused.value.message
-        assert event.source is not None
-        assert (event.source.component, event.source.host) == ("spidernet-agent", node)
+        leaked = agent_allocates_releases_and_reports(agent, core, custom, namespace, pool, node)
         check_agent_refused(kubeconfigs[AGENT_SA], namespace)
         agent_log = agent.log.read_text(errors="replace")
         assert "forbidden" not in agent_log.lower(), agent_log
@@ -517,109 +350,130 @@ def test_agent_and_controller_work_with_their_service_accounts(
     # The controller, with its Lease, its webhook Secret and its webhook configuration.
     port, metrics_port = free_port(), free_port()
     identity = f"deploy-test-{uuid.uuid4().hex[:6]}"
-    ctl_argv = manifest_command(rendered, "Deployment", "controller")
-    assert ctl_argv[:2] == ["spidernet", "controller"]
-    ctl_argv = replaced(ctl_argv, "--metrics-address", f"127.0.0.1:{metrics_port}")
-    argv = [
-        sys.executable,
-        "-m",
-        *replaced(ctl_argv, "--webhook-address", f"127.0.0.1:{port}"),
-        *("--webhook-ip", "127.0.0.1"),
-        *("--kubeconfig", str(kubeconfigs[CONTROLLER_SA])),
-        *("--gc-interval", "0.5", "--gc-margin", "0", "--lease-duration", "3"),
-        *("--identity", identity),
-    ]
+    argv = controller_argv(rendered, kubeconfigs[CONTROLLER_SA], port, metrics_port, identity)
     log = tmp_path / "controller.log"
     env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG", "NODE_NAME")}
     coord = client.CoordinationV1Api(k8s_api)
-
-    def holder() -> str | None:
-        try:
-            lease = coord.read_namespaced_lease(LEASE, SYSTEM)
-        except ApiException as e:
-            if e.status == 404:
-                return None
-            raise
-        return lease.spec.holder_identity if lease.spec else None
-
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out, env=env)
     try:
-        wait_for("the controller's Lease", lambda: holder() == identity)
+        wait_for("the controller's Lease", lambda: lease_holder(coord) == identity)
         wait_for("the leaked address's reclaim", lambda: claimed(custom, pool) == set())
         assert endpoint(custom, namespace, "leak") is None
-
-        def count() -> object:
-            doc = custom.get_cluster_custom_object(GROUP, VERSION, "spiderippools", pool)
-            assert isinstance(doc, dict)
-            return doc.get("status", {}).get("allocatedIPCount")
-
-        wait_for("the pool's status", lambda: count() == 0)
-        # The webhook: it made its Secret, published the CA, and serves with that certificate.
-        wait_for("the webhook's health", lambda: healthz(port, core) == 200)
-        secret = core.read_namespaced_secret(WEBHOOK_SECRET, SYSTEM)
-        assert secret.type == "kubernetes.io/tls"
-        # Both base64 in the JSON: the caBundle is exactly the Secret's ca.crt.
-        vwc = dyn.resources.get(
-            api_version="admissionregistration.k8s.io/v1", kind="ValidatingWebhookConfiguration"
-        ).get(name=never_matching_webhook_configuration)
-        bundles = [h["clientConfig"].get("caBundle") for h in vwc.to_dict()["webhooks"]]
-        assert secret.data is not None
-        assert bundles == [secret.data["ca.crt"]]
+        wait_for("the pool's status", lambda: allocated_count(custom, pool) == 0)
+        webhook_published_its_certificate(core, dyn, port, never_matching_webhook_configuration)
         text = log.read_text(errors="replace")
-        assert f"reclaimed SpiderEndpoint '{namespace}/leak'" in text, text
-
-        # ... and an Event on the pool says so, posted with the controller's token.
-        def on_pool() -> list[client.CoreV1Event]:
-            selector = f"involvedObject.name={pool},reason=IPReclaimed"
-            return list(core.list_namespaced_event("default", field_selector=selector).items)
-
-        wait_for("the reclaim's Event on the pool", lambda: bool(on_pool()))
-        assert [e.message for e in on_pool()] == [
-            f"reclaimed {leaked} of pod {namespace}/leak: pod gone"
-        ], text
-        assert on_pool()[0].involved_object.kind == "SpiderIPPool"
-        # Its metrics: Prometheus text that says it leads and what it reclaimed, and why.
-        with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
-            families = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
-        (leader,) = families["spidernet_controller_leader"].samples
-        assert leader.value == 1
-        reclaims = {
-            s.labels["reason"]: s.value
-            for s in families["spidernet_controller_gc_reclaims"].samples
-            if s.name.endswith("_total")
-        }
-        assert reclaims.get("pod gone", 0) >= 1, reclaims
-        assert "process_resident_memory_bytes" in families
-        assert "spidernet_controller_pass_seconds" in families
+        reclaim_was_told(core, namespace, pool, leaked, text)
+        metrics_say_it_leads_and_reclaimed(metrics_port)
         assert "forbidden" not in text.lower(), text
     finally:
         if proc.poll() is None:
             proc.terminate()
         assert proc.wait(timeout=20) == 0, log.read_text(errors="replace")
     # SIGTERM clears the holder, so a standby takes over at once.
-    assert holder() in (None, "")
+    assert lease_holder(coord) in (None, "")
     coord.delete_namespaced_lease(LEASE, SYSTEM)
 
 
-def healthz(port: int, core: client.CoreV1Api) -> int:
-    """The status of GET /healthz on the webhook, verified against the Secret's CA (0: none)."""
-    try:
-        secret = core.read_namespaced_secret(WEBHOOK_SECRET, SYSTEM)
-    except ApiException as e:
-        if e.status == 404:
-            return 0
-        raise
+def agent_allocates_releases_and_reports(
+    agent: ServiceProcess,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    pool: str,
+    node: str,
+) -> str:
+    """The agent, with its token only, allocates and releases for a pod, allocates for a pod
+    whose address is never released (the address returned), and posts an Event on the pod of
+    an ADD that fails."""
+    uid = make_pod(core, namespace, "web", labels={"app": "web"})
+    call = ipam_call(namespace, "web", uid, pool)
+    answer = agent.client.request("POST", "/v1/ipam/allocate", call)
+    (address,) = [ip["address"].split("/")[0] for ip in answer["ips"]]
+    ep = endpoint(custom, namespace, "web")
+    assert ep is not None
+    assert ep["status"]["current"]["node"] == node
+    assert claimed(custom, pool) == {address}
+    agent.client.request("POST", "/v1/ipam/release", call)
+    assert endpoint(custom, namespace, "web") is None
+    assert claimed(custom, pool) == set()
+
+    # A pod whose address is never released (deleted while nothing runs its CNI DEL).
+    uid = make_pod(core, namespace, "leak", labels={"app": "leak"})
+    answer = agent.client.request(
+        "POST", "/v1/ipam/allocate", ipam_call(namespace, "leak", uid, pool)
+    )
+    (leaked,) = [str(ip["address"]).split("/")[0] for ip in answer["ips"]]
+    # An ADD that fails is a Warning Event on its pod, posted with the agent's token;
+    # the kubelet's retry raises its count instead of writing another.
+    uid = make_pod(core, namespace, "nopool")
+    bad = ipam_call(namespace, "nopool", uid, "no-such-pool")
+    for _ in range(2):
+        with pytest.raises(ServiceError) as refused:
+            agent.client.request("POST", "/v1/ipam/allocate", bad)
+    assert refused.value.code == Code.NO_POOL, refused.value.message
+
+    def pod_events() -> list[client.CoreV1Event]:
+        found = core.list_namespaced_event(namespace, field_selector=f"involvedObject.uid={uid}")
+        return list(found.items)
+
+    wait_for("the pod's Event, counted twice", lambda: [e.count for e in pod_events()] == [2])
+    (event,) = pod_events()
+    assert (event.type, event.reason) == ("Warning", "NoIPPool")
+    assert event.message == refused.value.message
+    assert event.source is not None
+    assert (event.source.component, event.source.host) == ("spidernet-agent", node)
+    return leaked
+
+
+def webhook_published_its_certificate(
+    core: client.CoreV1Api, dyn: dynamic.DynamicClient, port: int, configuration: str
+) -> None:
+    """The webhook made its Secret, published the CA, and serves with that certificate."""
+    wait_for("the webhook's health", lambda: webhook_healthz(port, core) == 200)
+    secret = core.read_namespaced_secret(WEBHOOK_SECRET, SYSTEM)
+    assert secret.type == "kubernetes.io/tls"
+    # Both base64 in the JSON: the caBundle is exactly the Secret's ca.crt.
+    vwc = dyn.resources.get(
+        api_version="admissionregistration.k8s.io/v1", kind="ValidatingWebhookConfiguration"
+    ).get(name=configuration)
+    bundles = [h["clientConfig"].get("caBundle") for h in vwc.to_dict()["webhooks"]]
     assert secret.data is not None
-    context = ssl.create_default_context(cadata=base64.b64decode(secret.data["ca.crt"]).decode())
-    conn = http.client.HTTPSConnection("127.0.0.1", port, timeout=5, context=context)
-    try:
-        conn.request("GET", "/healthz")
-        return conn.getresponse().status
-    except OSError:
-        return 0
-    finally:
-        conn.close()
+    assert bundles == [secret.data["ca.crt"]]
+
+
+def reclaim_was_told(
+    core: client.CoreV1Api, namespace: str, pool: str, leaked: str, text: str
+) -> None:
+    """The controller's log (`text`) says it reclaimed the leaked pod's endpoint, and an
+    Event on the pool says so, posted with the controller's token."""
+    assert f"reclaimed SpiderEndpoint '{namespace}/leak'" in text, text
+
+    def on_pool() -> list[client.CoreV1Event]:
+        selector = f"involvedObject.name={pool},reason=IPReclaimed"
+        return list(core.list_namespaced_event("default", field_selector=selector).items)
+
+    wait_for("the reclaim's Event on the pool", lambda: bool(on_pool()))
+    assert [e.message for e in on_pool()] == [
+        f"reclaimed {leaked} of pod {namespace}/leak: pod gone"
+    ], text
+    assert on_pool()[0].involved_object.kind == "SpiderIPPool"
+
+
+def metrics_say_it_leads_and_reclaimed(metrics_port: int) -> None:
+    """Its metrics: Prometheus text that says it leads and what it reclaimed, and why."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=5) as r:
+        families = {f.name: f for f in text_string_to_metric_families(r.read().decode())}
+    (leader,) = families["spidernet_controller_leader"].samples
+    assert leader.value == 1
+    reclaims = {
+        s.labels["reason"]: s.value
+        for s in families["spidernet_controller_gc_reclaims"].samples
+        if s.name.endswith("_total")
+    }
+    assert reclaims.get("pod gone", 0) >= 1, reclaims
+    assert "process_resident_memory_bytes" in families
+    assert "spidernet_controller_pass_seconds" in families
 
 
 def check_agent_refused(kubeconfig: Path, namespace: str) -> None:

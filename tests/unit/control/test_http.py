@@ -1,7 +1,7 @@
 """control/http.py over real unix sockets in-process: what a client can hold is bounded (read
 deadline, body size), connections still waiting for a request are shed oldest first, and the
-accept loop outlives accept errors. The same loop under a real fd limit is the netns lane's
-(tests/netns/test_overload.py)."""
+accept loop (trio's serve_listeners) outlives capacity errors and ends on others. The same
+loop under a real fd limit is the netns lane's (tests/netns/test_overload.py)."""
 
 from __future__ import annotations
 
@@ -64,8 +64,7 @@ async def serving(connections: Connections) -> AsyncIterator[Server]:
                 )
             )
             yield Server(path, connections)
-            await listener.aclose()
-            nursery.cancel_scope.cancel()
+            nursery.cancel_scope.cancel()  # the accept loop closes its listener as it ends
 
 
 async def exchange(path: Path, data: bytes, *, wait: float = 5.0) -> bytes:
@@ -169,45 +168,79 @@ async def test_shedding_drops_the_longest_waiting_connections_first(server: Serv
         await stream.aclose()
 
 
-class FailingListener(trio.abc.Listener[trio.SocketStream]):
-    """A real listener whose first accepts fail as an exhausted process's do."""
+class FailingListener(trio.abc.Listener[trio.abc.Stream]):
+    """A listener whose first accepts fail as an exhausted process's do (`errnos`), then
+    hand out in-memory connections, whose client ends go to `clients`."""
 
-    def __init__(self, inner: trio.SocketListener, errnos: list[int]) -> None:
-        self.inner = inner
+    def __init__(self, errnos: list[int]) -> None:
         self.errnos = errnos
+        self._send, self.clients = trio.open_memory_channel[trio.abc.Stream](8)
+        self.closed = False
 
-    async def accept(self) -> trio.SocketStream:
+    async def accept(self) -> trio.abc.Stream:
+        await trio.lowlevel.checkpoint()
         if self.errnos:
-            await trio.lowlevel.checkpoint()
             code = self.errnos.pop(0)
             raise OSError(code, f"injected: {errno.errorcode[code]}")
-        return await self.inner.accept()
+        client, server = trio.testing.memory_stream_pair()
+        await self._send.send(client)
+        return server
 
     async def aclose(self) -> None:
-        await self.inner.aclose()
+        self.closed = True
+        await trio.lowlevel.checkpoint()
 
 
-async def test_the_accept_loop_outlives_accept_errors(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture
+async def talk(stream: trio.abc.Stream, data: bytes) -> bytes:
+    """Send `data` on `stream`, then read until the server closes (at most 5 s)."""
+    await stream.send_all(data)
+    answer = bytearray()
+    with trio.fail_after(5):
+        while chunk := await stream.receive_some(65536):
+            answer += chunk
+    return bytes(answer)
+
+
+async def test_a_capacity_error_on_accept_is_logged_and_the_loop_keeps_serving(
+    caplog: pytest.LogCaptureFixture,
 ) -> None:
-    path = tmp_path / "s.sock"
-    sock = trio.socket.socket(trio.socket.AF_UNIX, trio.socket.SOCK_STREAM)
-    await sock.bind(str(path))
-    sock.listen(8)
-    failing = FailingListener(
-        trio.SocketListener(sock), [errno.EMFILE, errno.ENFILE, errno.ECONNABORTED]
-    )
+    failing = FailingListener([errno.EMFILE, errno.ENFILE])
+    connections = Connections()
     async with trio.open_nursery() as nursery:
         nursery.start_soon(
-            functools.partial(serve_listener, failing, echo, nursery, connections=Connections())
+            functools.partial(serve_listener, failing, echo, nursery, connections=connections)
         )
-        answer = await exchange(path, request(b"after three failures"))
-        await failing.aclose()
-    assert answer.endswith(b"after three failures")
+        # The accept loop (trio.serve_listeners) logged each failure and accepted again.
+        with trio.fail_after(5):
+            answers = [
+                await talk(await failing.clients.receive(), request(f"call {i}".encode()))
+                for i in range(2)
+            ]
+        nursery.cancel_scope.cancel()
+    assert [a.rsplit(b"\r\n", 1)[-1] for a in answers] == [b"call 0", b"call 1"]
     assert failing.errnos == []
-    # Logged once for the burst (at most one line per LOG_EVERY_S), naming the first cause.
+    assert failing.closed  # serve_listeners closes what it served
+    assert connections.open == 0
+    trio_lines = [r for r in caplog.records if r.name == "trio.serve_listeners"]
+    assert [r.getMessage().split(";")[0] for r in trio_lines] == [
+        "accept returned EMFILE (Too many open files)",
+        "accept returned ENFILE (Too many open files in system)",
+    ]
+    # Each capacity error shed the connections waiting longest first (none here), reported
+    # once for the burst (at most one line per LOG_EVERY_S), naming the first cause.
     assert caplog.text.count("accept failed") == 1
     assert "accept failed: injected: EMFILE (1 time(s) since the last report)" in caplog.text
+
+
+async def test_an_accept_error_that_is_not_about_capacity_ends_the_loop() -> None:
+    # (A live process whose socket answers nothing is worse than one that exits and is
+    # restarted; trio's SocketListener already retries ECONNABORTED, EPROTO and EPERM.)
+    failing = FailingListener([errno.EBADF])
+    with pytest.raises(ExceptionGroup) as ended:
+        async with trio.open_nursery() as nursery:
+            await serve_listener(failing, echo, nursery, connections=Connections())
+    assert ended.group_contains(OSError, match="injected: EBADF")
+    assert failing.closed
 
 
 async def test_at_its_limit_the_server_sheds_a_silent_client_for_a_new_one() -> None:

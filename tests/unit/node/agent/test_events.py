@@ -10,9 +10,12 @@ from typing import Any
 import pytest
 
 from spidernet.cni.errors import Code
+from spidernet.control.allocator.errors import AllocationError, Reason
 from spidernet.control.store.base import Unavailable
 from spidernet.node.agent import events
 from spidernet.node.agent.events import PodEvents
+from spidernet.node.ipam.conf import PodMeta
+from spidernet.node.ipam.errors import AddressesHeld, Contended
 
 
 def test_a_failure_worth_an_event_is_posted_and_others_are_not() -> None:
@@ -58,3 +61,22 @@ def test_an_api_server_that_refuses_is_logged_once_and_a_full_queue_drops(
     assert len(lines) == 1
     assert "not posted" in lines[0]
     assert "did not answer" in lines[0]
+
+
+def test_the_core_s_failure_hook_names_the_event_after_the_runtime_s_cni_error() -> None:
+    posted: list[tuple[str, Mapping[str, Any]]] = []
+
+    def post(namespace: str, event: Mapping[str, Any]) -> int:
+        posted.append((namespace, event))
+        return 1
+
+    recorder = PodEvents(post, "node-a")
+    pod = PodMeta(namespace="ns", name="web", uid="u1")
+    recorder.add_failed(pod, AllocationError(Reason.EXHAUSTED, "full"), waiting=True)
+    recorder.add_failed(pod, AddressesHeld("eth0", ["10.0.0.5 held"]), waiting=False)
+    recorder.add_failed(pod, Contended("lost"), waiting=False)  # 11: not the pod's business
+    recorder.close()
+    assert [(ns, e["reason"], e["message"]) for ns, e in posted] == [
+        ("ns", "AutoPoolNotReady", "full"),
+        ("ns", "IPConflict", "no free address for eth0: 10.0.0.5 held"),
+    ]

@@ -17,6 +17,8 @@ from spidernet.control.store.base import Key
 from spidernet.control.store.embedded import EmbeddedStore
 from spidernet.node.agent import resources
 from spidernet.node.agent.ipam import IpamCore
+from spidernet.node.ipam.conf import PodMeta
+from spidernet.node.ipam.errors import Failure, cni_error
 from spidernet.node.ipam.plugin import make_plugin
 
 
@@ -293,10 +295,10 @@ def test_deleting_an_endpoint_frees_its_addresses(core: IpamCore) -> None:
 def test_a_failed_add_is_told_to_the_events_hook_with_its_pod_and_code(core: IpamCore) -> None:
     told: list[tuple[str, str, str, int, str, bool]] = []
 
-    def hook(
-        namespace: str, name: str, uid: str, code: int, message: str, *, waiting: bool
-    ) -> None:
-        told.append((namespace, name, uid, code, message, waiting))
+    def hook(pod: PodMeta, error: Failure, *, waiting: bool) -> None:
+        # What the runtime got is what the Event is named after (PodEvents.add_failed).
+        cni = cni_error(error)
+        told.append((pod.namespace, pod.name, pod.uid, cni.code, cni.msg, waiting))
 
     core.events = hook
     status, out = cni(core, "ADD", "c-none", pod="ns/web", ipam={"default_ipv4_ippool": ["gone"]})

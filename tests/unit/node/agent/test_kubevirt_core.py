@@ -13,13 +13,14 @@ from typing import Any
 
 import pytest
 
-from spidernet.cni.errors import CNIError
+from spidernet.control.allocator.errors import AllocationError
 from spidernet.control.store.base import Key, NotFound
 from spidernet.control.store.embedded import EmbeddedStore
 from spidernet.node.agent import resources
 from spidernet.node.agent.detection import Conflict, Detector, Settings
 from spidernet.node.agent.ipam import IpamCore
 from spidernet.node.ipam.conf import IpamConf, PodMeta, parse_ipam
+from spidernet.node.ipam.errors import AddressesHeld, cni_error
 from spidernet.node.ipam.plugin import Address, IpamCall
 
 NS = "vms"
@@ -210,9 +211,9 @@ def test_a_migration_target_is_not_probed_the_source_answers_for_its_addresses(
     assert add(core, "virt-launcher-vm1-dst", "dst") == first
     assert detector.checked == []
     launcher(core, "plain", "vm2")  # (any other ADD is probed, and refused here)
-    with pytest.raises(CNIError) as e:
+    with pytest.raises(AddressesHeld) as e:
         add(core, "plain", "c9", ("eth0",))
-    assert e.value.code == 112  # an IP conflict: every address tried was held
+    assert cni_error(e.value).code == 112  # an IP conflict: every address tried was held
     assert detector.checked
 
 
@@ -243,9 +244,9 @@ def test_a_malformed_claim_reference_is_a_config_error_and_holds_nothing(core: I
     record(
         core, "Pod", "bad", {"annotations": {"k8s.v1.cni.cncf.io/networks": json.dumps(networks)}}
     )
-    with pytest.raises(CNIError) as e:
+    with pytest.raises(AllocationError) as e:
         add(core, "bad", "c1", ("net1",))
-    assert e.value.code == 7
+    assert cni_error(e.value).code == 7
     assert claims(core) == {}
     core.release(call("bad", "c1", "net1"))  # DEL of what never was: fine
 

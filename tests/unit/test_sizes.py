@@ -1,0 +1,91 @@
+"""Sizes stay readable (STYLE.md §10, issue 18): no Python module of the repository over 500
+lines and no function over 80, tests, the test bed and the benchmarks included. The few tests
+still longer are named below with their length; each may only shrink off the list."""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+MAX_MODULE_LINES = 500
+MAX_FUNCTION_LINES = 80
+SKIPPED_DIRS = {".venv", ".git", "__pycache__", "build", "dist"}
+
+# Long k8s, kernel and package tests not yet split into phases: path::function -> its lines
+# now. Split one, and take it off; none may grow.
+KNOWN_LONG = {
+    "tests/k8s/test_autopool.py::test_deployment_auto_pool_follows_scale_and_disappears_with_it": 92,  # noqa: E501
+    "tests/k8s/test_chaos.py::test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_random": 129,  # noqa: E501
+    "tests/k8s/test_chart.py::test_install_upgrade_and_uninstall_on_the_api_server": 125,
+    "tests/k8s/test_cidrs.py::test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status": 185,  # noqa: E501
+    "tests/k8s/test_faults.py::test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_allocations": 90,  # noqa: E501
+    "tests/k8s/test_migrate.py::test_after_migrate_no_address_spiderpool_gave_out_goes_to_a_new_pod": 116,  # noqa: E501
+    "tests/k8s/test_scale.py::test_ten_agents_allocate_for_a_thousand_pods_and_every_address_comes_back": 119,  # noqa: E501
+    "tests/k8s/test_webhook.py::test_webhook_refuses_what_the_rules_refuse_through_the_api_server": 164,  # noqa: E501
+    "tests/kernel/test_ifacer.py::test_bond_with_vlan_100_carries_macvlan_pods_to_the_gateway": 84,
+    "tests/package/test_wheel.py::test_wheel_installs_into_a_clean_venv": 111,
+}
+
+
+def python_files() -> list[str]:
+    """The repository's Python files, relative to ROOT: git's tracked and new ones, or, out
+    of a git checkout, every one outside the virtualenv and build directories."""
+    try:
+        listed = subprocess.run(
+            ["git", "ls-files", "--cached", "--others", "--exclude-standard", "*.py"],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.CalledProcessError):
+        listed = [
+            str(p.relative_to(ROOT))
+            for p in ROOT.rglob("*.py")
+            if not SKIPPED_DIRS & set(p.relative_to(ROOT).parts)
+        ]
+    return sorted(f for f in listed if (ROOT / f).is_file())
+
+
+def long_functions(source: str, path: str) -> dict[str, int]:
+    """`path::name` -> lines of each function (nested ones too, by their own name) of
+    `source` over MAX_FUNCTION_LINES, counted from `def` to its last line."""
+    out = {}
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            assert node.end_lineno is not None
+            lines = node.end_lineno - node.lineno + 1
+            if lines > MAX_FUNCTION_LINES:
+                out[f"{path}::{node.name}"] = lines
+    return out
+
+
+def test_no_module_is_over_500_lines() -> None:
+    files = python_files()
+    assert len(files) > 300  # the listing found the repository
+    over = {
+        f: n for f in files if (n := len((ROOT / f).read_text().splitlines())) > MAX_MODULE_LINES
+    }
+    assert over == {}
+
+
+def test_no_function_is_over_80_lines_but_the_known_ones_and_those_only_shrink() -> None:
+    found: dict[str, int] = {}
+    for f in python_files():
+        found.update(long_functions((ROOT / f).read_text(), f))
+    new = {name: n for name, n in found.items() if name not in KNOWN_LONG}
+    assert new == {}, "split these along their phases into named helpers"
+    grown = {name: n for name, n in found.items() if n > KNOWN_LONG.get(name, n)}
+    assert grown == {}
+    done = sorted(set(KNOWN_LONG) - set(found))
+    assert done == [], "under the limit now: take them off KNOWN_LONG"
+
+
+def test_the_measure_sees_a_long_function_and_a_long_method() -> None:
+    body = "".join(f"    x{i} = {i}\n" for i in range(MAX_FUNCTION_LINES))
+    source = f"def long():\n{body}\n\nclass C:\n    async def short(self):\n        pass\n"
+    nested = "class D:\n    def method(self):\n" + body.replace("    ", "        ")
+    assert long_functions(source, "m.py") == {"m.py::long": MAX_FUNCTION_LINES + 1}
+    assert long_functions(nested, "n.py") == {"n.py::method": MAX_FUNCTION_LINES + 1}
