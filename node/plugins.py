@@ -19,6 +19,7 @@ from __future__ import annotations
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from spidernet.cni.skel import Plugin
 from spidernet.control.client import Client, ServiceError, ServiceUnreachable, socket_path
@@ -29,6 +30,11 @@ from spidernet.netconf.coordinator.config import (
     cluster_settings,
 )
 from spidernet.node.access.base import Namespaces
+from spidernet.node.ipam.master import IPInterface, MasterReader
+from spidernet.node.netlink.errors import NetlinkMissing
+
+if TYPE_CHECKING:
+    from spidernet.node.ipam.plugin import Backend
 
 # The cluster's coordinator settings for (namespace, pod name), or None.
 Settings = Callable[[str, str], ClusterSettings | None]
@@ -37,7 +43,7 @@ PerCall = Callable[[str | None], Plugin]
 
 
 def for_agent(
-    ipam_plugin: Plugin,
+    ipam_backend: Backend,
     *,
     state_dir: Path | None,
     settings: Settings,
@@ -49,9 +55,10 @@ def for_agent(
     from spidernet.node.detect.announce import announce
     from spidernet.node.ifacer import commands as ifacer
     from spidernet.node.ipam.plugin import NAME as IPAM
+    from spidernet.node.ipam.plugin import make_plugin as make_ipam
 
     plugins: dict[str, PerCall] = {
-        IPAM: lambda _host: ipam_plugin,
+        IPAM: lambda host: make_ipam(ipam_backend, masters(access, host)),
         ifacer.NAME: lambda host: ifacer.make_plugin(
             ifacer.Context(host_netns=host, access=access)
         ),
@@ -67,6 +74,21 @@ def for_agent(
             )
         )
     return plugins
+
+
+def masters(access: Namespaces, host: str | None) -> MasterReader:
+    """The addresses of a link of the host side (the caller's namespace), for
+    spidernet-ipam's `match_master_subnet`; LookupError when the link does not exist."""
+
+    def read(name: str) -> tuple[IPInterface, ...]:
+        with access.netlink(host) as nl:
+            try:
+                index = nl.index(name)
+            except NetlinkMissing as e:
+                raise LookupError(name) from e
+            return tuple(a.address for a in nl.addresses() if a.index == index)
+
+    return read
 
 
 def _log(name: str) -> Callable[[str], None]:

@@ -140,6 +140,8 @@ def allocate(
                 pod=request.pod,
                 network=request.network,
                 interface=nic.interface,
+                # (Only the call's NIC: the masters of the others are not known here.)
+                master=request.master if nic.interface == request.ifname else None,
             )
             full: list[str] = []
             for pool in candidates:

@@ -29,6 +29,7 @@ from .request import (
     ANNO_NS_DEFAULT_V6,
     ANNO_SUBNETS,
     IpamRequest,
+    Master,
     PodFacts,
 )
 
@@ -246,8 +247,17 @@ def expand(names: Sequence[str], pools: Mapping[str, IPPool], version: int) -> t
     return tuple(out)
 
 
-def why_not(pool: IPPool | None, name: str, version: int, pod: PodFacts, network: str) -> str:
-    """Why `pool` cannot serve this pod, or '' when it can (§2.3)."""
+def why_not(
+    pool: IPPool | None,
+    name: str,
+    version: int,
+    pod: PodFacts,
+    network: str,
+    *,
+    master: Master | None = None,
+) -> str:
+    """Why `pool` cannot serve this pod, or '' when it can (§2.3); with `master`, a pool
+    whose subnet holds none of the master's addresses cannot (matchMasterSubnet)."""
     if pool is None:
         return f"{name}: no such pool"
     if pool.disable:
@@ -271,6 +281,9 @@ def why_not(pool: IPPool | None, name: str, version: int, pod: PodFacts, network
         return f"{name}: pod labels do not match spec.podAffinity"
     if pool.multus_name and network not in pool.multus_name:
         return f"{name}: network {network!r} not in spec.multusName"
+    if master is not None and not any(a.ip in pool.subnet for a in master.addresses):
+        held = ", ".join(str(a) for a in master.addresses if a.version == version) or "none"
+        return f"{name}: subnet {pool.subnet} holds no address of master {master.name} ({held})"
     return ""
 
 
@@ -294,6 +307,7 @@ def usable_pools(
     pod: PodFacts,
     network: str,
     interface: str,
+    master: Master | None = None,
 ) -> tuple[IPPool, ...]:
     """The candidate pools that may serve this pod, most specific first; raises NO_POOL with
     every pool's reason when none is left."""
@@ -302,7 +316,7 @@ def usable_pools(
     reasons: list[str] = []
     for name in expanded:
         pool = pools.get(name)
-        reason = why_not(pool, name, version, pod, network)
+        reason = why_not(pool, name, version, pod, network, master=master)
         if reason:
             reasons.append(reason)
         elif pool is not None:

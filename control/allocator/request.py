@@ -6,6 +6,7 @@ namespace and node records, or the Kubernetes API) and handed to the pure alloca
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -104,6 +105,17 @@ class PodFacts:
 
 
 @dataclass(frozen=True)
+class Master:
+    """The host link a NIC hangs off (its main plugin's `master`, or an SR-IOV VF's PF) and
+    the addresses it holds. With `match_master_subnet` (Spiderpool's matchMasterSubnet), a
+    pool serves that NIC only when its subnet holds one of them: on a node with one subnet
+    per rail NIC, one network config picks each rail's pool (docs/rdma-rails.md)."""
+
+    name: str
+    addresses: tuple[ipaddress.IPv4Interface | ipaddress.IPv6Interface, ...]
+
+
+@dataclass(frozen=True)
 class IpamRequest:
     """One CNI ADD for one interface of one pod.
 
@@ -120,3 +132,5 @@ class IpamRequest:
     clean_gateway: bool = False
     # Whether SpiderSubnet auto pools are served (Kubernetes mode, with the controller).
     auto_pools: bool = False
+    # The call's NIC's master, when its pools must hold one of the master's addresses.
+    master: Master | None = None

@@ -109,13 +109,26 @@ def nad_name(smc: Mapping[str, Any]) -> str:
     return name
 
 
-def _ipam(sub: Mapping[str, Any], field: str, disable: bool) -> Doc | None:
+# The types whose NIC has a master on the node (`master`, or an SR-IOV VF's PF): the ones
+# whose pools may be chosen by the master's subnet (node/ipam/master.py).
+MASTER_TYPES = ("macvlan", "ipvlan", "vlan", "sriov", "ib-sriov", "ipoib")
+
+
+def _ipam(sub: Mapping[str, Any], field: str, disable: bool, cni_type: str) -> Doc | None:
     if disable:
         return None
     pools = _mapping(sub.get("ippools"), f"{field}.ippools")
-    if pools.get("matchMasterSubnet"):
-        raise MultusConfigError(f"{field}.ippools.matchMasterSubnet", f"is not supported by {IPAM}")
+    match = pools.get("matchMasterSubnet")
+    if match is not None and not isinstance(match, bool):
+        raise MultusConfigError(f"{field}.ippools.matchMasterSubnet", "expected true or false")
+    if match and cni_type not in MASTER_TYPES:
+        raise MultusConfigError(
+            f"{field}.ippools.matchMasterSubnet",
+            f"needs a master on the node; {cni_type} has none ({', '.join(MASTER_TYPES)} do)",
+        )
     ipam: Doc = {"type": IPAM}
+    if match:
+        ipam["match_master_subnet"] = True
     if pools.get("ipv4"):
         ipam["default_ipv4_ippool"] = list(pools["ipv4"])
     if pools.get("ipv6"):
@@ -155,7 +168,7 @@ def _ifacer(sub: Mapping[str, Any], field: str, vlan_id: int) -> tuple[Doc | Non
 
 def _main(cni_type: str, sub: Mapping[str, Any], field: str, disable_ipam: bool) -> list[Doc]:
     """The ifacer (when needed), the main plugin and what Spiderpool chains right after it."""
-    ipam = _ipam(sub, field, disable_ipam)
+    ipam = _ipam(sub, field, disable_ipam, cni_type)
     mtu = int(sub.get("mtu") or 0)
     if cni_type in ("macvlan", "ipvlan"):
         ifacer, master = _ifacer(sub, field, int(sub.get("vlanID") or 0))

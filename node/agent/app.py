@@ -57,7 +57,7 @@ from spidernet.node.coordinator.commands import NAME as COORDINATOR
 from spidernet.node.ifacer.commands import NAME as IFACER
 from spidernet.node.ipam.conf import IpamConf, PodMeta
 from spidernet.node.ipam.errors import BackendError, cni_error
-from spidernet.node.ipam.plugin import IpamCall, make_plugin
+from spidernet.node.ipam.plugin import IpamCall
 from spidernet.node.plugins import PerCall, for_agent
 
 from . import endpoints as ep
@@ -109,7 +109,7 @@ class App:
         # The plugins this agent serves, wired in one place (node/plugins.py); serve passes
         # its broker process as the way into pods' namespaces.
         self.plugins = plugins or for_agent(
-            make_plugin(core),
+            core,
             state_dir=state_dir,
             settings=self._cluster_settings,
             access=access or Spawning(),

@@ -255,6 +255,7 @@ class IpamCore(Collecting):
             defaults_v6=call.conf.default_ipv6_ippool,
             clean_gateway=call.conf.clean_gateway,
             auto_pools=self.auto_pool_wait.enabled,
+            master=call.master,
         )
 
     def _add(self, call: IpamCall, nsid: str) -> claimplan.Add:

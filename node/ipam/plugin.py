@@ -20,9 +20,11 @@ from spidernet.cni.errors import CNIError, Code
 from spidernet.cni.result import IPConfig, Result, Route
 from spidernet.cni.skel import CallArgs, Plugin
 from spidernet.control.allocator.errors import AllocationError
+from spidernet.control.allocator.request import Master
 
 from .conf import IpamConf, PodMeta, parse_ipam, pod_meta
 from .errors import BackendError, cni_error
+from .master import MasterReader, resolve
 
 NAME = "spidernet-ipam"
 
@@ -37,6 +39,8 @@ class IpamCall:
     network: str
     conf: IpamConf
     pod: PodMeta
+    # With `match_master_subnet`, the NIC's master and its addresses (master.py; ADD only).
+    master: Master | None = None
 
 
 @dataclass(frozen=True)
@@ -74,15 +78,21 @@ class Backend(Protocol):
         ...
 
 
-def call_of(args: CallArgs) -> IpamCall:
-    """The backend call for a CNI call (config checked, pod facts gathered)."""
+def call_of(
+    args: CallArgs, masters: MasterReader | None = None, *, adding: bool = False
+) -> IpamCall:
+    """The backend call for a CNI call (config checked, pod facts gathered; for an ADD with
+    `match_master_subnet`, the master's addresses read through `masters`)."""
+    conf = parse_ipam(args.conf.ipam)
+    master = resolve(args.conf.raw, masters) if adding and conf.match_master_subnet else None
     return IpamCall(
         container_id=args.env.container_id,
         ifname=args.env.ifname,
         netns=args.env.netns,
         network=args.conf.name,
-        conf=parse_ipam(args.conf.ipam),
+        conf=conf,
         pod=pod_meta(args),
+        master=master,
     )
 
 
@@ -115,11 +125,12 @@ def answering() -> Iterator[None]:
         raise cni_error(e) from e
 
 
-def make_plugin(backend: Backend) -> Plugin:
-    """spidernet-ipam over `backend`."""
+def make_plugin(backend: Backend, masters: MasterReader | None = None) -> Plugin:
+    """spidernet-ipam over `backend`; `masters` reads a master link's addresses on the node
+    (for `match_master_subnet`)."""
 
     def add(args: CallArgs) -> Result:
-        call = call_of(args)
+        call = call_of(args, masters, adding=True)
         with answering():
             addresses = backend.allocate(call)
         return result_for(call.ifname, addresses, args.conf.cni_version)

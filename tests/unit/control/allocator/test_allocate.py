@@ -20,7 +20,7 @@ from spidernet.control.allocator.allocate import (
 from spidernet.control.allocator.candidates import usable_pools
 from spidernet.control.allocator.errors import AllocationError, Reason
 from spidernet.control.allocator.pick import pick
-from spidernet.control.allocator.request import IpamRequest, PodFacts
+from spidernet.control.allocator.request import IpamRequest, Master, PodFacts
 from spidernet.control.model.iprange import IntervalSet
 from spidernet.control.model.labels import LabelSelector
 from spidernet.control.model.resources import IPPool, Route
@@ -323,3 +323,47 @@ def test_an_address_both_claimed_and_reserved_is_not_counted_twice() -> None:
         request(defaults_v4=("a4",)), p, reserved, lambda _: taken, rng=random.Random(0)
     )
     assert str(lease.address.ip) == "10.0.0.11"
+
+
+RAILS = {
+    "rail0": pool("rail0", "10.81.0.0/24", ["10.81.0.10-10.81.0.20"]),
+    "rail1": pool("rail1", "10.82.0.0/24", ["10.82.0.10-10.82.0.20"]),
+}
+
+
+@pytest.mark.parametrize(
+    ("address", "chosen"), [("10.81.0.2/24", "rail0"), ("10.82.0.2/24", "rail1")]
+)
+def test_the_masters_subnet_picks_the_pool_among_those_listed(address: str, chosen: str) -> None:
+    master = Master("rail", (ipaddress.ip_interface("fe80::1/64"), ipaddress.ip_interface(address)))
+    req = request(defaults_v4=("rail0", "rail1"), master=master)
+    (lease,) = allocate(req, RAILS, {}, empty_use, rng=random.Random(1))
+    assert lease.pool == chosen
+
+
+def test_a_master_in_no_pools_subnet_names_the_master_and_its_addresses() -> None:
+    master = Master("eth9", (ipaddress.ip_interface("192.0.2.7/24"),))
+    with pytest.raises(AllocationError) as e:
+        allocate(
+            request(defaults_v4=("rail0", "rail1"), master=master),
+            RAILS,
+            {},
+            empty_use,
+            rng=random.Random(1),
+        )
+    assert e.value.reason is Reason.NO_POOL
+    assert "rail1: subnet 10.82.0.0/24 holds no address of master eth9 (192.0.2.7/24)" in str(
+        e.value
+    )
+
+
+def test_the_master_narrows_only_the_calls_own_nic() -> None:
+    anno = {
+        "ipam.spidernet.io/ippools": json.dumps(
+            [{"interface": "eth0", "ipv4": ["rail1"]}, {"interface": "net1", "ipv4": ["rail1"]}]
+        )
+    }
+    master = Master("rail0", (ipaddress.ip_interface("10.81.0.2/24"),))
+    req = request(annotations=anno, ifname="net1", master=master)
+    with pytest.raises(AllocationError, match="net1 IPv4"):
+        allocate(req, RAILS, {}, empty_use, rng=random.Random(1))

@@ -202,6 +202,19 @@ def test_ovs_and_vlan() -> None:
     }
 
 
+@pytest.mark.parametrize("cni_type", ["macvlan", "sriov"])
+def test_match_master_subnet_reaches_the_ipam_config(cni_type: str) -> None:
+    sub: Doc = {"ippools": {"ipv4": ["rail0", "rail1"], "matchMasterSubnet": True}}
+    if cni_type == "macvlan":
+        sub["master"] = ["rail0"]
+    conf = json.loads(render_nad(smc({"cniType": cni_type, cni_type: sub}))["spec"]["config"])
+    assert conf["plugins"][0]["ipam"] == {
+        "type": "spidernet-ipam",
+        "default_ipv4_ippool": ["rail0", "rail1"],
+        "match_master_subnet": True,
+    }
+
+
 @pytest.mark.parametrize(
     ("spec", "field"),
     [
@@ -228,7 +241,11 @@ def test_ovs_and_vlan() -> None:
         ),
         ({**MACVLAN, "coordinator": {"podMACPrefix": "zz"}}, "spec.coordinator"),
         (
-            {"cniType": "sriov", "sriov": {"ippools": {"matchMasterSubnet": True}}},
+            {"cniType": "ovs", "ovs": {"bridge": "br1", "ippools": {"matchMasterSubnet": True}}},
+            "spec.ovs.ippools.matchMasterSubnet",
+        ),
+        (
+            {"cniType": "sriov", "sriov": {"ippools": {"matchMasterSubnet": "yes"}}},
             "spec.sriov.ippools.matchMasterSubnet",
         ),
     ],
