@@ -16,8 +16,6 @@ SKIPPED_DIRS = {".venv", ".git", "__pycache__", "build", "dist"}
 # Long k8s, kernel and package tests not yet split into phases: path::function -> its lines
 # now. Split one, and take it off; none may grow.
 KNOWN_LONG = {
-    "tests/k8s/test_autopool.py::test_deployment_auto_pool_follows_scale_and_disappears_with_it": 92,  # noqa: E501
-    "tests/k8s/test_chaos.py::test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_random": 129,  # noqa: E501
     "tests/k8s/test_chart.py::test_install_upgrade_and_uninstall_on_the_api_server": 125,
     "tests/k8s/test_cidrs.py::test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status": 185,  # noqa: E501
     "tests/k8s/test_faults.py::test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_allocations": 90,  # noqa: E501
