@@ -16,8 +16,6 @@ SKIPPED_DIRS = {".venv", ".git", "__pycache__", "build", "dist"}
 # Long k8s, kernel and package tests not yet split into phases: path::function -> its lines
 # now. Split one, and take it off; none may grow.
 KNOWN_LONG = {
-    "tests/k8s/test_chart.py::test_install_upgrade_and_uninstall_on_the_api_server": 125,
-    "tests/k8s/test_cidrs.py::test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status": 185,  # noqa: E501
     "tests/k8s/test_faults.py::test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_allocations": 90,  # noqa: E501
     "tests/k8s/test_migrate.py::test_after_migrate_no_address_spiderpool_gave_out_goes_to_a_new_pod": 116,  # noqa: E501
     "tests/k8s/test_scale.py::test_ten_agents_allocate_for_a_thousand_pods_and_every_address_comes_back": 119,  # noqa: E501
