@@ -16,7 +16,6 @@ SKIPPED_DIRS = {".venv", ".git", "__pycache__", "build", "dist"}
 # Long k8s, kernel and package tests not yet split into phases: path::function -> its lines
 # now. Split one, and take it off; none may grow.
 KNOWN_LONG = {
-    "tests/k8s/test_webhook.py::test_webhook_refuses_what_the_rules_refuse_through_the_api_server": 164,  # noqa: E501
     "tests/kernel/test_ifacer.py::test_bond_with_vlan_100_carries_macvlan_pods_to_the_gateway": 84,
     "tests/package/test_wheel.py::test_wheel_installs_into_a_clean_venv": 111,
 }
