@@ -18,6 +18,7 @@ import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -257,18 +258,10 @@ def scale(apps: client.AppsV1Api, namespace: str, name: str, replicas: int) -> N
     apps.patch_namespaced_replica_set(f"{name}-rs", namespace, body)
 
 
-def test_deployment_auto_pool_follows_scale_and_disappears_with_it(
-    agent: ServiceProcess,
-    controller: Path,
-    apps: client.AppsV1Api,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    namespace: str,
-    subnet: tuple[str, str],
+def refuse_bare_pod(
+    agent: ServiceProcess, core: client.CoreV1Api, namespace: str, anno: dict[str, str]
 ) -> None:
-    sub, cidr = subnet
-    anno = {"ipam.spidernet.io/subnet": json.dumps({"ipv4": [sub]})}
-    # A bare pod cannot use an auto pool (nor in Spiderpool): a config error, at once.
+    """A bare pod cannot use an auto pool (nor in Spiderpool): a config error, at once."""
     bare = core.create_namespaced_pod(
         namespace,
         client.V1Pod(
@@ -279,6 +272,110 @@ def test_deployment_auto_pool_follows_scale_and_disappears_with_it(
     with pytest.raises(ServiceError) as refused:
         allocate(agent, namespace, "bare", uid_of(bare))
     assert "bare pod cannot use an auto pool" in refused.value.message
+
+
+@dataclass
+class Web:
+    """The test's Deployment `web`: the agent and API clients it runs with, its pods'
+    annotations, its uid and its ReplicaSet's, its pods' uids and what the agent gave each pod
+    (address, gateway)."""
+
+    agent: ServiceProcess
+    apps: client.AppsV1Api
+    core: client.CoreV1Api
+    custom: client.CustomObjectsApi
+    namespace: str
+    anno: dict[str, str]
+    deploy_uid: str
+    rs_uid: str
+    pods: dict[str, str]
+    got: dict[str, tuple[str, str]]
+
+    def check_first_pool(
+        self, subnet: tuple[str, str]
+    ) -> tuple[str, ipaddress.IPv4Network | ipaddress.IPv6Network]:
+        """The 3 replicas' pool of 4: named after the Deployment, the lowest four of the
+        subnet with its gateway, counted in the subnet's status. Its name, and the subnet."""
+        sub, cidr = subnet
+        pool = wait_for(
+            "an auto pool of 4 (3 replicas + 1)", sized(self.custom, self.deploy_uid, 4)
+        )
+        name: str = pool["metadata"]["name"]
+        assert name == f"auto4-web-eth0-{self.deploy_uid.rsplit('-', 1)[-1][:5]}"
+        labels = pool["metadata"]["labels"]
+        assert labels["ipam.spidernet.io/owner-spider-subnet"] == sub
+        assert labels["ipam.spidernet.io/owner-application-kind"] == "Deployment"
+        assert pool["spec"]["subnet"] == cidr
+        net = ipaddress.ip_network(cidr)
+        # The lowest four of the subnet, its gateway inherited.
+        assert pool_ips(pool) == {str(net[i]) for i in range(10, 14)}
+        addresses = {a for a, _ in self.got.values()}
+        assert len(addresses) == 3
+        assert addresses <= pool_ips(pool)
+        assert {gw for _, gw in self.got.values()} == {str(net[1])}
+        status = wait_for(
+            "the subnet's status",
+            lambda: (
+                s if (s := subnet_status(self.custom, sub)).get("allocatedIPCount") == 4 else None
+            ),
+        )
+        assert set(json.loads(status["controlledIPPools"])) == {name}
+        return name, net
+
+    def scale_up_to_five(self, net: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+        """Scale to 5: the pool grows to 6; the new pods allocate (the last may wait for
+        it)."""
+        scale(self.apps, self.namespace, "web", 5)
+        for i in (3, 4):
+            self.pods[f"web-rs-{i}"] = make_pod(
+                self.core,
+                self.namespace,
+                f"web-rs-{i}",
+                annotations=self.anno,
+                owner=("ReplicaSet", "web-rs", self.rs_uid),
+            )
+            self.got[f"web-rs-{i}"] = allocate(
+                self.agent, self.namespace, f"web-rs-{i}", self.pods[f"web-rs-{i}"]
+            )
+        pool = wait_for("the pool to grow to 6", sized(self.custom, self.deploy_uid, 6))
+        assert pool_ips(pool) == {str(net[i]) for i in range(10, 16)}
+        addresses = {a for a, _ in self.got.values()}
+        assert len(addresses) == 5
+        assert addresses <= pool_ips(pool)
+
+    def scale_down_to_two(self) -> None:
+        """Scale to 2: three pods released and gone; the pool shrinks to 3, keeping the two
+        in use."""
+        for i in (2, 3, 4):
+            release(self.agent, self.namespace, f"web-rs-{i}", self.pods[f"web-rs-{i}"])
+            self.core.delete_namespaced_pod(f"web-rs-{i}", self.namespace)
+        scale(self.apps, self.namespace, "web", 2)
+        pool = wait_for("the pool to shrink to 3", sized(self.custom, self.deploy_uid, 3))
+        kept = {self.got["web-rs-0"][0], self.got["web-rs-1"][0]}
+        assert kept <= pool_ips(pool)
+
+    def delete(self) -> None:
+        """The Deployment goes (with its ReplicaSet and pods, released): so does its pool."""
+        for i in (0, 1):
+            release(self.agent, self.namespace, f"web-rs-{i}", self.pods[f"web-rs-{i}"])
+            self.core.delete_namespaced_pod(f"web-rs-{i}", self.namespace)
+        self.apps.delete_namespaced_replica_set("web-rs", self.namespace)
+        self.apps.delete_namespaced_deployment("web", self.namespace)
+        wait_for("the pool to be deleted", lambda: not auto_pools(self.custom, self.deploy_uid))
+
+
+def test_deployment_auto_pool_follows_scale_and_disappears_with_it(
+    agent: ServiceProcess,
+    controller: Path,
+    apps: client.AppsV1Api,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    subnet: tuple[str, str],
+) -> None:
+    sub, _ = subnet
+    anno = {"ipam.spidernet.io/subnet": json.dumps({"ipv4": [sub]})}
+    refuse_bare_pod(agent, core, namespace, anno)
 
     deploy_uid, rs_uid = make_deployment(apps, namespace, "web", 3, anno)
     pods = {
@@ -291,55 +388,11 @@ def test_deployment_auto_pool_follows_scale_and_disappears_with_it(
     started = time.monotonic()
     got = {p: allocate(agent, namespace, p, uid) for p, uid in pods.items()}
     first_wait = time.monotonic() - started
-    pool = wait_for("an auto pool of 4 (3 replicas + 1)", sized(custom, deploy_uid, 4))
-    name = pool["metadata"]["name"]
-    assert name == f"auto4-web-eth0-{deploy_uid.rsplit('-', 1)[-1][:5]}"
-    labels = pool["metadata"]["labels"]
-    assert labels["ipam.spidernet.io/owner-spider-subnet"] == sub
-    assert labels["ipam.spidernet.io/owner-application-kind"] == "Deployment"
-    assert pool["spec"]["subnet"] == cidr
-    net = ipaddress.ip_network(cidr)
-    # The lowest four of the subnet, its gateway inherited.
-    assert pool_ips(pool) == {str(net[i]) for i in range(10, 14)}
-    addresses = {a for a, _ in got.values()}
-    assert len(addresses) == 3
-    assert addresses <= pool_ips(pool)
-    assert {gw for _, gw in got.values()} == {str(net[1])}
-    status = wait_for(
-        "the subnet's status",
-        lambda: s if (s := subnet_status(custom, sub)).get("allocatedIPCount") == 4 else None,
-    )
-    assert set(json.loads(status["controlledIPPools"])) == {name}
-
-    # Scale to 5: the pool grows to 6; the new pods allocate (the last may wait for it).
-    scale(apps, namespace, "web", 5)
-    for i in (3, 4):
-        pods[f"web-rs-{i}"] = make_pod(
-            core, namespace, f"web-rs-{i}", annotations=anno, owner=("ReplicaSet", "web-rs", rs_uid)
-        )
-        got[f"web-rs-{i}"] = allocate(agent, namespace, f"web-rs-{i}", pods[f"web-rs-{i}"])
-    pool = wait_for("the pool to grow to 6", sized(custom, deploy_uid, 6))
-    assert pool_ips(pool) == {str(net[i]) for i in range(10, 16)}
-    addresses = {a for a, _ in got.values()}
-    assert len(addresses) == 5
-    assert addresses <= pool_ips(pool)
-
-    # Scale to 2: three pods released and gone; the pool shrinks to 3, keeping the two in use.
-    for i in (2, 3, 4):
-        release(agent, namespace, f"web-rs-{i}", pods[f"web-rs-{i}"])
-        core.delete_namespaced_pod(f"web-rs-{i}", namespace)
-    scale(apps, namespace, "web", 2)
-    pool = wait_for("the pool to shrink to 3", sized(custom, deploy_uid, 3))
-    kept = {got["web-rs-0"][0], got["web-rs-1"][0]}
-    assert kept <= pool_ips(pool)
-
-    # The Deployment goes (with its ReplicaSet and pods, released): so does its pool.
-    for i in (0, 1):
-        release(agent, namespace, f"web-rs-{i}", pods[f"web-rs-{i}"])
-        core.delete_namespaced_pod(f"web-rs-{i}", namespace)
-    apps.delete_namespaced_replica_set("web-rs", namespace)
-    apps.delete_namespaced_deployment("web", namespace)
-    wait_for("the pool to be deleted", lambda: not auto_pools(custom, deploy_uid))
+    web = Web(agent, apps, core, custom, namespace, anno, deploy_uid, rs_uid, pods, got)
+    name, net = web.check_first_pool(subnet)
+    web.scale_up_to_five(net)
+    web.scale_down_to_two()
+    web.delete()
     status = wait_for(
         "the subnet's status to drop it",
         lambda: s if (s := subnet_status(custom, sub)).get("allocatedIPCount") == 0 else None,

@@ -102,118 +102,130 @@ def until_answered(
     raise AssertionError(f"{url} for {call['podName']} not answered in time")
 
 
-def test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_random(
-    k8s_cluster: Cluster,
-    store_crds: list[str],
+def start_agents(stack: ExitStack, k8s_cluster: Cluster) -> list[ServiceProcess]:
+    """The AGENTS agents, one per simulated node `chaos-<n>`, stopped as `stack` closes."""
+    return [
+        stack.enter_context(
+            scratch_service(
+                "--kube", "--kubeconfig", str(k8s_cluster.kubeconfig), "--node", f"chaos-{n}"
+            )
+        )
+        for n in range(AGENTS)
+    ]
+
+
+def start_controllers(
+    stack: ExitStack, k8s_cluster: Cluster, namespace: str, tmp_path: Path
+) -> list[Controller]:
+    """The two controllers `one` and `two` on the Lease `chaos` (a GC pass every second,
+    orphans reclaimed after 5 s), stopped as `stack` closes."""
+    controllers: list[Controller] = []
+    for identity in ("one", "two"):
+        argv = [
+            sys.executable, "-m", "spidernet", "controller",
+            "--kubeconfig", str(k8s_cluster.kubeconfig),
+            "--gc-interval", "1", "--gc-margin", "0", "--orphan-grace", "5",
+            "--lease-namespace", namespace, "--lease-name", "chaos",
+            "--lease-duration", "3", "--identity", identity,
+        ]  # fmt: skip
+        ctl = Controller(argv, tmp_path / f"controller-{identity}.log")
+        ctl.start()
+        stack.callback(ctl.stop)
+        controllers.append(ctl)
+    return controllers
+
+
+def live_under_chaos(
     core: client.CoreV1Api,
     custom: client.CustomObjectsApi,
     namespace: str,
     big_pool: str,
-    tmp_path: Path,
-    record_testsuite_property: Callable[[str, object], None],
+    agents: list[ServiceProcess],
+    controllers: list[Controller],
+    ends: list[str],
+    run: Run,
+    deadline: float,
 ) -> None:
-    rng = random.Random(20261207)
-    ends = [rng.choice((KEEP, DELETE, DELETE, LOSE)) for _ in range(PODS)]
-    run = Run()
-    started = time.monotonic()
-    deadline = started + DEADLINE_S
-    with ExitStack() as stack:
-        agents = [
-            stack.enter_context(
-                scratch_service(
-                    "--kube", "--kubeconfig", str(k8s_cluster.kubeconfig), "--node", f"chaos-{n}"
-                )
-            )
-            for n in range(AGENTS)
-        ]
-        controllers = []
-        for identity in ("one", "two"):
-            argv = [
-                sys.executable, "-m", "spidernet", "controller",
-                "--kubeconfig", str(k8s_cluster.kubeconfig),
-                "--gc-interval", "1", "--gc-margin", "0", "--orphan-grace", "5",
-                "--lease-namespace", namespace, "--lease-name", "chaos",
-                "--lease-duration", "3", "--identity", identity,
-            ]  # fmt: skip
-            ctl = Controller(argv, tmp_path / f"controller-{identity}.log")
-            ctl.start()
-            stack.callback(ctl.stop)
-            controllers.append(ctl)
+    """The PODS pods' lives, on WORKERS threads, each ending as `ends` says, while a chaos
+    thread kills an agent or the lease holder at random and starts it again; the chaos stops
+    when the lives are over (or one failed)."""
 
-        def life(i: int) -> None:
-            pod = f"c{i}"
-            uid = make_pod(core, namespace, pod)
-            n = i % AGENTS
-            call: dict[str, object] = ipam_call(namespace, pod, uid, big_pool)
-            answer = until_answered(agents, n, "POST", "/v1/ipam/allocate", call, run, deadline)
-            assert isinstance(answer, dict)
+    def life(i: int) -> None:
+        pod = f"c{i}"
+        uid = make_pod(core, namespace, pod)
+        n = i % AGENTS
+        call: dict[str, object] = ipam_call(namespace, pod, uid, big_pool)
+        answer = until_answered(agents, n, "POST", "/v1/ipam/allocate", call, run, deadline)
+        assert isinstance(answer, dict)
+        with run.lock:
+            run.answered[pod] = str(answer["ips"][0]["address"])
+        if ends[i] == KEEP:
             with run.lock:
-                run.answered[pod] = str(answer["ips"][0]["address"])
-            if ends[i] == KEEP:
-                with run.lock:
-                    run.live.add(pod)
-                return
-            if ends[i] == DELETE:
-                until_answered(agents, n, "POST", "/v1/ipam/release", call, run, deadline)
-            core.delete_namespaced_pod(pod, namespace, grace_period_seconds=0)
+                run.live.add(pod)
+            return
+        if ends[i] == DELETE:
+            until_answered(agents, n, "POST", "/v1/ipam/release", call, run, deadline)
+        core.delete_namespaced_pod(pod, namespace, grace_period_seconds=0)
 
-        stop = threading.Event()
+    stop = threading.Event()
 
-        def chaos() -> None:
-            kill = random.Random(7)
-            while not stop.wait(kill.uniform(0.5, 1.5)):
-                if kill.random() < 0.75:
-                    victim = kill.choice(agents)
-                    victim.kill()
-                    run.kills["agent"] += 1
-                    victim.start()
-                else:
-                    holder = lease_holder(custom, namespace)
-                    for ctl in controllers:
-                        if ctl.argv[-1] == holder:
-                            ctl.stop(signal.SIGKILL)
-                            run.kills["controller"] += 1
-                            ctl.start()
+    def chaos() -> None:
+        kill = random.Random(7)
+        while not stop.wait(kill.uniform(0.5, 1.5)):
+            if kill.random() < 0.75:
+                victim = kill.choice(agents)
+                victim.kill()
+                run.kills["agent"] += 1
+                victim.start()
+            else:
+                holder = lease_holder(custom, namespace)
+                for ctl in controllers:
+                    if ctl.argv[-1] == holder:
+                        ctl.stop(signal.SIGKILL)
+                        run.kills["controller"] += 1
+                        ctl.start()
 
-        chaos_thread = threading.Thread(target=chaos)
-        chaos_thread.start()
-        try:
-            with ThreadPoolExecutor(WORKERS) as ex:
-                list(ex.map(life, range(PODS)))
-        finally:
-            stop.set()
-            chaos_thread.join()
-        lifetimes = time.monotonic() - started
-        # Every process up again: the GC reclaims what the deleted pods left.
-        live_addresses = {run.answered[p].split("/")[0] for p in run.live}
+    chaos_thread = threading.Thread(target=chaos)
+    chaos_thread.start()
+    try:
+        with ThreadPoolExecutor(WORKERS) as ex:
+            list(ex.map(life, range(PODS)))
+    finally:
+        stop.set()
+        chaos_thread.join()
 
-        def settled() -> bool:
-            return {c["spec"]["name"] for c in claims(custom, big_pool)} == live_addresses
 
-        gc_deadline = time.monotonic() + GC_WAIT_S
-        while not settled():
-            if time.monotonic() >= gc_deadline:
-                claimed = {c["spec"]["name"] for c in claims(custom, big_pool)}
-                pytest.fail(
-                    "the GC did not reclaim every orphan in time: claimed without a live pod "
-                    f"{sorted(claimed - live_addresses)[:20]} ({len(claimed - live_addresses)}), "
-                    f"live pods without a claim {sorted(live_addresses - claimed)[:20]} "
-                    f"({len(live_addresses - claimed)})"
-                )
-            time.sleep(1)
-        record_testsuite_property("chaos_pods", PODS)
-        record_testsuite_property("chaos_pods_seconds", round(lifetimes, 1))
-        record_testsuite_property(
-            "chaos_gc_settled_after_s", round(time.monotonic() - started - lifetimes, 1)
-        )
-        record_testsuite_property("chaos_agent_kills", run.kills["agent"])
-        record_testsuite_property("chaos_controller_kills", run.kills["controller"])
-        record_testsuite_property("chaos_retries", run.retries)
-        record_testsuite_property("chaos_lost_without_del", ends.count(LOSE))
+def wait_for_the_gc(
+    custom: client.CustomObjectsApi, big_pool: str, live_addresses: set[str]
+) -> None:
+    """Until the pool's claims are exactly the live pods' addresses (the GC reclaimed what
+    the deleted pods left), GC_WAIT_S at most."""
 
-    assert run.kills["agent"] > 0
-    assert run.kills["controller"] > 0
-    # Every live pod holds what it was answered; no address twice; nothing else is claimed.
+    def settled() -> bool:
+        return {c["spec"]["name"] for c in claims(custom, big_pool)} == live_addresses
+
+    gc_deadline = time.monotonic() + GC_WAIT_S
+    while not settled():
+        if time.monotonic() >= gc_deadline:
+            claimed = {c["spec"]["name"] for c in claims(custom, big_pool)}
+            pytest.fail(
+                "the GC did not reclaim every orphan in time: claimed without a live pod "
+                f"{sorted(claimed - live_addresses)[:20]} ({len(claimed - live_addresses)}), "
+                f"live pods without a claim {sorted(live_addresses - claimed)[:20]} "
+                f"({len(live_addresses - claimed)})"
+            )
+        time.sleep(1)
+
+
+def check_the_end(
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    big_pool: str,
+    run: Run,
+    live_addresses: set[str],
+) -> None:
+    """Every live pod holds what it was answered; no address twice; nothing else is
+    claimed."""
     recorded = {
         ep["metadata"]["name"]: ep["status"]["current"]["ips"][0]["ipv4"]
         for ep in endpoints(custom, namespace)
@@ -231,6 +243,46 @@ def test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_rand
     }
     assert len(live_addresses) == len(run.live)
     assert set(owners) == live_addresses
+
+
+def test_2000_pods_come_and_go_while_agents_and_the_gc_leader_are_killed_at_random(
+    k8s_cluster: Cluster,
+    store_crds: list[str],
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    big_pool: str,
+    tmp_path: Path,
+    record_testsuite_property: Callable[[str, object], None],
+) -> None:
+    rng = random.Random(20261207)
+    ends = [rng.choice((KEEP, DELETE, DELETE, LOSE)) for _ in range(PODS)]
+    run = Run()
+    started = time.monotonic()
+    deadline = started + DEADLINE_S
+    with ExitStack() as stack:
+        agents = start_agents(stack, k8s_cluster)
+        controllers = start_controllers(stack, k8s_cluster, namespace, tmp_path)
+        live_under_chaos(
+            core, custom, namespace, big_pool, agents, controllers, ends, run, deadline
+        )
+        lifetimes = time.monotonic() - started
+        # Every process up again: the GC reclaims what the deleted pods left.
+        live_addresses = {run.answered[p].split("/")[0] for p in run.live}
+        wait_for_the_gc(custom, big_pool, live_addresses)
+        record_testsuite_property("chaos_pods", PODS)
+        record_testsuite_property("chaos_pods_seconds", round(lifetimes, 1))
+        record_testsuite_property(
+            "chaos_gc_settled_after_s", round(time.monotonic() - started - lifetimes, 1)
+        )
+        record_testsuite_property("chaos_agent_kills", run.kills["agent"])
+        record_testsuite_property("chaos_controller_kills", run.kills["controller"])
+        record_testsuite_property("chaos_retries", run.retries)
+        record_testsuite_property("chaos_lost_without_del", ends.count(LOSE))
+
+    assert run.kills["agent"] > 0
+    assert run.kills["controller"] > 0
+    check_the_end(custom, namespace, big_pool, run, live_addresses)
 
 
 def lease_holder(custom: client.CustomObjectsApi, namespace: str) -> str:

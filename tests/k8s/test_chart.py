@@ -150,21 +150,18 @@ def release(
                 raise
 
 
-def test_install_upgrade_and_uninstall_on_the_api_server(
-    helm: Path,
-    k8s_cluster: Cluster,
-    k8s_api: client.ApiClient,
-    release: list[dict[str, Any]],
-) -> None:
-    dyn = dynamic.DynamicClient(k8s_api)  # type: ignore[no-untyped-call]  # (no annotations)
-    custom = client.CustomObjectsApi(k8s_api)
+def agent_ds(dyn: dynamic.DynamicClient) -> dict[str, Any]:
+    """The agent's DaemonSet, as the API server holds it."""
+    return must(read(dyn, "apps/v1", "DaemonSet", "spidernet-agent", NAMESPACE))
 
-    def agent_ds() -> dict[str, Any]:
-        return must(read(dyn, "apps/v1", "DaemonSet", "spidernet-agent", NAMESPACE))
 
-    def spider(kind: str, name: str) -> dict[str, Any]:
-        return must(read(dyn, f"{GROUP}/{VERSION}", kind, name))
+def spider(dyn: dynamic.DynamicClient, kind: str, name: str) -> dict[str, Any]:
+    """The Spiderpool object `kind` `name`, as the API server holds it."""
+    return must(read(dyn, f"{GROUP}/{VERSION}", kind, name))
 
+
+def check_the_rendered_kinds(release: list[dict[str, Any]]) -> None:
+    """The release renders objects of these kinds, and of no other."""
     kinds = sorted({d["kind"] for d in release})
     assert kinds == sorted(
         {
@@ -184,6 +181,14 @@ def test_install_upgrade_and_uninstall_on_the_api_server(
             "ValidatingWebhookConfiguration",
         }
     )
+
+
+def install(
+    helm: Path, k8s_cluster: Cluster, dyn: dynamic.DynamicClient, release: list[dict[str, Any]]
+) -> dict[str, Any]:
+    """`helm install` with VALUES: every rendered object is made, the agent runs the image
+    and flags of the values, the release's own Spiderpool objects pass the webhook, which
+    sees no other object of the chart. The agent's DaemonSet as installed."""
     run(
         helm,
         k8s_cluster,
@@ -198,15 +203,15 @@ def test_install_upgrade_and_uninstall_on_the_api_server(
     assert sorted(released(dyn, release)) == sorted(
         (d["kind"], d["metadata"]["name"]) for d in release
     )
-    ds = agent_ds()
+    ds = agent_ds(dyn)
     assert ds["spec"]["template"]["spec"]["containers"][0]["image"] == IMAGE
     assert flag(command_of(ds), "--log-format") == "text"
     assert "--ip-conflict-detection" not in command_of(ds)
     # The release's own Spiderpool objects, made past the webhook (no controller runs here).
-    coordinator = spider("SpiderCoordinator", "default")
+    coordinator = spider(dyn, "SpiderCoordinator", "default")
     assert coordinator["spec"]["podCIDRType"] == "auto"
     assert coordinator["metadata"]["labels"][MADE_BY] == RELEASE
-    pool = spider("SpiderIPPool", "chart-pool-v4")
+    pool = spider(dyn, "SpiderIPPool", "chart-pool-v4")
     assert pool["spec"]["ips"] == ["10.250.1.10-10.250.1.20"]
     hook = read(
         dyn,
@@ -219,7 +224,11 @@ def test_install_upgrade_and_uninstall_on_the_api_server(
     assert webhook["objectSelector"]["matchExpressions"] == [
         {"key": MADE_BY, "operator": "DoesNotExist"}
     ]
-    # Anything else the webhook does see is refused while no controller answers (Fail).
+    return ds
+
+
+def check_the_webhook_refuses_the_rest(custom: client.CustomObjectsApi) -> None:
+    """Anything else the webhook does see is refused while no controller answers (Fail)."""
     other = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "SpiderIPPool",
@@ -233,7 +242,12 @@ def test_install_upgrade_and_uninstall_on_the_api_server(
     message = json.loads(str(refused.value.body))["message"]
     assert 'failed calling webhook "validate.spiderpool.spidernet.io"' in message, message
 
-    # Changed values: the pods' templates change (a kubelet would roll them), the pool too.
+
+def upgrade(
+    helm: Path, k8s_cluster: Cluster, dyn: dynamic.DynamicClient, ds: dict[str, Any]
+) -> None:
+    """`helm upgrade --reuse-values` with changed values: the pods' templates change (a
+    kubelet would roll them), the pool too. `ds` is the agent's DaemonSet before."""
     changed = {
         "logFormat": "json",
         "controller": {"replicas": 3, "gc": {"interval": 10}},
@@ -257,7 +271,7 @@ def test_install_upgrade_and_uninstall_on_the_api_server(
         "--reuse-values",
         values=changed,
     )
-    ds = agent_ds()
+    ds = agent_ds(dyn)
     assert ds["metadata"]["generation"] == generation + 1
     assert flag(command_of(ds), "--log-format") == "json"
     assert flag(command_of(ds), "--detection-profile") == "rfc"
@@ -267,8 +281,22 @@ def test_install_upgrade_and_uninstall_on_the_api_server(
     dep = must(read(dyn, "apps/v1", "Deployment", "spidernet-controller", NAMESPACE))
     assert dep["spec"]["replicas"] == 3
     assert flag(command_of(dep), "--gc-interval") == "10"
-    pool = spider("SpiderIPPool", "chart-pool-v4")
+    pool = spider(dyn, "SpiderIPPool", "chart-pool-v4")
     assert pool["spec"]["ips"] == ["10.250.1.10-10.250.1.30"]
+
+
+def test_install_upgrade_and_uninstall_on_the_api_server(
+    helm: Path,
+    k8s_cluster: Cluster,
+    k8s_api: client.ApiClient,
+    release: list[dict[str, Any]],
+) -> None:
+    dyn = dynamic.DynamicClient(k8s_api)  # type: ignore[no-untyped-call]  # (no annotations)
+    custom = client.CustomObjectsApi(k8s_api)
+    check_the_rendered_kinds(release)
+    ds = install(helm, k8s_cluster, dyn, release)
+    check_the_webhook_refuses_the_rest(custom)
+    upgrade(helm, k8s_cluster, dyn, ds)
 
     # Uninstall: nothing of the release is left; the CRDs stay (helm never deletes them).
     run(helm, k8s_cluster, "uninstall", RELEASE, "-n", NAMESPACE, "--wait")

@@ -46,6 +46,7 @@ CLUSTER_CONFIGURATION = (
 )
 
 Doc = dict[str, Any]
+Reconcile = Callable[[], dict[str, Doc]]  # a status pass; every coordinator's status after
 
 
 def _gone(call: Callable[[], object]) -> None:
@@ -174,30 +175,8 @@ def drop_service_cidr(net: client.NetworkingV1Api, name: str) -> None:
     pytest.fail(f"ServiceCIDR {name} still there after {ESTABLISHED_TIMEOUT_S:.0f}s")
 
 
-def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
-    k8s_api: client.ApiClient,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    coordinators: dict[str, str],
-    kube_system: list[Callable[[], None]],
-) -> None:
-    ext = client.ApiextensionsV1Api(k8s_api)
-    net = client.NetworkingV1Api(k8s_api)
-    store = KubeStore(k8s_api)
-    lines: list[str] = []
-
-    def reconcile() -> dict[str, Doc]:
-        CoordinatorStatus().reconcile(store, time.time(), lines.append)
-        return statuses(custom, coordinators)
-
-    # The API server serves ServiceCIDRs and made the default one from its flag.
-    served = {c.metadata.name: c.spec.cidrs for c in net.list_service_cidr().items}  # type: ignore[union-attr]  # (metadata and spec are always there in an answer)
-    assert served == {"kubernetes": ["10.96.0.0/24"]}
-    services = ["10.96.0.0/24"]
-    crds = {c.metadata.name for c in ext.list_custom_resource_definition().items}  # type: ignore[union-attr]  # (as above)
-    assert CALICO_CRD not in crds
-
-    # 1. Nothing but the ServiceCIDRs: no Calico API, no ConfigMaps, no controller-manager.
+def nothing_but_service_cidrs(reconcile: Reconcile, services: list[str]) -> None:
+    """1. Nothing but the ServiceCIDRs: no Calico API, no ConfigMaps, no controller-manager."""
     no_pod_cidr = (
         "no pod CIDR: neither kube-system/kubeadm-config (networking.podSubnet) nor a "
         "kube-controller-manager Pod in kube-system (--cluster-cidr) names one"
@@ -214,7 +193,14 @@ def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
         "none": synced([], services),
     }
 
-    # 2. A kube-controller-manager Pod (as a static pod's mirror looks): its flags.
+
+def a_controller_manager_pod(
+    core: client.CoreV1Api,
+    kube_system: list[Callable[[], None]],
+    reconcile: Reconcile,
+    services: list[str],
+) -> None:
+    """2. A kube-controller-manager Pod (as a static pod's mirror looks): its flags."""
     # Pods need their ServiceAccount; no controller-manager makes kube-system's here.
     try:
         core.create_namespaced_service_account(
@@ -261,7 +247,14 @@ def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
     assert got["auto"] == got["cluster"]
     assert got["calico"]["phase"] == got["cilium"]["phase"] == "NotReady"
 
-    # 3. kubeadm-config: its ClusterConfiguration wins over the flags.
+
+def kubeadm_config(
+    core: client.CoreV1Api,
+    kube_system: list[Callable[[], None]],
+    reconcile: Reconcile,
+    services: list[str],
+) -> list[str]:
+    """3. kubeadm-config: its ClusterConfiguration wins over the flags. Its pod CIDRs."""
     core.create_namespaced_config_map(
         KUBE_SYSTEM,
         client.V1ConfigMap(
@@ -276,8 +269,17 @@ def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
     got = reconcile()
     assert got["cluster"] == synced(kubeadm_pods, services)
     assert got["auto"] == got["cluster"]
+    return kubeadm_pods
 
-    # 4. cilium-config (cluster-pool, lists as Cilium's chart writes them): auto is cilium.
+
+def cilium_config(
+    core: client.CoreV1Api,
+    kube_system: list[Callable[[], None]],
+    reconcile: Reconcile,
+    services: list[str],
+) -> list[str]:
+    """4. cilium-config (cluster-pool, lists as Cilium's chart writes them): auto is cilium.
+    Its pod CIDRs."""
     core.create_namespaced_config_map(
         KUBE_SYSTEM,
         client.V1ConfigMap(
@@ -296,8 +298,20 @@ def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
     got = reconcile()
     assert got["cilium"] == synced(cilium_pods, services)
     assert got["auto"] == got["cilium"]
+    return cilium_pods
 
-    # 5. Calico's IPPool CRD and pools (one disabled): auto is calico.
+
+def calico_pools(
+    ext: client.ApiextensionsV1Api,
+    custom: client.CustomObjectsApi,
+    kube_system: list[Callable[[], None]],
+    reconcile: Reconcile,
+    services: list[str],
+    kubeadm_pods: list[str],
+    cilium_pods: list[str],
+) -> list[str]:
+    """5. Calico's IPPool CRD and pools (one disabled): auto is calico. The enabled pools'
+    CIDRs."""
     install_calico_crd(ext)
     kube_system.append(lambda: remove_calico_crd(ext))
     got = reconcile()
@@ -326,8 +340,16 @@ def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
         "cilium": synced(cilium_pods, services),
         "none": synced([], services),
     }
+    return calico_pods
 
-    # 6. Another ServiceCIDR joins the service CIDRs, and leaves them when deleted.
+
+def another_service_cidr(
+    net: client.NetworkingV1Api,
+    kube_system: list[Callable[[], None]],
+    reconcile: Reconcile,
+    services: list[str],
+) -> None:
+    """6. Another ServiceCIDR joins the service CIDRs, and leaves them when deleted."""
     extra = f"extra-{uuid.uuid4().hex[:6]}"
     extra_cidr: Any = {
         "apiVersion": "networking.k8s.io/v1",
@@ -344,14 +366,12 @@ def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
     got = reconcile()
     assert {k: v["serviceCIDR"] for k, v in got.items()} == dict.fromkeys(TYPES, services)
 
-    # A pass that finds nothing new writes nothing.
-    before = len(lines)
-    reconcile()
-    assert len(lines) == before
-    assert all("status of SpiderCoordinator" in line for line in lines)
 
-    # 7. The agent (its App on the same API server) hands the `default` status's CIDRs to the
-    # coordinator; a NAD that names none gets them, a NAD's own list wins.
+def the_agent_uses_the_status(
+    store: KubeStore, calico_pods: list[str], services: list[str]
+) -> None:
+    """7. The agent (its App on the same API server) hands the `default` status's CIDRs to
+    the coordinator; a NAD that names none gets them, a NAD's own list wins."""
     settings = agent_settings(store)
     assert (settings["overlayPodCIDR"], settings["serviceCIDR"]) == (calico_pods, services)
     conf = parse_coordinator({"type": "spidernet-coordinator", "mode": "underlay"}, settings)
@@ -359,6 +379,47 @@ def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
     assert [str(n) for n in conf.service_cidr] == services
     nad = {"type": "spidernet-coordinator", "serviceCIDR": ["10.43.0.0/16"]}
     assert [str(n) for n in parse_coordinator(nad, settings).service_cidr] == ["10.43.0.0/16"]
+
+
+def test_each_pod_cidr_type_on_its_source_and_the_agent_uses_the_status(
+    k8s_api: client.ApiClient,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    coordinators: dict[str, str],
+    kube_system: list[Callable[[], None]],
+) -> None:
+    ext = client.ApiextensionsV1Api(k8s_api)
+    net = client.NetworkingV1Api(k8s_api)
+    store = KubeStore(k8s_api)
+    lines: list[str] = []
+
+    def reconcile() -> dict[str, Doc]:
+        CoordinatorStatus().reconcile(store, time.time(), lines.append)
+        return statuses(custom, coordinators)
+
+    # The API server serves ServiceCIDRs and made the default one from its flag.
+    served = {c.metadata.name: c.spec.cidrs for c in net.list_service_cidr().items}  # type: ignore[union-attr]  # (metadata and spec are always there in an answer)
+    assert served == {"kubernetes": ["10.96.0.0/24"]}
+    services = ["10.96.0.0/24"]
+    crds = {c.metadata.name for c in ext.list_custom_resource_definition().items}  # type: ignore[union-attr]  # (as above)
+    assert CALICO_CRD not in crds
+
+    nothing_but_service_cidrs(reconcile, services)
+    a_controller_manager_pod(core, kube_system, reconcile, services)
+    kubeadm_pods = kubeadm_config(core, kube_system, reconcile, services)
+    cilium_pods = cilium_config(core, kube_system, reconcile, services)
+    calico_pods = calico_pools(
+        ext, custom, kube_system, reconcile, services, kubeadm_pods, cilium_pods
+    )
+    another_service_cidr(net, kube_system, reconcile, services)
+
+    # A pass that finds nothing new writes nothing.
+    before = len(lines)
+    reconcile()
+    assert len(lines) == before
+    assert all("status of SpiderCoordinator" in line for line in lines)
+
+    the_agent_uses_the_status(store, calico_pods, services)
 
 
 def agent_settings(store: KubeStore) -> Doc:

@@ -30,7 +30,7 @@ from spidernet.cni.errors import Code
 from spidernet.control.client import ServiceError, ServiceUnreachable
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.flood import flood
-from spidernet.testbed.kubecluster import Cluster
+from spidernet.testbed.kubecluster import Cluster, Member
 from spidernet.testbed.kubeobjects import (
     claims,
     endpoints,
@@ -86,6 +86,95 @@ def wait_until(what: str, done: Callable[[], bool], timeout: float = DEADLINE_S)
         time.sleep(0.1)
 
 
+def start_workers(
+    agents: list[ServiceProcess],
+    namespace: str,
+    pods: list[str],
+    uids: dict[str, str],
+    big_pool: str,
+    ledger: Ledger,
+) -> list[threading.Thread]:
+    """WORKERS threads, started, that allocate for every pod (pod i on agent i % 2) until
+    answered or DEADLINE_S has passed, into `ledger`."""
+    work: queue.SimpleQueue[int] = queue.SimpleQueue()
+    for i in range(PODS):
+        work.put(i)
+    deadline = time.monotonic() + DEADLINE_S
+
+    def worker() -> None:
+        while True:
+            try:
+                i = work.get_nowait()
+            except queue.Empty:
+                return
+            call = ipam_call(namespace, pods[i], uids[pods[i]], big_pool)
+            allocate_until_answered(agents[i % 2], call, ledger, deadline)
+
+    threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def make_the_faults(
+    etcd: Member,
+    apiserver: Member,
+    agents: list[ServiceProcess],
+    ledger: Ledger,
+    record_testsuite_property: Callable[[str, object], None],
+) -> None:
+    """While the workers allocate: the control plane restarted a quarter in, an agent killed
+    and started again more than half in."""
+    # A quarter in: the control plane goes away, etcd last, and comes back, etcd first.
+    wait_until("250 answers", lambda: ledger.count() >= 250)
+    before_outage = ledger.count()
+    outage = time.monotonic()
+    apiserver.stop()
+    etcd.stop()
+    time.sleep(3)
+    etcd.start()
+    apiserver.start()
+    record_testsuite_property("outage_control_plane_down_s", round(time.monotonic() - outage, 1))
+    record_testsuite_property("outage_answered_before", before_outage)
+    # More than half in: one agent dies without a word and starts again.
+    wait_until("600 answers", lambda: ledger.count() >= 600)
+    agents[1].kill()
+    time.sleep(1)
+    agents[1].start()
+
+
+def check_nothing_is_lost(
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    big_pool: str,
+    ledger: Ledger,
+    record_testsuite_property: Callable[[str, object], None],
+) -> None:
+    """Every pod answered, no address twice, every answer in the cluster, and every failure
+    one a runtime retries."""
+    assert len(ledger.answered) == PODS
+    addresses = list(ledger.answered.values())
+    assert len(set(addresses)) == PODS
+    # Nothing answered is lost: each pod's SpiderEndpoint holds what it was answered, and
+    # each answered address has its claim.
+    recorded = {
+        ep["metadata"]["name"]: ep["status"]["current"]["ips"][0]["ipv4"]
+        for ep in endpoints(custom, namespace)
+    }
+    assert recorded == ledger.answered
+    claimed = {c["spec"]["name"] for c in claims(custom, big_pool)}
+    answered = {a.split("/")[0] for a in addresses}
+    assert answered <= claimed
+    # A claim whose answer was lost with the server (written, then the connection cut) is
+    # not an answered allocation; the controller's GC reclaims it (not run here).
+    record_testsuite_property("outage_claims_without_an_answer", len(claimed - answered))
+    # The faults were seen, and each as an error a runtime retries and a person understands.
+    assert ledger.refused or ledger.unreachable
+    for code, message in ledger.refused:
+        assert code == Code.TRY_AGAIN_LATER, message
+    assert "Traceback" not in "".join(m for _, m in ledger.refused)
+
+
 def test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_allocations(
     k8s_cluster: Cluster,
     store_crds: list[str],
@@ -111,42 +200,9 @@ def test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_alloc
             )
             for n in "ab"
         ]
-        work: queue.SimpleQueue[int] = queue.SimpleQueue()
-        for i in range(PODS):
-            work.put(i)
-        deadline = time.monotonic() + DEADLINE_S
-
-        def worker() -> None:
-            while True:
-                try:
-                    i = work.get_nowait()
-                except queue.Empty:
-                    return
-                call = ipam_call(namespace, pods[i], uids[pods[i]], big_pool)
-                allocate_until_answered(agents[i % 2], call, ledger, deadline)
-
-        threads = [threading.Thread(target=worker) for _ in range(WORKERS)]
-        for t in threads:
-            t.start()
+        threads = start_workers(agents, namespace, pods, uids, big_pool, ledger)
         try:
-            # A quarter in: the control plane goes away, etcd last, and comes back, etcd first.
-            wait_until("250 answers", lambda: ledger.count() >= 250)
-            before_outage = ledger.count()
-            outage = time.monotonic()
-            apiserver.stop()
-            etcd.stop()
-            time.sleep(3)
-            etcd.start()
-            apiserver.start()
-            record_testsuite_property(
-                "outage_control_plane_down_s", round(time.monotonic() - outage, 1)
-            )
-            record_testsuite_property("outage_answered_before", before_outage)
-            # More than half in: one agent dies without a word and starts again.
-            wait_until("600 answers", lambda: ledger.count() >= 600)
-            agents[1].kill()
-            time.sleep(1)
-            agents[1].start()
+            make_the_faults(etcd, apiserver, agents, ledger, record_testsuite_property)
         finally:
             for t in threads:
                 t.join()
@@ -155,27 +211,7 @@ def test_the_api_server_and_etcd_restarted_and_an_agent_killed_during_1000_alloc
         record_testsuite_property("outage_unreachable", ledger.unreachable)
 
     # Every pod answered, no address twice.
-    assert len(ledger.answered) == PODS
-    addresses = list(ledger.answered.values())
-    assert len(set(addresses)) == PODS
-    # Nothing answered is lost: each pod's SpiderEndpoint holds what it was answered, and
-    # each answered address has its claim.
-    recorded = {
-        ep["metadata"]["name"]: ep["status"]["current"]["ips"][0]["ipv4"]
-        for ep in endpoints(custom, namespace)
-    }
-    assert recorded == ledger.answered
-    claimed = {c["spec"]["name"] for c in claims(custom, big_pool)}
-    answered = {a.split("/")[0] for a in addresses}
-    assert answered <= claimed
-    # A claim whose answer was lost with the server (written, then the connection cut) is
-    # not an answered allocation; the controller's GC reclaims it (not run here).
-    record_testsuite_property("outage_claims_without_an_answer", len(claimed - answered))
-    # The faults were seen, and each as an error a runtime retries and a person understands.
-    assert ledger.refused or ledger.unreachable
-    for code, message in ledger.refused:
-        assert code == Code.TRY_AGAIN_LATER, message
-    assert "Traceback" not in "".join(m for _, m in ledger.refused)
+    check_nothing_is_lost(custom, namespace, big_pool, ledger, record_testsuite_property)
 
 
 def test_an_agent_cut_off_from_the_api_server_fails_clearly_and_resumes_when_healed(

@@ -104,22 +104,17 @@ def claimed(custom: client.CustomObjectsApi, pool: str) -> dict[str, str]:
     return {c["spec"]["name"]: c["spec"]["body"]["pod"] for c in claims(custom, pool)}
 
 
-def test_after_migrate_no_address_spiderpool_gave_out_goes_to_a_new_pod(
-    k8s_cluster: Cluster,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    namespace: str,
-    spiderpool_pool: str,
-    tmp_path: Path,
-) -> None:
-    pool = spiderpool_pool
+def spiderpool_world(
+    core: client.CoreV1Api, custom: client.CustomObjectsApi, namespace: str, pool: str
+) -> tuple[dict[int, str], dict[str, str]]:
+    """Spiderpool's world: pod a runs (.10 in the pool's record and its endpoint), pod b is
+    gone (.11, the pool's record only), pod c runs (.12, its endpoint only), pod d is gone
+    (.13, its endpoint left behind with the finalizer). The pool's addresses by their last
+    byte, and address -> the pod that holds it."""
     doc = custom.get_cluster_custom_object(GROUP, VERSION, "spiderippools", pool)
     assert isinstance(doc, dict)
     net = doc["spec"]["ips"][0].split("-")[0].rsplit(".", 1)[0]
     ip = {n: f"{net}.{n}" for n in range(10, 18)}
-    # Spiderpool's world: pod a runs (.10 in the pool's record and its endpoint), pod b is gone
-    # (.11, the pool's record only), pod c runs (.12, its endpoint only), pod d is gone (.13,
-    # its endpoint left behind with the finalizer).
     uid_a = make_pod(core, namespace, "a")
     uid_c = make_pod(core, namespace, "c")
     record = {
@@ -133,30 +128,44 @@ def test_after_migrate_no_address_spiderpool_gave_out_goes_to_a_new_pod(
     spiderpool_endpoint(custom, namespace, "d", str(uuid.uuid4()), ip[13], pool)
     held = {ip[10]: f"{namespace}/a", ip[11]: f"{namespace}/b", ip[12]: f"{namespace}/c",
             ip[13]: f"{namespace}/d"}  # fmt: skip
+    return ip, held
 
-    # --dry-run says what it would adopt and changes nothing.
-    shown = migrate(k8s_cluster.kubeconfig, pool, "--dry-run", "-o", "json")
+
+def migrate_the_pool(
+    kubeconfig: Path,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    pool: str,
+    held: dict[str, str],
+) -> None:
+    """`spidernet migrate`: --dry-run says what it would adopt and changes nothing; then it
+    adopts every held address and takes Spiderpool's finalizers off; again, it adopts
+    nothing."""
+    shown = migrate(kubeconfig, pool, "--dry-run", "-o", "json")
     assert shown.returncode == 0, shown.stderr
     plan = json.loads(shown.stdout)
     assert {a["address"]: a["pod"] for a in plan["adopt"]} == held
     assert f"SpiderIPPool {pool}" in plan["finalizersToRemove"]
     assert claimed(custom, pool) == {}
 
-    done = migrate(k8s_cluster.kubeconfig, pool)
+    done = migrate(kubeconfig, pool)
     assert done.returncode == 0, done.stderr
     assert claimed(custom, pool) == held
     gone_ep = endpoint(custom, namespace, "d")
     assert gone_ep is not None
     assert FINALIZER not in (gone_ep["metadata"].get("finalizers") or [])
-    again = migrate(k8s_cluster.kubeconfig, pool, "-o", "json")
+    again = migrate(kubeconfig, pool, "-o", "json")
     assert again.returncode == 0, again.stderr
     assert json.loads(again.stdout)["adopt"] == []
 
-    # spidernet's agent: the four free addresses go to new pods, then the pool is exhausted.
-    with scratch_service(
-        "--kube", "--kubeconfig", str(k8s_cluster.kubeconfig), "--node", "node-1"
-    ) as agent:
-        answered = {}
+
+def new_pods_get_the_free_addresses(
+    kubeconfig: Path, core: client.CoreV1Api, namespace: str, pool: str, ip: dict[int, str]
+) -> dict[str, str]:
+    """spidernet's agent: the four free addresses go to new pods, then the pool is exhausted.
+    New pod -> its address."""
+    with scratch_service("--kube", "--kubeconfig", str(kubeconfig), "--node", "node-1") as agent:
+        answered: dict[str, str] = {}
         for n in range(4):
             pod = f"new{n}"
             uid = make_pod(core, namespace, pod)
@@ -171,39 +180,59 @@ def test_after_migrate_no_address_spiderpool_gave_out_goes_to_a_new_pod(
                 "POST", "/v1/ipam/allocate", ipam_call(namespace, "new4", uid, pool)
             )
         assert caught.value.code == Code.ADDRESSES_EXHAUSTED
+    return answered
 
-    # On call: who holds what, what the GC would reclaim, and a release by hand.
-    shown = spidernet(k8s_cluster.kubeconfig, "ip", "who", ip[10], "-o", "json")
+
+def on_call_tools(
+    kubeconfig: Path,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    pool: str,
+    ip: dict[int, str],
+) -> None:
+    """On call: who holds what, what the GC would reclaim, and a release by hand."""
+    shown = spidernet(kubeconfig, "ip", "who", ip[10], "-o", "json")
     assert shown.returncode == 0, shown.stderr
     (row,) = json.loads(shown.stdout)
     assert (row["pool"], row["pod"], row["podState"]) == (pool, f"{namespace}/a", "running")
     assert row["listedBy"] == [f"{namespace}/a"]
-    refused = spidernet(k8s_cluster.kubeconfig, "ip", "release", ip[10])
+    refused = spidernet(kubeconfig, "ip", "release", ip[10])
     assert refused.returncode == 1
     assert "still runs" in refused.stderr
     assert "Traceback" not in refused.stderr
-    preview = spidernet(k8s_cluster.kubeconfig, "gc", "--dry-run")
+    preview = spidernet(kubeconfig, "gc", "--dry-run")
     assert preview.returncode == 0, preview.stderr
     assert f"SpiderEndpoint {namespace}/d of pod {namespace}/d ({pool}/{ip[13]}): pod gone" in (
         preview.stdout
     )
     assert f"IPClaim {pool}/{ip[11]} of pod {namespace}/b" in preview.stdout
     assert claimed(custom, pool)[ip[13]] == f"{namespace}/d"  # the preview changed nothing
-    gone = spidernet(k8s_cluster.kubeconfig, "ip", "who", ip[11])
+    gone = spidernet(kubeconfig, "ip", "who", ip[11])
     assert f"pod {namespace}/b (gone)" in gone.stdout, gone.stdout
-    released = spidernet(k8s_cluster.kubeconfig, "ip", "release", ip[11])
+    released = spidernet(kubeconfig, "ip", "release", ip[11])
     assert released.returncode == 0, released.stderr
     assert ip[11] not in claimed(custom, pool)
-    nobody = spidernet(k8s_cluster.kubeconfig, "ip", "who", ip[11])
+    nobody = spidernet(kubeconfig, "ip", "who", ip[11])
     assert nobody.returncode == 1
     assert "no pool holds it" in nobody.stdout
 
-    # The controller's GC frees what pod d held; a and c keep theirs.
+
+def the_gc_frees_what_gone_pods_held(
+    kubeconfig: Path,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    pool: str,
+    ip: dict[int, str],
+    answered: dict[str, str],
+    tmp_path: Path,
+) -> None:
+    """The controller's GC frees what pod d held; a and c keep theirs (and the new pods
+    theirs)."""
     log = tmp_path / "controller.log"
     with log.open("wb") as out:
         ctl = subprocess.Popen(
             [sys.executable, "-m", "spidernet", "controller",
-             "--kubeconfig", str(k8s_cluster.kubeconfig), "--gc-interval", "1",
+             "--kubeconfig", str(kubeconfig), "--gc-interval", "1",
              "--gc-margin", "0", "--orphan-grace", "1", "--lease-namespace", namespace,
              "--lease-name", "migrate", "--lease-duration", "3", "--identity", "one"],
             stdout=out, stderr=out,
@@ -220,3 +249,20 @@ def test_after_migrate_no_address_spiderpool_gave_out_goes_to_a_new_pod(
     finally:
         ctl.terminate()
         ctl.wait(timeout=15)
+
+
+def test_after_migrate_no_address_spiderpool_gave_out_goes_to_a_new_pod(
+    k8s_cluster: Cluster,
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    spiderpool_pool: str,
+    tmp_path: Path,
+) -> None:
+    pool = spiderpool_pool
+    kubeconfig = k8s_cluster.kubeconfig
+    ip, held = spiderpool_world(core, custom, namespace, pool)
+    migrate_the_pool(kubeconfig, custom, namespace, pool, held)
+    answered = new_pods_get_the_free_addresses(kubeconfig, core, namespace, pool, ip)
+    on_call_tools(kubeconfig, custom, namespace, pool, ip)
+    the_gc_frees_what_gone_pods_held(kubeconfig, custom, namespace, pool, ip, answered, tmp_path)

@@ -31,6 +31,7 @@ from kubernetes import client
 
 from spidernet.bench.cluster_sides import (
     Call,
+    PodRef,
     agent_metric,
     concurrently,
     delete_pods,
@@ -44,6 +45,7 @@ from spidernet.bench.cluster_sides import (
 )
 from spidernet.bench.kubeapi import KubeApi, request_codes
 from spidernet.control.store.kube_names import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
+from spidernet.node.lab.service import ServiceProcess
 from spidernet.testbed import kubeobjects
 from spidernet.testbed.kubecluster import Cluster
 from spidernet.testbed.waiting import wait_for
@@ -140,6 +142,136 @@ def stop(proc: subprocess.Popen[bytes]) -> int:
         return proc.wait(timeout=15)
 
 
+def allocate_for_every_pod(
+    api: KubeApi,
+    agents: dict[str, ServiceProcess],
+    ipam: Path,
+    pool: str,
+    pods: list[PodRef],
+    record_testsuite_property: Callable[[str, object], None],
+) -> list[Call]:
+    """Every pod's ADD through the spidernet-ipam executable, CONCURRENCY at a time; none
+    fails. Its rate, latencies, write conflicts and HTTP 409s recorded; the calls."""
+    conflicts_before = sum(agent_metric(a) for a in agents.values())
+    http409_before = conflicts_409(api)
+    add = spidernet_calls(ipam, agents, pool, "ADD")
+    calls, seconds = concurrently(add, pods, CONCURRENCY)
+    failed = [c for c in calls if not c.outcome.ok]
+    assert not failed, [str(c.outcome.error) for c in failed[:5]]
+    conflicts = sum(agent_metric(a) for a in agents.values()) - conflicts_before
+    http409 = conflicts_409(api) - http409_before
+    latencies = sorted(c.seconds for c in calls)
+    record_testsuite_property("scale_allocations", PODS)
+    record_testsuite_property("scale_allocation_seconds", f"{seconds:.1f}")
+    record_testsuite_property("scale_allocations_per_second", f"{PODS / seconds:.1f}")
+    record_testsuite_property("scale_call_p50_ms", f"{latencies[len(latencies) // 2] * 1000:.0f}")
+    record_testsuite_property(
+        "scale_call_p99_ms", f"{latencies[int(len(latencies) * 0.99)] * 1000:.0f}"
+    )
+    record_testsuite_property("scale_write_conflicts", int(conflicts))
+    record_testsuite_property("scale_http_409", http409)
+    return calls
+
+
+def check_the_records(
+    custom: client.CustomObjectsApi,
+    pool: str,
+    net: ipaddress.IPv4Network,
+    spaces: list[str],
+    nodes: list[str],
+    pods: list[PodRef],
+    calls: list[Call],
+) -> dict[str, ipaddress.IPv4Interface]:
+    """PODS distinct addresses, all in the pool's range, each one's IPClaim and the pod's
+    SpiderEndpoint naming the pod, its uid and its node. 'namespace/pod' -> its address."""
+    first, last = net[10], net[10 + PODS - 1]
+    # 1000 distinct addresses, all in the pool's range.
+    answers = {c.pod.key: ipaddress.IPv4Interface(c.address) for c in calls}
+    assert len(set(answers.values())) == PODS
+    assert all(first <= a.ip <= last and a.network == net for a in answers.values())
+    # Each one visible in the cluster: its IPClaim names the pod, its uid and its node ...
+    by_pod = {p.key: p for p in pods}
+    held = claims_by_address(custom, pool)
+    assert {addr: body["pod"] for addr, body in held.items()} == {
+        str(a.ip): key for key, a in answers.items()
+    }
+    assert all(
+        (body["podUid"], body["node"], body["interface"])
+        == (by_pod[body["pod"]].uid, by_pod[body["pod"]].node, "eth0")
+        for body in held.values()
+    )
+    # ... and the pod's SpiderEndpoint says the same.
+    recorded = endpoints(custom, spaces)
+    assert set(recorded) == set(by_pod)
+    for key, current in recorded.items():
+        pod = by_pod[key]
+        assert (current["uid"], current["node"]) == (pod.uid, pod.node)
+        assert [(e["interface"], e["ipv4"], e["ipv4Pool"]) for e in current["ips"]] == [
+            ("eth0", str(answers[key]), pool)
+        ]
+    assert Counter(c["node"] for c in recorded.values()) == dict.fromkeys(nodes, PODS // NODES)
+    return answers
+
+
+def the_gc_takes_the_orphans_only(
+    custom: client.CustomObjectsApi,
+    pool: str,
+    spaces: list[str],
+    prefix: str,
+    log: Path,
+    orphans: list[PodRef],
+    live: list[PodRef],
+    live_addresses: set[str],
+    record_testsuite_property: Callable[[str, object], None],
+) -> None:
+    """With the controller running (its log `log`): the GC reclaims the dead nodes' pods'
+    addresses, and in two more passes nothing in use."""
+    gc_began = time.perf_counter()
+    wait_for(
+        "the GC of the dead nodes' pods",
+        lambda: set(claims_by_address(custom, pool)) == live_addresses,
+        WAIT_S,
+        0.5,
+    )
+    record_testsuite_property("scale_gc_seconds", f"{time.perf_counter() - gc_began:.1f}")
+    wait_for(
+        "allocatedIPCount of the live pods",
+        lambda: allocated_count(custom, pool) == len(live),
+        WAIT_S,
+        0.5,
+    )
+    # Two more full passes: nothing in use is taken.
+    time.sleep(2.5)
+    assert set(claims_by_address(custom, pool)) == live_addresses
+    assert set(endpoints(custom, spaces)) == {p.key for p in live}
+    mine = [ln for ln in log.read_text().splitlines() if "reclaimed" in ln and prefix in ln]
+    assert len(mine) == len(orphans), mine[:5]
+    assert all("pod gone" in ln for ln in mine)
+
+
+def the_live_pods_go(
+    api: KubeApi,
+    custom: client.CustomObjectsApi,
+    ipam: Path,
+    agents: dict[str, ServiceProcess],
+    pool: str,
+    spaces: list[str],
+    live: list[PodRef],
+    record_testsuite_property: Callable[[str, object], None],
+) -> None:
+    """The live pods go the normal way: the runtime's DEL through their agents, then the
+    pod's deletion; nothing is left."""
+    delete = spidernet_calls(ipam, agents, pool, "DEL")
+    released, del_seconds = concurrently(delete, live, CONCURRENCY)
+    bad: list[Call] = [c for c in released if not c.outcome.ok]
+    assert not bad, [str(c.outcome.error) for c in bad[:5]]
+    record_testsuite_property("scale_release_seconds", f"{del_seconds:.1f}")
+    assert claims_by_address(custom, pool) == {}
+    assert endpoints(custom, spaces) == {}
+    delete_pods(api, live)
+    wait_for("allocatedIPCount 0", lambda: allocated_count(custom, pool) == 0, WAIT_S, 0.5)
+
+
 def test_ten_agents_allocate_for_a_thousand_pods_and_every_address_comes_back(
     k8s_cluster: Cluster,
     store_crds: list[str],
@@ -163,52 +295,8 @@ def test_ten_agents_allocate_for_a_thousand_pods_and_every_address_comes_back(
     ipam = install_spidernet_ipam(tmp_path / "bin")
 
     with running_agents(k8s_cluster, nodes) as agents:
-        conflicts_before = sum(agent_metric(a) for a in agents.values())
-        http409_before = conflicts_409(api)
-        add = spidernet_calls(ipam, agents, pool, "ADD")
-        calls, seconds = concurrently(add, pods, CONCURRENCY)
-        failed = [c for c in calls if not c.outcome.ok]
-        assert not failed, [str(c.outcome.error) for c in failed[:5]]
-        conflicts = sum(agent_metric(a) for a in agents.values()) - conflicts_before
-        http409 = conflicts_409(api) - http409_before
-        latencies = sorted(c.seconds for c in calls)
-        record_testsuite_property("scale_allocations", PODS)
-        record_testsuite_property("scale_allocation_seconds", f"{seconds:.1f}")
-        record_testsuite_property("scale_allocations_per_second", f"{PODS / seconds:.1f}")
-        record_testsuite_property(
-            "scale_call_p50_ms", f"{latencies[len(latencies) // 2] * 1000:.0f}"
-        )
-        record_testsuite_property(
-            "scale_call_p99_ms", f"{latencies[int(len(latencies) * 0.99)] * 1000:.0f}"
-        )
-        record_testsuite_property("scale_write_conflicts", int(conflicts))
-        record_testsuite_property("scale_http_409", http409)
-
-        # 1000 distinct addresses, all in the pool's range.
-        answers = {c.pod.key: ipaddress.IPv4Interface(c.address) for c in calls}
-        assert len(set(answers.values())) == PODS
-        assert all(first <= a.ip <= last and a.network == net for a in answers.values())
-        # Each one visible in the cluster: its IPClaim names the pod, its uid and its node ...
-        by_pod = {p.key: p for p in pods}
-        held = claims_by_address(custom, pool)
-        assert {addr: body["pod"] for addr, body in held.items()} == {
-            str(a.ip): key for key, a in answers.items()
-        }
-        assert all(
-            (body["podUid"], body["node"], body["interface"])
-            == (by_pod[body["pod"]].uid, by_pod[body["pod"]].node, "eth0")
-            for body in held.values()
-        )
-        # ... and the pod's SpiderEndpoint says the same.
-        recorded = endpoints(custom, spaces)
-        assert set(recorded) == set(by_pod)
-        for key, current in recorded.items():
-            pod = by_pod[key]
-            assert (current["uid"], current["node"]) == (pod.uid, pod.node)
-            assert [(e["interface"], e["ipv4"], e["ipv4Pool"]) for e in current["ips"]] == [
-                ("eth0", str(answers[key]), pool)
-            ]
-        assert Counter(c["node"] for c in recorded.values()) == dict.fromkeys(nodes, PODS // NODES)
+        calls = allocate_for_every_pod(api, agents, ipam, pool, pods, record_testsuite_property)
+        answers = check_the_records(custom, pool, net, spaces, nodes, pods, calls)
 
         # Two nodes' agents die; their pods are deleted while no agent can run their DEL.
         dead_nodes = nodes[:KILLED]
@@ -223,39 +311,20 @@ def test_ten_agents_allocate_for_a_thousand_pods_and_every_address_comes_back(
         log = tmp_path / "controller.log"
         controller = start_controller(k8s_cluster, lease_ns, log)
         try:
-            gc_began = time.perf_counter()
-            wait_for(
-                "the GC of the dead nodes' pods",
-                lambda: set(claims_by_address(custom, pool)) == live_addresses,
-                WAIT_S,
-                0.5,
+            the_gc_takes_the_orphans_only(
+                custom,
+                pool,
+                spaces,
+                prefix,
+                log,
+                orphans,
+                live,
+                live_addresses,
+                record_testsuite_property,
             )
-            record_testsuite_property("scale_gc_seconds", f"{time.perf_counter() - gc_began:.1f}")
-            wait_for(
-                "allocatedIPCount of the live pods",
-                lambda: allocated_count(custom, pool) == len(live),
-                WAIT_S,
-                0.5,
+            the_live_pods_go(
+                api, custom, ipam, agents, pool, spaces, live, record_testsuite_property
             )
-            # Two more full passes: nothing in use is taken.
-            time.sleep(2.5)
-            assert set(claims_by_address(custom, pool)) == live_addresses
-            assert set(endpoints(custom, spaces)) == {p.key for p in live}
-            mine = [ln for ln in log.read_text().splitlines() if "reclaimed" in ln and prefix in ln]
-            assert len(mine) == len(orphans), mine[:5]
-            assert all("pod gone" in ln for ln in mine)
-
-            # The live pods go the normal way: the runtime's DEL through their agents, then
-            # the pod's deletion.
-            delete = spidernet_calls(ipam, agents, pool, "DEL")
-            released, del_seconds = concurrently(delete, live, CONCURRENCY)
-            bad: list[Call] = [c for c in released if not c.outcome.ok]
-            assert not bad, [str(c.outcome.error) for c in bad[:5]]
-            record_testsuite_property("scale_release_seconds", f"{del_seconds:.1f}")
-            assert claims_by_address(custom, pool) == {}
-            assert endpoints(custom, spaces) == {}
-            delete_pods(api, live)
-            wait_for("allocatedIPCount 0", lambda: allocated_count(custom, pool) == 0, WAIT_S, 0.5)
         finally:
             assert stop(controller) == 0
     record_testsuite_property("scale_test_seconds", f"{time.perf_counter() - began:.1f}")

@@ -96,31 +96,9 @@ def delete_pods(topo: Topology, c: Chain, count: int) -> None:
         c.delete(Target(f"ctr-{i}", netns.path_of(f"{topo.prefix}-pod{i}"), "net1"))
 
 
-@pytest.mark.parametrize(
-    ("mode", "options", "ips"),
-    [
-        (1, "miimon=100;primary=eth1", "192.0.2.50-192.0.2.54"),
-        (
-            4,
-            "miimon=100;lacp_rate=fast;xmit_hash_policy=layer3+4;ad_actor_sys_prio=100",
-            "192.0.2.55-192.0.2.59",
-        ),
-    ],
-    ids=["active-backup", "802.3ad"],
-)
-def test_bond_with_vlan_100_carries_macvlan_pods_to_the_gateway(
-    topo: Topology,
-    cni_path: tuple[str, ...],
-    service: ServiceProcess,
-    tmp_path: Path,
-    mode: int,
-    options: str,
-    ips: str,
-) -> None:
-    host, switch = topo.namespace("host"), topo.namespace("switch")
-    wire(topo, host, switch, [("eth1", "p1"), ("eth2", "p2")])
-    # The far side: an active-backup bond meets a plain bridge; an 802.3ad bond meets an
-    # 802.3ad bond (LACP on both ends). VLAN 100 carries the gateway.
+def far_side(switch: str, mode: int) -> None:
+    """The far side, in `switch`: an active-backup bond meets a plain bridge; an 802.3ad bond
+    meets an 802.3ad bond (LACP on both ends). VLAN 100 carries the gateway."""
     if mode == 4:
         ip(switch, "link", "add", "agg", "type", "bond", "mode", "802.3ad", "lacp_rate", "fast")
         ip(switch, "link", "set", "agg", "type", "bond", "miimon", "100")
@@ -134,18 +112,11 @@ def test_bond_with_vlan_100_carries_macvlan_pods_to_the_gateway(
     ip(switch, "link", "add", "link", "agg", "name", "agg.100", "type", "vlan", "id", "100")
     ip(switch, "addr", "add", f"{GATEWAY}/24", "dev", "agg.100")
     ip(switch, "link", "set", "agg.100", "up")
-    pool = f"bond-mode{mode}"  # the lane's one service: every test has its own pool
-    add_pool(service.client, pool, SUBNET, [ips], gateway=GATEWAY)
-    base = host_links(host)
 
-    ifacer = {
-        "interfaces": ["eth1", "eth2"],
-        "vlanID": 100,
-        "bond": {"name": "bond0", "mode": mode, "options": options},
-    }
-    c = chain(service, cni_path, host, tmp_path, ifacer, "bond0.100", pool)
-    pods_reach_the_gateway(topo, c, 2, deadline_s=15)  # LACP settles in a few seconds
 
+def check_bond_and_vlan(host: str, mode: int) -> None:
+    """bond0 in `host` as the ifacer made it (its mode's options; with 802.3ad, LACP
+    negotiated), marked as the ifacer's, both NICs its slaves, and bond0.100 on it."""
     bond, vlan = details(host, "bond0"), details(host, "bond0.100")
     assert bond["linkinfo"]["info_kind"] == "bond"
     data = bond["linkinfo"]["info_data"]
@@ -170,6 +141,44 @@ def test_bond_with_vlan_100_carries_macvlan_pods_to_the_gateway(
     assert vlan["link"] == "bond0"
     for nic in ("eth1", "eth2"):
         assert details(host, nic)["master"] == "bond0"
+
+
+@pytest.mark.parametrize(
+    ("mode", "options", "ips"),
+    [
+        (1, "miimon=100;primary=eth1", "192.0.2.50-192.0.2.54"),
+        (
+            4,
+            "miimon=100;lacp_rate=fast;xmit_hash_policy=layer3+4;ad_actor_sys_prio=100",
+            "192.0.2.55-192.0.2.59",
+        ),
+    ],
+    ids=["active-backup", "802.3ad"],
+)
+def test_bond_with_vlan_100_carries_macvlan_pods_to_the_gateway(
+    topo: Topology,
+    cni_path: tuple[str, ...],
+    service: ServiceProcess,
+    tmp_path: Path,
+    mode: int,
+    options: str,
+    ips: str,
+) -> None:
+    host, switch = topo.namespace("host"), topo.namespace("switch")
+    wire(topo, host, switch, [("eth1", "p1"), ("eth2", "p2")])
+    far_side(switch, mode)
+    pool = f"bond-mode{mode}"  # the lane's one service: every test has its own pool
+    add_pool(service.client, pool, SUBNET, [ips], gateway=GATEWAY)
+    base = host_links(host)
+
+    ifacer = {
+        "interfaces": ["eth1", "eth2"],
+        "vlanID": 100,
+        "bond": {"name": "bond0", "mode": mode, "options": options},
+    }
+    c = chain(service, cni_path, host, tmp_path, ifacer, "bond0.100", pool)
+    pods_reach_the_gateway(topo, c, 2, deadline_s=15)  # LACP settles in a few seconds
+    check_bond_and_vlan(host, mode)
 
     # DEL leaves the shared bond and VLAN; prune removes them once no pod uses them.
     env = ["--state-dir", str(tmp_path)]

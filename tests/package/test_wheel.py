@@ -33,8 +33,9 @@ def run(
     return proc
 
 
-def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
-    # Build from a copy holding only tracked files, so nothing of this checkout leaks in.
+def build_wheel(tmp_path: Path) -> Path:
+    """The wheel, built into `tmp_path`/dist from a copy of the tree holding only its
+    tracked (and new, unignored) files, so nothing of this checkout leaks in."""
     src = tmp_path / "src"
     files = run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"], cwd=ROOT)
     for name in filter(None, files.stdout.split("\0")):
@@ -54,6 +55,12 @@ def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
         ]
     )
     (wheel,) = (tmp_path / "dist").glob("spidernet-*.whl")
+    return wheel
+
+
+def check_the_wheels_files(wheel: Path) -> None:
+    """The package and its metadata only: the CNI skel and forwarder's source in, the lanes'
+    infrastructure and the benchmarks out, node/lab only what `spidernet lab` runs on."""
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert tops == {"spidernet", wheel.name.split("-py3")[0] + ".dist-info"}
@@ -76,6 +83,11 @@ def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
         "topology.py",
     }
 
+
+def install_into_a_clean_venv(tmp_path: Path, wheel: Path) -> tuple[Path, Path]:
+    """The wheel pip-installed into a new virtualenv without system site packages, its
+    `spidernet` CLI run and its `install-cni` run, whose spidernet-ipam answers VERSION. The
+    virtualenv and the CNI bin directory."""
     venv = tmp_path / "venv"
     run(["/usr/bin/python3", "-m", "venv", str(venv)])  # no system site packages: clean
     run([str(venv / "bin" / "pip"), "install", "-q", "--disable-pip-version-check", str(wheel)])
@@ -92,8 +104,13 @@ def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
     )
     assert ver.returncode == 0
     assert '"supportedVersions"' in ver.stdout
-    # The installed plugin and the service run from the wheel's own copy: ADD and DEL
-    # through a service the wheel's `spidernet serve` runs.
+    return venv, bin_dir
+
+
+def add_and_del_through_the_wheels_service(venv: Path, bin_dir: Path) -> None:
+    """The installed plugin and the service run from the wheel's own copy: ADD and DEL
+    through a service the wheel's `spidernet serve` runs, with a pool the wheel's `spidernet
+    apply` made."""
     base = Path(tempfile.mkdtemp(prefix="snt-pkg-"))
     svc = ServiceProcess(base / "s.sock", base / "state", base / "log")
     svc.start(python=str(venv / "bin" / "python"))
@@ -136,6 +153,13 @@ def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
     finally:
         svc.stop()
         shutil.rmtree(base)
+
+
+def test_wheel_installs_into_a_clean_venv(tmp_path: Path) -> None:
+    wheel = build_wheel(tmp_path)
+    check_the_wheels_files(wheel)
+    venv, bin_dir = install_into_a_clean_venv(tmp_path, wheel)
+    add_and_del_through_the_wheels_service(venv, bin_dir)
     probe = run(
         [
             str(venv / "bin" / "python"),
