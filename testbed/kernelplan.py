@@ -17,7 +17,7 @@ LANE_ENV = "SPIDERNET_KERNEL_LANE"
 META_PACKAGE = "linux-image-amd64"
 TESTS = "tests/kernel"
 # The modules the lane's tests need; the guest must load every one from the unpacked tree.
-MODULES = ("bonding", "8021q", "ipvlan", "dummy", "macvlan", "veth")
+MODULES = ("bonding", "8021q", "ipvlan", "dummy", "macvlan", "veth", "igb", "igbvf", "e1000e")
 
 # Python is slow under TCG: `spidernet serve` takes about a minute to answer in the guest.
 SERVICE_START_TIMEOUT_S = 300.0
@@ -160,10 +160,40 @@ def guest_script(run: GuestRun) -> str:
     )
 
 
+@dataclass(frozen=True)
+class Nics:
+    """The guest's NICs, on one QEMU hub (a wire to nowhere but each other): an igb (Intel
+    82576, SR-IOV: up to 7 VFs) behind a PCIe root port, and an e1000e, the far end of its
+    wire. QEMU's own `binary` (>= 8, for igb's SR-IOV) with its firmware in `data_dirs`.
+    q35 rather than virtme-ng's microvm, which has no PCI bus."""
+
+    binary: Path
+    data_dirs: tuple[Path, ...]
+
+    def qemu_opts(self) -> str:
+        opts = [f"-L {d}" for d in self.data_dirs]
+        opts += [
+            "-machine q35",
+            "-netdev hubport,id=wire0,hubid=0",
+            "-netdev hubport,id=wire1,hubid=0",
+            "-device pcie-root-port,id=rp0,slot=1",
+            "-device igb,bus=rp0,netdev=wire0,romfile=",
+            "-device e1000e,netdev=wire1,romfile=",
+        ]
+        return " ".join(opts)
+
+
 def vng_command(
-    vng: Path, kernel: Kernel, script: str, rwdirs: Sequence[Path], spec: VmSpec
+    vng: Path,
+    kernel: Kernel,
+    script: str,
+    rwdirs: Sequence[Path],
+    spec: VmSpec,
+    *,
+    nics: Nics | None = None,
 ) -> list[str]:
-    """The vng command line that boots `kernel` and runs `script` in it.
+    """The vng command line that boots `kernel` and runs `script` in it (with `nics`, on
+    that QEMU, with those NICs).
 
     TCG (nested KVM hangs at boot), the host's root over 9p, and `-v`: without udev in the
     guest, virtme-ng prints the script's output on the console only, which -v shows. The
@@ -173,7 +203,11 @@ def vng_command(
     cmd = [str(vng), "--run", str(kernel.image), "--disable-kvm", "--force-9p", "-v"]
     cmd += ["--memory", spec.memory, "--cpus", str(spec.cpus), f"--rodir={kernel.root}"]
     cmd += [f"--rwdir={d}" for d in rwdirs]
-    return [*cmd, "--exec", script]
+    cmd += ["--exec", script]
+    if nics is not None:
+        # (vng passes --qemu-opts last to QEMU, whatever its place here.)
+        cmd += ["--qemu", str(nics.binary), "--disable-microvm", f"--qemu-opts={nics.qemu_opts()}"]
+    return cmd
 
 
 def console_line(line: bytes, started: bool) -> tuple[bool, bool]:
@@ -219,6 +253,7 @@ __all__ = [
     "GuestRun",
     "Kernel",
     "KernelVmError",
+    "Nics",
     "VmResult",
     "VmSpec",
     "cache_dir",

@@ -30,12 +30,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
 
+from . import qemufetch
 from .kernelfetch import obtain, precompile
 from .kernelplan import (
     LOG_TAIL,
     TESTS,
     GuestRun,
     KernelVmError,
+    Nics,
     VmResult,
     VmSpec,
     cache_dir,
@@ -181,6 +183,11 @@ def run_lane(project: Path, junit: Path, spec: VmSpec | None = None, tests: str 
         kernel, how = obtain(cache_dir(os.environ))
     except KernelVmError as e:
         return LaneRun(False, str(e), time.monotonic() - start)
+    try:
+        qemu = qemufetch.obtain()
+    except KernelVmError as e:
+        return LaneRun(False, str(e), time.monotonic() - start)
+    nics = Nics(qemu.binary, tuple(qemu.data_dirs()))
     precompile(project)
     fetched = time.monotonic() - start
     print(f"kernelvm: Debian kernel {kernel.version} ({how}, {fetched:.1f}s) in {kernel.root}")
@@ -188,7 +195,7 @@ def run_lane(project: Path, junit: Path, spec: VmSpec | None = None, tests: str 
     shared.mkdir(parents=True, exist_ok=True)
     status = shared / "kernel-guest-status"
     run = GuestRun(project, Path(sys.executable), junit, status, tests)
-    cmd = vng_command(vng, kernel, guest_script(run), [shared], spec)
+    cmd = vng_command(vng, kernel, guest_script(run), [shared], spec, nics=nics)
     result = boot(cmd, spec, shared / "kernel-vm.log", status)
     why = explain(result, junit.exists(), spec)
     if why:

@@ -3,7 +3,8 @@ the host link the main plugin hangs the NIC off, and the addresses it holds on t
 
 The main plugin's config is what spidernet-ipam receives on stdin: macvlan, ipvlan, vlan and
 ipoib name the link in `master` (after the ifacer, its bond or VLAN link); SR-IOV names the VF
-by PCI address in `deviceID` (what the device plugin injects), whose PF's netdev is the
+by PCI address in `deviceID` (what Multus injects from the device plugin; host-device's
+`pciBusID` or `runtimeConfig.deviceID` likewise), whose PF's netdev is the
 master (`/sys/bus/pci/devices/<VF>/physfn/net/<PF>`). The addresses are read in the caller's
 namespace, the node's (a runtime runs plugins there), by a `MasterReader` the composition root
 gives the plugin (node/plugins.py).
@@ -31,7 +32,10 @@ def master_link(raw: Mapping[str, Any], sysfs: Path = SYSFS) -> str:
     master = raw.get("master")
     if isinstance(master, str) and master:
         return master
-    device = raw.get("deviceID")
+    runtime = raw.get("runtimeConfig")
+    device = raw.get("deviceID") or raw.get("pciBusID")
+    if not device and isinstance(runtime, Mapping):
+        device = runtime.get("deviceID")
     if isinstance(device, str) and device and "/" not in device:
         try:
             names = sorted(

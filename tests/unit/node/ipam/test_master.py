@@ -28,6 +28,9 @@ def test_the_master_is_the_main_plugins_master_else_the_vfs_pf(tmp_path: Path) -
     vf = tmp_path / "bus" / "pci" / "devices" / "0000:00:04.1"
     (vf / "physfn" / "net" / "enp0s4").mkdir(parents=True)
     assert master_link({"type": "sriov", "deviceID": "0000:00:04.1"}, tmp_path) == "enp0s4"
+    assert master_link({"type": "host-device", "pciBusID": "0000:00:04.1"}, tmp_path) == "enp0s4"
+    runtime = {"runtimeConfig": {"deviceID": "0000:00:04.1"}}
+    assert master_link({"type": "host-device", **runtime}, tmp_path) == "enp0s4"
     assert master_link({"type": "sriov", "deviceID": "0000:00:09.0"}, tmp_path) == ""
     assert master_link({"type": "sriov", "deviceID": "../../etc"}, tmp_path) == ""
     assert master_link({"type": "ovs", "bridge": "br1"}, tmp_path) == ""
