@@ -7,8 +7,12 @@ probe, a coordinator key); a test of an odd input keeps its own literal.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
+
+from spidernet.cni.config import parse_conflist
+from spidernet.node.lab.runtime import Chain
 
 VERSION = "1.0.0"  # Debian 12's reference plugins speak up to 1.0.0
 NAME = "underlay"
@@ -46,3 +50,43 @@ def chain_conf(
 def plugin_conf(plugin: dict[str, Any], name: str = NAME, version: str = VERSION) -> dict[str, Any]:
     """A one-plugin network config, as a runtime hands a plugin its stdin."""
     return {"cniVersion": version, "name": name, **plugin}
+
+
+def smc_conf(
+    name: str, cni_type: str, sub: dict[str, Any], **coordinator: object
+) -> dict[str, Any]:
+    """The network config our SpiderMultusConfig code renders (control/controller/multus.py)
+    for an SMC `name` of `cni_type` with sub-config `sub` and an underlay coordinator block
+    (`coordinator`: its further keys)."""
+    from spidernet.control.controller.multus import render_config
+
+    smc = {
+        "apiVersion": "spiderpool.spidernet.io/v2beta1",
+        "kind": "SpiderMultusConfig",
+        "metadata": {"name": name, "namespace": "t"},
+        "spec": {
+            "cniType": cni_type,
+            cni_type: sub,
+            "coordinator": {"mode": "underlay", "serviceCIDR": ["10.96.0.0/12"], **coordinator},
+        },
+    }
+    conf: dict[str, Any] = json.loads(render_config(smc))
+    return conf
+
+
+def service_chain(
+    conflist: dict[str, Any],
+    socket: Path,
+    cni_path: tuple[str, ...],
+    state: Path,
+    host_netns: str | None,
+) -> Chain:
+    """`conflist` run as a runtime runs it from `host_netns`, its spidernet plugins on the
+    service at `socket` and the coordinator's state in `state`."""
+    env = {"SPIDERNET_STATE_DIR": str(state), "SPIDERNET_SOCKET": str(socket)}
+    return Chain(
+        parse_conflist(json.dumps(conflist).encode()),
+        cni_path,
+        host_netns=host_netns,
+        extra_env=env,
+    )

@@ -9,6 +9,7 @@ return to.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 
 from spidernet.node import netns
@@ -101,6 +102,14 @@ class World:
     def seal(self) -> None:
         """Record every namespace's footprint as the state the test must return to."""
         self.baselines = {ns: namespace_footprint(ns) for ns in self.topo.created}
+
+    def sealed(self) -> Iterator[World]:
+        """Seal, yield this world, then fail when a namespace is not back to its baseline:
+        the body of a world fixture."""
+        self.seal()
+        yield self
+        changes = self.changes()
+        assert not changes, changes
 
     def changes(self) -> dict[str, list[str]]:
         """What differs from the sealed baseline, per namespace."""

@@ -24,7 +24,8 @@ from .kernelplan import (
 )
 
 
-def _run(cmd: Sequence[str], *, cwd: Path | None = None, timeout: float = 600) -> str:
+def run(cmd: Sequence[str], *, cwd: Path | None = None, timeout: float = 600) -> str:
+    """Run `cmd`; its stdout. KernelVmError naming its last line of stderr when it fails."""
     try:
         done = subprocess.run(
             cmd, cwd=cwd, capture_output=True, text=True, check=False, timeout=timeout
@@ -51,14 +52,14 @@ def resolve(cache: Path) -> Kernel:
     network), the newest kernel already in `cache`."""
     for attempt in range(2):
         try:
-            version = parse_depends(_run(["apt-cache", "depends", META_PACKAGE]))
+            version = parse_depends(run(["apt-cache", "depends", META_PACKAGE]))
         except KernelVmError:
             version = None
         if version is not None:
             return kernel_in(cache, version)
         if attempt == 0:
             try:
-                _run(["apt-get", "update", "-qq"])
+                run(["apt-get", "update", "-qq"])
             except KernelVmError as e:
                 print(f"kernelvm: {e}", file=sys.stderr)
     have = cached(cache)
@@ -82,13 +83,13 @@ def ensure(kernel: Kernel) -> bool:
     try:
         # _apt cannot write to a root-owned scratch directory: download as root, quietly.
         download = ["apt-get", "download", "-q", "-o", "APT::Sandbox::User=root"]
-        _run([*download, kernel.package], cwd=scratch)
+        run([*download, kernel.package], cwd=scratch)
         debs = sorted(scratch.glob(f"{kernel.package}_*.deb"))
         if not debs:
             raise KernelVmError(f"apt-get download left no {kernel.package} package")
         tree = scratch / "root"
-        _run(["dpkg", "-x", str(debs[0]), str(tree)])
-        _run(["depmod", "-b", str(tree), kernel.version])
+        run(["dpkg", "-x", str(debs[0]), str(tree)])
+        run(["depmod", "-b", str(tree), kernel.version])
         unpacked = Kernel(kernel.version, tree)
         if not (unpacked.image.is_file() and (unpacked.modules / "modules.dep").is_file()):
             raise KernelVmError(f"{debs[0].name} holds no {unpacked.image.name} or modules")
@@ -129,4 +130,4 @@ def precompile(project: Path) -> None:
             compileall.compile_file(path, quiet=1)
 
 
-__all__ = ["cached", "ensure", "obtain", "precompile", "resolve"]
+__all__ = ["cached", "ensure", "obtain", "precompile", "resolve", "run"]

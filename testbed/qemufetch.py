@@ -23,6 +23,7 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .kernelfetch import run
 from .kernelplan import CACHE_ENV, DEFAULT_CACHE, KernelVmError
 
 SUITE = "bookworm-backports"
@@ -49,19 +50,6 @@ class Qemu:
 
 def cache_dir() -> Path:
     return Path(os.environ.get(CACHE_ENV) or DEFAULT_CACHE) / "qemu"
-
-
-def _run(argv: list[str], cwd: Path | None = None) -> str:
-    try:
-        done = subprocess.run(
-            argv, cwd=cwd, capture_output=True, text=True, check=False, timeout=900
-        )
-    except (OSError, subprocess.TimeoutExpired) as e:
-        raise KernelVmError(f"{argv[0]}: {e}") from e
-    if done.returncode != 0:
-        last = (done.stderr.strip().splitlines() or ["(no output)"])[-1]
-        raise KernelVmError(f"{' '.join(argv[:3])} ... exited {done.returncode}: {last}")
-    return done.stdout
 
 
 def version_of(binary: Path) -> tuple[int, int] | None:
@@ -103,11 +91,11 @@ def obtain() -> Qemu:
     scratch = Path(tempfile.mkdtemp(prefix=".fetch-", dir=cache))
     try:
         opts = _apt_options(scratch)
-        _run(["apt-get", *opts, "update", "-qq"])
-        _run(["apt-get", *opts, "download", "-q", *(f"{p}/{SUITE}" for p in PACKAGES)], scratch)
+        run(["apt-get", *opts, "update", "-qq"])
+        run(["apt-get", *opts, "download", "-q", *(f"{p}/{SUITE}" for p in PACKAGES)], cwd=scratch)
         tree = scratch / "root"
         for deb in sorted(scratch.glob("*.deb")):
-            _run(["dpkg", "-x", str(deb), str(tree)])
+            run(["dpkg", "-x", str(deb), str(tree)])
         unpacked = Qemu(tree)
         found = version_of(unpacked.binary)
         if found is None or found < MINIMUM:

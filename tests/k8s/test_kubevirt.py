@@ -20,6 +20,7 @@ import threading
 import uuid
 from collections.abc import Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -186,14 +187,10 @@ def test_a_vm_keeps_its_addresses_across_three_restarts_and_loses_them_when_dele
     pools: dict[str, str],
     controller: Controller,
 ) -> None:
-    vm_uid = make_vm(custom, namespace, "vm1")
-    vmi_uid = make_vmi(custom, namespace, "vm1", vm_uid)
-    name, uid = launcher_pod(core, namespace, "vm1", vmi_uid, node="node-a")
-    pod = Launcher(agents["node-a"], namespace, name, uid, pools)
-    first = pod.add_all()
-    expected = {nic: {f"{first[nic].split('/')[0]}={namespace}/vm1"} for nic in NICS}
+    vm = _running_vm(agents, core, custom, namespace, pools, "vm1")
+    pod, first, expected, vm_uid = vm.launcher, vm.addresses, vm.expected, vm.vm_uid
     assert held(custom, pools) == expected
-    assert holder(custom, namespace, "vm1")["pod"] == name
+    assert holder(custom, namespace, "vm1")["pod"] == pod.name
     for restart, node in enumerate(("node-b", "node-a", "node-b")):
         # Stopped: the launcher's DELs, its pod and the VMI deleted (the VM stays).
         pod.delete()
@@ -226,6 +223,36 @@ def test_a_vm_keeps_its_addresses_across_three_restarts_and_loses_them_when_dele
     assert "virtual machine and its instance gone" in line
 
 
+@dataclass(frozen=True)
+class _Vm:
+    """A running VM: its and its VMI's uids, its launcher pod, the addresses that pod's ADDs
+    answered, and the claims they make (per NIC: `address=namespace/vm`)."""
+
+    vm_uid: str
+    vmi_uid: str
+    launcher: Launcher
+    addresses: dict[str, str]
+    expected: dict[str, set[str]]
+
+
+def _running_vm(
+    agents: dict[str, ServiceProcess],
+    core: client.CoreV1Api,
+    custom: client.CustomObjectsApi,
+    namespace: str,
+    pools: dict[str, str],
+    name: str,
+) -> _Vm:
+    """A VM, its VMI and its first launcher pod on node-a, with both NICs added."""
+    vm_uid = make_vm(custom, namespace, name)
+    vmi_uid = make_vmi(custom, namespace, name, vm_uid)
+    pod, uid = launcher_pod(core, namespace, name, vmi_uid, node="node-a")
+    launcher = Launcher(agents["node-a"], namespace, pod, uid, pools)
+    addresses = launcher.add_all()
+    expected = {nic: {f"{addresses[nic].split('/')[0]}={namespace}/{name}"} for nic in NICS}
+    return _Vm(vm_uid, vmi_uid, launcher, addresses, expected)
+
+
 def _gc_pass_seen(
     agent: ServiceProcess,
     core: client.CoreV1Api,
@@ -250,14 +277,10 @@ def test_live_migration_hands_the_addresses_over_and_back_as_it_succeeds_fails_o
     pools: dict[str, str],
     controller: Controller,
 ) -> None:
-    vm_uid = make_vm(custom, namespace, "vm2")
-    vmi_uid = make_vmi(custom, namespace, "vm2", vm_uid)
-    name, uid = launcher_pod(core, namespace, "vm2", vmi_uid, node="node-a")
-    source = Launcher(agents["node-a"], namespace, name, uid, pools)
-    addresses = source.add_all()
-    expected = {nic: {f"{addresses[nic].split('/')[0]}={namespace}/vm2"} for nic in NICS}
+    vm = _running_vm(agents, core, custom, namespace, pools, "vm2")
+    source, addresses, expected = vm.launcher, vm.addresses, vm.expected
     mine = {a.split("/")[0] for a in addresses.values()}
-    migrate = _Migration(agents, core, custom, namespace, pools, vmi_uid)
+    migrate = _Migration(agents, core, custom, namespace, pools, vm.vmi_uid)
     with _churn(agents["node-a"], core, namespace, pools) as given:
         _fail_abort_succeed(migrate, source, addresses, expected, mine)
     assert given, "the churning pod never got an address"

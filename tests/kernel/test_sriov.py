@@ -21,17 +21,15 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from spidernet.cni.config import parse_conflist
-from spidernet.control.controller.multus import render_config
 from spidernet.node import netns
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.conflists import service_chain, smc_conf
 from spidernet.testbed.harness import namespace_footprint
 from spidernet.testbed.leaks import diff
 from spidernet.testbed.pools import add_pool, allocated
@@ -94,29 +92,17 @@ def sriov() -> Iterator[Sriov]:
 
 def vf_chain(service: ServiceProcess, cni_path: tuple[str, ...], state: Path, vf: str) -> Chain:
     """Our SMC's sriov rendering for VF `vf` (host-device in sriov-cni's place)."""
-    smc = {
-        "apiVersion": "spiderpool.spidernet.io/v2beta1",
-        "kind": "SpiderMultusConfig",
-        "metadata": {"name": "sriov-rail", "namespace": "t"},
-        "spec": {
-            "cniType": "sriov",
-            "sriov": {
-                "resourceName": "spidernet.io/igb_vf",
-                "ippools": {"ipv4": ["sriov-v4"], "matchMasterSubnet": True},
-            },
-            "coordinator": {"mode": "underlay", "serviceCIDR": ["10.96.0.0/12"]},
-        },
+    sub = {
+        "resourceName": "spidernet.io/igb_vf",
+        "ippools": {"ipv4": ["sriov-v4"], "matchMasterSubnet": True},
     }
-    conflist: dict[str, Any] = json.loads(render_config(smc))
+    conflist = smc_conf("sriov-rail", "sriov", sub)
     main = conflist["plugins"][0]
     assert main["type"] == "sriov"
     assert main["ipam"]["match_master_subnet"] is True
     # What Multus adds from the device plugin, and host-device's own key for the same VF.
     main.update({"type": "host-device", "deviceID": vf, "pciBusID": vf})
-    env = {"SPIDERNET_STATE_DIR": str(state), "SPIDERNET_SOCKET": str(service.socket)}
-    return Chain(
-        parse_conflist(json.dumps(conflist).encode()), cni_path, host_netns=None, extra_env=env
-    )
+    return service_chain(conflist, service.socket, cni_path, state, None)
 
 
 def test_two_vf_pods_reach_the_gateway_each_other_and_the_node_and_del_gives_the_vfs_back(

@@ -9,20 +9,17 @@ VLAN 100's gateway and the host (through the coordinator's veth), not VLAN 200's
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from spidernet.cni.config import parse_conflist
-from spidernet.control.controller.multus import render_config
 from spidernet.node import netns
 from spidernet.node.lab.runtime import Chain, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.conflists import service_chain, smc_conf
 from spidernet.testbed.harness import World
 from spidernet.testbed.pools import add_pool, allocated
 
@@ -46,39 +43,18 @@ def trunk(topo: Topology) -> Iterator[World]:
             nl.set_link(f"eth0.{vlan}", state="up")
             nl.add_address(f"eth0.{vlan}", iface(f"{net}.1/24"))
         gateways.append(gw)
-    world = World(topo, seg, host, gateways[0], [topo.namespace("pa"), topo.namespace("pb")])
-    world.seal()
-    yield world
-    changes = world.changes()
-    assert not changes, changes
+    pods = [topo.namespace("pa"), topo.namespace("pb")]
+    yield from World(topo, seg, host, gateways[0], pods).sealed()
 
 
 def vlan_chain(
     service: ServiceProcess, world: World, cni_path: tuple[str, ...], state: Path, vlan: int
 ) -> Chain:
     """The NAD config our SpiderMultusConfig code renders for VLAN `vlan` on eth0."""
-    smc = {
-        "apiVersion": "spiderpool.spidernet.io/v2beta1",
-        "kind": "SpiderMultusConfig",
-        "metadata": {"name": f"vlan{vlan}", "namespace": "t"},
-        "spec": {
-            "cniType": "vlan",
-            "vlan": {"master": ["eth0"], "vlanID": vlan, "ippools": {"ipv4": [f"vlan{vlan}"]}},
-            "coordinator": {"mode": "underlay", "serviceCIDR": ["10.96.0.0/12"]},
-        },
-    }
-    conflist: dict[str, Any] = json.loads(render_config(smc))
-    assert [p["type"] for p in conflist["plugins"]] == [
-        "vlan",
-        "spidernet-coordinator",
-    ]
-    env = {"SPIDERNET_STATE_DIR": str(state), "SPIDERNET_SOCKET": str(service.socket)}
-    return Chain(
-        parse_conflist(json.dumps(conflist).encode()),
-        cni_path,
-        host_netns=world.host,
-        extra_env=env,
-    )
+    sub = {"master": ["eth0"], "vlanID": vlan, "ippools": {"ipv4": [f"vlan{vlan}"]}}
+    conflist = smc_conf(f"vlan{vlan}", "vlan", sub)
+    assert [p["type"] for p in conflist["plugins"]] == ["vlan", "spidernet-coordinator"]
+    return service_chain(conflist, service.socket, cni_path, state, world.host)
 
 
 def test_vlan_pods_reach_their_own_vlans_gateway_and_the_host_only(

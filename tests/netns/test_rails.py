@@ -7,20 +7,17 @@ each NIC's pool, so the same pool list serves every rail.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from spidernet.cni.config import parse_conflist
-from spidernet.control.controller.multus import render_config
 from spidernet.node import netns
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.node.lab.topology import Topology, iface, ping
 from spidernet.node.netlink.client import netlink
+from spidernet.testbed.conflists import service_chain, smc_conf
 from spidernet.testbed.harness import World
 from spidernet.testbed.pools import add_pool, allocated
 
@@ -39,39 +36,17 @@ def rails(topo: Topology) -> Iterator[World]:
         seg = topo.segment(f"sw-{rail}")
         gateways.append(topo.gateway(seg, (iface(f"{net}.1/24"),), role=f"gw-{rail}"))
         topo.attach(seg, host, rail, (iface(f"{net}.2/24"),))
-    world = World(topo, seg, host, gateways[0], [topo.namespace("pod")])
-    world.seal()
-    yield world
-    changes = world.changes()
-    assert not changes, changes
+    yield from World(topo, seg, host, gateways[0], [topo.namespace("pod")]).sealed()
 
 
 def rail_chain(
     service: ServiceProcess, world: World, cni_path: tuple[str, ...], state: Path, master: str
 ) -> Chain:
     """The NAD config our SpiderMultusConfig code renders for `master`'s rail."""
-    smc = {
-        "apiVersion": "spiderpool.spidernet.io/v2beta1",
-        "kind": "SpiderMultusConfig",
-        "metadata": {"name": f"{master}-net", "namespace": "ai"},
-        "spec": {
-            "cniType": "macvlan",
-            "macvlan": {
-                "master": [master],
-                "ippools": {"ipv4": POOLS, "matchMasterSubnet": True},
-            },
-            "coordinator": {"mode": "underlay", "serviceCIDR": ["10.96.0.0/12"]},
-        },
-    }
-    conflist: dict[str, Any] = json.loads(render_config(smc))
+    pools = {"ipv4": POOLS, "matchMasterSubnet": True}
+    conflist = smc_conf(f"{master}-net", "macvlan", {"master": [master], "ippools": pools})
     assert conflist["plugins"][0]["ipam"]["match_master_subnet"] is True
-    env = {"SPIDERNET_STATE_DIR": str(state), "SPIDERNET_SOCKET": str(service.socket)}
-    return Chain(
-        parse_conflist(json.dumps(conflist).encode()),
-        cni_path,
-        host_netns=world.host,
-        extra_env=env,
-    )
+    return service_chain(conflist, service.socket, cni_path, state, world.host)
 
 
 def test_each_rail_nic_gets_its_rails_pool_and_reaches_its_rails_gateway(

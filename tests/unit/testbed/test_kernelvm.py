@@ -17,6 +17,7 @@ from spidernet.testbed.kernelplan import (
     GuestRun,
     Kernel,
     KernelVmError,
+    Nics,
     VmResult,
     VmSpec,
     cache_dir,
@@ -131,6 +132,26 @@ def test_vng_boots_the_cached_kernel_under_tcg_with_the_shares() -> None:
     assert cmd[-2:] == ["--exec", "echo hi"]
 
 
+def test_with_nics_vng_boots_that_qemu_on_q35_with_the_igb_and_its_wire() -> None:
+    kernel = kernel_in(Path("/c/kernel"), "6.1.0-56-amd64")
+    nics = Nics(Path("/q/usr/bin/qemu-system-x86_64"), (Path("/q/share/qemu"), Path("/q/bios")))
+    cmd = vng_command(Path("/v/bin/vng"), kernel, "echo hi", [], VmSpec("2G", 1, 60), nics=nics)
+    assert cmd[cmd.index("--qemu") + 1] == "/q/usr/bin/qemu-system-x86_64"
+    assert "--disable-microvm" in cmd  # microvm has no PCI bus
+    opts = cmd[-1].removeprefix("--qemu-opts=").split()
+    assert opts[:4] == ["-L", "/q/share/qemu", "-L", "/q/bios"]
+    assert opts[opts.index("-machine") + 1] == "q35"
+    devices = [opts[i + 1] for i, o in enumerate(opts) if o == "-device"]
+    assert devices == [
+        "pcie-root-port,id=rp0,slot=1",
+        "igb,bus=rp0,netdev=wire0,romfile=",
+        "e1000e,netdev=wire1,romfile=",
+    ]
+    # both NICs on one hub and nothing else: the guest's traffic goes nowhere but each other
+    netdevs = [opts[i + 1] for i, o in enumerate(opts) if o == "-netdev"]
+    assert netdevs == ["hubport,id=wire0,hubid=0", "hubport,id=wire1,hubid=0"]
+
+
 def test_the_console_shows_the_script_not_the_boot() -> None:
     lines = [
         b"[    0.000000] Linux version 6.1.0-56-amd64\n",
@@ -194,7 +215,7 @@ def test_a_cached_kernel_is_reused_without_downloading(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     kernel = unpacked(tmp_path, "6.1.0-56-amd64")
-    monkeypatch.setattr(kernelfetch, "_run", no_commands)
+    monkeypatch.setattr(kernelfetch, "run", no_commands)
     assert ensure(kernel) is False
     assert kernel.image.exists()
 
@@ -205,7 +226,7 @@ def test_without_apt_the_newest_cached_kernel_is_used(
     def offline(cmd: Sequence[str], **_: object) -> str:
         raise KernelVmError(f"{cmd[0]}: no network")
 
-    monkeypatch.setattr(kernelfetch, "_run", offline)
+    monkeypatch.setattr(kernelfetch, "run", offline)
     with pytest.raises(KernelVmError, match="no kernel is cached"):
         resolve(tmp_path)
     unpacked(tmp_path, "6.1.0-9-amd64")
@@ -220,7 +241,7 @@ def test_apt_decides_which_kernel(tmp_path: Path, monkeypatch: pytest.MonkeyPatc
         calls.append(list(cmd))
         return APT_CACHE_DEPENDS
 
-    monkeypatch.setattr(kernelfetch, "_run", apt)
+    monkeypatch.setattr(kernelfetch, "run", apt)
     unpacked(tmp_path, "6.1.0-9-amd64")
     assert resolve(tmp_path) == kernel_in(tmp_path, "6.1.0-56-amd64")
     assert calls == [["apt-cache", "depends", "linux-image-amd64"]]
@@ -243,7 +264,7 @@ def test_a_kernel_that_cannot_be_fetched_falls_back_to_the_cached_one(
             return APT_CACHE_DEPENDS.replace("-56-", "-57-")  # a newer ABI than cached
         raise KernelVmError(f"{cmd[0]}: no network")
 
-    monkeypatch.setattr(kernelfetch, "_run", apt)
+    monkeypatch.setattr(kernelfetch, "run", apt)
     with pytest.raises(KernelVmError, match="no network"):
         obtain(tmp_path)
     old = unpacked(tmp_path, "6.1.0-56-amd64")
