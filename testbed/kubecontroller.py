@@ -38,29 +38,25 @@ class Controller:
             return self.proc.wait(timeout=15)
 
 
-def start_controller(cluster: Cluster, namespace: str, identity: str, log: Path) -> Controller:
-    """`spidernet controller` with a GC pass every 0.5 s and no margin, on the Lease `gc` in
-    `namespace` (3 s), as `identity`, writing to `log`."""
-    argv = [
-        sys.executable,
-        "-m",
-        "spidernet",
-        "controller",
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-        "--gc-interval",
-        "0.5",
-        "--gc-margin",
-        "0",
-        "--lease-namespace",
-        namespace,
-        "--lease-name",
-        "gc",
-        "--lease-duration",
-        "3",
-        "--identity",
-        identity,
-    ]
+def start_controller(
+    cluster: Cluster,
+    namespace: str,
+    identity: str,
+    log: Path,
+    *,
+    lease: str = "gc",
+    interval: float = 0.5,
+    margin: float | None = 0.0,
+) -> Controller:
+    """`spidernet controller` with a GC pass every `interval` seconds and `margin` seconds of
+    grace (None: the controller's default), on the Lease `lease` in `namespace` (3 s), as
+    `identity`, writing to `log`."""
+    argv = [sys.executable, "-m", "spidernet", "controller"]
+    argv += ["--kubeconfig", str(cluster.kubeconfig), "--gc-interval", f"{interval:g}"]
+    if margin is not None:
+        argv += ["--gc-margin", f"{margin:g}"]
+    argv += ["--lease-namespace", namespace, "--lease-name", lease, "--lease-duration", "3"]
+    argv += ["--identity", identity]
     with log.open("wb") as out:
         proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
     return Controller(proc, log, identity, namespace)

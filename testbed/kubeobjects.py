@@ -72,13 +72,26 @@ def ipam_call(
 def wide_pool(custom: client.CustomObjectsApi, prefix: str) -> str:
     """Create a SpiderIPPool of 2000 addresses in a /21 of 100.64.0.0/10, which no test uses
     for anything else; its name."""
+    net = ipaddress.IPv4Network(f"100.{random.randrange(64, 128)}.{8 * random.randrange(32)}.0/21")
+    return small_pool(custom, prefix, 2000, net)
+
+
+def small_pool(
+    custom: client.CustomObjectsApi,
+    prefix: str,
+    size: int,
+    net: ipaddress.IPv4Network | None = None,
+) -> str:
+    """Create a SpiderIPPool of `size` addresses from .10 of `net` (default: a random /24 of
+    10.0.0.0/8); its name, `prefix` and a random suffix."""
     name = f"{prefix}-{uuid.uuid4().hex[:8]}"
-    net = ipaddress.ip_network(f"100.{random.randrange(64, 128)}.{8 * random.randrange(32)}.0/21")
+    if net is None:
+        net = ipaddress.IPv4Network(f"10.{random.randrange(256)}.{random.randrange(256)}.0/24")
     body = {
         "apiVersion": f"{GROUP}/{VERSION}",
         "kind": "SpiderIPPool",
         "metadata": {"name": name},
-        "spec": {"ipVersion": 4, "subnet": str(net), "ips": [f"{net[10]}-{net[2009]}"]},
+        "spec": {"ipVersion": 4, "subnet": str(net), "ips": [f"{net[10]}-{net[10 + size - 1]}"]},
     }
     custom.create_cluster_custom_object(GROUP, VERSION, "spiderippools", body)
     return name

@@ -14,7 +14,6 @@ import json
 import random
 import signal
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -30,6 +29,7 @@ from spidernet.control.client import ServiceError
 from spidernet.control.model.iprange import IntervalSet
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
+from spidernet.testbed.kubecontroller import start_controller
 from spidernet.testbed.kubeobjects import make_pod
 from spidernet.testbed.waiting import wait_for
 
@@ -99,24 +99,8 @@ def agent(k8s_cluster: Cluster, store_crds: list[str]) -> Iterator[ServiceProces
 def controller(k8s_cluster: Cluster, namespace: str, tmp_path: Path) -> Iterator[Path]:
     """A running `spidernet controller` (passes every 0.5 s); its log."""
     log = tmp_path / "controller.log"
-    argv = [
-        sys.executable,
-        "-m",
-        "spidernet",
-        "controller",
-        "--kubeconfig",
-        str(k8s_cluster.kubeconfig),
-        "--gc-interval",
-        "0.5",
-        "--lease-namespace",
-        namespace,
-        "--lease-name",
-        "autopool",
-        "--lease-duration",
-        "3",
-    ]
-    with log.open("wb") as out:
-        proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    ctl = start_controller(k8s_cluster, namespace, "autopool", log, lease="autopool", margin=None)
+    proc = ctl.proc
     try:
         yield log
     finally:

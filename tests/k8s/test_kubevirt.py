@@ -13,9 +13,7 @@ the SpiderEndpoint named after the VM (or the claim) and one IPClaim per address
 from __future__ import annotations
 
 import contextlib
-import ipaddress
 import json
-import random
 import threading
 import uuid
 from collections.abc import Iterator
@@ -29,11 +27,17 @@ import yaml
 from kubernetes import client
 
 from spidernet.control.client import ServiceError
-from spidernet.control.store.kube_names import INTERNAL
 from spidernet.node.lab.service import ServiceProcess, scratch_service
 from spidernet.testbed.kubecluster import Cluster
 from spidernet.testbed.kubecontroller import Controller, start_controller
-from spidernet.testbed.kubeobjects import claims, endpoint, ipam_call, make_pod
+from spidernet.testbed.kubeobjects import (
+    claims,
+    endpoint,
+    ipam_call,
+    make_pod,
+    remove_pool,
+    small_pool,
+)
 from spidernet.testbed.kubevirt import (
     CLAIM_GROUP,
     CLAIM_VERSION,
@@ -50,7 +54,6 @@ from spidernet.testbed.waiting import wait_for
 
 from .conftest import install_crd
 
-GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
 NICS = ("eth0", "net1")
 ANNO_CONTAINER = "spidernet.io/container-id"
 ANNO_POD = "spidernet.io/pod"
@@ -91,25 +94,10 @@ def pools(custom: client.CustomObjectsApi, foreign_crds: list[str]) -> Iterator[
     """A SpiderIPPool of four addresses per NIC (the VM, the canary or the step's unrelated
     pod, and the churning pod: an unrelated pod can only get what the VM does not hold);
     claims and pools removed afterwards."""
-    made: dict[str, str] = {}
-    for nic in NICS:
-        name = f"kv-{nic}-{uuid.uuid4().hex[:6]}"
-        net = ipaddress.ip_network(f"10.{random.randrange(256)}.{random.randrange(256)}.0/24")
-        body = {
-            "apiVersion": f"{GROUP}/{VERSION}",
-            "kind": "SpiderIPPool",
-            "metadata": {"name": name},
-            "spec": {"ipVersion": 4, "subnet": str(net), "ips": [f"{net[10]}-{net[13]}"]},
-        }
-        custom.create_cluster_custom_object(GROUP, VERSION, "spiderippools", body)
-        made[nic] = name
+    made = {nic: small_pool(custom, f"kv-{nic}", 4) for nic in NICS}
     yield made
     for name in made.values():
-        for claim in claims(custom, name):
-            custom.delete_cluster_custom_object(
-                INTERNAL.group, INTERNAL.version, INTERNAL.plural, claim["metadata"]["name"]
-            )
-        custom.delete_cluster_custom_object(GROUP, VERSION, "spiderippools", name)
+        remove_pool(custom, name)
 
 
 @pytest.fixture
@@ -155,78 +143,88 @@ class Launcher:
             self.agent.client.request("POST", "/v1/ipam/release", call)
 
 
-def held(custom: client.CustomObjectsApi, pools: dict[str, str]) -> dict[str, set[str]]:
-    """Address -> the holders its IPClaim names, per pool."""
-    out: dict[str, set[str]] = {}
-    for nic, pool in pools.items():
-        for claim in claims(custom, pool):
-            body = claim["spec"]["body"]
-            out.setdefault(nic, set()).add(f"{claim['spec']['name']}={body['pod']}")
-    return out
+@dataclass
+class Kv:
+    """The module's agents, the test's namespace and pools, and the API clients: what every
+    step below makes, calls and reads."""
+
+    agents: dict[str, ServiceProcess]
+    core: client.CoreV1Api
+    custom: client.CustomObjectsApi
+    namespace: str
+    pools: dict[str, str]
+
+    def pod(self, name: str, node: str, annotations: dict[str, str] | None = None) -> Launcher:
+        """A plain pod of that name, with its sandbox on `node`."""
+        uid = make_pod(self.core, self.namespace, name, annotations=annotations)
+        return Launcher(self.agents[node], self.namespace, name, uid, self.pools)
+
+    def launcher(self, vm: str, vmi_uid: str, node: str, migration: str = "") -> Launcher:
+        """A virt-launcher pod of VM `vm` on `node` (a migration's target with `migration`)."""
+        name, uid = launcher_pod(
+            self.core, self.namespace, vm, vmi_uid, node=node, migration=migration
+        )
+        return Launcher(self.agents[node], self.namespace, name, uid, self.pools)
+
+    def gone(self, pod: Launcher) -> None:
+        """The pod deleted at once (no kubelet here keeps it Terminating)."""
+        self.core.delete_namespaced_pod(pod.name, self.namespace, grace_period_seconds=0)
+
+    def held(self) -> dict[str, set[str]]:
+        """Address -> the holders its IPClaim names, per NIC's pool."""
+        out: dict[str, set[str]] = {}
+        for nic, pool in self.pools.items():
+            for claim in claims(self.custom, pool):
+                body = claim["spec"]["body"]
+                out.setdefault(nic, set()).add(f"{claim['spec']['name']}={body['pod']}")
+        return out
+
+    def holder(self, name: str) -> dict[str, str]:
+        """Who holds the endpoint `name` now: its sandbox, its pod, the migration's source."""
+        ep = endpoint(self.custom, self.namespace, name)
+        assert ep is not None, f"no SpiderEndpoint {self.namespace}/{name}"
+        anno = ep["metadata"].get("annotations", {})
+        source = json.loads(anno.get(ANNO_MIGRATION, "{}"))
+        return {
+            "container": anno.get(ANNO_CONTAINER, ""),
+            "pod": anno.get(ANNO_POD, ""),
+            "source": source.get("containerID", ""),
+            "uid": ep["status"]["current"]["uid"],
+        }
+
+    def expected(self, addresses: dict[str, str], holder: str) -> dict[str, set[str]]:
+        """The claims `addresses` (per NIC) make under `holder`."""
+        return {
+            nic: {f"{address.split('/')[0]}={self.namespace}/{holder}"}
+            for nic, address in addresses.items()
+        }
+
+    def gc_pass_seen(self, canary: str) -> None:
+        """Wait until the GC has judged the cluster as it is now: a plain pod allocated for
+        and deleted now is reclaimed only by a pass whose snapshot was read after this."""
+        self.pod(canary, "node-a").add("eth0")
+        self.core.delete_namespaced_pod(canary, self.namespace, grace_period_seconds=0)
+        wait_for(
+            f"the GC's reclaim of {canary}",
+            lambda: endpoint(self.custom, self.namespace, canary) is None,
+        )
 
 
-def holder(custom: client.CustomObjectsApi, namespace: str, name: str) -> dict[str, str]:
-    """Who holds the endpoint `name` now: its sandbox, its pod and the migration's source."""
-    ep = endpoint(custom, namespace, name)
-    assert ep is not None, f"no SpiderEndpoint {namespace}/{name}"
-    anno = ep["metadata"].get("annotations", {})
-    source = json.loads(anno.get(ANNO_MIGRATION, "{}"))
-    return {
-        "container": anno.get(ANNO_CONTAINER, ""),
-        "pod": anno.get(ANNO_POD, ""),
-        "source": source.get("containerID", ""),
-        "uid": ep["status"]["current"]["uid"],
-    }
-
-
-def test_a_vm_keeps_its_addresses_across_three_restarts_and_loses_them_when_deleted(
+@pytest.fixture
+def kv(
     agents: dict[str, ServiceProcess],
     core: client.CoreV1Api,
     custom: client.CustomObjectsApi,
     namespace: str,
     pools: dict[str, str],
-    controller: Controller,
-) -> None:
-    vm = _running_vm(agents, core, custom, namespace, pools, "vm1")
-    pod, first, expected, vm_uid = vm.launcher, vm.addresses, vm.expected, vm.vm_uid
-    assert held(custom, pools) == expected
-    assert holder(custom, namespace, "vm1")["pod"] == pod.name
-    for restart, node in enumerate(("node-b", "node-a", "node-b")):
-        # Stopped: the launcher's DELs, its pod and the VMI deleted (the VM stays).
-        pod.delete()
-        core.delete_namespaced_pod(pod.name, namespace, grace_period_seconds=0)
-        delete_kubevirt(custom, namespace, "virtualmachineinstances", "vm1")
-        _gc_pass_seen(pod.agent, core, custom, pools, namespace, f"canary-{restart}")
-        assert held(custom, pools) == expected, f"restart {restart}: the stopped VM lost them"
-        # Started again, on another node: a new VMI and launcher pod, the same addresses.
-        vmi_uid = make_vmi(custom, namespace, "vm1", vm_uid)
-        name, uid = launcher_pod(core, namespace, "vm1", vmi_uid, node=node)
-        pod = Launcher(agents[node], namespace, name, uid, pools)
-        assert pod.add_all() == first, f"restart {restart}"
-        assert holder(custom, namespace, "vm1") | {"source": ""} == {
-            "container": pod.container,
-            "pod": name,
-            "source": "",
-            "uid": uid,
-        }
-    assert held(custom, pools) == expected
-    # Deleted: the VM goes first; the launcher's DEL comes while the VMI still exists (it
-    # waits for its pod), so the addresses stay until the VMI is gone, then the GC frees them.
-    delete_kubevirt(custom, namespace, "virtualmachines", "vm1")
-    pod.delete()
-    core.delete_namespaced_pod(pod.name, namespace, grace_period_seconds=0)
-    assert held(custom, pools) == expected
-    delete_kubevirt(custom, namespace, "virtualmachineinstances", "vm1")
-    wait_for("the deleted VM's reclaim", lambda: held(custom, pools) == {})
-    assert endpoint(custom, namespace, "vm1") is None
-    (line,) = [r for r in controller.reclaims() if f"'{namespace}/vm1'" in r]
-    assert "virtual machine and its instance gone" in line
+) -> Kv:
+    return Kv(agents, core, custom, namespace, pools)
 
 
 @dataclass(frozen=True)
 class _Vm:
     """A running VM: its and its VMI's uids, its launcher pod, the addresses that pod's ADDs
-    answered, and the claims they make (per NIC: `address=namespace/vm`)."""
+    answered, and the claims they make."""
 
     vm_uid: str
     vmi_uid: str
@@ -235,66 +233,70 @@ class _Vm:
     expected: dict[str, set[str]]
 
 
-def _running_vm(
-    agents: dict[str, ServiceProcess],
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    namespace: str,
-    pools: dict[str, str],
-    name: str,
-) -> _Vm:
+def _running_vm(kv: Kv, name: str) -> _Vm:
     """A VM, its VMI and its first launcher pod on node-a, with both NICs added."""
-    vm_uid = make_vm(custom, namespace, name)
-    vmi_uid = make_vmi(custom, namespace, name, vm_uid)
-    pod, uid = launcher_pod(core, namespace, name, vmi_uid, node="node-a")
-    launcher = Launcher(agents["node-a"], namespace, pod, uid, pools)
+    vm_uid = make_vm(kv.custom, kv.namespace, name)
+    vmi_uid = make_vmi(kv.custom, kv.namespace, name, vm_uid)
+    launcher = kv.launcher(name, vmi_uid, "node-a")
     addresses = launcher.add_all()
-    expected = {nic: {f"{addresses[nic].split('/')[0]}={namespace}/{name}"} for nic in NICS}
-    return _Vm(vm_uid, vmi_uid, launcher, addresses, expected)
+    return _Vm(vm_uid, vmi_uid, launcher, addresses, kv.expected(addresses, name))
 
 
-def _gc_pass_seen(
-    agent: ServiceProcess,
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    pools: dict[str, str],
-    namespace: str,
-    canary: str,
+def test_a_vm_keeps_its_addresses_across_three_restarts_and_loses_them_when_deleted(
+    kv: Kv, controller: Controller
 ) -> None:
-    """Wait until the GC has judged the cluster as it is now: a plain pod allocated for and
-    deleted now is reclaimed only by a pass whose snapshot was read after this moment."""
-    uid = make_pod(core, namespace, canary)
-    Launcher(agent, namespace, canary, uid, pools).add("eth0")
-    core.delete_namespaced_pod(canary, namespace, grace_period_seconds=0)
-    wait_for(f"the GC's reclaim of {canary}", lambda: endpoint(custom, namespace, canary) is None)
+    vm = _running_vm(kv, "vm1")
+    pod, expected = vm.launcher, vm.expected
+    assert kv.held() == expected
+    assert kv.holder("vm1")["pod"] == pod.name
+    for restart, node in enumerate(("node-b", "node-a", "node-b")):
+        # Stopped: the launcher's DELs, its pod and the VMI deleted (the VM stays).
+        pod.delete()
+        kv.gone(pod)
+        delete_kubevirt(kv.custom, kv.namespace, "virtualmachineinstances", "vm1")
+        kv.gc_pass_seen(f"canary-{restart}")
+        assert kv.held() == expected, f"restart {restart}: the stopped VM lost them"
+        # Started again, on another node: a new VMI and launcher pod, the same addresses.
+        pod = kv.launcher("vm1", make_vmi(kv.custom, kv.namespace, "vm1", vm.vm_uid), node)
+        assert pod.add_all() == vm.addresses, f"restart {restart}"
+        assert kv.holder("vm1") == {
+            "container": pod.container,
+            "pod": pod.name,
+            "source": "",
+            "uid": pod.uid,
+        }
+    assert kv.held() == expected
+    # Deleted: the VM goes first; the launcher's DEL comes while the VMI still exists (it
+    # waits for its pod), so the addresses stay until the VMI is gone, then the GC frees them.
+    delete_kubevirt(kv.custom, kv.namespace, "virtualmachines", "vm1")
+    pod.delete()
+    kv.gone(pod)
+    assert kv.held() == expected
+    delete_kubevirt(kv.custom, kv.namespace, "virtualmachineinstances", "vm1")
+    wait_for("the deleted VM's reclaim", lambda: kv.held() == {})
+    assert endpoint(kv.custom, kv.namespace, "vm1") is None
+    (line,) = [r for r in controller.reclaims() if f"'{kv.namespace}/vm1'" in r]
+    assert "virtual machine and its instance gone" in line
 
 
 def test_live_migration_hands_the_addresses_over_and_back_as_it_succeeds_fails_or_aborts(
-    agents: dict[str, ServiceProcess],
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    namespace: str,
-    pools: dict[str, str],
-    controller: Controller,
+    kv: Kv, controller: Controller
 ) -> None:
-    vm = _running_vm(agents, core, custom, namespace, pools, "vm2")
-    source, addresses, expected = vm.launcher, vm.addresses, vm.expected
-    mine = {a.split("/")[0] for a in addresses.values()}
-    migrate = _Migration(agents, core, custom, namespace, pools, vm.vmi_uid)
-    with _churn(agents["node-a"], core, namespace, pools) as given:
-        _fail_abort_succeed(migrate, source, addresses, expected, mine)
+    vm = _running_vm(kv, "vm2")
+    mine = {a.split("/")[0] for a in vm.addresses.values()}
+    migrate = _Migration(kv, vm, mine)
+    with _churn(kv) as given:
+        _fail_abort_succeed(migrate, vm.launcher, vm.addresses)
     assert given, "the churning pod never got an address"
     assert not given & mine, f"an unrelated pod was given the VM's {given & mine}"
-    assert [r for r in controller.reclaims() if f"'{namespace}/vm2'" in r] == []
+    assert [r for r in controller.reclaims() if f"'{kv.namespace}/vm2'" in r] == []
 
 
 @contextlib.contextmanager
-def _churn(
-    agent: ServiceProcess, core: client.CoreV1Api, namespace: str, pools: dict[str, str]
-) -> Iterator[set[str]]:
-    """An unrelated pod's sandboxes come and go (ADD both NICs, DEL) on another thread for
-    the duration; the addresses it was given."""
-    uid = make_pod(core, namespace, "churn")
+def _churn(kv: Kv) -> Iterator[set[str]]:
+    """An unrelated pod's sandboxes come and go (ADD both NICs, DEL) on node-a, on another
+    thread, for the duration; the addresses it was given."""
+    churn = kv.pod("churn", "node-a")
     given: set[str] = set()
     stop = threading.Event()
     errors: list[BaseException] = []
@@ -302,7 +304,7 @@ def _churn(
     def run() -> None:
         try:
             while not stop.is_set():
-                pod = Launcher(agent, namespace, "churn", uid, pools)
+                pod = Launcher(churn.agent, kv.namespace, "churn", churn.uid, kv.pools)
                 given.update(a.split("/")[0] for a in pod.add_all().values())
                 pod.delete()
         except BaseException as e:  # reported on the test's thread
@@ -318,152 +320,109 @@ def _churn(
     assert not errors, errors
 
 
-def _fail_abort_succeed(
-    migrate: _Migration,
-    source: Launcher,
-    addresses: dict[str, str],
-    expected: dict[str, set[str]],
-    mine: set[str],
-) -> None:
+def _fail_abort_succeed(migrate: _Migration, source: Launcher, addresses: dict[str, str]) -> None:
     """Three migrations of the VM `source` runs: failed, aborted half-way, succeeded."""
     # Failed: the target got its addresses, then KubeVirt deletes it; the source holds again.
     target = migrate.start(source)
     assert target.add_all() == addresses
-    migrate.check(target, source=source.container, expected=expected, avoid=mine)
+    migrate.check(target, source=source.container)
     target.delete()
-    migrate.end(target)
-    migrate.check(source, source="", expected=expected, avoid=mine)
+    migrate.kv.gone(target)
+    migrate.check(source, source="")
     # Aborted half-way: the target's second NIC was never added; both its DELs still come.
     target = migrate.start(source)
     assert target.add("eth0") == addresses["eth0"]
-    migrate.check(target, source=source.container, expected=expected, avoid=mine)
+    migrate.check(target, source=source.container)
     target.delete()
-    migrate.end(target)
-    migrate.check(source, source="", expected=expected, avoid=mine)
+    migrate.kv.gone(target)
+    migrate.check(source, source="")
     # Succeeded: the source's DELs come after the target took over; the target holds.
     target = migrate.start(source)
     assert target.add_all() == addresses
     source.delete()
-    migrate.end(source)
-    migrate.check(target, source="", expected=expected, avoid=mine)
+    migrate.kv.gone(source)
+    migrate.check(target, source="")
     # A late DEL of the source sandbox (a retried one) takes nothing from the target.
     source.delete()
-    migrate.check(target, source="", expected=expected, avoid=mine)
+    migrate.check(target, source="")
 
 
 class _Migration:
-    """KubeVirt's side of a live migration of one VMI between node-a and node-b."""
+    """KubeVirt's side of a live migration of VM `vm` (vm2) between node-a and node-b, and
+    what every step must leave: the VM's claims as they were, none of `mine` given away."""
 
-    def __init__(
-        self,
-        agents: dict[str, ServiceProcess],
-        core: client.CoreV1Api,
-        custom: client.CustomObjectsApi,
-        namespace: str,
-        pools: dict[str, str],
-        vmi_uid: str,
-    ) -> None:
-        self.agents, self.core, self.custom = agents, core, custom
-        self.namespace, self.pools, self.vmi_uid = namespace, pools, vmi_uid
+    def __init__(self, kv: Kv, vm: _Vm, mine: set[str]) -> None:
+        self.kv, self.vm, self.mine = kv, vm, mine
         self.others = 0
 
     def start(self, source: Launcher) -> Launcher:
         """A migration object, and its target launcher pod on the other node."""
-        node = "node-b" if source.agent is self.agents["node-a"] else "node-a"
-        job = make_migration(self.custom, self.namespace, "vm2")
-        name, uid = launcher_pod(
-            self.core, self.namespace, "vm2", self.vmi_uid, node=node, migration=job
-        )
-        return Launcher(self.agents[node], self.namespace, name, uid, self.pools)
+        node = "node-b" if source.agent is self.kv.agents["node-a"] else "node-a"
+        job = make_migration(self.kv.custom, self.kv.namespace, "vm2")
+        return self.kv.launcher("vm2", self.vm.vmi_uid, node, migration=job)
 
-    def end(self, gone: Launcher) -> None:
-        """The pod of the side that lost, deleted (its DELs came first)."""
-        self.core.delete_namespaced_pod(gone.name, self.namespace, grace_period_seconds=0)
-
-    def check(
-        self,
-        holds: Launcher,
-        *,
-        source: str,
-        expected: dict[str, set[str]],
-        avoid: set[str],
-    ) -> None:
+    def check(self, holds: Launcher, *, source: str) -> None:
         """The VM's endpoint is held by `holds` (with `source` recorded as the migration's
         source); the claims are the VM's, unchanged; an unrelated pod allocated now gets
         other addresses, and gives them back."""
-        assert holder(self.custom, self.namespace, "vm2") == {
+        kv = self.kv
+        assert kv.holder("vm2") == {
             "container": holds.container,
             "pod": holds.name,
             "source": source,
             "uid": holds.uid,
         }
         self.others += 1
-        other = f"other-{self.others}"
-        uid = make_pod(self.core, self.namespace, other)
-        pod = Launcher(self.agents["node-b"], self.namespace, other, uid, self.pools)
+        pod = kv.pod(f"other-{self.others}", "node-b")
         got = {a.split("/")[0] for a in pod.add_all().values()}
-        assert not got & avoid, f"{other} was given the VM's {got & avoid}"
+        assert not got & self.mine, f"{pod.name} was given the VM's {got & self.mine}"
         pod.delete()
-        self.core.delete_namespaced_pod(other, self.namespace, grace_period_seconds=0)
-        vm = f"={self.namespace}/vm2"
-        now = held(self.custom, self.pools)  # (the churning pod's come and go meanwhile)
-        assert {nic: {h for h in now.get(nic, set()) if h.endswith(vm)} for nic in NICS} == expected
+        kv.gone(pod)
+        vm = f"={kv.namespace}/vm2"
+        now = kv.held()  # (the churning pod's come and go meanwhile)
+        mine = {nic: {h for h in now.get(nic, set()) if h.endswith(vm)} for nic in NICS}
+        assert mine == self.vm.expected
 
 
 def test_an_ipamclaim_outlives_three_pods_and_its_deletion_frees_the_address(
-    agents: dict[str, ServiceProcess],
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    namespace: str,
-    pools: dict[str, str],
-    controller: Controller,
+    kv: Kv, controller: Controller
 ) -> None:
-    make_ipamclaim(custom, namespace, "db.underlay", "underlay-net1", "net1")
+    make_ipamclaim(kv.custom, kv.namespace, "db.underlay", "underlay-net1", "net1")
     networks = [
         {"name": "underlay-net1", "interface": "net1", "ipam-claim-reference": "db.underlay"}
     ]
     anno = {"k8s.v1.cni.cncf.io/networks": json.dumps(networks)}
     kept = ""
     for n, node in enumerate(("node-a", "node-b", "node-a")):
-        name = f"db-{n}"
-        uid = make_pod(core, namespace, name, annotations=anno)
-        pod = Launcher(agents[node], namespace, name, uid, pools)
+        pod = kv.pod(f"db-{n}", node, annotations=anno)
         got = pod.add_all()
         kept = kept or got["net1"]
         assert got["net1"] == kept, f"pod {n}"
-        claim = custom.get_namespaced_custom_object(
-            CLAIM_GROUP, CLAIM_VERSION, namespace, "ipamclaims", "db.underlay"
+        claim = kv.custom.get_namespaced_custom_object(
+            CLAIM_GROUP, CLAIM_VERSION, kv.namespace, "ipamclaims", "db.underlay"
         )
         assert isinstance(claim, dict)
         assert claim["status"]["ips"] == [kept]
-        assert holder(custom, namespace, "db.underlay")["pod"] == name
+        assert kv.holder("db.underlay")["pod"] == pod.name
         pod.delete()
-        core.delete_namespaced_pod(name, namespace, grace_period_seconds=0)
+        kv.gone(pod)
         # eth0's address was the pod's: freed with it; net1's is the claim's.
-        assert held(custom, pools) == {"net1": {f"{kept.split('/')[0]}={namespace}/db.underlay"}}
-    custom.delete_namespaced_custom_object(
-        CLAIM_GROUP, CLAIM_VERSION, namespace, "ipamclaims", "db.underlay"
+        assert kv.held() == kv.expected({"net1": kept}, "db.underlay")
+    kv.custom.delete_namespaced_custom_object(
+        CLAIM_GROUP, CLAIM_VERSION, kv.namespace, "ipamclaims", "db.underlay"
     )
-    wait_for("the deleted claim's reclaim", lambda: held(custom, pools) == {})
-    (line,) = [r for r in controller.reclaims() if f"'{namespace}/db.underlay'" in r]
+    wait_for("the deleted claim's reclaim", lambda: kv.held() == {})
+    (line,) = [r for r in controller.reclaims() if f"'{kv.namespace}/db.underlay'" in r]
     assert "ipamclaim gone" in line
 
 
-def test_a_malformed_claim_reference_is_refused_and_allocates_nothing(
-    agents: dict[str, ServiceProcess],
-    core: client.CoreV1Api,
-    custom: client.CustomObjectsApi,
-    namespace: str,
-    pools: dict[str, str],
-) -> None:
+def test_a_malformed_claim_reference_is_refused_and_allocates_nothing(kv: Kv) -> None:
     networks = [{"name": "underlay-net1", "interface": "net1", "ipam-claim-reference": 7}]
-    uid = make_pod(
-        core, namespace, "bad", annotations={"k8s.v1.cni.cncf.io/networks": json.dumps(networks)}
-    )
-    pod = Launcher(agents["node-a"], namespace, "bad", uid, pools)
+    anno = {"k8s.v1.cni.cncf.io/networks": json.dumps(networks)}
+    pod = kv.pod("bad", "node-a", annotations=anno)
     with pytest.raises(ServiceError) as e:
         pod.add("net1")
     assert e.value.code == 7
     assert "ipam-claim-reference" in str(e.value)
-    assert held(custom, pools) == {}
-    assert endpoint(custom, namespace, "bad") is None
+    assert kv.held() == {}
+    assert endpoint(kv.custom, kv.namespace, "bad") is None

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import ipaddress
 import subprocess
-import sys
 import time
 import uuid
 from collections import Counter
@@ -48,6 +47,7 @@ from spidernet.control.store.kube_names import INTERNAL, LABEL_KIND, LABEL_NAMES
 from spidernet.node.lab.service import ServiceProcess
 from spidernet.testbed import kubeobjects
 from spidernet.testbed.kubecluster import Cluster
+from spidernet.testbed.kubecontroller import start_controller as start_gc
 from spidernet.testbed.waiting import wait_for
 
 GROUP, VERSION = "spiderpool.spidernet.io", "v2beta1"
@@ -108,28 +108,8 @@ def cleanup(api: KubeApi, custom: client.CustomObjectsApi, name: str) -> None:
 
 
 def start_controller(cluster: Cluster, lease_namespace: str, log: Path) -> subprocess.Popen[bytes]:
-    argv = [
-        sys.executable,
-        "-m",
-        "spidernet",
-        "controller",
-        "--kubeconfig",
-        str(cluster.kubeconfig),
-        "--gc-interval",
-        "1",
-        "--gc-margin",
-        "0",
-        "--lease-namespace",
-        lease_namespace,
-        "--lease-name",
-        "scale-gc",
-        "--lease-duration",
-        "3",
-        "--identity",
-        "scale",
-    ]
-    with log.open("wb") as out:
-        return subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=out)
+    ctl = start_gc(cluster, lease_namespace, "scale", log, lease="scale-gc", interval=1)
+    return ctl.proc
 
 
 def stop(proc: subprocess.Popen[bytes]) -> int:
