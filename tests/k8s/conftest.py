@@ -17,8 +17,10 @@ import yaml
 from kubernetes import client, config
 from kubernetes.client.exceptions import ApiException
 
+from spidernet.testbed import spidercrds
 from spidernet.testbed.kubecluster import Cluster, ensure_binaries, running_cluster
 from spidernet.testbed.kubeobjects import remove_pool, wide_pool
+from spidernet.testbed.spidercrds import Spider
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -117,3 +119,21 @@ def big_pool(custom: client.CustomObjectsApi, store_crds: list[str]) -> Iterator
     name = wide_pool(custom, "big")
     yield name
     remove_pool(custom, name)
+
+
+@pytest.fixture(scope="module")
+def spiderpool_crds(k8s_api: client.ApiClient) -> dict[str, dict[str, str]]:
+    """Install deploy/chart/crds, replacing what an earlier module installed; CRD name ->
+    its conditions once Established (the CRD tests' own install, checked field by field)."""
+    return spidercrds.install(k8s_api)
+
+
+@pytest.fixture
+def suffix() -> str:
+    return uuid.uuid4().hex[:6]
+
+
+@pytest.fixture
+def spider(k8s_api: client.ApiClient, spiderpool_crds: dict[str, dict[str, str]]) -> Spider:
+    """A client of the Spiderpool objects in a fresh namespace of its own."""
+    return Spider(k8s_api, spidercrds.new_namespace(k8s_api))

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import json
 import re
-import uuid
 
 import pytest
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from spidernet.control.model.documents import load_documents
-from spidernet.testbed import spidercrds
 from spidernet.testbed.spidercrds import (
     ENDPOINT_IP,
     EXAMPLES,
@@ -29,24 +26,6 @@ from spidernet.testbed.spidercrds import (
     model_fields,
     placed,
 )
-
-
-@pytest.fixture(scope="module")
-def spiderpool_crds(k8s_api: client.ApiClient) -> dict[str, dict[str, str]]:
-    """Install deploy/chart/crds; CRD name -> its conditions once Established."""
-    return spidercrds.install(k8s_api)
-
-
-@pytest.fixture
-def suffix() -> str:
-    return uuid.uuid4().hex[:6]
-
-
-@pytest.fixture
-def spider(k8s_api: client.ApiClient, spiderpool_crds: dict[str, dict[str, str]]) -> Spider:
-    """A client of the Spiderpool objects in a fresh namespace of its own."""
-    return Spider(k8s_api, spidercrds.new_namespace(k8s_api))
-
 
 # -- refused documents -------------------------------------------------------------------------
 

@@ -10,19 +10,16 @@ uses names of its own, so cluster-scoped objects never collide.
 from __future__ import annotations
 
 import time
-import uuid
 from typing import Any
 
 import pytest
 import yaml
-from kubernetes import client
 from kubernetes.client.exceptions import ApiException
 
 from spidernet.control import crds
 from spidernet.control.model import printing
 from spidernet.control.model.documents import load_documents, parse, to_document
 from spidernet.control.model.resources import KINDS
-from spidernet.testbed import spidercrds
 from spidernet.testbed.spidercrds import (
     ENDPOINT_IP,
     ESTABLISHED_TIMEOUT_S,
@@ -51,23 +48,6 @@ SHORT_NAMES = {
     "spidermultusconfigs": ["smc"],
 }
 WITH_STATUS = {"SpiderIPPool", "SpiderSubnet", "SpiderCoordinator"}
-
-
-@pytest.fixture(scope="module")
-def spiderpool_crds(k8s_api: client.ApiClient) -> dict[str, dict[str, str]]:
-    """Install deploy/chart/crds; CRD name -> its conditions once Established."""
-    return spidercrds.install(k8s_api)
-
-
-@pytest.fixture
-def suffix() -> str:
-    return uuid.uuid4().hex[:6]
-
-
-@pytest.fixture
-def spider(k8s_api: client.ApiClient, spiderpool_crds: dict[str, dict[str, str]]) -> Spider:
-    """A client of the Spiderpool objects in a fresh namespace of its own."""
-    return Spider(k8s_api, spidercrds.new_namespace(k8s_api))
 
 
 # -- installation and discovery ----------------------------------------------------------------
