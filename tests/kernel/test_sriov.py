@@ -120,17 +120,17 @@ def test_two_vf_pods_reach_the_gateway_each_other_and_the_node_and_del_gives_the
     for n, ((_, pci), pod) in enumerate(zip(sriov.vfs, pods, strict=True)):
         chain = vf_chain(service, cni_path, tmp_path / str(n), pci)
         target = Target(
-            f"ctr-vf{n}", netns.path_of(pod), "net1", f"K8S_POD_NAMESPACE=t;K8S_POD_NAME=vf{n}"
+            f"ctr-vf{n}", netns.path_of(pod), "eth0", f"K8S_POD_NAMESPACE=t;K8S_POD_NAME=vf{n}"
         )
         (ip,) = chain.add(target).ips
         runs.append((chain, target, str(ip.address.ip)))
         shown = subprocess.run(
-            netns.exec_argv(pod, ["ip", "-d", "-j", "link", "show", "net1"]),
+            netns.exec_argv(pod, ["ip", "-d", "-j", "link", "show", "eth0"]),
             capture_output=True,
             text=True,
             check=True,
         ).stdout
-        assert json.loads(shown)[0]["parentdev"] == pci  # the VF itself is the pod's net1
+        assert json.loads(shown)[0]["parentdev"] == pci  # the VF itself is the pod's eth0
     assert all(address.startswith("10.60.0.1") for _, _, address in runs)
     for pod in pods:
         assert ping(pod, GATEWAY)  # VF -> igb -> the wire -> the e1000e
