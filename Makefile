@@ -11,7 +11,9 @@ PY := $(VENV)/bin/python
 # (python3-bpfcc; the PyPI "bcc" is another project); gcc and libc6-dev to compile the
 # spidernet-ipam forwarder (install-cni falls back to a slower Python one without them);
 # nftables for the coordinator's reply-path marking inside pods. The kernel lane boots Debian's
-# kernel under QEMU with virtme-ng (PyPI, in the dev extras): qemu-system-x86 runs it (TCG),
+# kernel under QEMU with virtme-ng (PyPI, in the dev extras): qemu-system-x86 brings what the
+# lane's QEMU 10 (from bookworm-backports, unpacked into the cache by testbed/qemufetch.py)
+# links against, and runs it (TCG),
 # busybox-static goes into virtme-ng's initramfs, kmod (modprobe, depmod) loads the kernel's
 # modules and indexes them, file tells virtme-ng the kernel's version. The k8s lane makes its
 # test cluster's certificates with openssl. The images (testbed/images.py, `make image`), with

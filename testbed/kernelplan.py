@@ -62,7 +62,7 @@ class VmSpec:
 
     memory: str = "2G"
     cpus: int = 1
-    timeout: float = 900.0
+    timeout: float = 1500.0
 
 
 @dataclass(frozen=True)
