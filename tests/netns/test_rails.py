@@ -15,38 +15,24 @@ import pytest
 from spidernet.node import netns
 from spidernet.node.lab.runtime import Chain, PluginFailed, Target
 from spidernet.node.lab.service import ServiceProcess
-from spidernet.node.lab.topology import Topology, iface, ping
+from spidernet.node.lab.topology import Topology, ping
 from spidernet.node.netlink.client import netlink
-from spidernet.testbed.conflists import service_chain, smc_conf
 from spidernet.testbed.harness import World
 from spidernet.testbed.pools import add_pool, allocated
+from spidernet.testbed.rails import RAILS, rail_chain, rails_world
 
-RAILS = {"rail0": "10.81.0", "rail1": "10.82.0"}
-POOLS = ["rail0-v4", "rail1-v4"]
 TARGET = "IgnoreUnknown=1;K8S_POD_NAMESPACE=ai;K8S_POD_NAME=trainer-0"
 
 
 @pytest.fixture
 def rails(topo: Topology) -> Iterator[World]:
-    """Two rails, each a segment with its gateway (.1), the host on both (rail0, rail1 at .2)
-    and one pod."""
-    host = topo.namespace("host")
-    gateways = []
-    for rail, net in RAILS.items():
-        seg = topo.segment(f"sw-{rail}")
-        gateways.append(topo.gateway(seg, (iface(f"{net}.1/24"),), role=f"gw-{rail}"))
-        topo.attach(seg, host, rail, (iface(f"{net}.2/24"),))
-    yield from World(topo, seg, host, gateways[0], [topo.namespace("pod")]).sealed()
+    yield from rails_world(topo)
 
 
-def rail_chain(
+def rail_network(
     service: ServiceProcess, world: World, cni_path: tuple[str, ...], state: Path, master: str
 ) -> Chain:
-    """The NAD config our SpiderMultusConfig code renders for `master`'s rail."""
-    pools = {"ipv4": POOLS, "matchMasterSubnet": True}
-    conflist = smc_conf(f"{master}-net", "macvlan", {"master": [master], "ippools": pools})
-    assert conflist["plugins"][0]["ipam"]["match_master_subnet"] is True
-    return service_chain(conflist, service.socket, cni_path, state, world.host)
+    return rail_chain(service.socket, world, cni_path, state, master)
 
 
 def test_each_rail_nic_gets_its_rails_pool_and_reaches_its_rails_gateway(
@@ -58,8 +44,8 @@ def test_each_rail_nic_gets_its_rails_pool_and_reaches_its_rails_gateway(
         )
     pod = rails.pods[0]
     chains = {
-        "eth0": rail_chain(service, rails, cni_path, tmp_path, "rail0"),
-        "net1": rail_chain(service, rails, cni_path, tmp_path, "rail1"),
+        "eth0": rail_network(service, rails, cni_path, tmp_path, "rail0"),
+        "net1": rail_network(service, rails, cni_path, tmp_path, "rail1"),
     }
     targets = {nic: Target("ctr-1", netns.path_of(pod), nic, TARGET) for nic in chains}
     got = {}
@@ -86,7 +72,7 @@ def test_a_master_in_no_listed_pools_subnet_fails_and_leaves_nothing(
 ) -> None:
     add_pool(service.client, "rail0-v4", "10.81.0.0/24", ["10.81.0.20-10.81.0.29"])
     add_pool(service.client, "rail1-v4", "10.99.0.0/24", ["10.99.0.20-10.99.0.29"])
-    chain = rail_chain(service, rails, cni_path, tmp_path, "rail1")
+    chain = rail_network(service, rails, cni_path, tmp_path, "rail1")
     target = Target("ctr-2", netns.path_of(rails.pods[0]), "net1", TARGET)
     with pytest.raises(PluginFailed) as info:
         chain.add(target)
