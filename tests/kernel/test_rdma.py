@@ -27,7 +27,7 @@ from spidernet.testbed.pools import add_pool, allocated
 from spidernet.testbed.rails import RAILS, rail_chain, rails_world
 from spidernet.testbed.waiting import wait_for
 
-TARGET = "K8S_POD_NAMESPACE=ai;K8S_POD_NAME=trainer-0"
+TARGET = "IgnoreUnknown=1;K8S_POD_NAMESPACE=ai;K8S_POD_NAME=trainer-0"
 NICS = {"rail0": "eth0", "rail1": "net1"}
 
 

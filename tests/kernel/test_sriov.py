@@ -120,7 +120,10 @@ def test_two_vf_pods_reach_the_gateway_each_other_and_the_node_and_del_gives_the
     for n, ((_, pci), pod) in enumerate(zip(sriov.vfs, pods, strict=True)):
         chain = vf_chain(service, cni_path, tmp_path / str(n), pci)
         target = Target(
-            f"ctr-vf{n}", netns.path_of(pod), "eth0", f"K8S_POD_NAMESPACE=t;K8S_POD_NAME=vf{n}"
+            f"ctr-vf{n}",
+            netns.path_of(pod),
+            "eth0",
+            f"IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME=vf{n}",
         )
         (ip,) = chain.add(target).ips
         runs.append((chain, target, str(ip.address.ip)))

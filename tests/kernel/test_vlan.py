@@ -67,7 +67,10 @@ def test_vlan_pods_reach_their_own_vlans_gateway_and_the_host_only(
         )
         chains[vlan] = vlan_chain(service, trunk, cni_path, tmp_path / str(vlan), vlan)
         targets[vlan] = Target(
-            f"ctr-{vlan}", netns.path_of(pod), "eth0", f"K8S_POD_NAMESPACE=t;K8S_POD_NAME={pod}"
+            f"ctr-{vlan}",
+            netns.path_of(pod),
+            "eth0",
+            f"IgnoreUnknown=1;K8S_POD_NAMESPACE=t;K8S_POD_NAME={pod}",
         )
         (ip,) = chains[vlan].add(targets[vlan]).ips
         got[vlan] = str(ip.address.ip)
