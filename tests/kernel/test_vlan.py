@@ -51,7 +51,7 @@ def vlan_chain(
     service: ServiceProcess, world: World, cni_path: tuple[str, ...], state: Path, vlan: int
 ) -> Chain:
     """The NAD config our SpiderMultusConfig code renders for VLAN `vlan` on eth0."""
-    sub = {"master": ["eth0"], "vlanID": vlan, "ippools": {"ipv4": [f"vlan{vlan}"]}}
+    sub = {"master": ["eth0"], "vlanID": vlan, "ippools": {"ipv4": [f"vlan-cni-{vlan}"]}}
     conflist = smc_conf(f"vlan{vlan}", "vlan", sub)
     assert [p["type"] for p in conflist["plugins"]] == ["vlan", "spidernet-coordinator"]
     return service_chain(conflist, service.socket, cni_path, state, world.host)
@@ -63,7 +63,11 @@ def test_vlan_pods_reach_their_own_vlans_gateway_and_the_host_only(
     chains, targets, got = {}, {}, {}
     for (vlan, net), pod in zip(VLANS.items(), trunk.pods, strict=True):
         add_pool(
-            service.client, f"vlan{vlan}", f"{net}.0/24", [f"{net}.10-{net}.19"], gateway=f"{net}.1"
+            service.client,
+            f"vlan-cni-{vlan}",
+            f"{net}.0/24",
+            [f"{net}.10-{net}.19"],
+            gateway=f"{net}.1",
         )
         chains[vlan] = vlan_chain(service, trunk, cni_path, tmp_path / str(vlan), vlan)
         targets[vlan] = Target(
@@ -88,7 +92,7 @@ def test_vlan_pods_reach_their_own_vlans_gateway_and_the_host_only(
         chains[vlan].check(targets[vlan])
         chains[vlan].delete(targets[vlan])
         chains[vlan].delete(targets[vlan])  # DEL twice
-        assert allocated(service.client, f"vlan{vlan}") == 0
+        assert allocated(service.client, f"vlan-cni-{vlan}") == 0
     for pod in trunk.pods:
         with netlink(netns.path_of(pod)) as nl:
             assert [x.name for x in nl.links()] == ["lo"]
