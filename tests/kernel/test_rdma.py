@@ -94,8 +94,8 @@ def test_a_pod_sees_its_rails_rdma_devices_and_each_nics_address_is_a_roce_gid_o
     pod = rails.pods[0]
     runs, got = [], {}
     for rail, nic in NICS.items():
-        chain = rail_chain(service.socket, rails, cni_path, tmp_path / rail, rail)
-        target = Target(f"ctr-{nic}", netns.path_of(pod), nic, TARGET)
+        chain = rail_chain(service.socket, rails, cni_path, tmp_path, rail)
+        target = Target("ctr-trainer", netns.path_of(pod), nic, TARGET)  # one sandbox
         (ip,) = chain.add(target).ips
         got[rail] = str(ip.address.ip)
         runs.append((chain, target))
