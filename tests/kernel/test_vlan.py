@@ -89,7 +89,7 @@ def test_vlan_pods_reach_their_own_vlans_gateway_and_the_host_only(
     assert not ping(pb, "10.100.0.1")
     assert ping(pa, HOST)  # the host, through the coordinator's veth
     for vlan in VLANS:
-        chains[vlan].check(targets[vlan])
+        # (No CHECK: the rendered config is CNI 0.3.1, Spiderpool's default, which has none.)
         chains[vlan].delete(targets[vlan])
         chains[vlan].delete(targets[vlan])  # DEL twice
         assert allocated(service.client, f"vlan-cni-{vlan}") == 0
