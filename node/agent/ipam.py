@@ -116,8 +116,8 @@ class IpamCore(Collecting):
         self.view = PoolView(store, parallel=parallel_sync)
         self.metrics = metrics or Metrics(self.view.stats)
         self._lock = threading.Lock()
-        # Told of every failed ADD (pod namespace, name, uid, CNI code, message, waiting for
-        # an auto pool): the Kubernetes agent's Events on pods (events.py).
+        # Told of every failed ADD (the call's pod, the failure, whether it waited for an
+        # auto pool): the Kubernetes agent's Events on pods (events.py).
         self.events: FailureHook | None = None
         # Whether a KubeVirt virt-launcher pod's addresses follow its VM (Spiderpool's
         # enableKubevirtStaticIP; docs/kubevirt.md).
