@@ -35,6 +35,7 @@ from spidernet.testbed.leaks import diff
 from spidernet.testbed.pools import add_pool, allocated
 
 NODE = "10.60.0.2"
+LINK_UP_S = 60
 GATEWAY = "10.60.0.1"
 NET = Path("/sys/class/net")
 
@@ -136,9 +137,11 @@ def test_two_vf_pods_reach_the_gateway_each_other_and_the_node_and_del_gives_the
         assert json.loads(shown)[0]["parentdev"] == pci  # the VF itself is the pod's eth0
     assert all(address.startswith("10.60.0.1") for _, _, address in runs)
     for pod in pods:
-        assert ping(pod, GATEWAY)  # VF -> igb -> the wire -> the e1000e
+        # VF -> igb -> the wire -> the e1000e. The emulated links come up in their own time
+        # after the moves between namespaces (seconds, under TCG): a bounded wait.
+        assert ping(pod, GATEWAY, deadline_s=LINK_UP_S)
         assert ping(pod, NODE)  # the node, through the coordinator's veth
-    assert ping(pods[0], runs[1][2])  # VF to VF, through the igb's switch
+    assert ping(pods[0], runs[1][2], deadline_s=LINK_UP_S)  # VF to VF, through the igb's switch
     for chain, target, _ in reversed(runs):
         # (Once: Debian's host-device answers a second DEL with "Link not found". The
         # spidernet plugins' own DEL twice is proven in the netns lane.)
