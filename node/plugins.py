@@ -30,10 +30,9 @@ from spidernet.netconf.coordinator.config import (
     cluster_settings,
 )
 from spidernet.node.access.base import Namespaces
-from spidernet.node.ipam.master import IPInterface, MasterReader
-from spidernet.node.netlink.errors import NetlinkMissing
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # (the in-process fallbacks import this module: nothing of the IPAM's)
+    from spidernet.node.ipam.master import IPInterface, MasterReader
     from spidernet.node.ipam.plugin import Backend
 
 # The cluster's coordinator settings for (namespace, pod name), or None.
@@ -82,10 +81,9 @@ def masters(access: Namespaces, host: str | None) -> MasterReader:
 
     def read(name: str) -> tuple[IPInterface, ...]:
         with access.netlink(host) as nl:
-            try:
-                index = nl.index(name)
-            except NetlinkMissing as e:
-                raise LookupError(name) from e
+            index = {link.name: link.index for link in nl.links()}.get(name)
+            if index is None:
+                raise LookupError(name)
             return tuple(a.address for a in nl.addresses() if a.index == index)
 
     return read

@@ -25,16 +25,17 @@ def make_pod(
     labels: dict[str, str] | None = None,
     annotations: dict[str, str] | None = None,
     owner: tuple[str, str] | tuple[str, str, str] | None = None,
+    owner_api: str = "apps/v1",
     node: str | None = None,
 ) -> str:
     """Create a core/v1 Pod (it never runs: no kubelet), bound to `node` when given; its uid.
-    `owner`: (kind, name) of its apps/v1 controller, or (kind, name, uid) for a real one."""
+    `owner`: (kind, name) of its `owner_api` controller, or (kind, name, uid) for a real one."""
     refs = None
     if owner is not None:
         uid = owner[2] if len(owner) == 3 else str(uuid.uuid4())
         refs = [
             client.V1OwnerReference(
-                api_version="apps/v1", kind=owner[0], name=owner[1], uid=uid, controller=True
+                api_version=owner_api, kind=owner[0], name=owner[1], uid=uid, controller=True
             )
         ]
     pod = client.V1Pod(

@@ -26,6 +26,7 @@ from typing import Any
 from kubernetes import client
 
 from spidernet.testbed.kubebuild import run_go
+from spidernet.testbed.kubeobjects import make_pod
 from spidernet.testbed.kubespec import Layout, cache_root, go_env
 
 IPAMCLAIMS_MODULE = "github.com/k8snetworkplumbingwg/ipamclaims"
@@ -94,17 +95,6 @@ def kubevirt_crds() -> list[dict[str, Any]]:
     ]
 
 
-def _owner(kind: str, name: str, uid: str, api: str) -> dict[str, Any]:
-    return {
-        "apiVersion": api,
-        "kind": kind,
-        "name": name,
-        "uid": uid,
-        "controller": True,
-        "blockOwnerDeletion": True,
-    }
-
-
 def make_vm(custom: client.CustomObjectsApi, namespace: str, name: str) -> str:
     """A running VirtualMachine (`spec.runStrategy: Always`); its uid."""
     body = {
@@ -130,7 +120,14 @@ def make_vmi(custom: client.CustomObjectsApi, namespace: str, vm: str, vm_uid: s
             "name": vm,
             "labels": {"vm.kubevirt.io/name": vm},
             "ownerReferences": [
-                _owner("VirtualMachine", vm, vm_uid, f"{KUBEVIRT_GROUP}/{KUBEVIRT_VERSION}")
+                {
+                    "apiVersion": f"{KUBEVIRT_GROUP}/{KUBEVIRT_VERSION}",
+                    "kind": "VirtualMachine",
+                    "name": vm,
+                    "uid": vm_uid,
+                    "controller": True,
+                    "blockOwnerDeletion": True,
+                }
             ],
         },
         "spec": {"domain": {"devices": {}}},
@@ -187,32 +184,17 @@ def launcher_pod(
     if migration:
         labels["kubevirt.io/migrationJobUID"] = migration
     name = f"virt-launcher-{vm}-{suffix}"
-    pod = client.V1Pod(
-        metadata=client.V1ObjectMeta(
-            name=name,
-            labels=labels,
-            annotations=annotations,
-            owner_references=[
-                client.V1OwnerReference(
-                    api_version=f"{KUBEVIRT_GROUP}/{KUBEVIRT_VERSION}",
-                    kind="VirtualMachineInstance",
-                    name=vm,
-                    uid=vmi_uid,
-                    controller=True,
-                    block_owner_deletion=True,
-                )
-            ],
-        ),
-        spec=client.V1PodSpec(
-            containers=[client.V1Container(name="compute", image="registry.k8s.io/pause:3.10")],
-            automount_service_account_token=False,
-            node_name=node,
-        ),
+    uid = make_pod(
+        core,
+        namespace,
+        name,
+        labels=labels,
+        annotations=annotations,
+        owner=("VirtualMachineInstance", vm, vmi_uid),
+        owner_api=f"{KUBEVIRT_GROUP}/{KUBEVIRT_VERSION}",
+        node=node,
     )
-    made = core.create_namespaced_pod(namespace, pod)
-    assert made.metadata is not None
-    assert made.metadata.uid
-    return name, made.metadata.uid
+    return name, uid
 
 
 def make_ipamclaim(

@@ -78,19 +78,25 @@ def install(k8s_api: client.ApiClient) -> dict[str, dict[str, str]]:
         # types); sanitize_for_serialization has no annotations.
         assert body is not None
         assert k8s_api.sanitize_for_serialization(body) == crd  # type: ignore[no-untyped-call]
-        try:
-            ext.create_custom_resource_definition(body)
-        except ApiException as e:
-            if e.status != 409:
-                raise
-            # Installed by an earlier module of this session: replace it with this file.
-            current = ext.read_custom_resource_definition(name)
-            assert current.metadata is not None
-            assert body.metadata is not None
-            body.metadata.resource_version = current.metadata.resource_version
-            ext.replace_custom_resource_definition(name, body)
+        apply_crd(ext, body)
         names.append(name)
     return {name: wait_established(ext, name) for name in names}
+
+
+def apply_crd(ext: client.ApiextensionsV1Api, body: client.V1CustomResourceDefinition) -> None:
+    """Create the CRD `body`, or, when an earlier module of the session installed it,
+    replace it with `body`."""
+    assert body.metadata is not None
+    assert body.metadata.name is not None
+    try:
+        ext.create_custom_resource_definition(body)
+    except ApiException as e:
+        if e.status != 409:
+            raise
+        current = ext.read_custom_resource_definition(body.metadata.name)
+        assert current.metadata is not None
+        body.metadata.resource_version = current.metadata.resource_version
+        ext.replace_custom_resource_definition(body.metadata.name, body)
 
 
 def new_namespace(k8s_api: client.ApiClient) -> str:

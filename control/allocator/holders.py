@@ -22,7 +22,10 @@ from spidernet.control.allocator.errors import AllocationError, Reason
 LABEL_VM_NAME = "vm.kubevirt.io/name"
 LABEL_MIGRATION = "kubevirt.io/migrationJobUID"
 KUBEVIRT_API = "kubevirt.io/v1"
+IPAMCLAIM_API = "k8s.cni.cncf.io/v1alpha1"
+VM_KIND = "VirtualMachine"
 VMI_KIND = "VirtualMachineInstance"
+IPAMCLAIM_KIND = "IPAMClaim"
 ANNO_NETWORKS = "k8s.v1.cni.cncf.io/networks"
 CLAIM_REFERENCE = "ipam-claim-reference"
 

@@ -11,6 +11,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from .holders import IPAMCLAIM_KIND, VMI_KIND
+
 # Pod annotations (Spiderpool's keys, reference/spiderpool.md §2.9).
 ANNO_IPPOOL = "ipam.spidernet.io/ippool"
 ANNO_IPPOOLS = "ipam.spidernet.io/ippools"
@@ -24,9 +26,9 @@ ANNO_NS_DEFAULT_V6 = "ipam.spidernet.io/default-ipv6-ippool"
 # Owner kinds whose pods keep their addresses across restarts (§2.7).
 STATEFUL_OWNERS = frozenset({"StatefulSet"})
 # What an endpoint's `ownerControllerType` says when its addresses follow a KubeVirt VM or an
-# IPAMClaim rather than one pod (docs/kubevirt.md).
-VMI_OWNER = "VirtualMachineInstance"
-IPAMCLAIM_OWNER = "IPAMClaim"
+# IPAMClaim rather than one pod (docs/kubevirt.md): the kind of what holds them.
+VMI_OWNER = VMI_KIND
+IPAMCLAIM_OWNER = IPAMCLAIM_KIND
 
 
 @dataclass(frozen=True)

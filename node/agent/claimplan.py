@@ -24,6 +24,7 @@ from spidernet.control.store.base import Create, Delete, Key, Stored, Update, Wr
 from . import endpoints as ep
 
 Entry = dict[str, Any]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 
 
 @dataclass(frozen=True)
@@ -310,11 +311,19 @@ def detach(pod: PodFacts, container_id: str, doc: Mapping[str, Any], ifname: str
     )
 
 
-def held(doc: Mapping[str, Any]) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-    """The addresses the endpoint `doc` lists, on every interface."""
+def held(doc: Mapping[str, Any], nic: str | None = None) -> set[IPAddress]:
+    """The addresses the endpoint `doc` lists, on every interface or on `nic`."""
+    entries = [e for e in ep.entries_of(doc) if nic is None or e.get("interface") == nic]
+    return ips_of(entries)
+
+
+def ips_of(
+    entries: Sequence[Mapping[str, Any]],
+) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
+    """The addresses of `entries`, both families."""
     return {
         ipaddress.ip_interface(str(entry[fam])).ip
-        for entry in ep.entries_of(doc)
+        for entry in entries
         for fam in ("ipv4", "ipv6")
         if entry.get(fam)
     }

@@ -10,6 +10,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 from spidernet.cni.config import Attachment
 from spidernet.control.store.base import Conflict, NotFound, Store, Stored
@@ -36,8 +37,9 @@ class Collecting(abc.ABC):
     _clock: Callable[[], float]
 
     @abc.abstractmethod
-    def _drop(self, current: Stored, nics: Sequence[str]) -> None:
-        """Release the entries of `nics` of the endpoint `current` (IpamCore's)."""
+    def _drop(self, current: Stored, nics: Sequence[str]) -> list[dict[str, Any]]:
+        """Release the entries of `nics` of the endpoint `current` (IpamCore's); the entries
+        released."""
 
     def gc(self, network: str, keep: Sequence[Attachment]) -> None:
         """Free addresses of `network` on this node whose attachment is not in `keep`."""

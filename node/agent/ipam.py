@@ -100,6 +100,7 @@ class IpamCore(Collecting):
         parallel_sync: bool = False,
         auto_pool_wait: AutoPoolWait | None = None,
         clock: Callable[[], float] = time.monotonic,
+        kubevirt: bool = True,
     ) -> None:
         self.store = store
         self.auto_pool_wait = auto_pool_wait or AutoPoolWait()
@@ -121,7 +122,7 @@ class IpamCore(Collecting):
         self.events: FailureHook | None = None
         # Whether a KubeVirt virt-launcher pod's addresses follow its VM (Spiderpool's
         # enableKubevirtStaticIP; docs/kubevirt.md).
-        self.kubevirt = True
+        self.kubevirt = kubevirt
         # Told of the addresses an IPAMClaim's interface holds after each ADD (namespace,
         # claim, addresses with prefix): the Kubernetes agent writes the claim's status.ips.
         self.claim_status: Callable[[str, str, list[str]], None] | None = None
@@ -201,11 +202,7 @@ class IpamCore(Collecting):
         start = time.perf_counter()
         try:
             with self._lock, store_errors(f"release for {call.container_id}"):
-                before = self._held(call)
-                # Kept but no longer used here (a StatefulSet's, a VM's or a claim's address
-                # after its pod's DEL; a migration's side that lost): this node stops watching.
-                left = self._release(call)
-                gone = (before - self._held(call)) | left
+                gone = self._release(call)
             if self.watch is not None and gone:
                 self.watch.untrack(gone)
         except BackendError:
@@ -352,11 +349,6 @@ class IpamCore(Collecting):
             avoid |= {(pools[str(ip)], int(ip)) for ip, _ in problem.held if str(ip) in pools}
         raise AddressesHeld(call.ifname, conflicts)
 
-    def _held(self, call: IpamCall) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-        """The addresses the call's pod holds on every interface (empty: no record)."""
-        current = self._endpoint(self._facts(call))
-        return set() if current is None else claimplan.held(current.body)
-
     def _pools_of(self, call: IpamCall) -> dict[str, str]:
         """Address (no prefix) -> pool, for the call's interface."""
         current = self._endpoint(self._facts(call))
@@ -430,8 +422,10 @@ class IpamCore(Collecting):
         return claimplan.extend(add, pod, current, kept, leases)
 
     def _release(self, call: IpamCall) -> set[ipaddress.IPv4Address | ipaddress.IPv6Address]:
-        """Release what the call's sandbox holds on its interface; the addresses it stops
-        using but its holder keeps."""
+        """Release what the call's sandbox holds on its interface; the addresses this node
+        stops using (for the conflict watch): those freed, and those its holder keeps (a
+        StatefulSet's, a VM's or a claim's after its pod's DEL; a migration's side that
+        left)."""
         for _ in range(ATTEMPTS):
             pod = self._facts(call)
             current = self._endpoint(pod)
@@ -452,21 +446,22 @@ class IpamCore(Collecting):
                     self.store.update(current.key, new, current.version)
                 except Conflict:
                     continue
-                mine = claimplan.pools_of(current.body, call.ifname)
-                return {ipaddress.ip_address(a) for a in mine}
+                return claimplan.held(current.body, call.ifname)
             try:
-                self._drop(current, [call.ifname])
+                gone = self._drop(current, [call.ifname])
             except (Conflict, NotFound):
                 continue  # changed since read: read again
             self.metrics.releases.inc()
-            return set()
+            return claimplan.ips_of(gone)
         raise Contended(f"failed to release {call.container_id}: conflicts")
 
-    def _drop(self, current: Stored, nics: Sequence[str]) -> None:
-        """Release the entries of `nics`; when no configured NIC is left, release all."""
+    def _drop(self, current: Stored, nics: Sequence[str]) -> list[dict[str, Any]]:
+        """Release the entries of `nics`; when no configured NIC is left, release all. The
+        entries released."""
         ref = f"{current.key.namespace}/{current.key.name}"
-        mine = self._holdings(ref, claimplan.gone(current.body, nics)).mine
-        self.store.commit(claimplan.drop(current, nics, mine))
+        gone = claimplan.gone(current.body, nics)
+        self.store.commit(claimplan.drop(current, nics, self._holdings(ref, gone).mine))
+        return gone
 
 
 def _ip_int(text: str) -> int:

@@ -14,6 +14,13 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from spidernet.control.allocator.holders import (
+    IPAMCLAIM_API,
+    IPAMCLAIM_KIND,
+    KUBEVIRT_API,
+    VM_KIND,
+    VMI_KIND,
+)
 from spidernet.control.model import validate
 from spidernet.control.model.documents import parse, to_document
 from spidernet.control.model.errors import ValidationError
@@ -40,24 +47,10 @@ from spidernet.node.errors import NodeError
 from . import endpoints as ep
 from .workloads import WORKLOAD_KINDS
 
-_WORKLOAD_API = {
-    "Pod": "v1",
-    "Namespace": "v1",
-    "Node": "v1",
-    "StatefulSet": "apps/v1",
-    # Records of KubeVirt's and k8snetworkplumbingwg's objects (docs/kubevirt.md).
-    "VirtualMachine": "kubevirt.io/v1",
-    "VirtualMachineInstance": "kubevirt.io/v1",
-    "IPAMClaim": "k8s.cni.cncf.io/v1alpha1",
-}
-_NAMESPACED = {
-    *NAMESPACED_KINDS,
-    "Pod",
-    "StatefulSet",
-    "VirtualMachine",
-    "VirtualMachineInstance",
-    "IPAMClaim",
-}
+# Records of KubeVirt's and k8snetworkplumbingwg's objects too (docs/kubevirt.md).
+_HELD_BY = {VM_KIND: KUBEVIRT_API, VMI_KIND: KUBEVIRT_API, IPAMCLAIM_KIND: IPAMCLAIM_API}
+_WORKLOAD_API = {"Pod": "v1", "Namespace": "v1", "Node": "v1", "StatefulSet": "apps/v1", **_HELD_BY}
+_NAMESPACED = {*NAMESPACED_KINDS, "Pod", "StatefulSet", *_HELD_BY}
 
 
 class Rejected(NodeError):

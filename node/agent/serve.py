@@ -294,8 +294,8 @@ def _ipam_core(config: ServeConfig, store: Store, broker: Broker, stack: ExitSta
         auto_pool_wait=AutoPoolWait(
             config.kube, config.auto_pool_retries, config.auto_pool_interval_s
         ),
+        kubevirt=config.kubevirt_static_ip,
     )
-    core.kubevirt = config.kubevirt_static_ip
     if config.kube:
         from spidernet.control.store.kube import KubeStore
         from spidernet.control.store.kube_gateways import KubeIpamClaimApi

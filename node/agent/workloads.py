@@ -16,7 +16,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from spidernet.control.allocator.holders import SelectionError, claim_for, vm_of
+from spidernet.control.allocator.holders import (
+    IPAMCLAIM_KIND,
+    VM_KIND,
+    VMI_KIND,
+    SelectionError,
+    claim_for,
+    vm_of,
+)
 from spidernet.control.allocator.request import (
     ANNO_SUBNET,
     ANNO_SUBNETS,
@@ -32,10 +39,7 @@ from spidernet.node.ipam.plugin import IpamCall
 # Endpoints of calls that name no pod (plain CNI runtimes) live in this namespace, named
 # after the container ID.
 ANONYMOUS_NAMESPACE = "cni"
-# The kinds whose life a VM's or an IPAMClaim's addresses follow (namespaced).
-VM_KIND = "VirtualMachine"
-VMI_KIND = "VirtualMachineInstance"
-IPAMCLAIM_KIND = "IPAMClaim"
+# (With the kinds whose life a VM's or an IPAMClaim's addresses follow: holders.py.)
 WORKLOAD_KINDS = ("Pod", "Namespace", "Node", "StatefulSet", VM_KIND, VMI_KIND, IPAMCLAIM_KIND)
 
 

@@ -7,15 +7,14 @@ each test works in namespaces and CRD groups of its own.
 
 from __future__ import annotations
 
-import time
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from kubernetes import client, config
-from kubernetes.client.exceptions import ApiException
 
 from spidernet.testbed import spidercrds
 from spidernet.testbed.kubecluster import Cluster, ensure_binaries, running_cluster
@@ -52,33 +51,21 @@ def k8s_api(k8s_cluster: Cluster) -> Iterator[client.ApiClient]:
 
 
 CRDS = Path(__file__).resolve().parents[2] / "deploy" / "chart" / "crds"
-ESTABLISHED_TIMEOUT_S = 30.0
 
 
 def install_crd(ext: client.ApiextensionsV1Api, path: Path) -> str:
     """Create the CRD in `path`, or replace it when present; its name once Established."""
-    doc = yaml.safe_load(path.read_text())
-    name: str = doc["metadata"]["name"]
+    return install_crd_doc(ext, yaml.safe_load(path.read_text()))
+
+
+def install_crd_doc(ext: client.ApiextensionsV1Api, doc: dict[str, Any]) -> str:
+    """Create the CRD `doc`, or replace it when present; its name once Established."""
     body = client.V1CustomResourceDefinition.from_dict(doc)
     assert body is not None
-    assert body.metadata is not None
-    try:
-        ext.create_custom_resource_definition(body)
-    except ApiException as e:
-        if e.status != 409:
-            raise
-        current = ext.read_custom_resource_definition(name)
-        assert current.metadata is not None
-        body.metadata.resource_version = current.metadata.resource_version
-        ext.replace_custom_resource_definition(name, body)
-    deadline = time.monotonic() + ESTABLISHED_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status = ext.read_custom_resource_definition(name).status
-        conditions = {c.type: c.status for c in (status.conditions if status else None) or []}
-        if conditions.get("Established") == "True":
-            return name
-        time.sleep(0.1)
-    pytest.fail(f"CRD {name} not Established in {ESTABLISHED_TIMEOUT_S:.0f}s")
+    spidercrds.apply_crd(ext, body)
+    name: str = doc["metadata"]["name"]
+    spidercrds.wait_established(ext, name)
+    return name
 
 
 @pytest.fixture(scope="session")

@@ -30,6 +30,7 @@ from spidernet.control.store.kube import KubeStore
 from spidernet.netconf.coordinator.config import parse_coordinator
 from spidernet.node.agent.app import App
 from spidernet.node.agent.ipam import IpamCore
+from spidernet.testbed import spidercrds
 
 GROUP, VERSION, PLURAL = "spiderpool.spidernet.io", "v2beta1", "spidercoordinators"
 KUBE_SYSTEM = "kube-system"
@@ -136,14 +137,7 @@ def install_calico_crd(ext: client.ApiextensionsV1Api) -> None:
         },
     }
     ext.create_custom_resource_definition(body)
-    deadline = time.monotonic() + ESTABLISHED_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status = ext.read_custom_resource_definition(CALICO_CRD).status
-        conditions = {c.type: c.status for c in (status.conditions if status else None) or []}
-        if conditions.get("Established") == "True":
-            return
-        time.sleep(0.1)
-    pytest.fail(f"CRD {CALICO_CRD} not Established in {ESTABLISHED_TIMEOUT_S:.0f}s")
+    spidercrds.wait_established(ext, CALICO_CRD)
 
 
 def remove_calico_crd(ext: client.ApiextensionsV1Api) -> None:

@@ -6,7 +6,6 @@ Each test works in a namespace (and CRD group) of its own; nothing is mocked.
 from __future__ import annotations
 
 import json
-import time
 import uuid
 from typing import Any
 
@@ -14,10 +13,10 @@ import pytest
 from kubernetes import client, watch
 from kubernetes.client.exceptions import ApiException
 
+from spidernet.testbed import spidercrds
 from spidernet.testbed.kubecluster import Cluster
 
 GROUP = "test.spidernet.io"
-ESTABLISHED_TIMEOUT_S = 30.0
 
 
 @pytest.fixture
@@ -119,15 +118,7 @@ def _crd(plural: str) -> client.V1CustomResourceDefinition:
 
 
 def _wait_established(ext: client.ApiextensionsV1Api, name: str) -> None:
-    deadline = time.monotonic() + ESTABLISHED_TIMEOUT_S
-    while time.monotonic() < deadline:
-        status = ext.read_custom_resource_definition(name).status
-        found = status.conditions if status is not None else None
-        conditions = {c.type: c.status for c in found or []}
-        if conditions.get("Established") == "True":
-            return
-        time.sleep(0.1)
-    pytest.fail(f"CRD {name} not Established in {ESTABLISHED_TIMEOUT_S:.0f}s")
+    spidercrds.wait_established(ext, name)
 
 
 def test_crd_schema_accepts_valid_and_refuses_invalid(

@@ -23,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
 from kubernetes import client
 
 from spidernet.control.client import ServiceError
@@ -52,7 +51,7 @@ from spidernet.testbed.kubevirt import (
 )
 from spidernet.testbed.waiting import wait_for
 
-from .conftest import install_crd
+from .conftest import install_crd, install_crd_doc
 
 NICS = ("eth0", "net1")
 ANNO_CONTAINER = "spidernet.io/container-id"
@@ -61,18 +60,11 @@ ANNO_MIGRATION = "spidernet.io/migration-source"
 
 
 @pytest.fixture(scope="module")
-def foreign_crds(
-    k8s_api: client.ApiClient, store_crds: list[str], tmp_path_factory: pytest.TempPathFactory
-) -> list[str]:
+def foreign_crds(k8s_api: client.ApiClient, store_crds: list[str]) -> list[str]:
     """KubeVirt's VM, VMI and migration CRDs and the IPAMClaim CRD, installed."""
     ext = client.ApiextensionsV1Api(k8s_api)
-    where = tmp_path_factory.mktemp("crds")
-    paths = [ipamclaim_crd()]
-    for doc in kubevirt_crds():
-        path = where / f"{doc['metadata']['name']}.yaml"
-        path.write_text(yaml.safe_dump(doc))
-        paths.append(path)
-    return [install_crd(ext, path) for path in paths]
+    crds = [install_crd(ext, ipamclaim_crd())]
+    return crds + [install_crd_doc(ext, doc) for doc in kubevirt_crds()]
 
 
 @pytest.fixture(scope="module")

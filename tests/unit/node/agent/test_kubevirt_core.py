@@ -137,7 +137,7 @@ def test_a_vm_keeps_its_addresses_across_launcher_pods_until_vm_and_vmi_are_gone
 
 
 def test_with_the_switch_off_each_launcher_pod_has_addresses_of_its_own(core: IpamCore) -> None:
-    core.kubevirt = False
+    core = IpamCore(core.store, node="node1", kubevirt=False)
     record(core, "VirtualMachine", "vm1")
     launcher(core, "virt-launcher-vm1-aaaaa", "vm1")
     add(core, "virt-launcher-vm1-aaaaa", "c1")
