@@ -198,8 +198,23 @@ class Kv:
         self.core.delete_namespaced_pod(canary, self.namespace, grace_period_seconds=0)
         wait_for(
             f"the GC's reclaim of {canary}",
-            lambda: endpoint(self.custom, self.namespace, canary) is None,
+            lambda: (
+                endpoint(self.custom, self.namespace, canary) is None
+                and not any(h.endswith(f"={self.namespace}/{canary}") for h in self._all_held())
+            ),
         )
+
+    def _all_held(self) -> set[str]:
+        """Every `address=holder` any NIC's pool holds (the GC deletes an endpoint, then its
+        claims: a reclaim is over when both are gone)."""
+        return {entry for entries in self.held().values() for entry in entries}
+
+
+def _reclaim_logged(controller: Controller, key: str) -> str:
+    """The controller's one log line of the reclaim of `key` (written after its deletes)."""
+    wait_for(f"the log of {key}'s reclaim", lambda: any(key in r for r in controller.reclaims()))
+    (line,) = [r for r in controller.reclaims() if key in r]
+    return line
 
 
 @pytest.fixture
@@ -267,7 +282,7 @@ def test_a_vm_keeps_its_addresses_across_three_restarts_and_loses_them_when_dele
     delete_kubevirt(kv.custom, kv.namespace, "virtualmachineinstances", "vm1")
     wait_for("the deleted VM's reclaim", lambda: kv.held() == {})
     assert endpoint(kv.custom, kv.namespace, "vm1") is None
-    (line,) = [r for r in controller.reclaims() if f"'{kv.namespace}/vm1'" in r]
+    line = _reclaim_logged(controller, f"'{kv.namespace}/vm1'")
     assert "virtual machine and its instance gone" in line
 
 
@@ -404,7 +419,7 @@ def test_an_ipamclaim_outlives_three_pods_and_its_deletion_frees_the_address(
         CLAIM_GROUP, CLAIM_VERSION, kv.namespace, "ipamclaims", "db.underlay"
     )
     wait_for("the deleted claim's reclaim", lambda: kv.held() == {})
-    (line,) = [r for r in controller.reclaims() if f"'{kv.namespace}/db.underlay'" in r]
+    line = _reclaim_logged(controller, f"'{kv.namespace}/db.underlay'")
     assert "ipamclaim gone" in line
 
 
