@@ -143,7 +143,7 @@ def _add_running_options(serve: argparse.ArgumentParser) -> None:
         "--detection-profile",
         choices=["fast", "rfc"],
         default="fast",
-        help="probe timing: fast (3 x 100 ms, Spiderpool's) or rfc (RFC 5227 / RFC 4862)",
+        help="probe timing: fast (3 tries in 140 ms) or rfc (RFC 5227 / RFC 4862)",
     )
 
 

@@ -26,7 +26,7 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
         "--profile",
         choices=["fast", "rfc"],
         default="fast",
-        help="fast: 3 tries, 100 ms each (Spiderpool's); rfc: RFC 5227 / RFC 4862 timings",
+        help="fast: 3 tries 20 ms apart, 100 ms after the last; rfc: RFC 5227 / RFC 4862 timings",
     )
     probe.set_defaults(func=_detect_probe)
     watch = detect_sub.add_parser(

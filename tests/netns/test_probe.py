@@ -5,6 +5,7 @@ a second holder of the pod's own address, and the errors."""
 from __future__ import annotations
 
 import ipaddress
+import socket
 import subprocess
 import time
 from dataclasses import dataclass
@@ -13,7 +14,16 @@ import pytest
 
 from spidernet.node import netns
 from spidernet.node.access.base import Namespaces
-from spidernet.node.detect.probe import DEFAULT_TIMING, Answer, ProbeError, Timing, resolve
+from spidernet.node.detect.probe import (
+    DEFAULT_TIMING,
+    FAST_ANSWER_S,
+    FAST_SPACING_S,
+    Answer,
+    ProbeError,
+    Timing,
+    profile,
+    resolve,
+)
 from spidernet.node.lab.addresses import GATEWAY4, GATEWAY6
 from spidernet.node.lab.topology import Segment, Topology, iface
 from spidernet.node.netlink.client import netlink
@@ -24,6 +34,8 @@ ip = ipaddress.ip_address
 POD4, POD6 = ip("192.0.2.10"), ip("2001:db8:1::10")
 GW4, GW6 = ip(GATEWAY4), ip(GATEWAY6)
 FREE4, FREE6 = ip("192.0.2.99"), ip("2001:db8:1::99")
+ETH_P_ALL = 0x0003
+ND_SOLICIT = 135
 # A probe that hears nothing takes every try's wait; one that hears an answer, one wait.
 SILENCE_S = DEFAULT_TIMING.tries * DEFAULT_TIMING.wait_s
 
@@ -88,8 +100,30 @@ def test_a_second_holder_of_the_pods_address_is_found(lab: Lab, address: IPAddre
 def test_every_holder_is_reported_once(lab: Lab) -> None:
     twins = sorted(lab.join(f"twin{i}", f"{POD4}/24", f"{POD6}/64") for i in range(2))
     for address in (POD4, POD6):
-        answers = resolve(lab.access, lab.pod, "eth0", address)
-        assert sorted(answers, key=lambda a: a.mac) == [Answer(m, address) for m in twins]
+        # The fast profile's requests are 20 ms apart; after the first answer it still
+        # listens its 100 ms, so the second holder is heard too.
+        for timing in (DEFAULT_TIMING, profile("fast", address.version)):
+            answers = resolve(lab.access, lab.pod, "eth0", address, timing=timing)
+            assert sorted(answers, key=lambda a: a.mac) == [Answer(m, address) for m in twins]
+
+
+@pytest.mark.parametrize("target", [FREE4, FREE6], ids=["arp", "nd"])
+def test_a_silent_fast_probe_sends_three_requests_and_waits_out_the_last_window(
+    lab: Lab, target: IPAddress
+) -> None:
+    timing = profile("fast", target.version)
+    ear = lab.topo.namespace("ear")
+    lab.topo.attach(lab.segment, ear, "eth0", ())
+    with netns.open_socket_in(
+        netns.path_of(ear), socket.AF_PACKET, socket.SOCK_RAW, socket.htons(ETH_P_ALL)
+    ) as listener:
+        listener.bind(("eth0", 0))  # 0: keep the socket's protocol, ETH_P_ALL
+        start = time.monotonic()
+        assert resolve(lab.access, lab.pod, "eth0", target, timing=timing) == ()
+        took = time.monotonic() - start
+        asked = _requests_for(listener, target)
+    assert asked == timing.tries
+    assert 2 * FAST_SPACING_S + FAST_ANSWER_S <= took < 2 * FAST_SPACING_S + FAST_ANSWER_S + 0.5
 
 
 def test_a_missing_or_unusable_link_fails(lab: Lab) -> None:
@@ -122,3 +156,26 @@ def test_a_missing_or_unusable_link_fails(lab: Lab) -> None:
 def test_a_missing_namespace_is_netns_gone(access: Namespaces) -> None:
     with pytest.raises(netns.NetnsGone):
         resolve(access, "/run/netns/spidernet-no-such-netns", "eth0", GW4)
+
+
+def _requests_for(listener: socket.socket, target: IPAddress) -> int:
+    """How many ARP requests or Neighbor Solicitations for `target` `listener` has queued."""
+    listener.setblocking(False)
+    count = 0
+    while True:
+        try:
+            frame = listener.recv(65535)
+        except BlockingIOError:
+            return count
+        if target.version == 4:
+            count += (
+                frame[12:14] == b"\x08\x06"
+                and frame[20:22] == b"\x00\x01"
+                and (frame[38:42] == target.packed)
+            )
+        else:
+            count += (
+                frame[12:14] == b"\x86\xdd"
+                and frame[54] == ND_SOLICIT
+                and (frame[62:78] == target.packed)
+            )

@@ -202,14 +202,19 @@ def test_a_source_of_the_other_family_fails_before_any_socket() -> None:
 # -- timing profiles -------------------------------------------------------------------------
 
 
-def test_the_fast_profile_is_spiderpools() -> None:
+def test_the_fast_profile_gives_each_of_three_requests_100_ms_in_140() -> None:
     import random
 
     from spidernet.node.detect.probe import profile
 
     for version in (4, 6):
-        first, windows = profile("fast", version).windows(random.Random(1))
-        assert (first, windows) == (0.0, [0.1, 0.1, 0.1])
+        timing = profile("fast", version)
+        first, windows = timing.windows(random.Random(1))
+        assert (first, windows) == (0.0, [0.02, 0.02, 0.1])
+        assert timing.answer_s == 0.1
+        # The first request's answers count until the end: 140 ms; the last's for 100 ms.
+        assert sum(windows) - sum(windows[:2]) >= 0.1
+        assert abs(sum(windows) - 0.14) < 1e-9
 
 
 def test_the_rfc_profiles_follow_rfc_5227_and_rfc_4862() -> None:
