@@ -22,7 +22,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from spidernet.node.access.base import Namespaces
-from spidernet.node.detect.probe import ProbeError, profile, resolve
+from spidernet.node.detect.probe import ProbeError, load_frames, profile, resolve
 from spidernet.node.errors import NodeError
 from spidernet.node.ipam.conf import IpamConf
 from spidernet.node.ipam.plugin import Address
@@ -84,6 +84,8 @@ class Detector:
     def __init__(self, access: Namespaces, defaults: Settings) -> None:
         self.access = access
         self.defaults = defaults
+        if defaults.enabled:  # every ADD probes unless its network says not to
+            load_frames()
 
     def settings(self, conf: IpamConf) -> Settings:
         return self.defaults.over(conf)

@@ -8,18 +8,17 @@ One frame per address, sent raw from inside the pod's namespace:
   Solicited flag clear, Override flag set, with the Target Link-Layer Address option; hop
   limit 255, which receivers require (§7.1.2).
 
-The frames are built with scapy (the detect adapters are where scapy lives, DESIGN.md) and
-sent through an AF_PACKET socket the caller created in the namespace (node/access/), so no
-thread of ours enters it (STYLE.md §5).
+The frames are built with scapy (the detect adapters are where scapy lives, DESIGN.md),
+imported at the first frame built (about 30 MB of memory and 250 ms that a node service
+whose pods never announce nor probe does not pay), and sent through an AF_PACKET socket the
+caller created in the namespace (node/access/), so no thread of ours enters it (STYLE.md
+§5).
 """
 
 from __future__ import annotations
 
 import ipaddress
 import socket
-
-from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
-from scapy.layers.l2 import ARP, Ether
 
 from spidernet.node.errors import NodeError
 
@@ -38,6 +37,8 @@ class AnnounceError(NodeError):
 
 def gratuitous_arp(mac: str, address: ipaddress.IPv4Address) -> bytes:
     """The Ethernet frame of an ARP Announcement of `address` by `mac`."""
+    from scapy.layers.l2 import ARP, Ether
+
     frame = Ether(dst=BROADCAST, src=mac) / ARP(
         op=ARP_REQUEST,
         hwsrc=mac,
@@ -54,6 +55,9 @@ def unsolicited_na(mac: str, address: ipaddress.IPv6Address) -> bytes:
     Its source is the address itself, one of the interface's (RFC 4861 §7.2.4), as the
     kernel's own unsolicited advertisements do (ndisc_send_unsol_na).
     """
+    from scapy.layers.inet6 import ICMPv6ND_NA, ICMPv6NDOptDstLLAddr, IPv6
+    from scapy.layers.l2 import Ether
+
     frame = (
         Ether(dst=ALL_NODES_MAC, src=mac)
         / IPv6(src=str(address), dst=str(ALL_NODES), hlim=255)

@@ -49,9 +49,6 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
-from scapy.layers.l2 import ARP, Ether
-
 from spidernet.node.access.base import Namespaces
 from spidernet.node.errors import NodeError
 
@@ -157,6 +154,13 @@ def profile(name: str, version: int) -> Timing:
     raise ValueError(f"unknown probe profile '{name}' (known: {', '.join(PROFILES)})")
 
 
+def load_frames() -> None:
+    """Import what builds the frames now rather than at the first probe (a node service
+    whose every ADD probes pays the import at start, not in its first pod's ADD)."""
+    import scapy.layers.inet6
+    import scapy.layers.l2  # noqa: F401
+
+
 def _mac(raw: bytes) -> str:
     return ":".join(f"{b:02x}" for b in raw)
 
@@ -173,6 +177,8 @@ def arp_request(
 ) -> bytes:
     """The Ethernet frame of a broadcast ARP request for `target` from `own_mac`: from
     `src`, or an RFC 5227 probe (sender 0.0.0.0) when `src` is None."""
+    from scapy.layers.l2 import ARP, Ether  # at the first frame: announce.py says why
+
     frame = Ether(dst=BROADCAST, src=own_mac) / ARP(
         op=ARP_REQUEST,
         hwsrc=own_mac,
@@ -189,6 +195,9 @@ def neighbor_solicitation(
     """The Ethernet frame of a Neighbor Solicitation for `target` to its solicited-node
     group: from `src` with the Source Link-Layer Address option, or an RFC 4862 DAD probe
     (from ::, no option) when `src` is None."""
+    from scapy.layers.inet6 import ICMPv6ND_NS, ICMPv6NDOptSrcLLAddr, IPv6
+    from scapy.layers.l2 import Ether
+
     group, group_mac = solicited_node(target)
     frame = (
         Ether(dst=group_mac, src=own_mac)
