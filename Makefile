@@ -34,7 +34,7 @@ help:
 	@echo "make test   install what is missing, then run every test lane"
 	@echo "make manifests  render deploy/manifests and deploy/monitoring from deploy/chart (builds helm once)"
 	@echo "make image  install what is missing, then build the images here (base, spidernet, pause, busybox) and their archives"
-	@echo "make bench  spidernet-ipam vs host-local, allocation vs pool fill, the CNI chain, detection, 1000 pods vs Whereabouts, pods to Running on a real node (BENCH_ARGS=--quick)"
+	@echo "make bench  spidernet-ipam vs host-local, allocation vs pool fill, the CNI chain, detection, memory (service and plugins), 1000 pods vs Whereabouts, pods to Running on a real node (BENCH_ARGS=--quick)"
 
 setup: deps venv
 
@@ -71,7 +71,9 @@ test: setup
 # chain (macvlan + spidernet-ipam + spidernet-coordinator vs Go macvlan + host-local) in
 # network namespaces: tables on stdout, bench/results/{ipam,chain}.{json,png}; then what
 # ARP/NDP detection costs (one probe per profile; ADD with detection off and on),
-# bench/results/detect.json; then 1000 pods on 10 simulated nodes on a real kube-apiserver,
+# bench/results/detect.json; then memory: the node service idle and with 1000 endpoints
+# (VmRSS/VmHWM from /proc) and a plugin process's peak RSS beside Go host-local's,
+# bench/results/memory.json; then 1000 pods on 10 simulated nodes on a real kube-apiserver,
 # spidernet's agents against Whereabouts (built with Go from the module proxy into
 # /var/cache/spidernet), bench/results/cluster.{json,png}; then 100 pods at once on the node
 # lane's real node, spidernet's network against macvlan + host-local and eth0 alone,
@@ -81,6 +83,7 @@ bench: setup
 	@$(PY) -m bench.ipam $(BENCH_ARGS)
 	@$(PY) -m bench.chain $(BENCH_ARGS)
 	@$(PY) -m bench.detect $(BENCH_ARGS)
+	@$(PY) -m bench.memory $(BENCH_ARGS)
 	@$(PY) -m bench.cluster $(BENCH_ARGS)
 	@$(PY) -m bench.node $(BENCH_ARGS)
 

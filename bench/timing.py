@@ -2,8 +2,11 @@
 
 `Spawner.run` starts the executable with `os.posix_spawn` (no shell, no `ip netns exec`, no
 `subprocess` bookkeeping), feeds its stdin from a pipe filled before the clock starts, and
-stops the clock when `waitpid` returns. The parent's share of every sample is therefore the
-same small constant for every executable measured, Go or Python.
+stops the clock when `wait4` returns. The parent's share of every sample is therefore the
+same small constant for every executable measured, Go or Python. `wait4` also hands back the
+child's resource usage: `ru_maxrss` (KiB on Linux) is its peak resident set, but counted from
+the address space it was spawned from, so never below this process's own peak (bench/maxrss.c
+says why; `bench.memory` runs each plugin under it to read the plugin's own).
 """
 
 from __future__ import annotations
@@ -27,12 +30,14 @@ class SpawnError(Exception):
 
 @dataclass(frozen=True)
 class Spawned:
-    """One finished process: wall time from spawn to reaped, exit status and output."""
+    """One finished process: wall time from spawn to reaped, exit status and output, and
+    `ru_maxrss` from `wait4` in KiB (at least the spawner's own peak; 0 when not known)."""
 
     seconds: float
     status: int
     stdout: bytes
     stderr: bytes
+    maxrss_kb: int = 0
 
 
 def _drain(fd: int) -> bytes:
@@ -47,7 +52,7 @@ def _drain(fd: int) -> bytes:
 
 class Spawner:
     """Runs executables one at a time and remembers the pid in flight, so that `kill_live`
-    can end and reap it when the benchmark is interrupted (Ctrl-C during `waitpid`)."""
+    can end and reap it when the benchmark is interrupted (Ctrl-C during `wait4`)."""
 
     def __init__(self) -> None:
         self.live: set[int] = set()
@@ -72,11 +77,11 @@ class Spawner:
             start = time.perf_counter()
             pid = os.posix_spawn(argv[0], list(argv), dict(env), file_actions=actions)
             self.live.add(pid)
-            _, wait_status = os.waitpid(pid, 0)
+            _, wait_status, usage = os.wait4(pid, 0)
             seconds = time.perf_counter() - start
             self.live.discard(pid)
         except BaseException:
-            # The child may still run (Ctrl-C in waitpid) and hold the write ends: do not read.
+            # The child may still run (Ctrl-C in wait4) and hold the write ends: do not read.
             for fd in (r_in, w_out, w_err, r_out, r_err):
                 os.close(fd)
             raise
@@ -84,7 +89,8 @@ class Spawner:
             os.close(fd)
         out = _drain(r_out)
         err = _drain(r_err)
-        return Spawned(seconds, os.waitstatus_to_exitcode(wait_status), out, err)
+        status = os.waitstatus_to_exitcode(wait_status)
+        return Spawned(seconds, status, out, err, maxrss_kb=usage.ru_maxrss)
 
     def kill_live(self) -> None:
         """SIGKILL and reap the process in flight, if any (by its pid only)."""
