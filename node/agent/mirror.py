@@ -12,7 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from spidernet.control.store.base import CLAIM, EventType, Expired, Key, Store, Stored
+from spidernet.control.store.base import CLAIM, Event, EventType, Expired, Key, Store, Stored
 
 T = TypeVar("T")
 
@@ -55,13 +55,21 @@ class Mirror(Generic[T]):
             self.relist()
             return
         for event in events:
-            key = event.obj.key
-            value = None if event.type is EventType.DELETED else self.decode(event.obj)
-            if value is None:
-                self.items.pop(key, None)
-            else:
-                self.items[key] = value
-            self.applied(key, value)
+            self.apply(event)
+
+    def apply(self, event: Event) -> None:
+        """One change, as the store reported it."""
+        key = event.obj.key
+        value = None if event.type is EventType.DELETED else self.decode(event.obj)
+        self.put(key, value)
+
+    def put(self, key: Key, value: T | None) -> None:
+        """`key` now holds `value` (None: gone), as a change or this process's own write."""
+        if value is None:
+            self.items.pop(key, None)
+        else:
+            self.items[key] = value
+        self.applied(key, value)
 
 
 def claim_ip(obj: Stored) -> dict[str, Any] | None:
