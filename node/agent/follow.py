@@ -19,7 +19,7 @@ import threading
 from collections.abc import Callable, Iterator
 from typing import Any
 
-from spidernet.control.store.base import Event, Expired, StoreError
+from spidernet.control.store.base import Event, Expired
 
 from .mirror import Mirror
 
@@ -68,7 +68,7 @@ class Follower:
             except Expired:
                 with self._lock:
                     self._mirror.revision = ""  # listed again on the next turn
-            except StoreError as e:
+            except Exception as e:  # (a thread of its own: nothing above it to catch it)
                 if self._stop.is_set():
                     return
                 _log.warning("watch of %s failed (%s); again in %.1f s", self._mirror.kind, e, wait)
@@ -80,8 +80,9 @@ class Follower:
         server ends it or `close` shuts it."""
         mirror = self._mirror
         if not mirror.revision:
+            listing = mirror.store.list(mirror.kind)  # (not under the lock: ADDs go on)
             with self._lock:
-                mirror.relist()
+                mirror.load(listing)
         for event, revision in self._feed(mirror.kind, mirror.revision, self._opened):
             with self._lock:
                 if event is not None:

@@ -12,7 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from spidernet.control.store.base import CLAIM, Event, EventType, Expired, Key, Store, Stored
+from spidernet.control.store.base import (
+    CLAIM,
+    Event,
+    EventType,
+    Expired,
+    Key,
+    Listing,
+    Store,
+    Stored,
+)
 
 T = TypeVar("T")
 
@@ -29,7 +38,10 @@ class Mirror(Generic[T]):
 
     def relist(self) -> None:
         """Read every object again and watch from the listing's revision."""
-        listing = self.store.list(self.kind)
+        self.load(self.store.list(self.kind))
+
+    def load(self, listing: Listing) -> None:
+        """Replace the objects with a listing's, and watch from its revision."""
         self.items = {}
         for obj in listing.items:
             value = self.decode(obj)

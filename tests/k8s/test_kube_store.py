@@ -278,6 +278,10 @@ def test_commit_checks_first_and_writes_nothing(store: KubeStore, pool: str) -> 
     with pytest.raises(AlreadyExists) as caught:
         store.commit([Create(b, {}), Create(a, {})])
     assert caught.value.key == b
+    # Written again in the same commit, it is read first (the sequence is checked whole).
+    with pytest.raises(AlreadyExists) as caught:
+        store.commit([Create(b, {}), Delete(b), Delete(b)])
+    assert caught.value.key == b
     assert store.changes(CLAIM, start.revision)[0] == ()
     assert [s.key for s in store.list(CLAIM, pool).items] == [b]
 
