@@ -39,7 +39,8 @@ an update whose status write fails keeps its spec and raises, and the caller's n
 made at its old version, gets Conflict and re-reads.
 
 `commit`: Kubernetes has no multi-object transaction. A commit of one write is that write. For
-more, the store first reads every key and checks the whole sequence (existence, expected
+more, the store first reads every key (but that of a first write that creates it, when no other
+write touches it: its POST is the check) and checks the whole sequence (existence, expected
 versions) as the embedded store would apply it, raising the first failing write's error before
 anything is written: the common failure (an address taken) leaves no trace, not even in
 `changes`. Then it applies the writes in order; if one fails (someone wrote in between), it
@@ -61,7 +62,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from types import TracebackType
 from typing import Any
 
@@ -104,7 +105,7 @@ from spidernet.control.store.kube_names import (
     status_differs,
     where,
 )
-from spidernet.control.store.kube_watch import changes, current_revision
+from spidernet.control.store.kube_watch import Closer, changes, current_revision, follow
 
 
 class KubeStore:
@@ -222,9 +223,15 @@ class KubeStore:
         for w in writes:
             ensure_writable(w.key)
         bodies = [None if isinstance(w, Delete) else copied_body(w.key, w.body) for w in writes]
-        if len(writes) == 1:
-            return (self._apply(writes[0], bodies[0]),)
-        before: dict[Key, Stored | None] = {}
+        if len(writes) < 2:
+            return tuple(self._apply(w, b) for w, b in zip(writes, bodies, strict=True))
+        # The first write's key is not read when it creates that key and no other write of
+        # the commit touches it: its POST is the check (409 AlreadyExists), nothing is applied
+        # before it, so its failure leaves no trace either, and its undo needs no earlier
+        # body. An ADD's first write is its first claim: one GET fewer per ADD.
+        first = writes[0]
+        unread = isinstance(first, Create) and [w.key for w in writes].count(first.key) == 1
+        before: dict[Key, Stored | None] = {first.key: None} if unread else {}
         for w in writes:
             if w.key not in before:
                 before[w.key] = self._find(w.key)
@@ -258,6 +265,13 @@ class KubeStore:
         return changes(
             self.api, kind, since, watch_idle=self._watch_idle, watch_timeout=self._watch_timeout
         )
+
+    def follow(
+        self, kind: str, since: str, opened: Callable[[Closer], None]
+    ) -> Iterator[tuple[Event | None, str]]:
+        """The changes of `kind` after `since` as they happen, until the server ends the watch
+        or `opened`'s closer is called (kube_watch.follow): a live informer's feed."""
+        return follow(self.api, kind, since, opened)
 
     def close(self) -> None:
         """Refuse later calls (ValueError); close the client if the store owns it."""

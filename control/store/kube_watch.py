@@ -14,7 +14,8 @@ API server's; the store only compares them (as integers) to refuse one newer tha
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator, Mapping
+import threading
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any
 
 import urllib3.exceptions
@@ -23,6 +24,8 @@ import urllib3.response
 from spidernet.control.store.base import Event, EventType, Expired, StoreError, Unavailable
 from spidernet.control.store.kube_api import KubeApi, read_timed_out
 from spidernet.control.store.kube_names import Doc, decode_as, parse_revision, resource_of
+
+Closer = Callable[[], None]
 
 
 def current_revision(api: KubeApi, kind: str) -> str:
@@ -83,6 +86,59 @@ def changes(
         stream.close()
         stream.release_conn()
     return tuple(events), position
+
+
+FOLLOW_SECONDS = 300  # how long one watch request of `follow` asks the server to run
+
+
+def follow(
+    api: KubeApi, kind: str, since: str, opened: Callable[[Closer], None]
+) -> Iterator[tuple[Event | None, str]]:
+    """The changes of `kind` after revision `since` as they happen, each with its revision
+    (None and the revision for a bookmark), until the server ends the watch (after about
+    five minutes) or the stream is shut: `opened` is given the stream's `shutdown`, which
+    another thread may call to end the wait. Raises Expired when `since` is older than the
+    API server's watch cache (list again), Unavailable when the connection breaks."""
+    res = resource_of(kind)
+    kw = {
+        "watch": True,
+        "resource_version": since,
+        "allow_watch_bookmarks": True,
+        "timeout_seconds": FOLLOW_SECONDS,
+        "_preload_content": False,
+        # The server ends the watch first; a read that outlasts it is a lost connection.
+        "_request_timeout": (api.timeout, FOLLOW_SECONDS + 30),
+    }
+    stream = api.send(None, f"watch {kind}", api.lister(kind, None, kw), holds=False)
+    assert isinstance(stream, urllib3.response.HTTPResponse)  # (_preload_content=False)
+    shut = threading.Event()
+
+    def close() -> None:
+        shut.set()
+        stream.shutdown()
+
+    opened(close)
+    try:
+        for event in live_lines(stream):
+            obj = event.get("object") or {}
+            if event.get("type") == "ERROR":
+                raise watch_error(kind, obj)
+            revision = str(obj.get("metadata", {}).get("resourceVersion", ""))
+            if event.get("type") == "BOOKMARK":
+                yield None, revision
+                continue
+            stored = decode_as(kind, res, obj)
+            if stored.key.kind == kind:
+                yield Event(EventType(event["type"]), stored, revision), revision
+    except urllib3.exceptions.ReadTimeoutError:
+        return
+    except (urllib3.exceptions.HTTPError, OSError) as e:
+        if shut.is_set():
+            return  # shut by `close`: the end asked for
+        raise Unavailable(None, f"watch {kind}: {e}") from e
+    finally:
+        stream.close()
+        stream.release_conn()
 
 
 def _lines(stream: urllib3.response.BaseHTTPResponse) -> Iterator[Doc]:

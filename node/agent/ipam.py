@@ -300,14 +300,15 @@ class IpamCore(Collecting):
             taken = claims.taken(pool)
             return PoolUse(taken, len(taken))
 
-        leases = allocate(
-            self._request(call, pod),
-            self.view.pools,
-            self.view.reserved,
-            use,
-            rng=self.rng,
-            skip=skip,
-        )
+        with self.view.lock:  # (a live watch may be changing the claims: follow.py)
+            leases = allocate(
+                self._request(call, pod),
+                self.view.pools,
+                self.view.reserved,
+                use,
+                rng=self.rng,
+                skip=skip,
+            )
         if only is not None:
             leases = [lease for lease in leases if lease.interface in only]
         return leases
@@ -373,6 +374,7 @@ class IpamCore(Collecting):
             try:
                 if writes:
                     self.store.commit(writes)
+                    self.view.wrote(writes)
             except AlreadyExists as e:
                 if e.key is not None and e.key.kind == "IPClaim":
                     skip.add((e.key.namespace, _ip_int(e.key.name)))
@@ -460,7 +462,9 @@ class IpamCore(Collecting):
         entries released."""
         ref = f"{current.key.namespace}/{current.key.name}"
         gone = claimplan.gone(current.body, nics)
-        self.store.commit(claimplan.drop(current, nics, self._holdings(ref, gone).mine))
+        drop = claimplan.drop(current, nics, self._holdings(ref, gone).mine)
+        self.store.commit(drop)
+        self.view.wrote(drop)
         return gone
 
 

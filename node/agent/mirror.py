@@ -12,7 +12,16 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Generic, TypeVar
 
-from spidernet.control.store.base import CLAIM, EventType, Expired, Key, Store, Stored
+from spidernet.control.store.base import (
+    CLAIM,
+    Event,
+    EventType,
+    Expired,
+    Key,
+    Listing,
+    Store,
+    Stored,
+)
 
 T = TypeVar("T")
 
@@ -29,7 +38,10 @@ class Mirror(Generic[T]):
 
     def relist(self) -> None:
         """Read every object again and watch from the listing's revision."""
-        listing = self.store.list(self.kind)
+        self.load(self.store.list(self.kind))
+
+    def load(self, listing: Listing) -> None:
+        """Replace the objects with a listing's, and watch from its revision."""
         self.items = {}
         for obj in listing.items:
             value = self.decode(obj)
@@ -55,13 +67,21 @@ class Mirror(Generic[T]):
             self.relist()
             return
         for event in events:
-            key = event.obj.key
-            value = None if event.type is EventType.DELETED else self.decode(event.obj)
-            if value is None:
-                self.items.pop(key, None)
-            else:
-                self.items[key] = value
-            self.applied(key, value)
+            self.apply(event)
+
+    def apply(self, event: Event) -> None:
+        """One change, as the store reported it."""
+        key = event.obj.key
+        value = None if event.type is EventType.DELETED else self.decode(event.obj)
+        self.put(key, value)
+
+    def put(self, key: Key, value: T | None) -> None:
+        """`key` now holds `value` (None: gone), as a change or this process's own write."""
+        if value is None:
+            self.items.pop(key, None)
+        else:
+            self.items[key] = value
+        self.applied(key, value)
 
 
 def claim_ip(obj: Stored) -> dict[str, Any] | None:

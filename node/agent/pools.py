@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import threading
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 
 from spidernet.control.model.documents import parse
 from spidernet.control.model.iprange import IntervalSet
 from spidernet.control.model.resources import IPPool, ReservedIP
-from spidernet.control.store.base import Store, Stored
+from spidernet.control.store.base import CLAIM, Delete, Store, Stored, Write
 
+from .follow import Feed, Follower
 from .mirror import ClaimMirror, Mirror
 
 
@@ -39,9 +41,36 @@ class PoolView:
         self.claims = ClaimMirror(store)
         self.pools: dict[str, IPPool] = {}
         self.reserved: dict[int, IntervalSet] = {}
+        # Held while the claims are read or changed: by a Follower's thread, by the
+        # allocator's reads (`claims.taken` is a live set) and by `wrote`.
+        self.lock = threading.Lock()
+        self._follower: Follower | None = None
+
+    def follow(self, feed: Feed) -> None:
+        """Keep the claims current with a live watch from now on (follow.py): a sync then
+        lists the pools and the reserved addresses, a few small objects, and leaves the
+        claims to the watch."""
+        self._follower = Follower(self.claims, feed, self.lock)
+        self._follower.start()
+
+    def close(self) -> None:
+        """Stop the live watch, if any."""
+        if self._follower is not None:
+            self._follower.close()
+            self._follower = None
+
+    def wrote(self, writes: Sequence[Write]) -> None:
+        """This process's own committed writes, put into the claims mirror at once."""
+        with self.lock:
+            for w in writes:
+                if w.key.kind == CLAIM:
+                    self.claims.put(w.key, None if isinstance(w, Delete) else dict(w.body))
 
     def sync(self) -> None:
         """Catch up with the store."""
+        if self._follower is not None:
+            self._sync_followed()
+            return
         mirrors = (self._pools, self._reserved, self.claims)
         if self.parallel:
             with ThreadPoolExecutor(len(mirrors), thread_name_prefix="mirror") as workers:
@@ -50,6 +79,19 @@ class PoolView:
         else:
             for mirror in mirrors:
                 mirror.sync()
+        self._derive()
+
+    def _sync_followed(self) -> None:
+        with ThreadPoolExecutor(2, thread_name_prefix="mirror") as workers:
+            for done in [workers.submit(m.relist) for m in (self._pools, self._reserved)]:
+                done.result()
+        if not self.claims.revision:  # (before the watch's own first list)
+            with self.lock:
+                if not self.claims.revision:
+                    self.claims.relist()
+        self._derive()
+
+    def _derive(self) -> None:
         self.pools = {p.name: p for p in self._pools.items.values()}
         merged: dict[int, IntervalSet] = {4: IntervalSet(), 6: IntervalSet()}
         for r in self._reserved.items.values():
@@ -58,5 +100,6 @@ class PoolView:
 
     def stats(self) -> Iterator[tuple[str, int, int]]:
         """(pool, usable, allocated) for every pool, for the metrics endpoint."""
-        for name, pool in sorted(self.pools.items()):
-            yield name, pool.total, len(self.claims.taken(name))
+        with self.lock:
+            rows = [(n, p.total, len(self.claims.taken(n))) for n, p in sorted(self.pools.items())]
+        yield from rows

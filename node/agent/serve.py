@@ -301,6 +301,9 @@ def _ipam_core(config: ServeConfig, store: Store, broker: Broker, stack: ExitSta
         from spidernet.control.store.kube_gateways import KubeIpamClaimApi
 
         if isinstance(store, KubeStore):
+            # The claims kept current by a live watch rather than caught up per ADD.
+            core.view.follow(store.follow)
+            stack.callback(core.view.close)
             # Failed ADDs as Events on their pods, posted by a thread of their own.
             pod_events = PodEvents(store.post_event, core.node)
             stack.callback(pod_events.close)

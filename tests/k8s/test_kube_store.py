@@ -9,6 +9,7 @@ Every test uses keys of its own (a random suffix), so nothing depends on another
 from __future__ import annotations
 
 import json
+import queue
 import statistics
 import threading
 import time
@@ -273,7 +274,41 @@ def test_commit_checks_first_and_writes_nothing(store: KubeStore, pool: str) -> 
     with pytest.raises(AlreadyExists) as caught:
         store.commit([Create(a, {}), Create(b, {})])
     assert caught.value.key == b
+    # A first write that creates is not read first: its POST is the check, before any other.
+    with pytest.raises(AlreadyExists) as caught:
+        store.commit([Create(b, {}), Create(a, {})])
+    assert caught.value.key == b
+    # Written again in the same commit, it is read first (the sequence is checked whole).
+    with pytest.raises(AlreadyExists) as caught:
+        store.commit([Create(b, {}), Delete(b), Delete(b)])
+    assert caught.value.key == b
     assert store.changes(CLAIM, start.revision)[0] == ()
+    assert [s.key for s in store.list(CLAIM, pool).items] == [b]
+
+
+def test_follow_gives_each_change_as_it_happens_until_shut(store: KubeStore, pool: str) -> None:
+    start = store.list(CLAIM).revision
+    closers: list[Callable[[], None]] = []
+    seen: queue.Queue[tuple[EventType, str]] = queue.Queue()
+    ended = threading.Event()
+
+    def watch() -> None:
+        for event, _ in store.follow(CLAIM, start, closers.append):
+            if event is not None and event.obj.key.namespace == pool:
+                seen.put((event.type, event.obj.key.name))
+        ended.set()
+
+    thread = threading.Thread(target=watch, daemon=True)
+    thread.start()
+    key = Key(CLAIM, pool, "10.9.4.1")
+    store.create(key, {"n": 1})
+    assert seen.get(timeout=10) == (EventType.ADDED, "10.9.4.1")
+    store.delete(key)
+    assert seen.get(timeout=10) == (EventType.DELETED, "10.9.4.1")
+    assert not ended.is_set()  # still watching: it ends when shut, not when quiet
+    closers[0]()
+    thread.join(timeout=10)
+    assert ended.is_set()
 
 
 def test_unknown_fields_are_refused(store: KubeStore, pool: str) -> None:
