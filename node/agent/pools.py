@@ -26,7 +26,9 @@ def _reserved(obj: Stored) -> ReservedIP | None:
 
 
 class PoolView:
-    """Mirrors of SpiderIPPool, SpiderReservedIP and IPClaim, synced on demand.
+    """Mirrors of SpiderIPPool, SpiderReservedIP and IPClaim, synced on demand; or, once
+    `follow` is called (the Kubernetes agent), the claims kept current by a live watch and
+    the pools and reserved addresses listed at each sync.
 
     `parallel`: sync the three mirrors at once, each in a thread of its own. For a store whose
     catch-up waits (the Kubernetes store's watch waits `watch_idle` on a kind that is quiet
