@@ -47,7 +47,7 @@ from .chain_report import (
 from .chain_sides import LABELS, SIDES, SPIDERNET, build_lab, verify_clean
 from .ipam_calls import HOST_LOCAL
 from .ipam_common import BATCH, WARMUP
-from .runs import OwnStack, machine_facts, machine_line, sigterm_as_exit
+from .runs import OwnStack, console, guarded, machine_facts, machine_line, missing_plugins
 from .timing import SpawnError
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -128,29 +128,19 @@ def parse_args(argv: Sequence[str] | None) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when the run finished, 1 when a call or a check failed, 130 on Ctrl-C."""
     cfg = parse_args(argv)
-    # Tables stay readable when the output is a file or a pipe (rich assumes 80 columns).
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    missing = [p for p in (HOST_LOCAL, MACVLAN) if not p.exists()]
-    if missing:
-        console.print(f"[red]{missing[0]} is missing: install containernetworking-plugins[/]")
+    out = console()
+    if missing_plugins(out, [HOST_LOCAL, MACVLAN]):
         return 1
-    try:
-        with sigterm_as_exit():
-            run(cfg, console)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted; every namespace, process and temporary file removed[/]")
-        return 130
-    except (
+    failures = (
         SpawnError,
         ServiceStartFailed,
         ServiceError,
         ServiceUnreachable,
         NetnsCommandError,
         subprocess.CalledProcessError,
-    ) as e:
-        console.print(f"[red]benchmark failed: {e}[/]")
-        return 1
-    return 0
+    )
+    removed = "every namespace, process and temporary file"
+    return guarded(out, lambda: run(cfg, out), failures, removed)
 
 
 if __name__ == "__main__":

@@ -49,7 +49,7 @@ from .ipam_report import (
     ratios_table,
     report_json,
 )
-from .runs import OwnStack, machine_facts, machine_line, sigterm_as_exit
+from .runs import OwnStack, console, guarded, machine_facts, machine_line, missing_plugins
 from .timing import Spawner, SpawnError
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -131,27 +131,17 @@ def parse_args(argv: Sequence[str] | None) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when the run finished, 1 when a measured call failed, 130 on Ctrl-C."""
     cfg = parse_args(argv)
-    # Tables stay readable when the output is a file or a pipe (rich assumes 80 columns).
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    if not HOST_LOCAL.exists():
-        console.print(f"[red]{HOST_LOCAL} is missing: install containernetworking-plugins[/]")
+    out = console()
+    if missing_plugins(out, [HOST_LOCAL]):
         return 1
-    try:
-        with sigterm_as_exit():
-            run(cfg, console)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted; every process and temporary directory removed[/]")
-        return 130
-    except (
+    failures = (
         SpawnError,
         ServiceStartFailed,
         ServiceError,
         ServiceUnreachable,
         subprocess.CalledProcessError,
-    ) as e:
-        console.print(f"[red]benchmark failed: {e}[/]")
-        return 1
-    return 0
+    )
+    return guarded(out, lambda: run(cfg, out), failures)
 
 
 if __name__ == "__main__":

@@ -55,7 +55,7 @@ from .memory_parts import (
     part_idle,
     part_plugins,
 )
-from .runs import OwnStack, machine_facts, machine_line, sigterm_as_exit
+from .runs import OwnStack, console, guarded, machine_facts, machine_line, missing_plugins
 from .timing import SpawnError, ratio
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
@@ -358,28 +358,18 @@ def parse_args(argv: Sequence[str] | None) -> Config:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point: 0 when the run finished, 1 when a call or a check failed, 130 on Ctrl-C."""
     cfg = parse_args(argv)
-    # Tables stay readable when the output is a file or a pipe (rich assumes 80 columns).
-    console = Console(width=None if sys.stdout.isatty() else 120)
-    if not HOST_LOCAL.exists():
-        console.print(f"[red]{HOST_LOCAL} is missing: install containernetworking-plugins[/]")
+    out = console()
+    if missing_plugins(out, [HOST_LOCAL]):
         return 1
-    try:
-        with sigterm_as_exit():
-            run(cfg, console)
-    except KeyboardInterrupt:
-        console.print("[yellow]interrupted; every process and temporary directory removed[/]")
-        return 130
-    except (
+    failures = (
         SpawnError,
         ServiceStartFailed,
         ServiceError,
         ServiceUnreachable,
         subprocess.CalledProcessError,
         OSError,  # /proc of a service that is gone
-    ) as e:
-        console.print(f"[red]benchmark failed: {e}[/]")
-        return 1
-    return 0
+    )
+    return guarded(out, lambda: run(cfg, out), failures)
 
 
 if __name__ == "__main__":

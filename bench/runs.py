@@ -1,5 +1,6 @@
-"""What both benchmarks' entry points share: the machine they ran on, and a clean exit
-on SIGTERM that a process forked by pyroute2 cannot turn against its parent.
+"""What the benchmarks' entry points share: the machine they ran on, the console they print
+to, a clean exit on SIGTERM that a process forked by pyroute2 cannot turn against its parent,
+and the exit status of a run.
 """
 
 from __future__ import annotations
@@ -7,15 +8,60 @@ from __future__ import annotations
 import datetime
 import os
 import platform
-from collections.abc import Mapping
+import sys
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from rich.console import Console
 
 from spidernet.testbed.guard import OwnStack, sigterm_as_exit
 
 from .ipam_calls import HOST_LOCAL
 
-__all__ = ["OwnStack", "machine_facts", "machine_line", "sigterm_as_exit"]
+__all__ = [
+    "OwnStack",
+    "console",
+    "guarded",
+    "machine_facts",
+    "machine_line",
+    "missing_plugins",
+    "sigterm_as_exit",
+]
+
+
+def console() -> Console:
+    """The run's console: tables stay readable when the output is a file or a pipe (rich
+    assumes 80 columns there)."""
+    return Console(width=None if sys.stdout.isatty() else 120)
+
+
+def missing_plugins(out: Console, plugins: Sequence[Path]) -> bool:
+    """Say so and return True when one of the Go reference `plugins` is not installed."""
+    missing = [p for p in plugins if not p.exists()]
+    if missing:
+        out.print(f"[red]{missing[0]} is missing: install containernetworking-plugins[/]")
+    return bool(missing)
+
+
+def guarded(
+    out: Console,
+    body: Callable[[], None],
+    failures: tuple[type[Exception], ...],
+    removed: str = "every process and temporary directory",
+) -> int:
+    """Run `body` with SIGTERM as an exit: 0 when it finished, 1 on one of `failures`
+    (printed), 130 on Ctrl-C; what the run made (`removed`) is gone either way."""
+    try:
+        with sigterm_as_exit():
+            body()
+    except KeyboardInterrupt:
+        out.print(f"[yellow]interrupted; {removed} removed[/]")
+        return 130
+    except failures as e:
+        out.print(f"[red]benchmark failed: {e}[/]")
+        return 1
+    return 0
 
 
 def machine_facts() -> dict[str, Any]:
