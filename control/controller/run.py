@@ -84,9 +84,15 @@ class GarbageCollector:
     metrics: ControllerMetrics | None = None
 
     def snapshot(self, store: Store) -> gc.Snapshot:
-        """What the decision needs, read from the store."""
-        claims = tuple(gc.claim_of(s.key, s.version, s.body) for s in store.list(CLAIM).items)
+        """What the decision needs, read from the store, in the order an ADD writes it
+        backwards: endpoints, then claims and pods. An ADD writes its claims before its
+        endpoint (and its pod exists before both), so every claim a listed endpoint names
+        was there to be listed after it; listed the other way round, an ADD between the two
+        lists left its endpoint reclaimed without its claims, which waited out the orphan
+        grace. A claim whose endpoint came after the endpoints' list looks orphaned here,
+        but its pod lives, which keeps it (gc.orphans)."""
         eps = store.list(gc.ENDPOINT).items
+        claims = tuple(gc.claim_of(s.key, s.version, s.body) for s in store.list(CLAIM).items)
         pods = [gc.pod_of(s.body) for s in store.list("Pod").items]
         sets = [gc.statefulset_of(s.body) for s in store.list("StatefulSet").items]
         return gc.Snapshot(

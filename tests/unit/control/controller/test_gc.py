@@ -13,7 +13,7 @@ from spidernet.control.controller import gc
 from spidernet.control.controller.gc import Reason
 from spidernet.control.controller.lease import LeaseState, Step, spec_for, state_of, step
 from spidernet.control.controller.run import Elector, GarbageCollector, Log, PoolStatus, run
-from spidernet.control.store.base import CLAIM, Key, NotFound, Store, Stored
+from spidernet.control.store.base import CLAIM, Key, Listing, NotFound, Store, Stored
 from spidernet.control.store.embedded import EmbeddedStore
 
 NOW = 1_800_000_000.0
@@ -318,6 +318,40 @@ def test_a_pass_deletes_what_the_decision_names_and_counts_the_pool(store: Lease
     version = store.get(Key("SpiderIPPool", "", "pool-a")).version
     PoolStatus().reconcile(store, NOW, lines.append)  # unchanged: not written again
     assert store.get(Key("SpiderIPPool", "", "pool-a")).version == version
+
+
+class AddBetweenLists(Leases):
+    """A store on which one pod's whole ADD (its claim, then its endpoint) and the deletion
+    of that pod land between the GC's first and second list of claims and endpoints."""
+
+    listed: tuple[str, ...] = ()
+
+    def list(self, kind: str, namespace: str | None = None) -> Listing:
+        if kind in (CLAIM, gc.ENDPOINT):
+            self.listed += (kind,)
+            if len(self.listed) == 2:
+                entry = {"interface": "eth0", "ipv4": "10.0.0.7/24", "ipv4Pool": "pool-a"}
+                self.create(Key(CLAIM, "pool-a", "10.0.0.7"), {"pod": "ns/late", "podUid": "l"})
+                self.create(
+                    Key(gc.ENDPOINT, "ns", "late"),
+                    {"status": {"current": {"uid": "l", "ips": [entry]}}},
+                )
+        return super().list(kind, namespace)
+
+
+def test_an_add_between_the_gcs_lists_never_leaves_its_claim_behind(tmp_path: Path) -> None:
+    store = AddBetweenLists(tmp_path / "state.db")
+    lines: list[str] = []
+    collector = GarbageCollector(gc.Policy(30.0, 60.0))
+    collector.reconcile(store, NOW, lines.append)
+    # The endpoint is never reclaimed without the claims it names: here the snapshot did
+    # not see it, and its claim waits out the orphan grace instead.
+    assert not any("'ns/late'" in line and "addresses" not in line for line in lines), lines
+    collector.reconcile(store, NOW + 1, lines.append)  # the next pass sees both
+    assert lines == [
+        "reclaimed SpiderEndpoint 'ns/late' of pod ns/late (addresses pool-a/10.0.0.7): pod gone"
+    ]
+    assert store.list(CLAIM).items == ()
 
 
 def test_only_the_lease_holder_leads_and_a_release_hands_over(store: Leases) -> None:
