@@ -9,13 +9,10 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
-import urllib3.exceptions
-import urllib3.response
-
-from spidernet.control.store.base import Key, Unavailable
+from spidernet.control.store.base import Key
 from spidernet.control.store.kube import KubeStore
 from spidernet.control.store.kube_names import SPIDER_KINDS, Doc, where
-from spidernet.control.store.kube_watch import live_lines, watch_error
+from spidernet.control.store.kube_watch import live_events, live_request
 
 # -- `spidernet get` on the API server (spidernet.control.cluster_get) ----------------------------
 
@@ -34,9 +31,6 @@ class RawEvent:
 
     type: str
     object: Doc
-
-
-WATCH_SECONDS = 300  # how long one watch request of `KubeGetApi.watch` asks to run
 
 
 class KubeGetApi:
@@ -88,29 +82,8 @@ class KubeGetApi:
         watch (after about five minutes) or the caller stops iterating. Bookmarks are not
         yielded. Raises Expired when `since` is older than the server's watch cache (list
         again), Unavailable when the connection breaks."""
-        kw: dict[str, Any] = {
-            "watch": True,
-            "resource_version": since,
-            "timeout_seconds": WATCH_SECONDS,
-            "_preload_content": False,
-            # The server ends the watch first; a read that outlasts it is a lost connection.
-            "_request_timeout": (self._api.timeout, WATCH_SECONDS + 30),
-        }
-        stream = self._api.send(
-            None, f"watch {kind}", self._lister(kind, namespace, selector, kw), holds=False
-        )
-        assert isinstance(stream, urllib3.response.BaseHTTPResponse)  # (_preload_content=False)
-        try:
-            for event in live_lines(stream):
-                obj = event.get("object") or {}
-                if event.get("type") == "ERROR":
-                    raise watch_error(kind, obj)
-                if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
-                    yield RawEvent(str(event["type"]), dict(obj))
-        except urllib3.exceptions.ReadTimeoutError:
-            return  # (the caller watches again from the last version it saw)
-        except urllib3.exceptions.HTTPError as e:
-            raise Unavailable(None, f"watch {kind}: {e}") from e
-        finally:
-            stream.close()
-            stream.release_conn()
+        kw = live_request(self._api, since)
+        lister = self._lister(kind, namespace, selector, kw)
+        for event in live_events(self._api, kind, lister):
+            if event.get("type") in ("ADDED", "MODIFIED", "DELETED"):
+                yield RawEvent(str(event["type"]), dict(event.get("object") or {}))

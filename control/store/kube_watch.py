@@ -88,28 +88,34 @@ def changes(
     return tuple(events), position
 
 
-FOLLOW_SECONDS = 300  # how long one watch request of `follow` asks the server to run
+LIVE_SECONDS = 300  # how long one live watch request asks the server to run
 
 
-def follow(
-    api: KubeApi, kind: str, since: str, opened: Callable[[Closer], None]
-) -> Iterator[tuple[Event | None, str]]:
-    """The changes of `kind` after revision `since` as they happen, each with its revision
-    (None and the revision for a bookmark), until the server ends the watch (after about
-    five minutes) or the stream is shut: `opened` is given the stream's `shutdown`, which
-    another thread may call to end the wait. Raises Expired when `since` is older than the
-    API server's watch cache (list again), Unavailable when the connection breaks."""
-    res = resource_of(kind)
-    kw = {
+def live_request(api: KubeApi, since: str, *, bookmarks: bool = False) -> dict[str, Any]:
+    """The lister arguments of a live watch from revision `since` (with bookmarks when
+    asked): the server ends it after LIVE_SECONDS, and a read that outlasts that is a lost
+    connection."""
+    return {
         "watch": True,
         "resource_version": since,
-        "allow_watch_bookmarks": True,
-        "timeout_seconds": FOLLOW_SECONDS,
+        "timeout_seconds": LIVE_SECONDS,
         "_preload_content": False,
-        # The server ends the watch first; a read that outlasts it is a lost connection.
-        "_request_timeout": (api.timeout, FOLLOW_SECONDS + 30),
+        "_request_timeout": (api.timeout, LIVE_SECONDS + 30),
+        "allow_watch_bookmarks": bookmarks,
     }
-    stream = api.send(None, f"watch {kind}", api.lister(kind, None, kw), holds=False)
+
+
+def live_events(
+    api: KubeApi,
+    kind: str,
+    lister: Callable[[], object],
+    opened: Callable[[Closer], None] | None = None,
+) -> Iterator[Doc]:
+    """The events of one live watch request (`lister`, made with `live_request`) as each
+    arrives, until the server ends it, or the stream is shut: `opened` is given what shuts
+    it, which another thread may call. An ERROR event raises the store's error (Expired for
+    a revision the server forgot); a broken connection raises Unavailable."""
+    stream = api.send(None, f"watch {kind}", lister, holds=False)
     assert isinstance(stream, urllib3.response.HTTPResponse)  # (_preload_content=False)
     shut = threading.Event()
 
@@ -117,21 +123,15 @@ def follow(
         shut.set()
         stream.shutdown()
 
-    opened(close)
+    if opened is not None:
+        opened(close)
     try:
         for event in live_lines(stream):
-            obj = event.get("object") or {}
             if event.get("type") == "ERROR":
-                raise watch_error(kind, obj)
-            revision = str(obj.get("metadata", {}).get("resourceVersion", ""))
-            if event.get("type") == "BOOKMARK":
-                yield None, revision
-                continue
-            stored = decode_as(kind, res, obj)
-            if stored.key.kind == kind:
-                yield Event(EventType(event["type"]), stored, revision), revision
+                raise watch_error(kind, event.get("object") or {})
+            yield event
     except urllib3.exceptions.ReadTimeoutError:
-        return
+        return  # (the caller watches again from the last revision it saw)
     except (urllib3.exceptions.HTTPError, OSError) as e:
         if shut.is_set():
             return  # shut by `close`: the end asked for
@@ -139,6 +139,27 @@ def follow(
     finally:
         stream.close()
         stream.release_conn()
+
+
+def follow(
+    api: KubeApi, kind: str, since: str, opened: Callable[[Closer], None]
+) -> Iterator[tuple[Event | None, str]]:
+    """The changes of `kind` after revision `since` as they happen, each with its revision
+    (None and the revision for a bookmark), until the server ends the watch (after about
+    five minutes) or the stream is shut (`live_events`). Raises Expired when `since` is
+    older than the API server's watch cache (list again), Unavailable when the connection
+    breaks."""
+    res = resource_of(kind)
+    kw = live_request(api, since, bookmarks=True)
+    for event in live_events(api, kind, api.lister(kind, None, kw), opened):
+        obj = event.get("object") or {}
+        revision = str(obj.get("metadata", {}).get("resourceVersion", ""))
+        if event.get("type") == "BOOKMARK":
+            yield None, revision
+            continue
+        stored = decode_as(kind, res, obj)
+        if stored.key.kind == kind:
+            yield Event(EventType(event["type"]), stored, revision), revision
 
 
 def _lines(stream: urllib3.response.BaseHTTPResponse) -> Iterator[Doc]:
