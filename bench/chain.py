@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -31,8 +30,6 @@ from typing import Any
 
 from rich.console import Console
 
-from spidernet.control.client import ServiceError, ServiceUnreachable
-from spidernet.node.lab.service import ServiceStartFailed
 from spidernet.node.netns import NetnsCommandError
 
 from .chain_measure import ChainResults, Config, measure
@@ -47,8 +44,15 @@ from .chain_report import (
 from .chain_sides import LABELS, SIDES, SPIDERNET, build_lab, verify_clean
 from .ipam_calls import HOST_LOCAL
 from .ipam_common import BATCH, WARMUP
-from .runs import OwnStack, console, guarded, machine_facts, machine_line, missing_plugins
-from .timing import SpawnError
+from .runs import (
+    RUN_FAILURES,
+    OwnStack,
+    console,
+    guarded,
+    machine_facts,
+    machine_line,
+    missing_plugins,
+)
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 CALLS, QUICK_CALLS = 100, 15
@@ -131,14 +135,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = console()
     if missing_plugins(out, [HOST_LOCAL, MACVLAN]):
         return 1
-    failures = (
-        SpawnError,
-        ServiceStartFailed,
-        ServiceError,
-        ServiceUnreachable,
-        NetnsCommandError,
-        subprocess.CalledProcessError,
-    )
+    failures = (*RUN_FAILURES, NetnsCommandError)
     removed = "every namespace, process and temporary file"
     return guarded(out, lambda: run(cfg, out), failures, removed)
 

@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,9 +32,6 @@ from pathlib import Path
 from typing import Any
 
 from rich.console import Console
-
-from spidernet.control.client import ServiceError, ServiceUnreachable
-from spidernet.node.lab.service import ServiceStartFailed
 
 from .ipam_alloc import part_alloc
 from .ipam_calls import HOST_LOCAL, attribution, call_ratios, part_calls
@@ -49,8 +45,16 @@ from .ipam_report import (
     ratios_table,
     report_json,
 )
-from .runs import OwnStack, console, guarded, machine_facts, machine_line, missing_plugins
-from .timing import Spawner, SpawnError
+from .runs import (
+    RUN_FAILURES,
+    OwnStack,
+    console,
+    guarded,
+    machine_facts,
+    machine_line,
+    missing_plugins,
+)
+from .timing import Spawner
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 CALLS, QUICK_CALLS = 300, 30
@@ -134,14 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = console()
     if missing_plugins(out, [HOST_LOCAL]):
         return 1
-    failures = (
-        SpawnError,
-        ServiceStartFailed,
-        ServiceError,
-        ServiceUnreachable,
-        subprocess.CalledProcessError,
-    )
-    return guarded(out, lambda: run(cfg, out), failures)
+    return guarded(out, lambda: run(cfg, out), RUN_FAILURES)
 
 
 if __name__ == "__main__":

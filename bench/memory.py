@@ -29,7 +29,6 @@ import argparse
 import json
 import shutil
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -39,9 +38,6 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
-
-from spidernet.control.client import ServiceError, ServiceUnreachable
-from spidernet.node.lab.service import ServiceStartFailed
 
 from .ipam_calls import HOST_LOCAL
 from .memory_parts import (
@@ -55,8 +51,16 @@ from .memory_parts import (
     part_idle,
     part_plugins,
 )
-from .runs import OwnStack, console, guarded, machine_facts, machine_line, missing_plugins
-from .timing import SpawnError, ratio
+from .runs import (
+    RUN_FAILURES,
+    OwnStack,
+    console,
+    guarded,
+    machine_facts,
+    machine_line,
+    missing_plugins,
+)
+from .timing import ratio
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 ENDPOINTS, QUICK_ENDPOINTS = 1000, 200
@@ -361,14 +365,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = console()
     if missing_plugins(out, [HOST_LOCAL]):
         return 1
-    failures = (
-        SpawnError,
-        ServiceStartFailed,
-        ServiceError,
-        ServiceUnreachable,
-        subprocess.CalledProcessError,
-        OSError,  # /proc of a service that is gone
-    )
+    failures = (*RUN_FAILURES, OSError)  # (OSError: /proc of a service that is gone)
     return guarded(out, lambda: run(cfg, out), failures)
 
 

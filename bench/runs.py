@@ -8,6 +8,7 @@ from __future__ import annotations
 import datetime
 import os
 import platform
+import subprocess
 import sys
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -15,11 +16,24 @@ from typing import Any
 
 from rich.console import Console
 
+from spidernet.control.client import ServiceError, ServiceUnreachable
+from spidernet.node.lab.service import ServiceStartFailed
 from spidernet.testbed.guard import OwnStack, sigterm_as_exit
 
 from .ipam_calls import HOST_LOCAL
+from .timing import SpawnError
+
+# What ends a run that spawns plugins beside a `spidernet serve` (exit 1, printed).
+RUN_FAILURES: tuple[type[Exception], ...] = (
+    SpawnError,
+    ServiceStartFailed,
+    ServiceError,
+    ServiceUnreachable,
+    subprocess.CalledProcessError,
+)
 
 __all__ = [
+    "RUN_FAILURES",
     "OwnStack",
     "console",
     "guarded",
