@@ -3,8 +3,9 @@
 Usage: tests/lanes.py [LANE ...]   (default: every lane, in order)
 
 Check lanes (lint, typecheck, contracts) pass or fail; test lanes run pytest with a JUnit
-report, and a test lane that ran zero tests fails. The last line is the total, in the
-"N passed, N failed, N skipped" form CI reads.
+report, and a test lane that ran zero tests fails. The summary names every failed test with
+the first line of its message (CI keeps only the log's tail); its last line is the total, in
+the "N passed, N failed, N skipped" form CI reads.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import sys
 import time
 import xml.etree.ElementTree as ET
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 
@@ -35,6 +36,7 @@ class Outcome:
     skipped: int = 0
     seconds: float = 0.0
     note: str = ""
+    failures: list[str] = field(default_factory=list)
 
 
 def _run(cmd: list[str], cwd: Path = ROOT) -> bool:
@@ -109,17 +111,30 @@ def kernel() -> Outcome:
 def _counted(out: Outcome, report: Path) -> Outcome:
     """`out` with the counts of JUnit `report`; a lane that ran zero tests failed."""
     if report.exists():
-        for suite in ET.parse(report).getroot().iter("testsuite"):
+        root = ET.parse(report).getroot()
+        for suite in root.iter("testsuite"):
             total = int(suite.get("tests", 0))
             failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
             skipped = int(suite.get("skipped", 0))
             out.failed += failed
             out.skipped += skipped
             out.passed += total - failed - skipped
+        out.failures += _failures(root)
     if out.passed + out.failed == 0:
         out.ok = False
         out.note = "ran zero tests"
     return out
+
+
+def _failures(root: ET.Element) -> list[str]:
+    """Each failed or erred test case of a JUnit report: its id and its message's first line."""
+    named = []
+    for case in root.iter("testcase"):
+        for bad in (*case.findall("failure"), *case.findall("error")):
+            where = f"{case.get('classname', '')}::{case.get('name', '')}".strip(":")
+            said = (bad.get("message") or bad.text or "").strip().splitlines()
+            named.append(f"{where}: {said[0][:200]}" if said else where)
+    return named
 
 
 def k8s() -> Outcome:
@@ -210,6 +225,9 @@ def main(argv: list[str]) -> int:
         tested = o.passed + o.failed + o.skipped > 0
         detail = f"{counts} in {o.seconds:.1f}s" if tested else ""
         print(f"lane {o.lane:<10} {status:<7} {detail}{'; ' if detail and o.note else ''}{o.note}")
+    for o in outcomes:
+        for failure in o.failures:
+            print(f"  {o.lane}: {failure}")
     passed = sum(o.passed for o in outcomes)
     failed = sum(o.failed for o in outcomes) + sum(1 for o in outcomes if not o.ok and not o.failed)
     skipped = sum(o.skipped for o in outcomes)
