@@ -8,13 +8,18 @@ lane's binaries) and runs the peers one after the other on it, each on a world o
 namespaces, one Node object per node, and N Pods bound round-robin to the nodes. Each peer's
 ADDs are runs of its real CNI IPAM executable (bench/cluster_sides.py), C at a time, each on its
 pod's node: spidernet-ipam through that node's `spidernet serve --kube` agent, Whereabouts'
-Go binary with the admin kubeconfig. Then every pod's DEL, timed the same way.
+Go binary with the admin kubeconfig. Each peer's range holds exactly N addresses (IPs = pods).
+Then all N pods are deleted and N new ones created at once, as when a Deployment is deleted
+and recreated: each old pod's DEL and a new pod's ADD interleaved, C at a time, an ADD that
+finds no address free yet tried again after 50 ms (as a kubelet retries), timed until every
+new pod has its address. Then every new pod's DEL, timed the same way.
 
 Write conflicts are counted the same way for both: the API server's own
 `apiserver_request_total` for code 409 (and 422, which is how Whereabouts' pool patch loses a
 race: its JSON-patch test of resourceVersion fails), by resource, read from /metrics before
 and after the ADDs; plus spidernet's own `spidernet_ipam_allocation_conflict_counts`. After
-the ADDs each peer's record in the cluster is checked (N distinct addresses, one per pod).
+the ADDs and after the recreation each peer's record in the cluster is checked (N distinct
+addresses, one per pod).
 
 Nothing is asserted on a number. The numbers go to DIR/cluster.json and a plot to
 DIR/cluster.png (default bench/results/).
@@ -29,14 +34,11 @@ import shutil
 import sys
 import tempfile
 import time
-from collections import Counter
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 from rich.console import Console
-from rich.table import Table
 
 from spidernet.control.store.kube_names import INTERNAL, LABEL_KIND, LABEL_NAMESPACE, label_value
 from spidernet.node.lab.service import ServiceStartFailed
@@ -48,14 +50,30 @@ from spidernet.testbed.kubecluster import (
     running_cluster,
 )
 
+from .cluster_report import (
+    CODES,
+    NAMESPACES,
+    PEERS,
+    SPIDERPOOL_REPORT,
+    Config,
+    PeerResult,
+    plot,
+    ratios,
+    report_json,
+    results_table,
+)
 from .cluster_sides import (
     Call,
     CallFailed,
+    PodRef,
     agent_metric,
     concurrently,
+    delete_and_recreate,
+    delete_pods,
     install_spidernet_ipam,
     install_store_crds,
     install_whereabouts_crds,
+    make_pods,
     make_spiderippool,
     make_world,
     node_names,
@@ -71,56 +89,7 @@ from .whereabouts import ensure_whereabouts, flat_config
 
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 PODS, QUICK_PODS = 1000, 100
-NODES, CONCURRENCY, NAMESPACES = 10, 10, 4
-PEERS = ("spidernet", "whereabouts")
-CODES = ("409", "422")
-# Spiderpool's own report (docs/reference spiderpool.md §7.2): 1000 pods on 10 nodes.
-SPIDERPOOL_REPORT = "Spiderpool's report: 1000 pods on 10 nodes, see spiderpool.md §7.2"
-
-
-@dataclass(frozen=True)
-class Config:
-    quick: bool
-    pods: int
-    nodes: int
-    concurrency: int
-    peers: tuple[str, ...]
-    out: Path
-
-
-@dataclass
-class PeerResult:
-    """What one peer did: its ADD and DEL calls, the API server's error codes, its own count."""
-
-    peer: str
-    version: str
-    add_s: float = 0.0
-    del_s: float = 0.0
-    add_ms: list[float] = field(default_factory=list)
-    del_ms: list[float] = field(default_factory=list)
-    codes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    del_codes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    own_conflicts: int | None = None
-    recorded: int = 0  # allocations found in the cluster after the ADDs
-    distinct: int = 0
-
-    def code_total(self, code: str, *, release: bool = False) -> int:
-        counts = self.del_codes if release else self.codes
-        return sum(v for (_, _, c), v in counts.items() if c == code)
-
-    def by_resource(self, code: str) -> dict[str, int]:
-        out: Counter[str] = Counter()
-        for (resource, verb, c), v in self.codes.items():
-            if c == code:
-                out[f"{resource} {verb}"] += v
-        return dict(out)
-
-
-def percentile(values: Sequence[float], q: float) -> float:
-    ordered = sorted(values)
-    if not ordered:
-        return float("nan")
-    return ordered[min(len(ordered) - 1, int(len(ordered) * q))]
+NODES, CONCURRENCY = 10, 10
 
 
 def _ms(calls: Sequence[Call]) -> list[float]:
@@ -152,28 +121,71 @@ def run_spidernet(
     ipam = install_spidernet_ipam(base / "bin")
     say(f"spidernet: {cfg.nodes} agents, {cfg.pods} ADDs ...")
     with running_agents(cluster, nodes) as agents:
-        own_before = sum(agent_metric(a) for a in agents.values())
-        before = request_codes(api.metrics(), CODES)
-        calls, result.add_s = concurrently(
-            spidernet_calls(ipam, agents, pool, "ADD"), pods, cfg.concurrency
+        side = Side(
+            add=spidernet_calls(ipam, agents, pool, "ADD"),
+            delete=spidernet_calls(ipam, agents, pool, "DEL"),
+            held=lambda: ipclaims(api, pool),
+            own_conflicts=lambda: sum(agent_metric(a) for a in agents.values()),
         )
-        result.codes = request_codes(api.metrics(), CODES) - before
-        result.own_conflicts = int(sum(agent_metric(a) for a in agents.values()) - own_before)
-        result.add_ms = _ms(_checked(calls))
-        held = ipclaims(api, pool)
-        result.recorded = len(held)
-        answers = {c.address.split("/")[0]: c.pod.key for c in calls}
-        result.distinct = len({a for a, pod in held.items() if answers.get(a) == pod})
-        say(f"spidernet: {cfg.pods} DELs ...")
-        before = request_codes(api.metrics(), CODES)
-        released, result.del_s = concurrently(
-            spidernet_calls(ipam, agents, pool, "DEL"), pods, cfg.concurrency
-        )
-        result.del_codes = request_codes(api.metrics(), CODES) - before
-        result.del_ms = _ms(_checked(released))
+        _phases(cfg, api, result, side, world=(prefix, nodes), pods=pods, say=say)
     remove_world(api, prefix, nodes, NAMESPACES)
     api.call("DELETE", f"/apis/spiderpool.spidernet.io/v2beta1/spiderippools/{pool}", ok=(404,))
     return result
+
+
+@dataclass(frozen=True)
+class Side:
+    """One peer's calls and records, for the phases both peers go through alike."""
+
+    add: Callable[[PodRef], Call]
+    delete: Callable[[PodRef], Call]
+    held: Callable[[], dict[str, str]]  # address -> "namespace/pod", as recorded in the cluster
+    own_conflicts: Callable[[], float] | None = None
+
+
+def _phases(
+    cfg: Config,
+    api: KubeApi,
+    result: PeerResult,
+    side: Side,
+    *,
+    world: tuple[str, Sequence[str]],
+    pods: Sequence[PodRef],
+    say: Callable[[str], None],
+) -> None:
+    """Every pod's ADD; then every pod deleted and recreated at once (the DELs and the new
+    pods' ADDs racing for a pool exactly as large); then the new pods' DELs. Each phase
+    timed, with the API server's 409 and 422 counted and the cluster's record checked."""
+    own_before = side.own_conflicts() if side.own_conflicts else 0.0
+    before = request_codes(api.metrics(), CODES)
+    calls, result.add_s = concurrently(side.add, pods, cfg.concurrency)
+    result.codes = request_codes(api.metrics(), CODES) - before
+    if side.own_conflicts:
+        result.own_conflicts = int(side.own_conflicts() - own_before)
+    result.add_ms = _ms(_checked(calls))
+    result.recorded, result.distinct = _matching(side.held(), calls)
+
+    prefix, nodes = world
+    say(f"{result.peer}: {cfg.pods} pods deleted and recreated at once ...")
+    new = make_pods(api, prefix, nodes, cfg.pods, NAMESPACES, generation=1)
+    delete_pods(api, pods)
+    before = request_codes(api.metrics(), CODES)
+    added, result.recreate = delete_and_recreate(side.add, side.delete, pods, new, cfg.concurrency)
+    result.recreate_codes = request_codes(api.metrics(), CODES) - before
+    result.recreate_recorded, result.recreate_distinct = _matching(side.held(), added)
+
+    say(f"{result.peer}: {cfg.pods} DELs ...")
+    before = request_codes(api.metrics(), CODES)
+    released, result.del_s = concurrently(side.delete, new, cfg.concurrency)
+    result.del_codes = request_codes(api.metrics(), CODES) - before
+    result.del_ms = _ms(_checked(released))
+
+
+def _matching(held: Mapping[str, str], calls: Sequence[Call]) -> tuple[int, int]:
+    """How many allocations the cluster records, and how many of them match the address
+    their pod's ADD answered."""
+    answers = {c.address.split("/")[0]: c.pod.key for c in calls}
+    return len(held), len({a for a, pod in held.items() if answers.get(a) == pod})
 
 
 def ipclaims(api: KubeApi, pool: str) -> dict[str, str]:
@@ -197,150 +209,16 @@ def run_whereabouts(
     flat_file.parent.mkdir(parents=True, exist_ok=True)
     flat_file.write_text(json.dumps(flat_config(cluster.kubeconfig)))
     say(f"whereabouts: {cfg.pods} ADDs over {cfg.nodes} nodes ...")
-    add = whereabouts_calls(
-        built, flat_file=flat_file, subnet=subnet, first=first, last=last, command="ADD"
-    )
-    before = request_codes(api.metrics(), CODES)
-    calls, result.add_s = concurrently(add, pods, cfg.concurrency)
-    result.codes = request_codes(api.metrics(), CODES) - before
-    result.add_ms = _ms(_checked(calls))
-    held = whereabouts_allocations(api, subnet)
-    result.recorded = len(held)
-    answers = {c.address.split("/")[0]: c.pod.key for c in calls}
-    result.distinct = len({a for a, pod in held.items() if answers.get(a) == pod})
-    say(f"whereabouts: {cfg.pods} DELs ...")
-    delete = whereabouts_calls(
-        built, flat_file=flat_file, subnet=subnet, first=first, last=last, command="DEL"
-    )
-    before = request_codes(api.metrics(), CODES)
-    released, result.del_s = concurrently(delete, pods, cfg.concurrency)
-    result.del_codes = request_codes(api.metrics(), CODES) - before
-    result.del_ms = _ms(_checked(released))
+
+    def calls(command: str) -> Callable[[PodRef], Call]:
+        return whereabouts_calls(
+            built, flat_file=flat_file, subnet=subnet, first=first, last=last, command=command
+        )
+
+    side = Side(calls("ADD"), calls("DEL"), lambda: whereabouts_allocations(api, subnet))
+    _phases(cfg, api, result, side, world=(prefix, nodes), pods=pods, say=say)
     remove_world(api, prefix, nodes, NAMESPACES)
     return result
-
-
-def results_table(results: Sequence[PeerResult], cfg: Config) -> Table:
-    table = Table(
-        title=f"{cfg.pods} pods on {cfg.nodes} nodes, {cfg.concurrency} CNI ADDs at a time"
-    )
-    table.add_column("")
-    for r in results:
-        table.add_column(f"{r.peer} ({r.version})", justify="right")
-    rows: list[tuple[str, Callable[[PeerResult], str]]] = [
-        ("ADD wall time (s)", lambda r: f"{r.add_s:.1f}"),
-        ("allocations / s", lambda r: f"{len(r.add_ms) / r.add_s:.1f}"),
-        (
-            "ADD p50 / p99 (ms)",
-            lambda r: f"{percentile(r.add_ms, 0.5):.0f} / {percentile(r.add_ms, 0.99):.0f}",
-        ),
-        ("409 during ADDs", lambda r: str(r.code_total("409"))),
-        ("422 during ADDs", lambda r: str(r.code_total("422"))),
-        ("own conflict count", lambda r: "-" if r.own_conflicts is None else str(r.own_conflicts)),
-        ("recorded / matching", lambda r: f"{r.recorded} / {r.distinct}"),
-        ("DEL wall time (s)", lambda r: f"{r.del_s:.1f}"),
-        (
-            "DEL p50 / p99 (ms)",
-            lambda r: f"{percentile(r.del_ms, 0.5):.0f} / {percentile(r.del_ms, 0.99):.0f}",
-        ),
-        (
-            "409 + 422 during DELs",
-            lambda r: str(r.code_total("409", release=True) + r.code_total("422", release=True)),
-        ),
-    ]
-    for label, cell in rows:
-        table.add_row(label, *(cell(r) for r in results))
-    return table
-
-
-def ratios(results: Sequence[PeerResult]) -> dict[str, float]:
-    by = {r.peer: r for r in results}
-    if set(by) != set(PEERS):
-        return {}
-    s, w = by["spidernet"], by["whereabouts"]
-    return {
-        "whereabouts_over_spidernet_add_wall": round(w.add_s / s.add_s, 2),
-        "whereabouts_over_spidernet_add_p50": round(
-            percentile(w.add_ms, 0.5) / percentile(s.add_ms, 0.5), 2
-        ),
-        "whereabouts_over_spidernet_del_wall": round(w.del_s / s.del_s, 2),
-    }
-
-
-def report_json(
-    cfg: Config,
-    machine: Mapping[str, Any],
-    cluster: Mapping[str, Any],
-    results: Sequence[PeerResult],
-    runtime_s: float,
-) -> dict[str, Any]:
-    def peer(r: PeerResult) -> dict[str, Any]:
-        return {
-            "version": r.version,
-            "add": {
-                "wall_s": round(r.add_s, 3),
-                "per_s": round(len(r.add_ms) / r.add_s, 2),
-                "p50_ms": percentile(r.add_ms, 0.5),
-                "p90_ms": percentile(r.add_ms, 0.9),
-                "p99_ms": percentile(r.add_ms, 0.99),
-                "samples_ms": r.add_ms,
-            },
-            "del": {
-                "wall_s": round(r.del_s, 3),
-                "p50_ms": percentile(r.del_ms, 0.5),
-                "p99_ms": percentile(r.del_ms, 0.99),
-                "samples_ms": r.del_ms,
-            },
-            "apiserver_409": r.code_total("409"),
-            "apiserver_422": r.code_total("422"),
-            "apiserver_409_by_resource": r.by_resource("409"),
-            "apiserver_422_by_resource": r.by_resource("422"),
-            "apiserver_409_422_during_del": r.code_total("409", release=True)
-            + r.code_total("422", release=True),
-            "own_conflict_count": r.own_conflicts,
-            "recorded": r.recorded,
-            "recorded_matching_answers": r.distinct,
-        }
-
-    return {
-        "schema": 1,
-        "machine": dict(machine),
-        "cluster": dict(cluster),
-        "config": {
-            "quick": cfg.quick,
-            "pods": cfg.pods,
-            "nodes": cfg.nodes,
-            "concurrency": cfg.concurrency,
-            "namespaces": NAMESPACES,
-        },
-        "peers": {r.peer: peer(r) for r in results},
-        "ratios": ratios(results),
-        "reference": SPIDERPOOL_REPORT,
-        "runtime_s": round(runtime_s, 1),
-    }
-
-
-def plot(path: Path, results: Sequence[PeerResult], cfg: Config, title: str) -> None:
-    """Per-call ADD latency, sorted (a CDF), one line per peer."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    from matplotlib import pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(9, 5), layout="constrained")
-    for r in results:
-        ordered = sorted(r.add_ms)
-        ys = [(i + 1) / len(ordered) * 100 for i in range(len(ordered))]
-        ax.plot(ordered, ys, label=f"{r.peer}: {r.add_s:.1f} s for {len(ordered)} ADDs")
-    ax.set_xscale("log")
-    ax.set_xlabel("ms per CNI ADD (process start to exit)")
-    ax.set_ylabel("% of calls")
-    ax.set_title(f"{cfg.pods} pods, {cfg.nodes} nodes, {cfg.concurrency} at a time")
-    ax.grid(alpha=0.3)
-    ax.legend()
-    fig.suptitle(title, fontsize=8)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
 
 
 def run(cfg: Config, console: Console) -> None:
@@ -376,6 +254,10 @@ def run(cfg: Config, console: Console) -> None:
     for r in results:
         console.print(
             f"{r.peer}: 409 by resource {r.by_resource('409')}, 422 {r.by_resource('422')}"
+        )
+        console.print(
+            f"{r.peer}, recreating: 409 by resource {r.by_resource('409', recreate=True)}, "
+            f"422 {r.by_resource('422', recreate=True)}; ADDs refused {r.recreated.refusals}"
         )
     found = ratios(results)
     if found:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import ipaddress
+import re
 import subprocess
 import sys
 import threading
@@ -47,6 +48,8 @@ CREATE_WORKERS = 4
 # Agents start two at a time: ten Python imports at once on two cores miss the start timeout.
 START_WORKERS = 2
 CALL_TIMEOUT_S = 180.0
+# Deleting and recreating: a refused ADD is tried again this soon, for this long.
+RETRY_S, RECREATE_DEADLINE_S = 0.05, 600.0
 T = TypeVar("T")
 R = TypeVar("R")
 
@@ -112,17 +115,36 @@ def make_world(
 ) -> list[PodRef]:
     """Namespaces (with their `default` ServiceAccount), Node objects and `pods` Pods spread
     round-robin over the nodes and the namespaces."""
-    spaces = [f"{prefix}-ns-{n}" for n in range(namespaces)]
-    for ns in spaces:
+    for ns in _spaces(prefix, namespaces):
         api.call("POST", "/api/v1/namespaces", {"metadata": {"name": ns}})
         api.call(
             "POST", f"/api/v1/namespaces/{ns}/serviceaccounts", {"metadata": {"name": "default"}}
         )
     for node in nodes:
         api.call("POST", "/api/v1/nodes", {"metadata": {"name": node}}, ok=(409,))
+    return make_pods(api, prefix, nodes, pods, namespaces)
+
+
+def _spaces(prefix: str, namespaces: int) -> list[str]:
+    return [f"{prefix}-ns-{n}" for n in range(namespaces)]
+
+
+def make_pods(
+    api: KubeApi,
+    prefix: str,
+    nodes: Sequence[str],
+    pods: int,
+    namespaces: int,
+    *,
+    generation: int = 0,
+) -> list[PodRef]:
+    """`pods` Pods spread round-robin over `make_world`'s nodes and namespaces; a later
+    `generation` (a Deployment's pods deleted and recreated) gets names of its own."""
+    spaces = _spaces(prefix, namespaces)
+    stem = "pod-" if generation == 0 else f"pod-g{generation}-"
 
     def create(n: int) -> PodRef:
-        ns, node, name = spaces[n % len(spaces)], nodes[n % len(nodes)], f"pod-{n:04d}"
+        ns, node, name = spaces[n % len(spaces)], nodes[n % len(nodes)], f"{stem}{n:04d}"
         body = {
             "metadata": {"name": name, "labels": {"app": prefix}},
             "spec": {
@@ -146,6 +168,79 @@ def delete_pods(api: KubeApi, pods: Sequence[PodRef]) -> None:
         api.call("DELETE", path, ok=(404,))
 
     concurrently(delete, pods, CREATE_WORKERS)
+
+
+@dataclass
+class Recreated:
+    """A generation of pods deleted and the next one created at once: every old pod's DEL
+    and every new pod's ADD interleaved, the ADDs retried (as a kubelet retries a sandbox)
+    while the pool, exactly as large as the pods, has no address free yet."""
+
+    wall_s: float
+    add_ms: list[float]  # per new pod: from its first try to its address
+    retries: int
+    refusals: dict[str, int]  # each refused try's error, first line, counted
+
+    @property
+    def tries(self) -> int:
+        return len(self.add_ms) + self.retries
+
+
+def delete_and_recreate(
+    add: Callable[[PodRef], Call],
+    delete: Callable[[PodRef], Call],
+    old: Sequence[PodRef],
+    new: Sequence[PodRef],
+    workers: int,
+) -> tuple[list[Call], Recreated]:
+    """Old pod i's DEL, then new pod i's ADD, for every i, `workers` calls at a time; an ADD
+    refused is tried again after RETRY_S, for up to RECREATE_DEADLINE_S after its first try.
+    The new pods' ADDs (in order) and what the phase took. Raises CallFailed for a DEL that
+    fails or an ADD that never gets an address."""
+    lock = threading.Lock()
+    refusals: dict[str, int] = {}
+
+    def step(job: tuple[str, PodRef]) -> tuple[Call, float] | None:
+        verb, pod = job
+        if verb == "DEL":
+            done = delete(pod)
+            if not done.outcome.ok:
+                raise CallFailed(done)
+            return None
+        start = time.perf_counter()
+        while True:
+            call = add(pod)
+            if call.outcome.ok:
+                return call, time.perf_counter() - start
+            if time.perf_counter() - start > RECREATE_DEADLINE_S:
+                raise CallFailed(call)
+            key = refusal(call.outcome)
+            with lock:
+                refusals[key] = refusals.get(key, 0) + 1
+            time.sleep(RETRY_S)
+
+    jobs = [
+        job for pair in zip(old, new, strict=True) for job in (("DEL", pair[0]), ("ADD", pair[1]))
+    ]
+    done, wall = concurrently(step, jobs, workers)
+    added = [d for d in done if d is not None]
+    phase = Recreated(
+        wall_s=wall,
+        add_ms=[round(s * 1e3, 2) for _, s in added],
+        retries=sum(refusals.values()),
+        refusals=dict(sorted(refusals.items(), key=lambda kv: -kv[1])),
+    )
+    return [call for call, _ in added], phase
+
+
+def refusal(outcome: Outcome) -> str:
+    """What a refused call said, with its numbers (addresses, names) blanked, so alike
+    refusals count as one."""
+    err = outcome.error
+    if err is None:
+        return f"exit {outcome.returncode}"
+    blanked = re.sub(r"\d+", "#", err.msg)
+    return f"code {err.code}: {blanked[:160]}"
 
 
 def remove_world(api: KubeApi, prefix: str, nodes: Sequence[str], namespaces: int) -> None:

@@ -3,7 +3,8 @@
 The real entry point, as `make bench` runs it (its own kube-apiserver, both peers: spidernet's
 agents and the Whereabouts binary built from the Go module proxy), with 12 pods on 3 nodes.
 Only what it did is checked, never how fast: every ADD answered, every allocation found in
-the cluster under its pod, the report files written.
+the cluster under its pod (after the first ADDs and after every pod was deleted and recreated
+at once), the report files written.
 """
 
 from __future__ import annotations
@@ -41,6 +42,12 @@ def test_the_cluster_bench_runs_both_peers(tmp_path: Path) -> None:
         assert peer["recorded"] == PODS, name
         assert peer["recorded_matching_answers"] == PODS, name
         assert isinstance(peer["apiserver_409"], int), name
+        # Deleted and recreated at once: every new pod got an address, the record shows them.
+        again = peer["recreate"]
+        assert len(again["add_samples_ms"]) == PODS, name
+        assert again["tries"] == PODS + again["retries"], name
+        assert again["recorded"] == PODS, name
+        assert again["recorded_matching_answers"] == PODS, name
     assert doc["peers"]["whereabouts"]["version"] == "v0.9.2"
     assert isinstance(doc["peers"]["spidernet"]["own_conflict_count"], int)
     assert set(doc["ratios"]) >= {"whereabouts_over_spidernet_add_wall"}
