@@ -367,21 +367,30 @@ class IpamCore(Collecting):
         # all attempts: the embedded GC's evidence that the sandbox still exists (orphans.py).
         ident = netns.identity(call.netns) if call.netns else None
         nsid = netns.identity_text(ident) if ident else ""
+        read: tuple[PodFacts, Stored | None] | None = None
         for _ in range(ATTEMPTS):
-            pod = self._facts(call, strict=True)
-            current = self._endpoint(pod)
+            if read is None:
+                pod = self._facts(call, strict=True)
+                read = pod, self._endpoint(pod)
+            pod, current = read
             writes, entries = self._plan_add(call, pod, current, skip, nsid)
             try:
                 if writes:
                     self.store.commit(writes)
                     self.view.wrote(writes)
             except AlreadyExists as e:
-                if e.key is not None and e.key.kind == "IPClaim":
-                    skip.add((e.key.namespace, _ip_int(e.key.name)))
                 self.metrics.allocation_conflicts.inc()
+                if e.key is not None and e.key.kind == "IPClaim":
+                    # Only an address was lost, and the commit wrote nothing: the pod and
+                    # its endpoint are as read, so the next try chooses again without
+                    # reading them again.
+                    skip.add((e.key.namespace, _ip_int(e.key.name)))
+                else:
+                    read = None
                 continue
             except Conflict:
                 self.metrics.allocation_conflicts.inc()
+                read = None
                 continue
             return ep.addresses_of(entries), pod
         raise Contended(

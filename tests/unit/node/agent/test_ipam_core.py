@@ -6,14 +6,15 @@ from __future__ import annotations
 import io
 import json
 import random
-from collections.abc import Iterator, Mapping
+from collections import Counter
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from spidernet.cni.skel import plugin_main
-from spidernet.control.store.base import Key
+from spidernet.control.store.base import Create, Key, Stored, Write
 from spidernet.control.store.embedded import EmbeddedStore
 from spidernet.node.agent import resources
 from spidernet.node.agent.ipam import IpamCore
@@ -350,3 +351,52 @@ def test_a_del_whose_claim_is_gone_or_anothers_succeeds_and_leaves_the_other_pod
     assert cni(core, "DEL", "c1", pod="ns/a") == (0, {})
     assert core.store.list("SpiderEndpoint", namespace="ns").items[0].key.name == "b"
     assert claim_owner(core, ips(b)[0].split("/")[0]) == "ns/b"
+
+
+class RacedStore(EmbeddedStore):
+    """An embedded store where another agent claims the address of this core's first claim
+    just before its commit, as an agent whose mirror is a moment behind meets it; it counts
+    the reads of each kind."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path, synchronous="NORMAL")
+        self.reads: Counter[str] = Counter()
+        self.raced: list[str] = []
+
+    def get(self, key: Key) -> Stored:
+        self.reads[key.kind] += 1
+        return super().get(key)
+
+    def commit(self, writes: Sequence[Write]) -> tuple[Stored | None, ...]:
+        claims = [w.key for w in writes if isinstance(w, Create) and w.key.kind == "IPClaim"]
+        if claims and not self.raced:
+            self.raced.append(claims[0].name)  # first: create() commits too
+            super().create(claims[0], {"pod": "other/pod", "uid": "u-other"})
+        return super().commit(writes)
+
+
+def test_a_claim_lost_to_another_agent_is_chosen_again_without_reading_the_pod_again(
+    tmp_path: Path,
+) -> None:
+    store = RacedStore(tmp_path / "db")
+    try:
+        resources.apply(store, pool("v4", "10.1.0.0/24", ["10.1.0.10-10.1.0.19"], default=True))
+        core = IpamCore(store, node="node1", rng=random.Random(3))
+        status, result = cni(core, "ADD", "c1", pod="ns/web-0")
+        assert status == 0, result
+        [lost] = store.raced
+        [got] = ips(result)
+        assert got != f"{lost}/24"
+        assert got in {f"10.1.0.{n}/24" for n in range(10, 20)}
+        conflicts = "spidernet_ipam_allocation_conflict_counts_total"
+        assert core.metrics.registry.get_sample_value(conflicts) == 1
+        # The second try chose again from what the first one read.
+        assert {k: store.reads[k] for k in ("Pod", "Namespace", "Node", "SpiderEndpoint")} == {
+            "Pod": 1,
+            "Namespace": 1,
+            "Node": 1,
+            "SpiderEndpoint": 1,
+        }
+        assert held(core, "v4") == 2
+    finally:
+        store.close()
