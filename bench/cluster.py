@@ -34,7 +34,8 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,6 +77,7 @@ from .cluster_sides import (
     make_pods,
     make_spiderippool,
     make_world,
+    ms,
     node_names,
     remove_world,
     running_agents,
@@ -90,10 +92,6 @@ from .whereabouts import ensure_whereabouts, flat_config
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
 PODS, QUICK_PODS = 1000, 100
 NODES, CONCURRENCY = 10, 10
-
-
-def _ms(calls: Sequence[Call]) -> list[float]:
-    return [round(c.seconds * 1e3, 2) for c in calls]
 
 
 def _checked(calls: Sequence[Call]) -> list[Call]:
@@ -157,28 +155,35 @@ def _phases(
     pods' ADDs racing for a pool exactly as large); then the new pods' DELs. Each phase
     timed, with the API server's 409 and 422 counted and the cluster's record checked."""
     own_before = side.own_conflicts() if side.own_conflicts else 0.0
-    before = request_codes(api.metrics(), CODES)
-    calls, result.add_s = concurrently(side.add, pods, cfg.concurrency)
-    result.codes = request_codes(api.metrics(), CODES) - before
+    with _counting(api, result, "add"):
+        calls, result.add_s = concurrently(side.add, pods, cfg.concurrency)
     if side.own_conflicts:
         result.own_conflicts = int(side.own_conflicts() - own_before)
-    result.add_ms = _ms(_checked(calls))
+    result.add_ms = ms(_checked(calls))
     result.recorded, result.distinct = _matching(side.held(), calls)
 
     prefix, nodes = world
     say(f"{result.peer}: {cfg.pods} pods deleted and recreated at once ...")
     new = make_pods(api, prefix, nodes, cfg.pods, NAMESPACES, generation=1)
     delete_pods(api, pods)
-    before = request_codes(api.metrics(), CODES)
-    added, result.recreate = delete_and_recreate(side.add, side.delete, pods, new, cfg.concurrency)
-    result.recreate_codes = request_codes(api.metrics(), CODES) - before
+    with _counting(api, result, "recreate"):
+        added, result.recreate = delete_and_recreate(
+            side.add, side.delete, pods, new, cfg.concurrency
+        )
     result.recreate_recorded, result.recreate_distinct = _matching(side.held(), added)
 
     say(f"{result.peer}: {cfg.pods} DELs ...")
+    with _counting(api, result, "del"):
+        released, result.del_s = concurrently(side.delete, new, cfg.concurrency)
+    result.del_ms = ms(_checked(released))
+
+
+@contextmanager
+def _counting(api: KubeApi, result: PeerResult, phase: str) -> Iterator[None]:
+    """The API server's 409 and 422 answered while the block runs, as `result.codes[phase]`."""
     before = request_codes(api.metrics(), CODES)
-    released, result.del_s = concurrently(side.delete, new, cfg.concurrency)
-    result.del_codes = request_codes(api.metrics(), CODES) - before
-    result.del_ms = _ms(_checked(released))
+    yield
+    result.codes[phase] = request_codes(api.metrics(), CODES) - before
 
 
 def _matching(held: Mapping[str, str], calls: Sequence[Call]) -> tuple[int, int]:
@@ -256,8 +261,8 @@ def run(cfg: Config, console: Console) -> None:
             f"{r.peer}: 409 by resource {r.by_resource('409')}, 422 {r.by_resource('422')}"
         )
         console.print(
-            f"{r.peer}, recreating: 409 by resource {r.by_resource('409', recreate=True)}, "
-            f"422 {r.by_resource('422', recreate=True)}; ADDs refused {r.recreated.refusals}"
+            f"{r.peer}, recreating: 409 by resource {r.by_resource('409', 'recreate')}, "
+            f"422 {r.by_resource('422', 'recreate')}; ADDs refused {r.recreated.refusals}"
         )
     found = ratios(results)
     if found:

@@ -32,7 +32,8 @@ class Config:
 
 @dataclass
 class PeerResult:
-    """What one peer did: its ADD and DEL calls, the API server's error codes, its own count."""
+    """What one peer did: its ADD and DEL calls, the delete-and-recreate phase, the API
+    server's error codes in each phase, its own conflict count."""
 
     peer: str
     version: str
@@ -40,35 +41,32 @@ class PeerResult:
     del_s: float = 0.0
     add_ms: list[float] = field(default_factory=list)
     del_ms: list[float] = field(default_factory=list)
-    codes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
-    del_codes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
+    # phase ("add", "recreate", "del") -> apiserver_request_total by (resource, verb, code)
+    codes: dict[str, Counter[tuple[str, str, str]]] = field(default_factory=dict)
     own_conflicts: int | None = None
     recorded: int = 0  # allocations found in the cluster after the ADDs
     distinct: int = 0
     recreate: Recreated | None = None
-    recreate_codes: Counter[tuple[str, str, str]] = field(default_factory=Counter)
     recreate_recorded: int = 0  # allocations found after the recreated pods' ADDs
     recreate_distinct: int = 0
 
-    def code_total(self, code: str, *, release: bool = False) -> int:
-        counts = self.del_codes if release else self.codes
-        return sum(v for (_, _, c), v in counts.items() if c == code)
+    def code_total(self, phase: str, *codes: str) -> int:
+        """The phase's requests answered with any of `codes` (default: 409 and 422)."""
+        wanted = codes or CODES
+        return sum(v for (_, _, c), v in self.codes.get(phase, Counter()).items() if c in wanted)
 
-    def recreate_conflicts(self) -> int:
-        return sum(v for (_, _, c), v in self.recreate_codes.items() if c in CODES)
+    def by_resource(self, code: str, phase: str = "add") -> dict[str, int]:
+        out: Counter[str] = Counter()
+        for (resource, verb, c), v in self.codes.get(phase, Counter()).items():
+            if c == code:
+                out[f"{resource} {verb}"] += v
+        return dict(out)
 
     @property
     def recreated(self) -> Recreated:
         if self.recreate is None:
             raise ValueError(f"{self.peer}: no delete-and-recreate phase ran")
         return self.recreate
-
-    def by_resource(self, code: str, *, recreate: bool = False) -> dict[str, int]:
-        out: Counter[str] = Counter()
-        for (resource, verb, c), v in (self.recreate_codes if recreate else self.codes).items():
-            if c == code:
-                out[f"{resource} {verb}"] += v
-        return dict(out)
 
 
 def percentile(values: Sequence[float], q: float) -> float:
@@ -92,8 +90,8 @@ def results_table(results: Sequence[PeerResult], cfg: Config) -> Table:
             "ADD p50 / p99 (ms)",
             lambda r: f"{percentile(r.add_ms, 0.5):.0f} / {percentile(r.add_ms, 0.99):.0f}",
         ),
-        ("409 during ADDs", lambda r: str(r.code_total("409"))),
-        ("422 during ADDs", lambda r: str(r.code_total("422"))),
+        ("409 during ADDs", lambda r: str(r.code_total("add", "409"))),
+        ("422 during ADDs", lambda r: str(r.code_total("add", "422"))),
         ("own conflict count", lambda r: "-" if r.own_conflicts is None else str(r.own_conflicts)),
         ("recorded / matching", lambda r: f"{r.recorded} / {r.distinct}"),
         ("delete all + recreate (s)", lambda r: f"{r.recreated.wall_s:.1f}"),
@@ -105,17 +103,14 @@ def results_table(results: Sequence[PeerResult], cfg: Config) -> Table:
             ),
         ),
         ("  ADDs refused, tried again", lambda r: str(r.recreated.retries)),
-        ("  409 + 422", lambda r: str(r.recreate_conflicts())),
+        ("  409 + 422", lambda r: str(r.code_total("recreate"))),
         ("  recorded / matching", lambda r: f"{r.recreate_recorded} / {r.recreate_distinct}"),
         ("DEL wall time (s)", lambda r: f"{r.del_s:.1f}"),
         (
             "DEL p50 / p99 (ms)",
             lambda r: f"{percentile(r.del_ms, 0.5):.0f} / {percentile(r.del_ms, 0.99):.0f}",
         ),
-        (
-            "409 + 422 during DELs",
-            lambda r: str(r.code_total("409", release=True) + r.code_total("422", release=True)),
-        ),
+        ("409 + 422 during DELs", lambda r: str(r.code_total("del"))),
     ]
     for label, cell in rows:
         table.add_row(label, *(cell(r) for r in results))
@@ -163,12 +158,11 @@ def report_json(
                 "p99_ms": percentile(r.del_ms, 0.99),
                 "samples_ms": r.del_ms,
             },
-            "apiserver_409": r.code_total("409"),
-            "apiserver_422": r.code_total("422"),
+            "apiserver_409": r.code_total("add", "409"),
+            "apiserver_422": r.code_total("add", "422"),
             "apiserver_409_by_resource": r.by_resource("409"),
             "apiserver_422_by_resource": r.by_resource("422"),
-            "apiserver_409_422_during_del": r.code_total("409", release=True)
-            + r.code_total("422", release=True),
+            "apiserver_409_422_during_del": r.code_total("del"),
             "own_conflict_count": r.own_conflicts,
             "recorded": r.recorded,
             "recorded_matching_answers": r.distinct,
@@ -180,9 +174,9 @@ def report_json(
                 "tries": r.recreated.tries,
                 "retries": r.recreated.retries,
                 "refusals": r.recreated.refusals,
-                "apiserver_409_422": r.recreate_conflicts(),
-                "apiserver_409_by_resource": r.by_resource("409", recreate=True),
-                "apiserver_422_by_resource": r.by_resource("422", recreate=True),
+                "apiserver_409_422": r.code_total("recreate"),
+                "apiserver_409_by_resource": r.by_resource("409", "recreate"),
+                "apiserver_422_by_resource": r.by_resource("422", "recreate"),
                 "recorded": r.recreate_recorded,
                 "recorded_matching_answers": r.recreate_distinct,
             },

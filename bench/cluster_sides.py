@@ -17,6 +17,7 @@ calls at once, each call going to its pod's node:
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import ipaddress
 import re
 import subprocess
@@ -24,6 +25,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections import Counter
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
@@ -178,12 +180,12 @@ class Recreated:
 
     wall_s: float
     add_ms: list[float]  # per new pod: from its first try to its address
-    retries: int
+    tries: int  # ADD calls made, counted as they were made
     refusals: dict[str, int]  # each refused try's error, first line, counted
 
     @property
-    def tries(self) -> int:
-        return len(self.add_ms) + self.retries
+    def retries(self) -> int:
+        return sum(self.refusals.values())
 
 
 def delete_and_recreate(
@@ -198,9 +200,11 @@ def delete_and_recreate(
     The new pods' ADDs (in order) and what the phase took. Raises CallFailed for a DEL that
     fails or an ADD that never gets an address."""
     lock = threading.Lock()
-    refusals: dict[str, int] = {}
+    refusals: Counter[str] = Counter()
+    tries = 0
 
-    def step(job: tuple[str, PodRef]) -> tuple[Call, float] | None:
+    def step(job: tuple[str, PodRef]) -> Call | None:
+        nonlocal tries
         verb, pod = job
         if verb == "DEL":
             done = delete(pod)
@@ -210,27 +214,29 @@ def delete_and_recreate(
         start = time.perf_counter()
         while True:
             call = add(pod)
+            with lock:
+                tries += 1
             if call.outcome.ok:
-                return call, time.perf_counter() - start
+                # The call that got the address, timed from the pod's first try.
+                return dataclasses.replace(call, seconds=time.perf_counter() - start)
             if time.perf_counter() - start > RECREATE_DEADLINE_S:
                 raise CallFailed(call)
-            key = refusal(call.outcome)
             with lock:
-                refusals[key] = refusals.get(key, 0) + 1
+                refusals[refusal(call.outcome)] += 1
             time.sleep(RETRY_S)
 
     jobs = [
         job for pair in zip(old, new, strict=True) for job in (("DEL", pair[0]), ("ADD", pair[1]))
     ]
     done, wall = concurrently(step, jobs, workers)
-    added = [d for d in done if d is not None]
-    phase = Recreated(
-        wall_s=wall,
-        add_ms=[round(s * 1e3, 2) for _, s in added],
-        retries=sum(refusals.values()),
-        refusals=dict(sorted(refusals.items(), key=lambda kv: -kv[1])),
-    )
-    return [call for call, _ in added], phase
+    added = [call for call in done if call is not None]
+    phase = Recreated(wall, ms(added), tries, dict(refusals.most_common()))
+    return added, phase
+
+
+def ms(calls: Sequence[Call]) -> list[float]:
+    """Each call's time in milliseconds."""
+    return [round(c.seconds * 1e3, 2) for c in calls]
 
 
 def refusal(outcome: Outcome) -> str:
